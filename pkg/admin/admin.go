@@ -1,0 +1,108 @@
+// Package admin serves a service's health and metrics on their own address,
+// apart from any traffic port, so no path of a proxied service is shadowed.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check reports whether one dependency is reachable; nil means healthy.
+type Check func(ctx context.Context) error
+
+// Server serves GET /healthz and GET /metrics.
+type Server struct {
+	Registry *prometheus.Registry
+	checks   map[string]Check
+	srv      *http.Server
+	ln       net.Listener
+	log      *slog.Logger
+}
+
+// New returns a server with a fresh registry holding Go and process
+// collectors. Add checks before calling Start.
+func New(log *slog.Logger) *Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Server{Registry: reg, checks: map[string]Check{}, log: log}
+}
+
+// AddCheck registers a named health check.
+func (s *Server) AddCheck(name string, c Check) { s.checks[name] = c }
+
+// Handler returns the admin routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status, body := Health(ctx, s.checks)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// HealthReport is the /healthz body.
+type HealthReport struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// Health runs every check and returns 200 with status "ok" when all pass,
+// else 503 with status "degraded"; each check's result is "ok" or its error.
+func Health(ctx context.Context, checks map[string]Check) (int, HealthReport) {
+	rep := HealthReport{Status: "ok", Checks: map[string]string{}}
+	for name, c := range checks {
+		if err := c(ctx); err != nil {
+			rep.Checks[name] = err.Error()
+			rep.Status = "degraded"
+		} else {
+			rep.Checks[name] = "ok"
+		}
+	}
+	if rep.Status != "ok" {
+		return http.StatusServiceUnavailable, rep
+	}
+	return http.StatusOK, rep
+}
+
+// Start listens on addr and serves in the background until Shutdown.
+func (s *Server) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops the server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}

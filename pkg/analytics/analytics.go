@@ -1,0 +1,179 @@
+// Package analytics owns the ClickHouse side of darklaunch: the schema (a
+// public interface for SQL analysts, documented in docs/clickhouse.md), the
+// connection, and batched inserts of comparison rows.
+//
+// The schema must work on ClickHouse 18.16 (Debian) and on current LTS, so it
+// avoids TTL, LowCardinality, DateTime64, Map and JSON types.
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Options say where ClickHouse is.
+type Options struct {
+	Addr     string
+	Database string
+	User     string
+	Password string
+}
+
+var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// Open connects over the native protocol (the HTTP protocol of
+// clickhouse-go does not work with 18.16) and pings.
+func Open(ctx context.Context, o Options) (driver.Conn, error) {
+	if !dbName.MatchString(o.Database) {
+		return nil, fmt.Errorf("clickhouse database name %q is not a plain identifier", o.Database)
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{o.Addr},
+		Protocol:    clickhouse.Native,
+		Auth:        clickhouse.Auth{Database: "default", Username: o.User, Password: o.Password},
+		DialTimeout: 5 * time.Second,
+		ReadTimeout: 60 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %s: %w", o.Addr, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ping clickhouse %s: %w", o.Addr, err)
+	}
+	return conn, nil
+}
+
+// Migrate creates the database and tables if they do not exist. It is
+// idempotent and safe to run from several processes at once.
+func Migrate(ctx context.Context, conn driver.Conn, database string) error {
+	if !dbName.MatchString(database) {
+		return fmt.Errorf("clickhouse database name %q is not a plain identifier", database)
+	}
+	stmts := []string{
+		"CREATE DATABASE IF NOT EXISTS " + database,
+		fmt.Sprintf(comparisonsDDL, database),
+	}
+	for _, s := range stmts {
+		if err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("migrate clickhouse: %w", err)
+		}
+	}
+	return nil
+}
+
+// comparisonsDDL is the comparisons table: one row per compared pair.
+// ReplacingMergeTree keyed by envelope id collapses a pair stored twice (a
+// redelivery after a crash between insert and ack); queries that need exact
+// counts read it with FINAL. Every column is documented in docs/clickhouse.md.
+const comparisonsDDL = `CREATE TABLE IF NOT EXISTS %s.comparisons (
+	launch_id String,
+	envelope_id String,
+	ts DateTime,
+	received_at_us Int64,
+	tap_id String,
+	method String,
+	route String,
+	path String,
+	primary_status UInt16,
+	shadow_status UInt16,
+	primary_latency_us UInt64,
+	shadow_latency_us UInt64,
+	match UInt8,
+	status_match UInt8,
+	content_type_match UInt8,
+	body_match UInt8,
+	shadow_error String,
+	shadow_error_kind String,
+	diff_paths Array(String),
+	diff_kinds Array(String),
+	request_body_truncated UInt8,
+	primary_body_truncated UInt8,
+	shadow_body_truncated UInt8,
+	compare_note String,
+	inserted_at DateTime
+) ENGINE = ReplacingMergeTree(inserted_at)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (launch_id, route, envelope_id)`
+
+// Row is one row of the comparisons table.
+type Row struct {
+	LaunchID             string
+	EnvelopeID           string
+	TS                   time.Time
+	TapID                string
+	Method               string
+	Route                string
+	Path                 string
+	PrimaryStatus        uint16
+	ShadowStatus         uint16
+	PrimaryLatencyUS     uint64
+	ShadowLatencyUS      uint64
+	Match                bool
+	StatusMatch          bool
+	ContentTypeMatch     bool
+	BodyMatch            bool
+	ShadowError          string
+	ShadowErrorKind      string
+	DiffPaths            []string
+	DiffKinds            []string
+	RequestBodyTruncated bool
+	PrimaryBodyTruncated bool
+	ShadowBodyTruncated  bool
+	CompareNote          string
+}
+
+const insertColumns = `launch_id, envelope_id, ts, received_at_us, tap_id, method, route, path,
+	primary_status, shadow_status, primary_latency_us, shadow_latency_us,
+	match, status_match, content_type_match, body_match, shadow_error, shadow_error_kind,
+	diff_paths, diff_kinds, request_body_truncated, primary_body_truncated, shadow_body_truncated,
+	compare_note, inserted_at`
+
+// Insert writes rows in one batch. The INSERT names its columns: 18.16
+// rejects a batch without them.
+func Insert(ctx context.Context, conn driver.Conn, database string, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	batch, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.comparisons (%s)", database, insertColumns))
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	now := time.Now().UTC()
+	for i := range rows {
+		r := &rows[i]
+		paths, kinds := r.DiffPaths, r.DiffKinds
+		if paths == nil {
+			paths = []string{}
+		}
+		if kinds == nil {
+			kinds = []string{}
+		}
+		if err := batch.Append(r.LaunchID, r.EnvelopeID, r.TS.UTC(), r.TS.UnixMicro(), r.TapID, r.Method, r.Route, r.Path,
+			r.PrimaryStatus, r.ShadowStatus, r.PrimaryLatencyUS, r.ShadowLatencyUS,
+			b2u(r.Match), b2u(r.StatusMatch), b2u(r.ContentTypeMatch), b2u(r.BodyMatch), r.ShadowError, r.ShadowErrorKind,
+			paths, kinds, b2u(r.RequestBodyTruncated), b2u(r.PrimaryBodyTruncated), b2u(r.ShadowBodyTruncated),
+			r.CompareNote, now); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("append row %s: %w", r.EnvelopeID, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,90 @@
+// Package config loads a service's settings from the environment with
+// envconfig and prints them as a table for -h, and sets up logging.
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// NATS is the shared NATS setting.
+type NATS struct {
+	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
+}
+
+// ClickHouse is the shared ClickHouse setting.
+type ClickHouse struct {
+	ClickHouseAddr     string `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000" desc:"ClickHouse native protocol address host:port"`
+	ClickHouseDatabase string `envconfig:"CLICKHOUSE_DATABASE" default:"darklaunch" desc:"ClickHouse database holding the darklaunch tables"`
+	ClickHouseUser     string `envconfig:"CLICKHOUSE_USER" default:"default" desc:"ClickHouse user"`
+	ClickHousePassword string `envconfig:"CLICKHOUSE_PASSWORD" default:"" desc:"ClickHouse password"`
+}
+
+// Redis is the shared Redis setting.
+type Redis struct {
+	RedisURL string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"Redis URL (redis://[user:pass@]host:port/db)"`
+}
+
+// Logging selects the log format and level.
+type Logging struct {
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"log level: debug, info, warn, error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json"`
+}
+
+// Load fills spec from the environment. With -h or --help among args it
+// prints the settings table to out and reports help=true; the caller exits.
+func Load(service string, spec any, args []string, out io.Writer) (help bool, err error) {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fmt.Fprintf(out, "%s: settings are read from the environment\n\n", service)
+			return true, Usage(spec, out)
+		}
+	}
+	if err := envconfig.Process("", spec); err != nil {
+		return false, fmt.Errorf("%s settings: %w", service, err)
+	}
+	return false, nil
+}
+
+// Usage prints one row per setting: name, type, default, description.
+func Usage(spec any, out io.Writer) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tTYPE\tDEFAULT\tDESCRIPTION")
+	const format = "{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"
+	if err := envconfig.Usagef("", spec, tw, format); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// Logger builds the service's slog logger.
+func (l Logging) Logger(service string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if strings.EqualFold(l.LogFormat, "json") {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	} else {
+		h = slog.NewTextHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("service", service)
+}
+
+// Keys returns the environment variable names spec reads, for checks that
+// deployment files only set names a service knows.
+func Keys(spec any) ([]string, error) {
+	var b strings.Builder
+	if err := envconfig.Usagef("", spec, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+		return nil, err
+	}
+	return strings.Fields(b.String()), nil
+}

@@ -1,0 +1,150 @@
+// Package launch holds the launch model (what to mirror, where, how much)
+// and its store: one key per launch in a NATS KV bucket, updated with
+// optimistic concurrency. Taps watch the bucket, so a change reaches every
+// mirror without restart.
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Status is where a launch is in its life.
+type Status string
+
+const (
+	StatusActive     Status = "active"
+	StatusPaused     Status = "paused"
+	StatusPromoted   Status = "promoted"
+	StatusRolledBack Status = "rolled_back"
+)
+
+// DefaultMethods are the methods mirrored when a launch names none: safe
+// methods only, since replaying a write against a shadow may have effects.
+var DefaultMethods = []string{"GET", "HEAD", "OPTIONS"}
+
+// KnownMethods are the methods a launch may list.
+var KnownMethods = []string{"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
+
+// DefaultService is the service a launch belongs to when it names none.
+const DefaultService = "default"
+
+var (
+	// ErrInvalid wraps every validation error: the caller's input is wrong.
+	ErrInvalid = errors.New("invalid launch")
+	// ErrNotFound is returned for an unknown launch id.
+	ErrNotFound = errors.New("launch not found")
+	// ErrConflict is returned when a state change is not allowed from the
+	// launch's current status (e.g. resuming a rolled-back launch).
+	ErrConflict = errors.New("launch state conflict")
+)
+
+// Launch is one dark launch: a shadow version of a service receiving a
+// sample of that service's production traffic.
+type Launch struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	Service       string    `json:"service"`
+	ShadowURL     string    `json:"shadow_url"`
+	SamplePercent float64   `json:"sample_percent"`
+	Methods       []string  `json:"methods"`
+	Status        Status    `json:"status"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	// Revision is the KV revision the launch was read at; it is not stored.
+	Revision uint64 `json:"revision"`
+}
+
+// Mirrored reports whether a tap should sample traffic for this launch.
+func (l *Launch) Mirrored() bool { return l.Status == StatusActive && l.SamplePercent > 0 }
+
+// AllowsMethod reports whether requests with this method may be mirrored.
+func (l *Launch) AllowsMethod(m string) bool { return slices.Contains(l.Methods, m) }
+
+var serviceName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Normalize fills defaults and validates a launch, returning an error that
+// wraps ErrInvalid and names the field.
+func (l *Launch) Normalize() error {
+	l.Name = strings.TrimSpace(l.Name)
+	if l.Name == "" {
+		return fmt.Errorf("%w: name is required", ErrInvalid)
+	}
+	if len(l.Name) > 200 {
+		return fmt.Errorf("%w: name is longer than 200 characters", ErrInvalid)
+	}
+	if l.Service == "" {
+		l.Service = DefaultService
+	}
+	if !serviceName.MatchString(l.Service) {
+		return fmt.Errorf("%w: service %q must be 1-64 letters, digits, '-' or '_'", ErrInvalid, l.Service)
+	}
+	if err := validateShadowURL(l.ShadowURL); err != nil {
+		return err
+	}
+	if l.SamplePercent < 0 || l.SamplePercent > 100 || l.SamplePercent != l.SamplePercent {
+		return fmt.Errorf("%w: sample_percent %v must be between 0 and 100", ErrInvalid, l.SamplePercent)
+	}
+	if len(l.Methods) == 0 {
+		l.Methods = slices.Clone(DefaultMethods)
+	}
+	seen := map[string]bool{}
+	methods := l.Methods[:0]
+	for _, m := range l.Methods {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if !slices.Contains(KnownMethods, m) {
+			return fmt.Errorf("%w: method %q is not one of %s", ErrInvalid, m, strings.Join(KnownMethods, ", "))
+		}
+		if !seen[m] {
+			seen[m] = true
+			methods = append(methods, m)
+		}
+	}
+	l.Methods = methods
+	return nil
+}
+
+func validateShadowURL(raw string) error {
+	if raw == "" {
+		return fmt.Errorf("%w: shadow_url is required", ErrInvalid)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: shadow_url %q does not parse: %v", ErrInvalid, raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: shadow_url %q must be an absolute http:// or https:// URL", ErrInvalid, raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%w: shadow_url %q must not carry a query or fragment", ErrInvalid, raw)
+	}
+	return nil
+}
+
+// Transition returns the status an action leads to from the current one, or
+// ErrConflict. Promoted and rolled-back launches are final.
+func Transition(from Status, action string) (Status, error) {
+	final := from == StatusPromoted || from == StatusRolledBack
+	var to Status
+	switch action {
+	case "pause":
+		to = StatusPaused
+	case "resume":
+		to = StatusActive
+	case "promote":
+		to = StatusPromoted
+	case "rollback":
+		to = StatusRolledBack
+	default:
+		return from, fmt.Errorf("%w: unknown action %q", ErrInvalid, action)
+	}
+	if final && to != from {
+		return from, fmt.Errorf("%w: launch is %s; it cannot %s", ErrConflict, from, action)
+	}
+	return to, nil
+}

@@ -1,0 +1,116 @@
+// Package stream names the JetStream streams, subjects and consumers that
+// connect the darklaunch services, and creates them. Every service calls
+// Ensure at start, so they can start in any order.
+//
+//	subject                              stream                 written by      read by
+//	darklaunch.envelopes.<launch_id>     DARKLAUNCH_ENVELOPES   mirror          shadow-runner (durable "shadow-runner")
+//	darklaunch.pairs.<launch_id>         DARKLAUNCH_PAIRS       shadow-runner   comparator (durable "comparator")
+//	darklaunch.deadletter.<stage>        DARKLAUNCH_DEADLETTER  runner, comparator  people
+//
+// Messages carry their envelope id as Nats-Msg-Id, so a message published
+// twice within the duplicate window is stored once.
+package stream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	EnvelopesStream  = "DARKLAUNCH_ENVELOPES"
+	PairsStream      = "DARKLAUNCH_PAIRS"
+	DeadLetterStream = "DARKLAUNCH_DEADLETTER"
+
+	EnvelopesPrefix  = "darklaunch.envelopes."
+	PairsPrefix      = "darklaunch.pairs."
+	DeadLetterPrefix = "darklaunch.deadletter."
+
+	// RunnerConsumer and ComparatorConsumer are the durable consumer names
+	// shared by every process of a service.
+	RunnerConsumer     = "shadow-runner"
+	ComparatorConsumer = "comparator"
+
+	// HeaderReason is set on dead-lettered messages: why it was rejected.
+	HeaderReason = "Darklaunch-Reason"
+	// HeaderSubject is set on dead-lettered messages: where it came from.
+	HeaderSubject = "Darklaunch-Original-Subject"
+
+	// DuplicateWindow is how long a stream remembers message ids.
+	DuplicateWindow = 10 * time.Minute
+)
+
+// EnvelopeSubject is the subject a tap publishes a launch's envelopes on.
+func EnvelopeSubject(launchID string) string { return EnvelopesPrefix + launchID }
+
+// PairSubject is the subject a runner publishes a launch's pairs on.
+func PairSubject(launchID string) string { return PairsPrefix + launchID }
+
+// DeadLetterSubject is the subject for messages a stage could not process.
+func DeadLetterSubject(stage string) string { return DeadLetterPrefix + stage }
+
+// Limits bound what the streams keep on disk; they are work queues, so
+// acknowledged messages are removed at once.
+type Limits struct {
+	MaxAge   time.Duration
+	MaxBytes int64
+}
+
+// DefaultLimits keep a day or 10 GiB of unprocessed messages per stream.
+var DefaultLimits = Limits{MaxAge: 24 * time.Hour, MaxBytes: 10 << 30}
+
+// Ensure creates or updates the three streams.
+func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: EnvelopesStream, Subjects: []string{EnvelopesPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+			Description: "sampled requests with the primary's response, waiting for replay"},
+		{Name: PairsStream, Subjects: []string{PairsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+			Description: "envelopes with the shadow's response, waiting for comparison"},
+		{Name: DeadLetterStream, Subjects: []string{DeadLetterPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+			Description: "messages a stage could not process, with the reason in the Darklaunch-Reason header"},
+	} {
+		cfg.Storage = jetstream.FileStorage
+		cfg.Duplicates = DuplicateWindow
+		cfg.MaxAge = lim.MaxAge
+		cfg.MaxBytes = lim.MaxBytes
+		cfg.Discard = jetstream.DiscardOld
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Connect connects to NATS so that the connection never gives up: it
+// reconnects forever and buffers nothing while disconnected (publishers
+// handle the failure themselves).
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(-1),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// DeadLetter publishes data to the stage's dead-letter subject with the
+// reason and original subject as headers, and waits for the stream's ack.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, stage, subject string, data []byte, reason error) error {
+	msg := nats.NewMsg(DeadLetterSubject(stage))
+	msg.Data = data
+	msg.Header.Set(HeaderReason, reason.Error())
+	msg.Header.Set(HeaderSubject, subject)
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("dead-letter to %s: %w", msg.Subject, err)
+	}
+	return nil
+}

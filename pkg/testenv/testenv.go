@@ -1,0 +1,237 @@
+// Package testenv starts the real servers integration tests need, on free
+// ports with temporary data: an embedded NATS JetStream server, and private
+// ClickHouse and Redis server processes. A missing server binary fails the
+// test with a message naming `make deps`; it never skips.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// JetStream is an embedded NATS server with JetStream that a test can stop
+// and start again on the same port and storage.
+type JetStream struct {
+	t    testing.TB
+	opts server.Options
+	srv  *server.Server
+}
+
+// StartJetStream starts an embedded JetStream server on a free port with
+// t.TempDir() storage; it is shut down when the test ends.
+func StartJetStream(t testing.TB) *JetStream {
+	t.Helper()
+	js := &JetStream{t: t, opts: server.Options{
+		Host:      "127.0.0.1",
+		Port:      FreePort(t),
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	}}
+	js.Start()
+	t.Cleanup(js.Stop)
+	return js
+}
+
+// URL is the client URL of the server.
+func (j *JetStream) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", j.opts.Port) }
+
+// Start starts the server (again, after Stop) on the same port and storage.
+func (j *JetStream) Start() {
+	j.t.Helper()
+	opts := j.opts
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		j.t.Fatalf("embedded NATS: %v", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		j.t.Fatalf("embedded NATS did not start on port %d", j.opts.Port)
+	}
+	j.srv = srv
+}
+
+// Stop shuts the server down; clients see a disconnect.
+func (j *JetStream) Stop() {
+	if j.srv != nil {
+		j.srv.Shutdown()
+		j.srv.WaitForShutdown()
+		j.srv = nil
+	}
+}
+
+// FreePort returns a TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// lookBinary finds a server binary or fails the test naming `make deps`.
+func lookBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		// Debian puts some servers in /usr/sbin, which a non-root PATH lacks.
+		if _, serr := os.Stat("/usr/sbin/" + name); serr == nil {
+			return "/usr/sbin/" + name
+		}
+		t.Fatalf("%s is not installed (not in PATH): run `make deps` to install the servers integration tests need", name)
+	}
+	return p
+}
+
+// startProcess runs a server process until the test ends, with its output
+// in a log file that is printed if the test fails.
+func startProcess(t testing.TB, dir string, name string, args ...string) {
+	t.Helper()
+	logPath := filepath.Join(dir, "server.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil && len(b) > 0 {
+				t.Logf("%s log (last 2000 bytes):\n%s", filepath.Base(name), tail(b, 2000))
+			}
+		}
+	})
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// waitTCP waits until addr accepts connections.
+func waitTCP(t testing.TB, what, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not accept connections on %s within %s: %v", what, addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// StartRedis starts a private redis-server with no persistence and returns
+// its URL.
+func StartRedis(t testing.TB) string {
+	t.Helper()
+	bin := lookBinary(t, "redis-server")
+	dir := t.TempDir()
+	port := FreePort(t)
+	startProcess(t, dir, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitTCP(t, "redis-server", addr, 10*time.Second)
+	return "redis://" + addr + "/0"
+}
+
+// StartClickHouse starts a private clickhouse-server with data in a temp
+// dir and returns its native protocol address.
+func StartClickHouse(t testing.TB) string {
+	t.Helper()
+	bin := lookBinary(t, "clickhouse-server")
+	dir := t.TempDir()
+	tcp, http := FreePort(t), FreePort(t)
+	users := `<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+`
+	config := fmt.Sprintf(`<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <tcp_port>%d</tcp_port>
+  <http_port>%d</http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>%[3]s/data/</path>
+  <tmp_path>%[3]s/tmp/</tmp_path>
+  <user_files_path>%[3]s/user_files/</user_files_path>
+  <format_schema_path>%[3]s/format_schemas/</format_schema_path>
+  <users_config>%[3]s/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>536870912</mark_cache_size>
+  <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+`, tcp, http, dir)
+	for name, body := range map[string]string{"config.xml": config, "users.xml": users} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startProcess(t, dir, bin, "--config-file="+filepath.Join(dir, "config.xml"))
+	addr := fmt.Sprintf("127.0.0.1:%d", tcp)
+	waitTCP(t, "clickhouse-server", addr, 30*time.Second)
+	return addr
+}
+
+// CheckFor polls f every interval until it returns nil or timeout passes,
+// then fails the test with f's last error.
+func CheckFor(t testing.TB, timeout, interval time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// Context returns a context cancelled when the test ends.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Env returns os.Environ plus kv pairs, for starting service processes.
+func Env(kv ...string) []string {
+	out := os.Environ()
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, strings.ToUpper(kv[i])+"="+kv[i+1])
+	}
+	return out
+}
