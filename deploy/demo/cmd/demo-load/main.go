@@ -1,0 +1,131 @@
+// Command demo-load is the driver of `make demo`: it creates a launch on the
+// reporter, sends a bounded amount of mixed traffic through the mirror,
+// checks that every client answer came from the primary, waits until the
+// pipeline has compared what it mirrored, and prints the report.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/darklaunch/darklaunch/deploy/demo"
+)
+
+func main() {
+	mirror := flag.String("mirror", "http://127.0.0.1:8080", "mirror (the tap) base URL")
+	reporter := flag.String("reporter", "http://127.0.0.1:8090", "reporter base URL")
+	shadow := flag.String("shadow", "http://127.0.0.1:9102", "the shadow's URL for the launch")
+	service := flag.String("service", "default", "the mirror's MIRROR_SERVICE")
+	percent := flag.Float64("percent", 100, "sample percent of the launch")
+	duration := flag.Duration("duration", 15*time.Second, "how long to send traffic")
+	workers := flag.Int("concurrency", 8, "concurrent clients")
+	flag.Parse()
+	if err := run(*mirror, *reporter, *shadow, *service, *percent, *duration, *workers); err != nil {
+		fmt.Fprintln(os.Stderr, "demo-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(mirror, reporter, shadow, service string, percent float64, duration time.Duration, workers int) error {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	body, _ := json.Marshal(map[string]any{
+		"name": "demo " + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
+		"sample_percent": percent, "methods": []string{"GET"},
+	})
+	var l struct {
+		ID string `json:"id"`
+	}
+	if err := call(client, "POST", reporter+"/v1/launches", body, http.StatusCreated, &l); err != nil {
+		return fmt.Errorf("create launch: %w", err)
+	}
+	fmt.Printf("created launch %s (sampling %.4g%% of GET traffic to %s)\n", l.ID, percent, shadow)
+	// The mirror picks the launch up from the KV bucket on its next request;
+	// give the watch a moment so the first requests are sampled too.
+	time.Sleep(500 * time.Millisecond)
+
+	paths := []func(i int) string{
+		func(i int) string { return fmt.Sprintf("/api/users/%d", 1+i%500) },
+		func(i int) string { return fmt.Sprintf("/api/orders/%d", 1+i%800) },
+		func(i int) string { return fmt.Sprintf("/api/search?q=item%d", i%40) },
+		func(i int) string { return fmt.Sprintf("/api/inventory/SKU-%d", i%97) },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; ctx.Err() == nil; i += workers {
+				resp, err := client.Get(mirror + paths[i%len(paths)](i))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode >= 500 {
+					failed.Add(1) // the primary never fails: a 5xx here is darklaunch's fault
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("sent %d requests through the mirror in %s; %d client-visible failures\n", sent.Load(), duration, failed.Load())
+
+	// Wait until the comparisons stop growing: the pipeline has caught up.
+	var rep demo.Report
+	var last uint64
+	stable := 0
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline) && stable < 3; {
+		time.Sleep(time.Second)
+		if err := call(client, "GET", reporter+"/v1/launches/"+l.ID+"/report", nil, http.StatusOK, &rep); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if rep.Totals.Compared == last && last > 0 {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = rep.Totals.Compared
+	}
+	fmt.Println()
+	demo.PrintReport(os.Stdout, &rep)
+	fmt.Printf("Explore:\n  dashboard   %s/\n  report      %s/v1/launches/%s/report\n  launches    %s/v1/launches\n",
+		reporter, reporter, l.ID, reporter)
+	fmt.Printf("  ClickHouse  clickhouse-client --port 9000 --query \"SELECT route, count(), sum(match = 0) FROM darklaunch.comparisons FINAL WHERE launch_id = '%s' GROUP BY route\"\n", l.ID)
+	fmt.Println("Stop the stack with: make down")
+	if failed.Load() > 0 {
+		return fmt.Errorf("%d requests failed at the client", failed.Load())
+	}
+	return nil
+}
+
+func call(c *http.Client, method, url string, body []byte, want int, out any) error {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(data))
+	}
+	return json.Unmarshal(data, out)
+}

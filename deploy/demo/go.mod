@@ -1,0 +1,3 @@
+module github.com/darklaunch/darklaunch/deploy/demo
+
+go 1.26
