@@ -1,0 +1,99 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/config"
+)
+
+// ErrConfig wraps every settings validation error.
+var ErrConfig = errors.New("invalid shadow-runner settings")
+
+// Config is the runner's settings, read from the environment.
+type Config struct {
+	config.NATS
+	config.Logging
+
+	AdminAddr   string        `envconfig:"RUNNER_ADMIN_ADDR" default:":8082" desc:"address for /healthz and /metrics"`
+	Concurrency int           `envconfig:"RUNNER_CONCURRENCY" default:"64" desc:"replays in flight at once in this process"`
+	Timeout     time.Duration `envconfig:"RUNNER_TIMEOUT" default:"10s" desc:"per-replay timeout, from sending the request to the end of the shadow's body"`
+	BodyLimit   int           `envconfig:"RUNNER_BODY_LIMIT" default:"1048576" desc:"bytes of the shadow's response body kept in a pair (the full size is still recorded)"`
+	FetchBatch  int           `envconfig:"RUNNER_FETCH_BATCH" default:"100" desc:"most envelopes pulled from JetStream in one request"`
+	ID          string        `envconfig:"RUNNER_ID" desc:"runner id written into each pair (default hostname-pid)"`
+	// MaxAckPending is shared by every process on the durable consumer, so
+	// it bounds the whole fleet's in-flight envelopes, not this process's.
+	MaxAckPending int `envconfig:"RUNNER_MAX_ACK_PENDING" default:"0" desc:"envelopes delivered but not yet acked across all runners (0: 8 x RUNNER_CONCURRENCY)"`
+	MaxDeliver    int `envconfig:"RUNNER_MAX_DELIVER" default:"20" desc:"deliveries of one envelope before it is dead-lettered instead of retried"`
+
+	MaxIdleConnsPerHost int           `envconfig:"RUNNER_MAX_IDLE_CONNS_PER_HOST" default:"64" desc:"idle keep-alive connections kept per shadow host"`
+	MaxConnsPerHost     int           `envconfig:"RUNNER_MAX_CONNS_PER_HOST" default:"0" desc:"connections per shadow host, 0 for no limit beyond RUNNER_CONCURRENCY"`
+	IdleConnTimeout     time.Duration `envconfig:"RUNNER_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle shadow connection is kept"`
+	DialTimeout         time.Duration `envconfig:"RUNNER_DIAL_TIMEOUT" default:"5s" desc:"TCP connect timeout to a shadow (RUNNER_TIMEOUT still bounds the whole replay)"`
+}
+
+// DefaultConfig returns the settings with their documented defaults, for
+// callers (tests, the end-to-end harness) that do not read the environment.
+func DefaultConfig() Config {
+	return Config{
+		NATS:                config.NATS{NATSURL: "nats://127.0.0.1:4222"},
+		Logging:             config.Logging{LogLevel: "info", LogFormat: "text"},
+		AdminAddr:           ":8082",
+		Concurrency:         64,
+		Timeout:             10 * time.Second,
+		BodyLimit:           1 << 20,
+		FetchBatch:          100,
+		MaxDeliver:          20,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DialTimeout:         5 * time.Second,
+	}
+}
+
+// normalize fills derived defaults and rejects settings the runner cannot
+// work with.
+func (c *Config) normalize() error {
+	switch {
+	case c.Concurrency < 1:
+		return fmt.Errorf("%w: RUNNER_CONCURRENCY must be at least 1, got %d", ErrConfig, c.Concurrency)
+	case c.Timeout <= 0:
+		return fmt.Errorf("%w: RUNNER_TIMEOUT must be positive, got %s", ErrConfig, c.Timeout)
+	case c.BodyLimit < 0:
+		return fmt.Errorf("%w: RUNNER_BODY_LIMIT must not be negative, got %d", ErrConfig, c.BodyLimit)
+	case c.FetchBatch < 1:
+		return fmt.Errorf("%w: RUNNER_FETCH_BATCH must be at least 1, got %d", ErrConfig, c.FetchBatch)
+	case c.MaxAckPending < 0:
+		return fmt.Errorf("%w: RUNNER_MAX_ACK_PENDING must not be negative, got %d", ErrConfig, c.MaxAckPending)
+	case c.MaxDeliver < 1:
+		return fmt.Errorf("%w: RUNNER_MAX_DELIVER must be at least 1, got %d", ErrConfig, c.MaxDeliver)
+	case c.MaxIdleConnsPerHost < 0 || c.MaxConnsPerHost < 0:
+		return fmt.Errorf("%w: connection limits must not be negative", ErrConfig)
+	case c.NATSURL == "":
+		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 8 * c.Concurrency
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = c.Timeout
+	}
+	if c.IdleConnTimeout <= 0 {
+		c.IdleConnTimeout = 90 * time.Second
+	}
+	if c.ID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "runner"
+		}
+		c.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return nil
+}
+
+// ackWait leaves room for a full replay, the pair publish and the ack, so
+// the server never redelivers an envelope a healthy runner is still working
+// on; a message starts replaying as soon as it arrives (fetches are sized
+// to free slots), so queueing time need not be covered.
+func (c *Config) ackWait() time.Duration { return 2*c.Timeout + 30*time.Second }

@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+)
+
+// HeaderShadow marks every replayed request, so a shadow can tell mirrored
+// traffic from real traffic (and, say, skip side effects).
+const HeaderShadow = "X-Darklaunch-Shadow"
+
+// JoinURL returns the URL a request for path?rawQuery is replayed to on a
+// shadow at shadowURL. The shadow URL may carry a base path ("http://h/v2"
+// or "http://h/v2/"); the request path is appended to it with exactly one
+// slash between them. path is taken in its wire (escaped) form, as a client
+// sent it; a path that is not valid escaped text is taken as already
+// decoded and escaped again. The shadow URL's own query, if any, is
+// replaced by rawQuery.
+func JoinURL(shadowURL, path, rawQuery string) (*url.URL, error) {
+	u, err := url.Parse(shadowURL)
+	if err != nil {
+		return nil, fmt.Errorf("shadow_url %q: %w", shadowURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("shadow_url %q is not an absolute http(s) URL", shadowURL)
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	escaped := strings.TrimSuffix(u.EscapedPath(), "/") + path
+	if decoded, err := url.PathUnescape(escaped); err == nil {
+		u.Path, u.RawPath = decoded, escaped
+	} else {
+		u.Path, u.RawPath = strings.TrimSuffix(u.Path, "/")+path, ""
+	}
+	u.RawQuery = rawQuery
+	u.ForceQuery = false
+	u.Fragment, u.RawFragment = "", ""
+	u.User = nil
+	return u, nil
+}
+
+// ShadowHeaders returns the headers a replay sends: the captured request's
+// end-to-end headers without Content-Length (recomputed from the body that
+// is actually sent), Host (the shadow's own host is used) and Expect (the
+// body is already in hand), plus the shadow marker.
+func ShadowHeaders(h http.Header) http.Header {
+	out := envelope.EndToEnd(h)
+	out.Del("Content-Length")
+	out.Del("Host")
+	out.Del("Expect")
+	out.Set(HeaderShadow, "1")
+	return out
+}
+
+// ClassifyError maps a replay's transport error to an Outcome.ErrorKind:
+// timeout (deadline passed, or a network timeout), refused (nothing listens),
+// reset (the connection was reset or closed before the response was
+// complete), or other.
+func ClassifyError(err error) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return envelope.ErrorTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return envelope.ErrorRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return envelope.ErrorReset
+	default:
+		return envelope.ErrorOther
+	}
+}
+
+// newClient returns the replay client: tuned keep-alive pooling, no proxy
+// from the environment (replays go straight to the shadow), no transparent
+// decompression (the shadow's body is recorded as sent, like the primary's)
+// and no redirect following (the comparison is of what the shadow answered).
+func newClient(cfg *Config) (*http.Client, *http.Transport) {
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		MaxConnsPerHost:       cfg.MaxConnsPerHost,
+		IdleConnTimeout:       cfg.IdleConnTimeout,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     true,
+	}
+	client := &http.Client{
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	return client, tr
+}
+
+// replay sends env's request to the shadow and records what came back.
+// A transport failure is part of the outcome, never an error: the pair is
+// published either way. When the failure comes after the response headers,
+// the outcome keeps the status and partial body next to the error.
+func (s *Service) replay(ctx context.Context, shadowURL string, env *envelope.Envelope) envelope.Outcome {
+	fail := func(err error, start time.Time) envelope.Outcome {
+		out := envelope.Outcome{Error: err.Error(), ErrorKind: ClassifyError(err)}
+		if !start.IsZero() {
+			out.LatencyUS = time.Since(start).Microseconds()
+		}
+		return out
+	}
+	u, err := JoinURL(shadowURL, env.Request.Path, env.Request.RawQuery)
+	if err != nil {
+		out := fail(err, time.Time{})
+		out.ErrorKind = envelope.ErrorOther
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	var body io.Reader = http.NoBody
+	if len(env.Request.Body) > 0 {
+		body = bytes.NewReader(env.Request.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, env.Request.Method, u.String(), body)
+	if err != nil {
+		out := fail(err, time.Time{})
+		out.ErrorKind = envelope.ErrorOther
+		return out
+	}
+	req.Header = ShadowHeaders(env.Request.Headers)
+
+	start := time.Now()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fail(err, start)
+	}
+	defer resp.Body.Close()
+	data, size, truncated, err := envelope.ReadBody(resp.Body, s.cfg.BodyLimit)
+	out := envelope.Outcome{Response: envelope.Response{
+		Status:        resp.StatusCode,
+		Headers:       envelope.EndToEnd(resp.Header),
+		Body:          data,
+		BodySize:      size,
+		BodyTruncated: truncated,
+		LatencyUS:     time.Since(start).Microseconds(),
+	}}
+	if err != nil {
+		out.Error = err.Error()
+		out.ErrorKind = ClassifyError(err)
+	}
+	return out
+}
