@@ -1,0 +1,35 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+type spec struct {
+	NATS
+	Logging
+	Addr string `envconfig:"SVC_ADDR" default:":1234" desc:"where to listen"`
+}
+
+func TestLoadAndUsage(t *testing.T) {
+	var out bytes.Buffer
+	var s spec
+	help, err := Load("svc", &s, []string{"-h"}, &out)
+	if !help || err != nil {
+		t.Fatalf("help=%v err=%v", help, err)
+	}
+	for _, want := range []string{"SVC_ADDR", ":1234", "where to listen", "NATS_URL", "LOG_LEVEL"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Setenv("SVC_ADDR", ":9")
+	if help, err := Load("svc", &s, nil, &out); help || err != nil || s.Addr != ":9" || s.NATSURL == "" {
+		t.Fatalf("load: %+v %v %v", s, help, err)
+	}
+	keys, _ := Keys(&s)
+	if strings.Join(keys, ",") != "NATS_URL,LOG_LEVEL,LOG_FORMAT,SVC_ADDR" {
+		t.Fatalf("keys %v", keys)
+	}
+}

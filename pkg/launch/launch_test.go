@@ -1,0 +1,60 @@
+package launch
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestNormalize(t *testing.T) {
+	ok := Launch{Name: " checkout v2 ", ShadowURL: "http://shadow:8080/base", SamplePercent: 10, Methods: []string{"get", "POST", "GET"}}
+	if err := ok.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if ok.Name != "checkout v2" || ok.Service != DefaultService || len(ok.Methods) != 2 || ok.Methods[0] != "GET" {
+		t.Fatalf("normalized to %+v", ok)
+	}
+	def := Launch{Name: "x", ShadowURL: "https://s"}
+	if err := def.Normalize(); err != nil || len(def.Methods) != 3 {
+		t.Fatalf("default methods: %v %v", def.Methods, err)
+	}
+	for name, l := range map[string]Launch{
+		"no name":        {ShadowURL: "http://s"},
+		"percent 150":    {Name: "x", ShadowURL: "http://s", SamplePercent: 150},
+		"percent -1":     {Name: "x", ShadowURL: "http://s", SamplePercent: -1},
+		"relative url":   {Name: "x", ShadowURL: "/foo"},
+		"ftp url":        {Name: "x", ShadowURL: "ftp://s"},
+		"no host":        {Name: "x", ShadowURL: "http://"},
+		"query in url":   {Name: "x", ShadowURL: "http://s/?a=1"},
+		"unknown method": {Name: "x", ShadowURL: "http://s", Methods: []string{"FETCH"}},
+		"bad service":    {Name: "x", ShadowURL: "http://s", Service: "a b"},
+		"no url":         {Name: "x"},
+	} {
+		if err := l.Normalize(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestTransition(t *testing.T) {
+	cases := []struct {
+		from   Status
+		action string
+		to     Status
+		err    error
+	}{
+		{StatusActive, "pause", StatusPaused, nil},
+		{StatusPaused, "resume", StatusActive, nil},
+		{StatusActive, "rollback", StatusRolledBack, nil},
+		{StatusPaused, "promote", StatusPromoted, nil},
+		{StatusRolledBack, "resume", StatusRolledBack, ErrConflict},
+		{StatusPromoted, "rollback", StatusPromoted, ErrConflict},
+		{StatusRolledBack, "rollback", StatusRolledBack, nil}, // idempotent
+		{StatusActive, "explode", StatusActive, ErrInvalid},
+	}
+	for _, c := range cases {
+		to, err := Transition(c.from, c.action)
+		if to != c.to || !errors.Is(err, c.err) || (c.err == nil && err != nil) {
+			t.Errorf("%s --%s--> %s, %v; want %s, %v", c.from, c.action, to, err, c.to, c.err)
+		}
+	}
+}
