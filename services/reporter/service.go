@@ -1,0 +1,301 @@
+package reporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+)
+
+// errNotReady is returned while a dependency has not been connected yet;
+// the API answers 503 so pollers retry.
+var errNotReady = errors.New("not ready")
+
+// Service is the reporter: the API and dashboard on Addr, metrics and
+// health on AdminAddr.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	ln      net.Listener
+	adminLn net.Listener
+	admin   *admin.Server
+	handler http.Handler
+	metrics *metrics
+	rdb     *redis.Client
+	flight  singleflight.Group
+
+	// Set by Run once each dependency is reachable; read by every request.
+	nc    atomic.Pointer[nats.Conn]
+	store atomic.Pointer[launch.Store]
+	ch    atomic.Pointer[chConn]
+
+	// life ends in-flight report computations at shutdown; they run on
+	// singleflight's goroutines, which Run waits for through flights.
+	life    context.Context
+	stop    context.CancelFunc
+	mu      sync.Mutex
+	closing bool
+	flights sync.WaitGroup
+
+	reportQueries atomic.Uint64
+	cacheLoggedAt atomic.Int64 // unix nanoseconds of the last logged cache failure
+}
+
+type chConn struct{ driver.Conn }
+
+// New binds the API and admin listeners and prepares the service; it does
+// not contact NATS, ClickHouse or Redis (Run does, retrying).
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 10 * time.Second
+	}
+	if cfg.CacheTTL < 0 {
+		return nil, fmt.Errorf("REPORTER_CACHE_TTL %s is negative", cfg.CacheTTL)
+	}
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	// The cache must never slow a report down much when Redis is gone: a
+	// refused connection fails at once, and a hung one within these bounds
+	// instead of go-redis's 5 s defaults and retries.
+	if ropts.DialTimeout == 0 {
+		ropts.DialTimeout = 500 * time.Millisecond
+	}
+	if ropts.ReadTimeout == 0 {
+		ropts.ReadTimeout = 500 * time.Millisecond
+	}
+	if ropts.WriteTimeout == 0 {
+		ropts.WriteTimeout = 500 * time.Millisecond
+	}
+	ropts.MaxRetries = -1
+	ropts.DialerRetries = 1
+	ropts.ContextTimeoutEnabled = true
+
+	s := &Service{cfg: cfg, log: log, admin: admin.New(log)}
+	s.metrics = newMetrics(s.admin.Registry)
+	s.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on REPORTER_ADDR %s: %w", cfg.Addr, err)
+	}
+	s.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		s.ln.Close()
+		return nil, fmt.Errorf("listen on REPORTER_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+	}
+	s.rdb = redis.NewClient(ropts)
+	s.life, s.stop = context.WithCancel(context.Background())
+	for name, check := range s.checks() {
+		s.admin.AddCheck(name, check)
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Addr is the API address (the real one when REPORTER_ADDR had port 0).
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// AdminAddr is the metrics and health address.
+func (s *Service) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Handler is the API and dashboard handler served on Addr.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// ReportQueries is how many report computations went to ClickHouse since
+// New (cache hits and collapsed concurrent polls do not count); the same
+// number is the metric darklaunch_reporter_report_queries_total.
+func (s *Service) ReportQueries() uint64 { return s.reportQueries.Load() }
+
+// Run serves until ctx is cancelled, connecting to NATS and ClickHouse in
+// the background with backoff, then shuts down gracefully: in-flight
+// requests finish, connections close. It returns nil after a clean stop, or
+// the error that stopped a listener.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	api := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	adm := &http.Server{Handler: s.admin.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	var wg sync.WaitGroup
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cancel(fmt.Errorf("%s server: %w", name, err))
+		}
+	}
+	wg.Go(func() { serve("api", api, s.ln) })
+	wg.Go(func() { serve("admin", adm, s.adminLn) })
+	wg.Go(func() { s.connectNATS(ctx) })
+	wg.Go(func() { s.connectClickHouse(ctx) })
+	s.log.Info("reporter listening", "addr", s.Addr(), "admin_addr", s.AdminAddr())
+
+	<-ctx.Done()
+	s.log.Info("reporter shutting down")
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer scancel()
+	if err := api.Shutdown(sctx); err != nil {
+		s.log.Warn("api server shutdown", "err", err)
+	}
+	if err := adm.Shutdown(sctx); err != nil {
+		s.log.Warn("admin server shutdown", "err", err)
+	}
+	wg.Wait()
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.stop()
+	s.flights.Wait()
+
+	if nc := s.nc.Load(); nc != nil {
+		nc.Close()
+	}
+	if ch := s.ch.Load(); ch != nil {
+		if err := ch.Close(); err != nil {
+			s.log.Warn("close clickhouse", "err", err)
+		}
+	}
+	if err := s.rdb.Close(); err != nil {
+		s.log.Warn("close redis", "err", err)
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// retry calls f until it succeeds or ctx ends, backing off from 100 ms to
+// 5 s between attempts and logging each failure.
+func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn("dependency not reachable, retrying", "dependency", what, "attempt", attempt, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func (s *Service) connectNATS(ctx context.Context) {
+	var nc *nats.Conn
+	ok := s.retry(ctx, "nats", func(context.Context) error {
+		var err error
+		nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-reporter")
+		return err
+	})
+	if !ok {
+		return
+	}
+	s.nc.Store(nc)
+	ok = s.retry(ctx, "nats launches bucket", func(actx context.Context) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		kv, err := launch.OpenBucket(actx, js)
+		if err != nil {
+			return err
+		}
+		s.store.Store(launch.NewStore(kv))
+		return nil
+	})
+	if ok {
+		s.log.Info("launch store ready", "nats_url", nc.ConnectedUrlRedacted())
+	}
+}
+
+func (s *Service) connectClickHouse(ctx context.Context) {
+	var conn driver.Conn
+	ok := s.retry(ctx, "clickhouse", func(actx context.Context) error {
+		c, err := analytics.Open(actx, analytics.Options{
+			Addr: s.cfg.ClickHouseAddr, Database: s.cfg.ClickHouseDatabase,
+			User: s.cfg.ClickHouseUser, Password: s.cfg.ClickHousePassword,
+		})
+		if err != nil {
+			return err
+		}
+		// Migrating here lets reports answer (with zeros) before the
+		// comparator ever created the table.
+		if err := analytics.Migrate(actx, c, s.cfg.ClickHouseDatabase); err != nil {
+			c.Close()
+			return err
+		}
+		conn = c
+		return nil
+	})
+	if ok {
+		s.ch.Store(&chConn{conn})
+		s.log.Info("clickhouse ready", "addr", s.cfg.ClickHouseAddr, "database", s.cfg.ClickHouseDatabase)
+	}
+}
+
+func (s *Service) launchStore() (*launch.Store, error) {
+	st := s.store.Load()
+	if st == nil {
+		return nil, fmt.Errorf("%w: the launch store (NATS KV bucket %s) is not connected yet", errNotReady, launch.Bucket)
+	}
+	return st, nil
+}
+
+func (s *Service) clickhouse() (driver.Conn, error) {
+	c := s.ch.Load()
+	if c == nil {
+		return nil, fmt.Errorf("%w: ClickHouse at %s is not connected yet", errNotReady, s.cfg.ClickHouseAddr)
+	}
+	return c.Conn, nil
+}
+
+// checks are the dependencies /healthz reports on, on both addresses.
+func (s *Service) checks() map[string]admin.Check {
+	return map[string]admin.Check{
+		"nats": func(ctx context.Context) error {
+			nc := s.nc.Load()
+			if nc == nil {
+				return errors.New("not connected yet")
+			}
+			if st := nc.Status(); st != nats.CONNECTED {
+				return fmt.Errorf("connection is %s", st)
+			}
+			if s.store.Load() == nil {
+				return fmt.Errorf("launches bucket %s not opened yet", launch.Bucket)
+			}
+			return nil
+		},
+		"clickhouse": func(ctx context.Context) error {
+			c, err := s.clickhouse()
+			if err != nil {
+				return err
+			}
+			return c.Ping(ctx)
+		},
+		"redis": func(ctx context.Context) error {
+			return s.rdb.Ping(ctx).Err()
+		},
+	}
+}
