@@ -3,7 +3,6 @@ package compare
 import (
 	"bytes"
 	"fmt"
-	"mime"
 	"strings"
 
 	"github.com/darklaunch/darklaunch/pkg/envelope"
@@ -105,19 +104,8 @@ func (c Comparer) Pair(primary, shadow *envelope.Response) Result {
 	if !r.ContentTypeMatch {
 		st.add(PathContentType, KindHeader)
 	}
-	for _, side := range []struct {
-		name string
-		r    *envelope.Response
-	}{{"primary", primary}, {"shadow", shadow}} {
-		if side.r.BodyTruncated {
-			st.truncated = true
-			if side.r.BodySize >= 0 {
-				st.note("%s body truncated: compared the first %d of %d bytes", side.name, len(side.r.Body), side.r.BodySize)
-			} else {
-				st.note("%s body truncated: compared the first %d bytes", side.name, len(side.r.Body))
-			}
-		}
-	}
+	st.truncation("primary", primary)
+	st.truncation("shadow", shadow)
 	before := st.attempted
 	st.body(pmt, primary, shadow)
 	r.BodyMatch = st.attempted == before
@@ -134,13 +122,8 @@ func (c Comparer) Pair(primary, shadow *envelope.Response) Result {
 // MediaType returns the media type of a Content-Type value, lower-cased
 // and without parameters; "" for an empty value.
 func MediaType(contentType string) string {
-	if contentType == "" {
-		return ""
-	}
-	if mt, _, err := mime.ParseMediaType(contentType); err == nil {
-		return mt
-	}
-	// A malformed parameter should not make two equal types differ.
+	// Parameters are cut, not parsed, so a malformed one cannot make two
+	// equal types differ, and the common case does not allocate.
 	mt, _, _ := strings.Cut(contentType, ";")
 	return strings.ToLower(strings.TrimSpace(mt))
 }
@@ -186,6 +169,18 @@ func (s *state) add(path, kind string) {
 		return
 	}
 	s.diffs = append(s.diffs, Diff{Path: path, Kind: kind})
+}
+
+func (s *state) truncation(side string, r *envelope.Response) {
+	if !r.BodyTruncated {
+		return
+	}
+	s.truncated = true
+	if r.BodySize >= 0 {
+		s.note("%s body truncated: compared the first %d of %d bytes", side, len(r.Body), r.BodySize)
+	} else {
+		s.note("%s body truncated: compared the first %d bytes", side, len(r.Body))
+	}
 }
 
 func (s *state) note(format string, args ...any) {
