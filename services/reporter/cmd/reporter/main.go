@@ -5,9 +5,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/services/reporter"
@@ -30,6 +33,10 @@ func run() int {
 		return 2
 	}
 	log := cfg.Logging.Logger("reporter")
+	// go-redis logs every failed dial on its own; the reporter already logs
+	// cache failures (rate-limited) and counts them, so keep its lines at
+	// debug level in the service's log.
+	redis.SetLogger(redisLogger{log.With("component", "go-redis")})
 	svc, err := reporter.New(cfg, log)
 	if err != nil {
 		log.Error("start reporter", "err", err)
@@ -42,4 +49,10 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }

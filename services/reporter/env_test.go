@@ -1,0 +1,268 @@
+package reporter_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/testenv"
+	"github.com/darklaunch/darklaunch/services/reporter"
+)
+
+const testDB = "dl_reporter_test"
+
+// env is a running reporter over real NATS, ClickHouse and Redis.
+type env struct {
+	t     *testing.T
+	svc   *reporter.Service
+	base  string
+	admin string
+	js    *testenv.JetStream
+	ch    driver.Conn // a connection of the test's own, for inserting rows
+	redis *redisProcess
+}
+
+type envOptions struct {
+	cacheTTL time.Duration
+	// ownRedis starts a redis-server the test can kill.
+	ownRedis bool
+}
+
+func startEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	e := &env{t: t, js: testenv.StartJetStream(t)}
+	chAddr := testenv.StartClickHouse(t)
+	var redisURL string
+	if o.ownRedis {
+		e.redis = startRedisProcess(t)
+		redisURL = e.redis.url
+	} else {
+		redisURL = testenv.StartRedis(t)
+	}
+	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second}
+	cfg.NATSURL = e.js.URL()
+	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
+	cfg.RedisURL = redisURL
+	e.svc = e.run(cfg)
+
+	ctx := testenv.Context(t)
+	conn, err := analytics.Open(ctx, analytics.Options{Addr: chAddr, Database: testDB, User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.ch = conn
+	// Ready when every dependency is: the reporter migrated ClickHouse.
+	testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		res, body := e.do("GET", "/healthz", nil)
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthz %d: %s", res.StatusCode, body)
+		}
+		return nil
+	})
+	return e
+}
+
+// run starts a reporter with cfg until the test ends, checking that Run
+// returns nil on shutdown.
+func (e *env) run(cfg reporter.Config) *reporter.Service {
+	t := e.t
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := reporter.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.base = "http://" + svc.Addr()
+	e.admin = "http://" + svc.AdminAddr()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v after shutdown, want nil", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of cancel")
+		}
+	})
+	return svc
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// do sends a request to the API; body is sent as is when it is a string,
+// else as JSON. Extra headers come in name, value pairs.
+func (e *env) do(method, path string, body any, headers ...string) (*http.Response, []byte) {
+	return request(e.t, method, e.base+path, body, headers...)
+}
+
+func request(t *testing.T, method, url string, body any, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return res, data
+}
+
+// ok sends a request that must answer want and decodes the JSON answer.
+func (e *env) ok(want int, method, path string, body, out any) *http.Response {
+	e.t.Helper()
+	res, data := e.do(method, path, body)
+	if res.StatusCode != want {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, res.StatusCode, want, data)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+		e.t.Fatalf("%s %s: Content-Type %q, want application/json", method, path, ct)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+	return res
+}
+
+// apiError sends a request that must fail with code and a JSON error whose
+// message contains every one of want; it returns the message.
+func (e *env) apiError(code int, method, path string, body any, want ...string) string {
+	e.t.Helper()
+	res, data := e.do(method, path, body)
+	return checkError(e.t, res, data, code, want...)
+}
+
+func checkError(t *testing.T, res *http.Response, data []byte, code int, want ...string) string {
+	t.Helper()
+	if res.StatusCode != code {
+		t.Fatalf("%s %s: status %d, want %d; body %s", res.Request.Method, res.Request.URL.Path, res.StatusCode, code, data)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: error Content-Type %q, want application/json; body %s", res.Request.Method, res.Request.URL.Path, ct, data)
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || e.Error == "" {
+		t.Fatalf("%s %s: error body %s is not {\"error\": \"...\"} (%v)", res.Request.Method, res.Request.URL.Path, data, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(e.Error, w) {
+			t.Fatalf("%s %s: error %q does not mention %q", res.Request.Method, res.Request.URL.Path, e.Error, w)
+		}
+	}
+	return e.Error
+}
+
+func (e *env) create(name string, percent float64) *launch.Launch {
+	e.t.Helper()
+	var l launch.Launch
+	e.ok(http.StatusCreated, "POST", "/v1/launches", map[string]any{
+		"name": name, "service": "checkout", "shadow_url": "http://shadow.internal:8080", "sample_percent": percent,
+	}, &l)
+	return &l
+}
+
+// redisProcess is a redis-server the test owns, so it can kill it: the
+// testenv helper only stops its server when the test ends.
+type redisProcess struct {
+	url string
+	cmd *exec.Cmd
+}
+
+func startRedisProcess(t *testing.T) *redisProcess {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed: run `make deps` (%v)", err)
+	}
+	port := testenv.FreePort(t)
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &redisProcess{url: fmt.Sprintf("redis://127.0.0.1:%d/0", port), cmd: cmd}
+	t.Cleanup(p.kill)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return p
+}
+
+// kill stops the server at once, as a crash would.
+func (p *redisProcess) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+func mustParseRedisURL(t *testing.T, url string) *redis.Options {
+	t.Helper()
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func jsonUnmarshal(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", data, err)
+	}
+	return nil
+}

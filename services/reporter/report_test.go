@@ -1,0 +1,314 @@
+package reporter_test
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/testenv"
+	"github.com/darklaunch/darklaunch/services/reporter"
+)
+
+// interpolated is the quantile ClickHouse's `quantiles` gives for a group
+// of at most 8192 values: linear interpolation at q*(n-1) of the sorted
+// values.
+func interpolated(values []float64, q float64) float64 {
+	v := slices.Clone(values)
+	slices.Sort(v)
+	pos := q * float64(len(v)-1)
+	lo := int(math.Floor(pos))
+	if lo+1 >= len(v) {
+		return v[lo]
+	}
+	return v[lo] + (pos-float64(lo))*(v[lo+1]-v[lo])
+}
+
+func quantilesOf(values []float64) reporter.Quantiles {
+	return reporter.Quantiles{P50: interpolated(values, 0.5), P95: interpolated(values, 0.95), P99: interpolated(values, 0.99)}
+}
+
+func checkQuantiles(t *testing.T, what string, got, want reporter.Quantiles) {
+	t.Helper()
+	// The reporter rounds to the microsecond.
+	const tol = 0.0011
+	if math.Abs(got.P50-want.P50) > tol || math.Abs(got.P95-want.P95) > tol || math.Abs(got.P99-want.P99) > tol {
+		t.Errorf("%s latency = %+v, want %+v", what, got, want)
+	}
+}
+
+// seed inserts 100 known pairs for launchID (plus a redelivered duplicate
+// and another launch's rows) and returns the latencies it used.
+func seed(t *testing.T, e *env, launchID string) (primaryMS, shadowMS map[string][]float64) {
+	t.Helper()
+	ts := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	primaryMS, shadowMS = map[string][]float64{}, map[string][]float64{}
+	var rows []analytics.Row
+	// GET /users/{id}: 60 pairs, primary 1..60 ms, shadow twice that; every
+	// 10th differs in $.name, every 20th also lacks $.email.
+	for i := 1; i <= 60; i++ {
+		r := analytics.Row{LaunchID: launchID, EnvelopeID: fmt.Sprintf("%s-u%02d", launchID, i), TS: ts, Method: "GET",
+			Route: "/users/{id}", Path: fmt.Sprintf("/users/%d", i), PrimaryStatus: 200, ShadowStatus: 200,
+			PrimaryLatencyUS: uint64(i) * 1000, ShadowLatencyUS: uint64(i) * 2000, Match: true}
+		if i%10 == 0 {
+			r.Match = false
+			r.DiffPaths, r.DiffKinds = []string{"$.name"}, []string{"value_changed"}
+			if i%20 == 0 {
+				r.DiffPaths, r.DiffKinds = append(r.DiffPaths, "$.email"), append(r.DiffKinds, "missing")
+			}
+		}
+		primaryMS["/users/{id}"] = append(primaryMS["/users/{id}"], float64(i))
+		shadowMS["/users/{id}"] = append(shadowMS["/users/{id}"], float64(2*i))
+		rows = append(rows, r)
+	}
+	// POST /orders: 40 pairs, primary 5 ms; 36 answered in 10 ms (4 of them
+	// with a different $.total type), 4 refused after a huge latency that
+	// must not count in the shadow quantiles.
+	for i := 1; i <= 40; i++ {
+		r := analytics.Row{LaunchID: launchID, EnvelopeID: fmt.Sprintf("%s-o%02d", launchID, i), TS: ts, Method: "POST",
+			Route: "/orders", Path: "/orders", PrimaryStatus: 201, ShadowStatus: 201,
+			PrimaryLatencyUS: 5000, ShadowLatencyUS: 10000, Match: true}
+		primaryMS["/orders"] = append(primaryMS["/orders"], 5)
+		switch {
+		case i > 36:
+			r.Match, r.ShadowStatus, r.ShadowLatencyUS = false, 0, 30_000_000
+			r.ShadowError, r.ShadowErrorKind = "dial tcp: connection refused", "refused"
+		case i <= 4:
+			r.Match = false
+			r.DiffPaths, r.DiffKinds = []string{"$.total"}, []string{"type_changed"}
+			shadowMS["/orders"] = append(shadowMS["/orders"], 10)
+		default:
+			shadowMS["/orders"] = append(shadowMS["/orders"], 10)
+		}
+		rows = append(rows, r)
+	}
+	// Another launch's rows must not leak in.
+	other := rows[0]
+	other.LaunchID, other.EnvelopeID = launchID+"-other", launchID+"-other-1"
+	rows = append(rows, other)
+	ctx := testenv.Context(t)
+	if err := analytics.Insert(ctx, e.ch, testDB, rows); err != nil {
+		t.Fatal(err)
+	}
+	// A redelivery stores a pair again in another insert; FINAL counts it once.
+	if err := analytics.Insert(ctx, e.ch, testDB, rows[9:10]); err != nil {
+		t.Fatal(err)
+	}
+	return primaryMS, shadowMS
+}
+
+func TestReport(t *testing.T) {
+	e := startEnv(t, envOptions{cacheTTL: time.Minute})
+
+	t.Run("known rows", func(t *testing.T) {
+		e := *e
+		e.t = t
+		l := e.create("report", 10)
+		primaryMS, shadowMS := seed(t, &e, l.ID)
+
+		var rep reporter.Report
+		res := e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &rep)
+		if c := res.Header.Get("X-Darklaunch-Cache"); c != "miss" {
+			t.Errorf("first report: X-Darklaunch-Cache %q, want miss", c)
+		}
+		if rep.Launch == nil || rep.Launch.ID != l.ID || rep.Launch.Name != "report" {
+			t.Fatalf("report launch = %+v", rep.Launch)
+		}
+		if time.Since(rep.GeneratedAt) > time.Minute || rep.GeneratedAt.After(time.Now().Add(time.Second)) {
+			t.Errorf("generated_at %s is not now", rep.GeneratedAt)
+		}
+		wantTotals := reporter.Totals{Compared: 100, Mismatches: 10, ShadowErrors: 4, MismatchRate: 0.1, ShadowErrorRate: 0.04}
+		if rep.Totals != wantTotals {
+			t.Errorf("totals = %+v, want %+v", rep.Totals, wantTotals)
+		}
+		allPrimary := append(slices.Clone(primaryMS["/users/{id}"]), primaryMS["/orders"]...)
+		allShadow := append(slices.Clone(shadowMS["/users/{id}"]), shadowMS["/orders"]...)
+		checkQuantiles(t, "primary", rep.LatencyMS.Primary, quantilesOf(allPrimary))
+		checkQuantiles(t, "shadow", rep.LatencyMS.Shadow, quantilesOf(allShadow))
+
+		if len(rep.Routes) != 2 {
+			t.Fatalf("routes = %+v, want 2", rep.Routes)
+		}
+		users, orders := rep.Routes[0], rep.Routes[1] // ordered by compared, descending
+		if users.Route != "/users/{id}" || users.Method != "GET" || users.Compared != 60 || users.Mismatches != 6 || users.ShadowErrors != 0 {
+			t.Errorf("users route = %+v", users)
+		}
+		if orders.Route != "/orders" || orders.Method != "POST" || orders.Compared != 40 || orders.Mismatches != 4 || orders.ShadowErrors != 4 {
+			t.Errorf("orders route = %+v", orders)
+		}
+		checkQuantiles(t, "users primary", users.LatencyMS.Primary, reporter.Quantiles{P50: 30.5, P95: 57.05, P99: 59.41})
+		checkQuantiles(t, "users shadow", users.LatencyMS.Shadow, reporter.Quantiles{P50: 61, P95: 114.1, P99: 118.82})
+		checkQuantiles(t, "orders primary", orders.LatencyMS.Primary, reporter.Quantiles{P50: 5, P95: 5, P99: 5})
+		checkQuantiles(t, "orders shadow (errors excluded)", orders.LatencyMS.Shadow, reporter.Quantiles{P50: 10, P95: 10, P99: 10})
+
+		wantDiffs := []reporter.DiffCount{
+			{Path: "$.name", Kind: "value_changed", Count: 6},
+			{Path: "$.total", Kind: "type_changed", Count: 4},
+			{Path: "$.email", Kind: "missing", Count: 3},
+		}
+		if !slices.Equal(rep.Diffs, wantDiffs) {
+			t.Errorf("diffs = %+v, want %+v", rep.Diffs, wantDiffs)
+		}
+	})
+
+	t.Run("empty launch", func(t *testing.T) {
+		e := *e
+		e.t = t
+		l := e.create("nothing yet", 10)
+		res, data := e.do("GET", "/v1/launches/"+l.ID+"/report", nil)
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d: %s", res.StatusCode, data)
+		}
+		body := string(data)
+		for _, want := range []string{`"routes":[]`, `"diffs":[]`, `"compared":0`, `"mismatch_rate":0`,
+			`"primary":{"p50":0,"p95":0,"p99":0}`, `"shadow":{"p50":0,"p95":0,"p99":0}`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("empty report lacks %s: %s", want, body)
+			}
+		}
+		if strings.Contains(strings.ToLower(body), "nan") || strings.Contains(body, "null") {
+			t.Errorf("empty report holds NaN or null: %s", body)
+		}
+	})
+
+	t.Run("query binds the launch id", func(t *testing.T) {
+		// The API never passes such an id (the store refuses it), but the
+		// query must treat any id as a value, not as SQL.
+		ctx := testenv.Context(t)
+		st, err := reporter.QueryStats(ctx, e.ch, testDB, `x' OR launch_id != '`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Totals.Compared != 0 || len(st.Routes) != 0 || len(st.Diffs) != 0 {
+			t.Fatalf("an id holding quotes matched rows: %+v", st.Totals)
+		}
+	})
+}
+
+func TestReportCache(t *testing.T) {
+	e := startEnv(t, envOptions{cacheTTL: time.Minute, ownRedis: true})
+	report := func(id string) (string, reporter.Report) {
+		t.Helper()
+		var rep reporter.Report
+		res := e.ok(http.StatusOK, "GET", "/v1/launches/"+id+"/report", nil, &rep)
+		return res.Header.Get("X-Darklaunch-Cache"), rep
+	}
+
+	l := e.create("cached", 10)
+	seed(t, e, l.ID)
+	before := e.svc.ReportQueries()
+	c1, r1 := report(l.ID)
+	c2, r2 := report(l.ID)
+	if c1 != "miss" || c2 != "hit" {
+		t.Fatalf("X-Darklaunch-Cache = %s then %s, want miss then hit", c1, c2)
+	}
+	if n := e.svc.ReportQueries() - before; n != 1 {
+		t.Fatalf("two polls ran %d ClickHouse computations, want 1", n)
+	}
+	if r2.Totals != r1.Totals || !r2.GeneratedAt.Equal(r1.GeneratedAt) || !slices.Equal(r2.Diffs, r1.Diffs) || len(r2.Routes) != len(r1.Routes) {
+		t.Fatalf("cached report differs: %+v vs %+v", r2.Stats, r1.Stats)
+	}
+	// The launch part is read fresh, not cached with the numbers.
+	e.ok(http.StatusOK, "POST", "/v1/launches/"+l.ID+"/pause", nil, nil)
+	if c, r := report(l.ID); c != "hit" || r.Launch.Status != "paused" {
+		t.Fatalf("after pause: cache %s, status %s; want hit and paused", c, r.Launch.Status)
+	}
+	rdb := redis.NewClient(mustParseRedisURL(t, e.redis.url))
+	defer rdb.Close()
+	ttl, err := rdb.PTTL(testenv.Context(t), "darklaunch:reporter:report:v1:"+l.ID).Result()
+	if err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("cache key TTL = %s (%v), want within (0, 1m]", ttl, err)
+	}
+
+	t.Run("concurrent cold polls share one query", func(t *testing.T) {
+		cold := e.create("cold", 10)
+		seed(t, e, cold.ID)
+		before := e.svc.ReportQueries()
+		const n = 24
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		results := make([]reporter.Report, n)
+		codes := make([]int, n)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				var rep reporter.Report
+				res, data := request(t, "GET", e.base+"/v1/launches/"+cold.ID+"/report", nil)
+				codes[i] = res.StatusCode
+				if res.StatusCode == 200 {
+					if err := jsonUnmarshal(data, &rep); err != nil {
+						t.Error(err)
+					}
+				}
+				results[i] = rep
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i := range n {
+			if codes[i] != 200 || results[i].Totals.Compared != 100 {
+				t.Fatalf("poll %d: status %d, totals %+v", i, codes[i], results[i].Totals)
+			}
+		}
+		if q := e.svc.ReportQueries() - before; q != 1 {
+			t.Fatalf("%d concurrent polls on a cold cache ran %d ClickHouse computations, want 1", n, q)
+		}
+	})
+
+	t.Run("healthz all up", func(t *testing.T) {
+		var h struct {
+			Status string            `json:"status"`
+			Checks map[string]string `json:"checks"`
+		}
+		e.ok(http.StatusOK, "GET", "/healthz", nil, &h)
+		if h.Status != "ok" || h.Checks["nats"] != "ok" || h.Checks["clickhouse"] != "ok" || h.Checks["redis"] != "ok" {
+			t.Fatalf("healthz = %+v", h)
+		}
+	})
+
+	t.Run("redis down", func(t *testing.T) {
+		e.redis.kill()
+		fresh := e.create("no cache", 10)
+		seed(t, e, fresh.ID)
+		before := e.svc.ReportQueries()
+		for i := range 3 {
+			c, rep := report(fresh.ID)
+			if c != "miss" || rep.Totals.Compared != 100 {
+				t.Fatalf("poll %d with Redis down: cache %s, totals %+v", i, c, rep.Totals)
+			}
+		}
+		// The cached launch is still served, from ClickHouse now.
+		if c, rep := report(l.ID); c != "miss" || rep.Totals.Compared != 100 {
+			t.Fatalf("previously cached launch with Redis down: cache %s, totals %+v", c, rep.Totals)
+		}
+		if q := e.svc.ReportQueries() - before; q != 4 {
+			t.Fatalf("4 polls with Redis down ran %d computations, want 4", q)
+		}
+
+		for _, base := range []string{e.base, e.admin} {
+			res, data := request(t, "GET", base+"/healthz", nil)
+			var h struct {
+				Status string            `json:"status"`
+				Checks map[string]string `json:"checks"`
+			}
+			if err := jsonUnmarshal(data, &h); err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != 503 || h.Status != "degraded" || h.Checks["redis"] == "ok" || h.Checks["redis"] == "" ||
+				h.Checks["nats"] != "ok" || h.Checks["clickhouse"] != "ok" {
+				t.Fatalf("%s/healthz with Redis down = %d %s", base, res.StatusCode, data)
+			}
+		}
+		_, data := request(t, "GET", e.admin+"/metrics", nil)
+		if !strings.Contains(string(data), `darklaunch_reporter_cache_errors_total{op="get"}`) {
+			t.Fatalf("metrics do not count cache errors")
+		}
+	})
+}
