@@ -1,0 +1,135 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+)
+
+// Config is the mirror's settings, read from the environment by
+// config.Load. A Go caller may leave any field but PrimaryURL at its zero
+// value: New fills the same defaults as the environment would.
+type Config struct {
+	PrimaryURL string `envconfig:"MIRROR_PRIMARY_URL" required:"true" desc:"base URL of the primary every request is served by (http:// or https://, a path is kept as prefix)"`
+	Addr       string `envconfig:"MIRROR_ADDR" default:":8080" desc:"address the proxy listens on"`
+	AdminAddr  string `envconfig:"MIRROR_ADMIN_ADDR" default:":8081" desc:"address serving /healthz, /livez and /metrics"`
+	Service    string `envconfig:"MIRROR_SERVICE" default:"default" desc:"service name: launches with this service are mirrored by this tap"`
+	TapID      string `envconfig:"MIRROR_TAP_ID" desc:"tap id written in every envelope (default: hostname-pid)"`
+
+	BodyLimit     int   `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
+	QueueSize     int   `envconfig:"MIRROR_QUEUE_SIZE" default:"10000" desc:"envelopes waiting to be published; when full, new envelopes are dropped (the request is never delayed)"`
+	QueueMaxBytes int64 `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"268435456" desc:"captured body bytes the queue may hold; beyond this envelopes are dropped as queue_full"`
+	Publishers    int   `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines encoding and publishing envelopes"`
+	MaxPending    int   `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"1024" desc:"published envelopes awaiting a JetStream ack before publishing stalls"`
+
+	AckTimeout   time.Duration `envconfig:"MIRROR_ACK_TIMEOUT" default:"10s" desc:"how long to wait for a JetStream ack before counting a publish as failed"`
+	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes and waiting for acks"`
+
+	RewriteHost bool `envconfig:"MIRROR_REWRITE_HOST" default:"false" desc:"send the primary URL's host as Host instead of the client's Host"`
+	XForwarded  bool `envconfig:"MIRROR_X_FORWARDED" default:"false" desc:"append the client address to X-Forwarded-For and set X-Forwarded-Host/Proto (off: the primary sees the headers the client sent)"`
+
+	MaxIdleConnsPerHost   int           `envconfig:"MIRROR_MAX_IDLE_CONNS_PER_HOST" default:"256" desc:"idle keep-alive connections kept to the primary"`
+	DialTimeout           time.Duration `envconfig:"MIRROR_DIAL_TIMEOUT" default:"5s" desc:"timeout for connecting to the primary"`
+	ResponseHeaderTimeout time.Duration `envconfig:"MIRROR_RESPONSE_HEADER_TIMEOUT" default:"0s" desc:"timeout for the primary's response headers (0: none, the client decides)"`
+	IdleConnTimeout       time.Duration `envconfig:"MIRROR_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle connection to the primary is kept"`
+	ReadHeaderTimeout     time.Duration `envconfig:"MIRROR_READ_HEADER_TIMEOUT" default:"10s" desc:"timeout for reading a client's request headers"`
+	ClientIdleTimeout     time.Duration `envconfig:"MIRROR_CLIENT_IDLE_TIMEOUT" default:"120s" desc:"how long an idle client keep-alive connection is kept"`
+	ShutdownTimeout       time.Duration `envconfig:"MIRROR_SHUTDOWN_TIMEOUT" default:"15s" desc:"on shutdown, how long in-flight requests may take before connections are closed"`
+
+	config.NATS
+	config.Logging
+}
+
+// ErrConfig wraps every settings error New reports.
+var ErrConfig = errors.New("invalid mirror settings")
+
+// withDefaults returns c with zero fields set to the documented defaults,
+// so a Config built in Go behaves like one read from an empty environment.
+func (c Config) withDefaults() Config {
+	setStr := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setStr(&c.Addr, ":8080")
+	setStr(&c.AdminAddr, ":8081")
+	setStr(&c.Service, launch.DefaultService)
+	setStr(&c.NATSURL, "nats://127.0.0.1:4222")
+	setStr(&c.LogLevel, "info")
+	setStr(&c.LogFormat, "text")
+	if c.TapID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "mirror"
+		}
+		c.TapID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	setInt(&c.BodyLimit, envelope.DefaultBodyLimit)
+	setInt(&c.QueueSize, 10000)
+	if c.QueueMaxBytes == 0 {
+		c.QueueMaxBytes = 256 << 20
+	}
+	setInt(&c.Publishers, 2)
+	setInt(&c.MaxPending, 1024)
+	setInt(&c.MaxIdleConnsPerHost, 256)
+	setDur(&c.AckTimeout, 10*time.Second)
+	setDur(&c.DrainTimeout, 5*time.Second)
+	setDur(&c.DialTimeout, 5*time.Second)
+	setDur(&c.IdleConnTimeout, 90*time.Second)
+	setDur(&c.ReadHeaderTimeout, 10*time.Second)
+	setDur(&c.ClientIdleTimeout, 120*time.Second)
+	setDur(&c.ShutdownTimeout, 15*time.Second)
+	return c
+}
+
+// validate checks the settings that would make the tap misbehave, and
+// returns the parsed primary URL.
+func (c Config) validate() (*url.URL, error) {
+	if c.PrimaryURL == "" {
+		return nil, fmt.Errorf("%w: MIRROR_PRIMARY_URL is required", ErrConfig)
+	}
+	u, err := url.Parse(c.PrimaryURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: MIRROR_PRIMARY_URL %q does not parse: %v", ErrConfig, c.PrimaryURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: MIRROR_PRIMARY_URL %q must be an absolute http:// or https:// URL", ErrConfig, c.PrimaryURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%w: MIRROR_PRIMARY_URL %q must not carry a query or fragment", ErrConfig, c.PrimaryURL)
+	}
+	switch {
+	case c.BodyLimit < 0:
+		return nil, fmt.Errorf("%w: MIRROR_BODY_LIMIT %d must not be negative", ErrConfig, c.BodyLimit)
+	case c.QueueSize < 1:
+		return nil, fmt.Errorf("%w: MIRROR_QUEUE_SIZE %d must be at least 1", ErrConfig, c.QueueSize)
+	case c.QueueMaxBytes < 1:
+		return nil, fmt.Errorf("%w: MIRROR_QUEUE_MAX_BYTES %d must be at least 1", ErrConfig, c.QueueMaxBytes)
+	case c.Publishers < 1:
+		return nil, fmt.Errorf("%w: MIRROR_PUBLISHERS %d must be at least 1", ErrConfig, c.Publishers)
+	case c.MaxPending < 1:
+		return nil, fmt.Errorf("%w: MIRROR_MAX_PENDING_ACKS %d must be at least 1", ErrConfig, c.MaxPending)
+	case c.MaxIdleConnsPerHost < 1:
+		return nil, fmt.Errorf("%w: MIRROR_MAX_IDLE_CONNS_PER_HOST %d must be at least 1", ErrConfig, c.MaxIdleConnsPerHost)
+	case c.ResponseHeaderTimeout < 0:
+		return nil, fmt.Errorf("%w: MIRROR_RESPONSE_HEADER_TIMEOUT must not be negative", ErrConfig)
+	}
+	return u, nil
+}

@@ -1,0 +1,305 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+	"github.com/darklaunch/darklaunch/pkg/testenv"
+)
+
+const testService = "svc"
+
+// natsEnv is an embedded JetStream with the launch store and a core NATS
+// subscription that sees every envelope the tap publishes.
+type natsEnv struct {
+	js    *testenv.JetStream
+	nc    *nats.Conn
+	store *launch.Store
+	msgs  chan *nats.Msg
+}
+
+func newNATSEnv(t *testing.T) *natsEnv {
+	t.Helper()
+	srv := testenv.StartJetStream(t)
+	nc, err := stream.Connect(srv.URL(), "mirror-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t)
+	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := launch.OpenBucket(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &natsEnv{js: srv, nc: nc, store: launch.NewStore(kv), msgs: make(chan *nats.Msg, 4096)}
+	if _, err := nc.ChanSubscribe(stream.EnvelopesPrefix+">", e.msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// createLaunch stores an active launch for testService, then applies
+// change (to pause it, say) when given.
+func (e *natsEnv) createLaunch(t *testing.T, percent float64, methods []string, change func(*launch.Launch) error) *launch.Launch {
+	t.Helper()
+	ctx := testenv.Context(t)
+	l, err := e.store.Create(ctx, launch.Launch{
+		Name: "test " + strconv.Itoa(rand.IntN(1e6)), Service: testService,
+		ShadowURL: "http://shadow.invalid", SamplePercent: percent, Methods: methods,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if change != nil {
+		if l, err = e.store.Update(ctx, l.ID, change); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// next returns the next published envelope, or fails after timeout.
+func (e *natsEnv) next(t *testing.T, timeout time.Duration) (*envelope.Envelope, *nats.Msg) {
+	t.Helper()
+	select {
+	case m := <-e.msgs:
+		env, err := envelope.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("published envelope does not decode: %v", err)
+		}
+		return env, m
+	case <-time.After(timeout):
+		t.Fatalf("no envelope published within %s", timeout)
+		return nil, nil
+	}
+}
+
+// expectNone checks that nothing more was published, after a round trip
+// that lets anything in flight arrive.
+func (e *natsEnv) expectNone(t *testing.T) {
+	t.Helper()
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-e.msgs:
+		t.Fatalf("unexpected envelope published on %s: %.200s", m.Subject, m.Data)
+	default:
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startMirror runs a tap in front of primaryURL until the test ends; stop
+// shuts it down early and checks that Run returned nil and every sampled
+// envelope was accounted for.
+func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config)) (s *Service, stop func()) {
+	t.Helper()
+	cfg := Config{
+		PrimaryURL: primaryURL,
+		Addr:       "127.0.0.1:0",
+		AdminAddr:  "127.0.0.1:0",
+		Service:    testService,
+		TapID:      "tap-test",
+		NATS:       config.NATS{NATSURL: e.js.URL()},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return within 30s of cancel")
+		}
+		st := s.Stats()
+		if st.Sampled != st.Published+st.DroppedTotal() {
+			t.Errorf("envelopes not accounted for after shutdown: %+v", st)
+		}
+		if st.QueueDepth != 0 || st.PendingAcks != 0 {
+			t.Errorf("queue or acks left after shutdown: %+v", st)
+		}
+	}
+	t.Cleanup(stop)
+	return s, stop
+}
+
+// waitMirrored waits until the tap's launch snapshot mirrors exactly ids.
+func waitMirrored(t *testing.T, s *Service, ids ...string) {
+	t.Helper()
+	slices.Sort(ids)
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		var got []string
+		if w := s.watcher.Load(); w != nil {
+			for _, l := range w.Snapshot().Mirrored[testService] {
+				got = append(got, l.ID)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, ids) {
+			return fmt.Errorf("tap mirrors %v, want %v", got, ids)
+		}
+		return nil
+	})
+}
+
+// waitKnown waits until the tap's snapshot holds a launch with this id.
+func waitKnown(t *testing.T, s *Service, id string) {
+	t.Helper()
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if w := s.watcher.Load(); w != nil && w.Snapshot().ByID[id] != nil {
+			return nil
+		}
+		return fmt.Errorf("tap has not seen launch %s", id)
+	})
+}
+
+// largeBody is deterministic, incompressible-looking content.
+func largeBody(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return b
+}
+
+const fixedDate = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// newPrimary is the service under the tap.
+func newPrimary(t *testing.T, large []byte) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /small", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Date", fixedDate)
+		h.Set("Content-Type", "application/json")
+		h["X-Multi"] = []string{"a", "b"}
+		h.Set("Set-Cookie", "session=1; Path=/")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, `{"path":%q,"query":%q}`, r.URL.Path, r.URL.RawQuery)
+	})
+	mux.HandleFunc("GET /large", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", fixedDate)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(large)))
+		_, _ = w.Write(large)
+	})
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", fixedDate)
+		w.Header().Set("Content-Type", "text/plain")
+		for i := range 20 {
+			fmt.Fprintf(w, "line %d %s\n", i, bytes.Repeat([]byte("x"), 1000))
+			http.NewResponseController(w).Flush()
+		}
+	})
+	mux.HandleFunc("GET /missing", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", fixedDate)
+		http.Error(w, "no such thing", http.StatusNotFound)
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Date", fixedDate)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(body)
+	})
+	mux.HandleFunc("GET /view", func(w http.ResponseWriter, r *http.Request) {
+		// What the primary sees of the request.
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "host=%s\nquery=%s\nxff=%q\nxfh=%q\nforwarded=%q\nua=%q\n", r.Host, r.URL.RawQuery,
+			r.Header.Values("X-Forwarded-For"), r.Header.Values("X-Forwarded-Host"), r.Header.Values("Forwarded"),
+			r.Header.Values("User-Agent"))
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(make([]byte, 64<<10))
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// get fetches url with a fresh client and returns status, headers, body.
+func get(t *testing.T, c *http.Client, method, url string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func newClient(t *testing.T) *http.Client {
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+var errNotYet = errors.New("not yet")

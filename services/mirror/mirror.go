@@ -1,0 +1,385 @@
+// Package mirror is darklaunch's tap: a reverse proxy in front of a primary
+// service that serves every request from the primary, unchanged, and
+// publishes a sample of them (request, primary response, latency) as
+// envelopes to NATS JetStream for replay against shadows.
+//
+// The proxy never waits for darklaunch: the sampling decision is an atomic
+// load and a random number, bodies are teed into bounded captures while they
+// stream, and finished envelopes go to a bounded queue with a non-blocking
+// send; publisher goroutines drain the queue. When NATS is down or slow,
+// envelopes are dropped and counted, never requests.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sourcegraph/conc"
+
+	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+)
+
+// ErrAlreadyRun is returned by a second call to Run.
+var ErrAlreadyRun = errors.New("mirror: Run called twice")
+
+// Service is one tap process: the proxy, its admin server and the
+// publishing pipeline.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	target *url.URL
+
+	// plain serves requests that are not sampled; tapped has the capture
+	// hooks. Both share one transport and buffer pool, so a request costs
+	// the same whichever serves it.
+	plain, tapped *httputil.ReverseProxy
+	transport     *http.Transport
+
+	ln, adminLn   net.Listener
+	srv, adminSrv *http.Server
+	admin         *admin.Server
+
+	queue      chan *envelope.Envelope
+	queueBytes atomic.Int64
+
+	// watcher is nil until the launch bucket could be opened.
+	watcher     atomic.Pointer[launch.Watcher]
+	nc          atomic.Pointer[nats.Conn]
+	streamReady atomic.Bool
+	// ensureAgain asks the stream loop to re-create the streams (a publish
+	// found no stream).
+	ensureAgain chan struct{}
+
+	// drainDeadline is written before the draining channel is closed and
+	// read by publishers after they see it closed.
+	drainDeadline time.Time
+	// publishHook, when set (tests), runs before each publish.
+	publishHook func(*envelope.Envelope)
+
+	stats   counters
+	latency prometheus.Histogram
+
+	lastProxyErrLog, lastPublishErrLog atomic.Int64
+	ran                                atomic.Bool
+}
+
+// New validates cfg, binds the proxy and admin listeners and returns the
+// service; nothing is served and NATS is not contacted until Run.
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	cfg = cfg.withDefaults()
+	target, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		cfg:         cfg,
+		log:         log,
+		target:      target,
+		transport:   newTransport(cfg),
+		queue:       make(chan *envelope.Envelope, cfg.QueueSize),
+		ensureAgain: make(chan struct{}, 1),
+	}
+	pool := &bufferPool{}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	rewrite := newRewrite(target, cfg)
+	s.plain = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    s.transport,
+		BufferPool:   pool,
+		ErrorLog:     errLog,
+		ErrorHandler: s.errorHandler,
+	}
+	s.tapped = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      s.transport,
+		BufferPool:     pool,
+		ErrorLog:       errLog,
+		ErrorHandler:   s.tapErrorHandler,
+		ModifyResponse: s.modifyResponse,
+	}
+
+	s.admin = admin.New(log)
+	s.registerMetrics(s.admin.Registry)
+	s.admin.AddCheck("nats", s.checkNATS)
+	s.admin.AddCheck("launches", s.checkLaunches)
+	s.admin.AddCheck("streams", s.checkStreams)
+
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("mirror: listen on MIRROR_ADDR %s: %w", cfg.Addr, err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		s.ln.Close()
+		return nil, fmt.Errorf("mirror: listen on MIRROR_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+	}
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.ClientIdleTimeout,
+		ErrorLog:          errLog,
+		// OPTIONS * belongs to the primary, not to the tap.
+		DisableGeneralOptionsHandler: true,
+	}
+	adminMux := http.NewServeMux()
+	adminMux.Handle("/", s.admin.Handler())
+	// /livez says the proxy is up, whatever NATS does: a load balancer
+	// should route on it, since the tap serves traffic without NATS.
+	adminMux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.adminSrv = &http.Server{Handler: adminMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+	return s, nil
+}
+
+// Addr is the address the proxy listens on.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// AdminAddr is the address serving /healthz, /livez and /metrics.
+func (s *Service) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Handler returns the proxy handler (the Service itself), for embedding the
+// tap in another server.
+func (s *Service) Handler() http.Handler { return s }
+
+// Registry is the Prometheus registry served on /metrics.
+func (s *Service) Registry() *prometheus.Registry { return s.admin.Registry }
+
+// Run serves until ctx is cancelled, then shuts down: it stops accepting
+// requests and waits for those in flight, publishes what is queued and
+// waits for acks (bounded by MIRROR_DRAIN_TIMEOUT), and closes NATS. It
+// returns nil after a clean shutdown, or the error that stopped serving.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRun
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var servers conc.WaitGroup
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		servers.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("server stopped", "server", name, "err", err)
+				cancel(fmt.Errorf("mirror: %s server: %w", name, err))
+			}
+		})
+	}
+	serve("proxy", s.srv, s.ln)
+	serve("admin", s.adminSrv, s.adminLn)
+	s.log.Info("mirror serving", "addr", s.Addr(), "admin", s.AdminAddr(), "primary", s.target.String(),
+		"service", s.cfg.Service, "tap_id", s.cfg.TapID)
+
+	nc := s.connect(ctx)
+	var background, publishers conc.WaitGroup
+	var js jetstream.JetStream
+	draining := make(chan struct{})
+	if nc != nil {
+		var err error
+		js, err = jetstream.New(nc,
+			jetstream.WithPublishAsyncMaxPending(s.cfg.MaxPending),
+			jetstream.WithPublishAsyncTimeout(s.cfg.AckTimeout),
+			jetstream.WithPublishAsyncAckHandler(s.onAck),
+			jetstream.WithPublishAsyncErrHandler(s.onPublishErr),
+		)
+		if err != nil {
+			// Only invalid options fail here, and they are validated.
+			cancel(fmt.Errorf("mirror: jetstream: %w", err))
+		} else {
+			background.Go(func() { s.streamLoop(ctx, js) })
+			background.Go(func() { s.watchLoop(ctx, js) })
+			for range s.cfg.Publishers {
+				publishers.Go(func() { s.publisher(js, nc, draining) })
+			}
+		}
+	}
+
+	<-ctx.Done()
+	s.log.Info("mirror shutting down")
+
+	// Stop taking requests; the ones in flight finish and queue envelopes.
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	if err := s.srv.Shutdown(shutCtx); err != nil {
+		s.log.Warn("requests still in flight after MIRROR_SHUTDOWN_TIMEOUT; closing their connections", "err", err)
+		_ = s.srv.Close()
+	}
+	cancelShut()
+
+	// Publish what is queued and wait for acks, within the drain timeout.
+	s.drainDeadline = time.Now().Add(s.cfg.DrainTimeout)
+	close(draining)
+	publishers.Wait()
+	if js != nil {
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Until(s.drainDeadline)):
+			s.log.Warn("envelopes not acknowledged within MIRROR_DRAIN_TIMEOUT", "pending", js.PublishAsyncPending())
+		}
+		// Fails what is still pending through onPublishErr, so it is counted.
+		js.CleanupPublisher()
+	}
+	s.dropQueued()
+	background.Wait()
+	if nc != nil {
+		nc.Close()
+	}
+
+	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = s.adminSrv.Shutdown(adminCtx)
+	cancelAdmin()
+	servers.Wait()
+	s.transport.CloseIdleConnections()
+
+	st := s.Stats()
+	s.log.Info("mirror stopped", "proxied", st.Proxied, "sampled", st.Sampled, "published", st.Published, "dropped", st.DroppedTotal())
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// connect returns a NATS connection, retrying until ctx ends. stream.Connect
+// succeeds even while the server is down (it keeps reconnecting), so this
+// only loops on errors that are not about the server being away.
+func (s *Service) connect(ctx context.Context) *nats.Conn {
+	bo := backoff{min: 250 * time.Millisecond, max: 30 * time.Second}
+	for {
+		nc, err := stream.Connect(s.cfg.NATSURL, "darklaunch-mirror "+s.cfg.TapID,
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil { // nil: our own Close at shutdown
+					s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
+				}
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			}),
+		)
+		if err == nil {
+			s.nc.Store(nc)
+			return nc
+		}
+		s.log.Error("cannot connect to NATS; the proxy serves without mirroring", "err", err)
+		if !sleep(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+// streamLoop creates the streams (retrying with backoff), and again when a
+// publish reports that no stream answers.
+func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
+	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
+	for {
+		opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := stream.Ensure(opCtx, js, stream.DefaultLimits)
+		cancel()
+		if err == nil {
+			s.streamReady.Store(true)
+			bo.reset()
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.ensureAgain:
+				s.streamReady.Store(false)
+				s.log.Warn("publish found no envelope stream; creating it again")
+				// Do not hammer the server if the stream keeps vanishing.
+				if !sleep(ctx, time.Second) {
+					return
+				}
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("cannot create streams yet; retrying", "err", err)
+		if !sleep(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+// watchLoop opens the launch bucket and keeps a watcher on it, restarting
+// the watch whenever it breaks. Until the bucket is read nothing is
+// mirrored; when the watch breaks, the last snapshot stays in force.
+func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream) {
+	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
+	var w *launch.Watcher
+	for ctx.Err() == nil {
+		if w == nil {
+			opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			kv, err := launch.OpenBucket(opCtx, js)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("cannot open the launch bucket yet; mirroring nothing until then", "err", err)
+				}
+				if !sleep(ctx, bo.next()) {
+					return
+				}
+				continue
+			}
+			w = launch.NewWatcher(kv, s.log)
+			s.watcher.Store(w)
+		}
+		started := time.Now()
+		err := w.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			bo.reset()
+		}
+		s.log.Warn("launch watch stopped; restarting it", "err", err)
+		if !sleep(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+func (s *Service) checkNATS(context.Context) error {
+	nc := s.nc.Load()
+	if nc == nil {
+		return errors.New("not connected yet")
+	}
+	if !nc.IsConnected() {
+		return fmt.Errorf("NATS connection is %s", nc.Status())
+	}
+	return nil
+}
+
+func (s *Service) checkLaunches(context.Context) error {
+	w := s.watcher.Load()
+	if w == nil {
+		return errors.New("launch bucket not opened yet: mirroring nothing")
+	}
+	select {
+	case <-w.Ready():
+		return nil
+	default:
+		return errors.New("launches not loaded yet: mirroring nothing")
+	}
+}
+
+func (s *Service) checkStreams(context.Context) error {
+	if !s.streamReady.Load() {
+		return errors.New("envelope stream not ensured yet")
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package mirror
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+)
+
+// enqueue hands an envelope to the publishers without ever blocking the
+// request: when the queue is full (in count or in bytes) it is dropped.
+func (s *Service) enqueue(env *envelope.Envelope) {
+	size := envSize(env)
+	if s.queueBytes.Add(size) > s.cfg.QueueMaxBytes {
+		s.queueBytes.Add(-size)
+		s.drop(DropQueueFull, 1)
+		return
+	}
+	select {
+	case s.queue <- env:
+	default:
+		s.queueBytes.Add(-size)
+		s.drop(DropQueueFull, 1)
+	}
+}
+
+// envSize is what an envelope is charged against MIRROR_QUEUE_MAX_BYTES: its
+// bodies plus a rough allowance for the rest.
+func envSize(env *envelope.Envelope) int64 {
+	return int64(len(env.Request.Body)+len(env.Primary.Body)) + 512
+}
+
+// dropQueued empties the queue at shutdown, counting what is left.
+func (s *Service) dropQueued() {
+	for {
+		select {
+		case env := <-s.queue:
+			s.queueBytes.Add(-envSize(env))
+			s.drop(DropShutdown, 1)
+		default:
+			return
+		}
+	}
+}
+
+// publisher drains the queue until draining is closed, then publishes what
+// is left until the queue is empty or the drain deadline passes.
+func (s *Service) publisher(js jetstream.JetStream, nc *nats.Conn, draining <-chan struct{}) {
+	for {
+		select {
+		case env := <-s.queue:
+			s.publish(js, nc, env)
+		case <-draining:
+			for time.Now().Before(s.drainDeadline) {
+				select {
+				case env := <-s.queue:
+					s.publish(js, nc, env)
+				default:
+					return
+				}
+			}
+			return
+		}
+	}
+}
+
+// publish encodes one envelope and publishes it asynchronously; the outcome
+// is counted by onAck or onPublishErr. While NATS is away, PublishAsync
+// fails at once (the connection buffers nothing), so the envelope is
+// dropped and the publisher moves on.
+func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, env *envelope.Envelope) {
+	s.queueBytes.Add(-envSize(env))
+	if s.publishHook != nil {
+		s.publishHook(env)
+	}
+	env.ID = envelope.NewID()
+	data, err := json.Marshal(env)
+	if err != nil {
+		s.drop(DropEncodeError, 1)
+		s.logThrottled(&s.lastPublishErrLog, slog.LevelError, "cannot encode envelope", "err", err)
+		return
+	}
+	if data, err = fitPayload(env, data, int(nc.MaxPayload())); err != nil {
+		s.drop(DropTooLarge, 1)
+		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope does not fit in a NATS message", "err", err)
+		return
+	}
+	s.stats.pending.Add(1)
+	if _, err := js.PublishAsync(stream.EnvelopeSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID)); err != nil {
+		s.stats.pending.Add(-1)
+		s.drop(DropNATSError, 1)
+		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "cannot publish envelopes; dropping them", "err", err)
+	}
+}
+
+// onAck runs on the NATS ack goroutine: it must not block.
+func (s *Service) onAck(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
+	s.stats.pending.Add(-1)
+	s.stats.published.Add(1)
+}
+
+// onPublishErr runs for every async publish that failed after it was sent:
+// an error ack, no stream, an ack timeout, a disconnect, or the cleanup at
+// shutdown.
+func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
+	s.stats.pending.Add(-1)
+	reason := DropNATSError
+	switch {
+	case errors.Is(err, jetstream.ErrJetStreamPublisherClosed):
+		reason = DropShutdown
+	case errors.Is(err, jetstream.ErrNoStreamResponse):
+		select {
+		case s.ensureAgain <- struct{}{}:
+		default:
+		}
+	}
+	s.drop(reason, 1)
+	if reason == DropNATSError {
+		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope not acknowledged; dropping it", "err", err)
+	}
+}
+
+// errTooLarge: the envelope does not fit in the server's max payload.
+var errTooLarge = errors.New("envelope larger than the NATS max payload")
+
+// fitPayload returns data when it fits in limit bytes (the NATS server's
+// max_payload, 1 MiB by default, less than a 1 MiB body once base64 encoded).
+// Otherwise it cuts the captured bodies, sharing the room fairly between
+// request and response and flagging them truncated (BodySize keeps the full
+// size), and encodes the envelope again.
+func fitPayload(env *envelope.Envelope, data []byte, limit int) ([]byte, error) {
+	if limit <= 0 || len(data) <= limit {
+		return data, nil
+	}
+	enc := base64.StdEncoding.EncodedLen
+	reqN, respN := len(env.Request.Body), len(env.Primary.Body)
+	// Slack for the JSON around the bodies, which may change a little.
+	room := limit - (len(data) - enc(reqN) - enc(respN)) - 64
+	if room <= 0 {
+		return nil, errTooLarge
+	}
+	raw := room / 4 * 3
+	keepReq := min(reqN, max(raw/2, raw-respN))
+	keepResp := min(respN, raw-keepReq)
+	if keepReq < reqN {
+		env.Request.Body = env.Request.Body[:keepReq]
+		env.Request.BodyTruncated = true
+	}
+	if keepResp < respN {
+		env.Primary.Body = env.Primary.Body[:keepResp]
+		env.Primary.BodyTruncated = true
+	}
+	data, err := json.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit {
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+// backoff yields growing, jittered waits for reconnect loops.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	// Full jitter in the upper half, so that many taps do not retry in step.
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

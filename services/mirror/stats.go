@@ -1,0 +1,165 @@
+package mirror
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons an envelope was dropped instead of published, the values of the
+// reason label of darklaunch_mirror_envelopes_dropped_total and the keys of
+// Stats.Dropped.
+const (
+	// ReasonQueueFull: the publish queue (count or bytes) was full.
+	ReasonQueueFull = "queue_full"
+	// ReasonNATSError: the publish failed or was not acknowledged (NATS
+	// down, stream missing, ack timeout, stalled on pending acks).
+	ReasonNATSError = "nats_error"
+	// ReasonClientAbort: the client went away before the primary's response
+	// was complete; a half response is never published.
+	ReasonClientAbort = "client_abort"
+	// ReasonPrimaryError: the primary could not be reached or broke off its
+	// response; the client got a 502 or a cut response, as without the tap.
+	ReasonPrimaryError = "primary_error"
+	// ReasonUnsupported: the primary switched protocols (101).
+	ReasonUnsupported = "unsupported"
+	// ReasonEncodeError: the envelope could not be encoded as JSON.
+	ReasonEncodeError = "encode_error"
+	// ReasonTooLarge: even with bodies cut to fit, the envelope exceeds the
+	// NATS server's max payload (huge headers).
+	ReasonTooLarge = "too_large"
+	// ReasonShutdown: still queued or unacknowledged when the drain timeout
+	// ran out at shutdown.
+	ReasonShutdown = "shutdown"
+)
+
+type dropReason int
+
+const (
+	DropQueueFull dropReason = iota
+	DropNATSError
+	DropClientAbort
+	DropPrimaryError
+	DropUnsupported
+	DropEncodeError
+	DropTooLarge
+	DropShutdown
+	numReasons
+	reasonNone dropReason = -1
+)
+
+var reasonNames = [numReasons]string{
+	ReasonQueueFull, ReasonNATSError, ReasonClientAbort, ReasonPrimaryError,
+	ReasonUnsupported, ReasonEncodeError, ReasonTooLarge, ReasonShutdown,
+}
+
+// counters are plain atomics: Stats reads them, and Prometheus reads them
+// through CounterFuncs, so both always agree.
+type counters struct {
+	proxied     atomic.Uint64
+	proxyErrors atomic.Uint64
+	sampled     atomic.Uint64
+	published   atomic.Uint64
+	pending     atomic.Int64
+	dropped     [numReasons]atomic.Uint64
+}
+
+// Stats is a snapshot of the tap's counters.
+type Stats struct {
+	// Proxied counts requests received (every one goes to the primary).
+	Proxied uint64
+	// ProxyErrors counts requests the primary could not answer (502).
+	ProxyErrors uint64
+	// Sampled counts envelopes started: one per request and sampled launch.
+	Sampled uint64
+	// Published counts envelopes acknowledged by JetStream.
+	Published uint64
+	// Dropped counts envelopes given up, by reason (every Reason* key is
+	// present). Once the tap is idle and drained,
+	// Sampled == Published + sum(Dropped).
+	Dropped map[string]uint64
+	// QueueDepth is the number of envelopes waiting to be published, and
+	// PendingAcks the number published but not yet acknowledged.
+	QueueDepth  int
+	PendingAcks int64
+}
+
+// DroppedTotal sums Dropped over all reasons.
+func (s Stats) DroppedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Dropped {
+		n += v
+	}
+	return n
+}
+
+// Stats returns the current counters.
+func (s *Service) Stats() Stats {
+	st := Stats{
+		Proxied:     s.stats.proxied.Load(),
+		ProxyErrors: s.stats.proxyErrors.Load(),
+		Sampled:     s.stats.sampled.Load(),
+		Published:   s.stats.published.Load(),
+		Dropped:     make(map[string]uint64, numReasons),
+		QueueDepth:  len(s.queue),
+		PendingAcks: s.stats.pending.Load(),
+	}
+	for i, name := range reasonNames {
+		st.Dropped[name] = s.stats.dropped[i].Load()
+	}
+	return st
+}
+
+func (s *Service) drop(r dropReason, n int) {
+	s.stats.dropped[r].Add(uint64(n))
+}
+
+const metricPrefix = "darklaunch_mirror_"
+
+func (s *Service) registerMetrics(reg prometheus.Registerer) {
+	counter := func(name, help string, v *atomic.Uint64, labels prometheus.Labels) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: metricPrefix + name, Help: help, ConstLabels: labels,
+		}, func() float64 { return float64(v.Load()) }))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metricPrefix + name, Help: help}, f))
+	}
+	counter("requests_total", "Requests proxied to the primary.", &s.stats.proxied, nil)
+	counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502).", &s.stats.proxyErrors, nil)
+	counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch.", &s.stats.sampled, nil)
+	counter("envelopes_published_total", "Envelopes acknowledged by JetStream.", &s.stats.published, nil)
+	for i, name := range reasonNames {
+		counter("envelopes_dropped_total", "Envelopes given up, by reason.", &s.stats.dropped[i], prometheus.Labels{"reason": name})
+	}
+	gauge("queue_depth", "Envelopes waiting to be published.", func() float64 { return float64(len(s.queue)) })
+	gauge("queue_capacity", "Size of the publish queue (MIRROR_QUEUE_SIZE).", func() float64 { return float64(cap(s.queue)) })
+	gauge("queue_bytes", "Captured body bytes held by queued envelopes.", func() float64 { return float64(s.queueBytes.Load()) })
+	gauge("publish_pending", "Envelopes published and awaiting a JetStream ack.", func() float64 { return float64(s.stats.pending.Load()) })
+	gauge("launches_mirrored", "Launches of this tap's service being sampled now.", func() float64 {
+		if w := s.watcher.Load(); w != nil {
+			return float64(len(w.Snapshot().Mirrored[s.cfg.Service]))
+		}
+		return 0
+	})
+	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    metricPrefix + "primary_latency_seconds",
+		Help:    "Primary latency of sampled requests, from receiving the request to the end of the response body.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 100µs .. 13s
+	})
+	reg.MustRegister(s.latency)
+}
+
+// logThrottled logs at most once per 10 s per call site (last), so that a
+// failure hit by every request does not flood the log.
+func (s *Service) logThrottled(last *atomic.Int64, level slog.Level, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	if now-prev < int64(10*time.Second) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	s.log.Log(context.Background(), level, msg, args...)
+}

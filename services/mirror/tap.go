@@ -1,0 +1,336 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/bits"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+)
+
+// maxLaunches is how many mirrored launches per service a request can be
+// sampled for: the decision is a uint64 bit set so that it never allocates.
+// Launches past the 64th of a service are not sampled.
+const maxLaunches = 64
+
+// ServeHTTP proxies one request to the primary. The sampling decision comes
+// first and is cheap (two atomic loads, a map lookup, one random number per
+// mirrored launch); only a sampled request pays for capturing.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.proxied.Add(1)
+	ls, mask := s.sample(r.Method)
+	if mask == 0 {
+		s.plain.ServeHTTP(w, r)
+		return
+	}
+	s.serveSampled(w, r, ls, mask)
+}
+
+// sample decides which of the service's mirrored launches take this
+// request: bit i of the result is set when ls[i] does.
+func (s *Service) sample(method string) ([]*launch.Launch, uint64) {
+	w := s.watcher.Load()
+	if w == nil {
+		return nil, 0 // no launch settings read yet: mirror nothing
+	}
+	ls := w.Snapshot().Mirrored[s.cfg.Service]
+	var mask uint64
+	for i, l := range ls {
+		if i == maxLaunches {
+			break
+		}
+		// rand.Float64 is in [0,1): 100% always samples, 0% never does.
+		if l.AllowsMethod(method) && rand.Float64()*100 < l.SamplePercent {
+			mask |= 1 << i
+		}
+	}
+	return ls, mask
+}
+
+// tapKey carries a sampled request's *tap through ReverseProxy to the
+// ModifyResponse and ErrorHandler hooks.
+type tapKey struct{}
+
+// tap is the capture state of one sampled request. It is finished (turned
+// into envelopes or counted as dropped) by whichever of its parts ends
+// last: the handler, and the request body reader when there is a body (the
+// transport may read the body on its own goroutine, even after the handler
+// returned).
+type tap struct {
+	s        *Service
+	launches []*launch.Launch
+	mask     uint64
+	start    time.Time
+	ctx      context.Context // the client's request context
+
+	request       envelope.Request // method, path, query, host, headers
+	contentLength int64
+	hasBody       bool
+	req           reqTee
+
+	// Written on the handler goroutine only.
+	status      int
+	header      http.Header
+	resp        respTee
+	latency     time.Duration
+	proxyErr    error
+	unsupported bool
+	reason      dropReason
+
+	parts atomic.Int32
+}
+
+func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*launch.Launch, mask uint64) {
+	path := r.URL.EscapedPath()
+	// A protocol upgrade (WebSocket) cannot be replayed, nor can OPTIONS *.
+	if r.Header["Upgrade"] != nil || !strings.HasPrefix(path, "/") {
+		s.plain.ServeHTTP(w, r)
+		return
+	}
+	s.stats.sampled.Add(uint64(bits.OnesCount64(mask)))
+	t := &tap{
+		s:        s,
+		launches: ls,
+		mask:     mask,
+		start:    time.Now(),
+		ctx:      r.Context(),
+		request: envelope.Request{
+			Method:   r.Method,
+			Path:     path,
+			RawQuery: r.URL.RawQuery,
+			Host:     r.Host,
+			Headers:  r.Header.Clone(),
+		},
+		contentLength: r.ContentLength,
+	}
+	t.parts.Store(1)
+	r = r.WithContext(context.WithValue(r.Context(), tapKey{}, t))
+	// ReverseProxy sends no body when ContentLength is 0, so only a body it
+	// will read is wrapped (and only then is there a reader part to wait for).
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		t.hasBody = true
+		t.req = reqTee{rc: r.Body, t: t, cap: envelope.Capture{Limit: s.cfg.BodyLimit}}
+		t.parts.Store(2)
+		r.Body = &t.req
+	}
+	// Deferred: ReverseProxy aborts a response whose copy fails (client
+	// gone) by panicking with http.ErrAbortHandler, and the tap must still
+	// be accounted for.
+	defer t.handlerDone()
+	s.tapped.ServeHTTP(w, r)
+}
+
+// modifyResponse is the tapped proxy's hook: it records the primary's status
+// and headers and tees the body into a capture as the proxy streams it.
+func (s *Service) modifyResponse(res *http.Response) error {
+	t, ok := res.Request.Context().Value(tapKey{}).(*tap)
+	if !ok {
+		return nil
+	}
+	t.status = res.StatusCode
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy needs the raw body for the upgraded connection.
+		t.unsupported = true
+		return nil
+	}
+	t.header = res.Header.Clone()
+	body := res.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	t.resp = respTee{rc: body, t: t, cap: envelope.Capture{Limit: s.cfg.BodyLimit}}
+	res.Body = &t.resp
+	return nil
+}
+
+// tapErrorHandler records why a sampled request got no response, then
+// answers as for any request.
+func (s *Service) tapErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if t, ok := r.Context().Value(tapKey{}).(*tap); ok {
+		t.proxyErr = err
+	}
+	s.errorHandler(w, r, err)
+}
+
+// handlerDone runs when the handler returns or unwinds.
+func (t *tap) handlerDone() {
+	t.reason = t.outcome()
+	if t.hasBody {
+		t.req.seal()
+	}
+	t.release()
+}
+
+// outcome decides whether the exchange is complete enough to publish. A
+// response whose body did not reach its end is never published: a half
+// body would show up as a diff that is not there.
+func (t *tap) outcome() dropReason {
+	switch {
+	case t.resp.eof:
+		return reasonNone
+	case t.unsupported:
+		return DropUnsupported
+	case t.ctx.Err() != nil:
+		return DropClientAbort
+	case t.proxyErr != nil && !errors.Is(t.proxyErr, context.Canceled):
+		return DropPrimaryError
+	case t.resp.err != nil && !errors.Is(t.resp.err, context.Canceled):
+		return DropPrimaryError
+	default:
+		// The copy to the client failed while the primary was fine.
+		return DropClientAbort
+	}
+}
+
+func (t *tap) release() {
+	if t.parts.Add(-1) == 0 {
+		t.s.finish(t)
+	}
+}
+
+// finish turns a tap into one envelope per sampled launch and queues them.
+func (s *Service) finish(t *tap) {
+	n := bits.OnesCount64(t.mask)
+	if t.reason != reasonNone {
+		s.drop(t.reason, n)
+		return
+	}
+	req := t.request
+	if t.hasBody {
+		c := &t.req.cap
+		req.Body = c.Bytes()
+		req.BodySize = c.Size()
+		req.BodyTruncated = c.Truncated()
+		if !t.req.eof && c.Size() != t.contentLength {
+			// The primary answered without the proxy reading the whole
+			// body: what was captured is a prefix of unknown length.
+			req.BodyTruncated = true
+			req.BodySize = t.contentLength // -1 when the length is unknown
+		}
+	}
+	resp := envelope.Response{
+		Status:        t.status,
+		Headers:       t.header,
+		Body:          t.resp.cap.Bytes(),
+		BodySize:      t.resp.cap.Size(),
+		BodyTruncated: t.resp.cap.Truncated(),
+		LatencyUS:     t.latency.Microseconds(),
+	}
+	s.latency.Observe(t.latency.Seconds())
+	received := t.start.UTC()
+	for mask := t.mask; mask != 0; mask &= mask - 1 {
+		l := t.launches[bits.TrailingZeros64(mask)]
+		// Envelopes of one request share the captured bodies and headers:
+		// they are read-only from here on. The id is given by the publisher.
+		s.enqueue(&envelope.Envelope{
+			V:          envelope.Version,
+			LaunchID:   l.ID,
+			TapID:      s.cfg.TapID,
+			ReceivedAt: received,
+			Request:    req,
+			Primary:    resp,
+		})
+	}
+}
+
+// reqTee copies what the proxy reads of the request body into a capture.
+// The transport reads it on its own goroutine and may still be reading
+// when the handler returns, so the capture is sealed with a small lock-free
+// state machine: once sealed, reads pass through uncaptured, and the part
+// is released by whoever of seal and an in-flight Read ends last.
+type reqTee struct {
+	rc    io.ReadCloser
+	t     *tap
+	cap   envelope.Capture
+	eof   bool
+	state atomic.Uint32
+}
+
+const (
+	teeReading uint32 = 1 << iota
+	teeSealed
+)
+
+func (b *reqTee) Read(p []byte) (int, error) {
+	for {
+		st := b.state.Load()
+		if st&teeSealed != 0 {
+			return b.rc.Read(p)
+		}
+		if b.state.CompareAndSwap(st, st|teeReading) {
+			break
+		}
+	}
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		_, _ = b.cap.Write(p[:n])
+	}
+	if err == io.EOF {
+		b.eof = true
+	}
+	for {
+		st := b.state.Load()
+		if b.state.CompareAndSwap(st, st&^teeReading) {
+			if st&teeSealed != 0 {
+				b.t.release()
+			}
+			return n, err
+		}
+	}
+}
+
+// Close seals the capture; the client's body itself belongs to the server.
+func (b *reqTee) Close() error {
+	b.seal()
+	return nil
+}
+
+func (b *reqTee) seal() {
+	for {
+		st := b.state.Load()
+		if st&teeSealed != 0 {
+			return
+		}
+		if b.state.CompareAndSwap(st, st|teeSealed) {
+			if st&teeReading == 0 {
+				b.t.release()
+			}
+			return
+		}
+	}
+}
+
+// respTee copies the primary's response body into a capture as the proxy
+// streams it to the client; it is only used on the handler goroutine.
+type respTee struct {
+	rc  io.ReadCloser
+	t   *tap
+	cap envelope.Capture
+	eof bool
+	err error
+}
+
+func (b *respTee) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		_, _ = b.cap.Write(p[:n])
+	}
+	if err == io.EOF {
+		if !b.eof {
+			b.eof = true
+			b.t.latency = time.Since(b.t.start)
+		}
+	} else if err != nil && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *respTee) Close() error { return b.rc.Close() }
