@@ -401,7 +401,7 @@ func (s *Service) actionHandler(action string) http.HandlerFunc {
 			reason = reason[:maxLoggedReason] + "..."
 		}
 		s.metrics.actions.WithLabelValues(action).Inc()
-		s.log.Info("launch "+action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
+		s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
 			"reason", reason, "revision", l.Revision)
 		writeJSON(w, http.StatusOK, l)
 	}

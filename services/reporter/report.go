@@ -103,12 +103,13 @@ const (
 		" FROM %s.comparisons FINAL WHERE launch_id = ?" +
 		" GROUP BY route, method ORDER BY compared DESC, route, method LIMIT %d"
 
-	// The subquery filters before ARRAY JOIN, which fails on the whole query
-	// if one row's parallel arrays differ in length; a single bad row must
-	// not make every report of its launch fail.
+	// Diffs count over the pairs where the shadow answered, like
+	// mismatches. The subquery filters before ARRAY JOIN, which fails on the
+	// whole query if one row's parallel arrays differ in length; a single bad
+	// row must not make every report of its launch fail.
 	diffsQuery = "SELECT diff_path, diff_kind, count() AS n FROM (" +
 		"SELECT diff_paths, diff_kinds FROM %s.comparisons FINAL" +
-		" WHERE launch_id = ? AND length(diff_paths) = length(diff_kinds) AND length(diff_paths) > 0" +
+		" WHERE launch_id = ? AND shadow_error = '' AND length(diff_paths) = length(diff_kinds) AND length(diff_paths) > 0" +
 		") ARRAY JOIN diff_paths AS diff_path, diff_kinds AS diff_kind" +
 		" GROUP BY diff_path, diff_kind ORDER BY n DESC, diff_path, diff_kind LIMIT %d"
 )

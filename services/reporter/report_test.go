@@ -80,6 +80,9 @@ func seed(t *testing.T, e *env, launchID string) (primaryMS, shadowMS map[string
 		case i > 36:
 			r.Match, r.ShadowStatus, r.ShadowLatencyUS = false, 0, 30_000_000
 			r.ShadowError, r.ShadowErrorKind = "dial tcp: connection refused", "refused"
+			if i == 40 { // diffs of a failed shadow are noise: not counted
+				r.DiffPaths, r.DiffKinds = []string{"$"}, []string{"missing"}
+			}
 		case i <= 4:
 			r.Match = false
 			r.DiffPaths, r.DiffKinds = []string{"$.total"}, []string{"type_changed"}
@@ -175,6 +178,26 @@ func TestReport(t *testing.T) {
 		}
 		if strings.Contains(strings.ToLower(body), "nan") || strings.Contains(body, "null") {
 			t.Errorf("empty report holds NaN or null: %s", body)
+		}
+	})
+
+	t.Run("row with unequal diff arrays", func(t *testing.T) {
+		e := *e
+		e.t = t
+		l := e.create("bad row", 10)
+		ts := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+		good := analytics.Row{LaunchID: l.ID, EnvelopeID: l.ID + "-good", TS: ts, Method: "GET", Route: "/a",
+			DiffPaths: []string{"$.a"}, DiffKinds: []string{"value_changed"}}
+		bad := good
+		bad.EnvelopeID, bad.DiffPaths, bad.DiffKinds = l.ID+"-bad", []string{"$.b", "$.c"}, []string{"missing"}
+		if err := analytics.Insert(testenv.Context(t), e.ch, testDB, []analytics.Row{good, bad}); err != nil {
+			t.Fatal(err)
+		}
+		var rep reporter.Report
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &rep)
+		if rep.Totals.Compared != 2 || rep.Totals.Mismatches != 2 ||
+			!slices.Equal(rep.Diffs, []reporter.DiffCount{{Path: "$.a", Kind: "value_changed", Count: 1}}) {
+			t.Fatalf("report = %+v, diffs %+v", rep.Totals, rep.Diffs)
 		}
 	})
 
