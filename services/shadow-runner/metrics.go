@@ -39,8 +39,8 @@ type Stats struct {
 
 type metrics struct {
 	received, replayed, skipped, deadLettered, published, publishFailed, naks, ackFailed atomic.Int64
-	inFlight                                                                          atomic.Int64
-	failTimeout, failRefused, failReset, failOther                                    atomic.Int64
+	inFlight                                                                             atomic.Int64
+	failTimeout, failRefused, failReset, failOther                                       atomic.Int64
 
 	pReceived      prometheus.Counter
 	pReplayed      prometheus.Counter

@@ -113,8 +113,8 @@ func newClient(cfg *Config) (*http.Client, *http.Transport) {
 
 // replay sends env's request to the shadow and records what came back.
 // A transport failure is part of the outcome, never an error: the pair is
-// published either way. When the failure comes after the response headers,
-// the outcome keeps the status and partial body next to the error.
+// published either way, with status 0, the error, its kind and the time
+// until the failure.
 func (s *Service) replay(ctx context.Context, shadowURL string, env *envelope.Envelope) envelope.Outcome {
 	fail := func(err error, start time.Time) envelope.Outcome {
 		out := envelope.Outcome{Error: err.Error(), ErrorKind: ClassifyError(err)}
@@ -150,7 +150,12 @@ func (s *Service) replay(ctx context.Context, shadowURL string, env *envelope.En
 	}
 	defer resp.Body.Close()
 	data, size, truncated, err := envelope.ReadBody(resp.Body, s.cfg.BodyLimit)
-	out := envelope.Outcome{Response: envelope.Response{
+	if err != nil {
+		// An incomplete answer is a failure like any other (status 0, as
+		// docs/envelope.md promises readers), not a response to diff.
+		return fail(err, start)
+	}
+	return envelope.Outcome{Response: envelope.Response{
 		Status:        resp.StatusCode,
 		Headers:       envelope.EndToEnd(resp.Header),
 		Body:          data,
@@ -158,9 +163,4 @@ func (s *Service) replay(ctx context.Context, shadowURL string, env *envelope.En
 		BodyTruncated: truncated,
 		LatencyUS:     time.Since(start).Microseconds(),
 	}}
-	if err != nil {
-		out.Error = err.Error()
-		out.ErrorKind = ClassifyError(err)
-	}
-	return out
 }

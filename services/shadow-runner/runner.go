@@ -121,7 +121,9 @@ func (s *Service) Run(ctx context.Context) error {
 
 	nc, err := stream.Connect(s.cfg.NATSURL, "shadow-runner "+s.cfg.ID,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.log.Warn("disconnected from NATS", "err", err)
+			if err != nil { // nil on our own Close
+				s.log.Warn("disconnected from NATS", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			s.log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted())
@@ -281,10 +283,14 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
 	// acked during shutdown.
 	taskCtx := context.WithoutCancel(ctx)
 	delay := 100 * time.Millisecond
-	for {
+	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			return
+		}
+		if ctx.Err() != nil { // select picks at random when both are ready
+			<-slots
 			return
 		}
 		n := 1

@@ -1,0 +1,322 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+	"github.com/darklaunch/darklaunch/pkg/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// harness is an embedded JetStream with the darklaunch streams and the
+// launches bucket, and a client connection the test publishes and reads with.
+type harness struct {
+	t     *testing.T
+	srv   *testenv.JetStream
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *launch.Store
+	ctx   context.Context
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	srv := testenv.StartJetStream(t)
+	nc, err := stream.Connect(srv.URL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t)
+	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := launch.OpenBucket(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, srv: srv, nc: nc, js: js, store: launch.NewStore(kv), ctx: ctx}
+}
+
+func (h *harness) createLaunch(shadowURL string) *launch.Launch {
+	h.t.Helper()
+	l, err := h.store.Create(h.ctx, launch.Launch{
+		Name: "test", ShadowURL: shadowURL, SamplePercent: 100,
+		Methods: []string{"GET", "POST", "PUT", "DELETE"},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return l
+}
+
+func (h *harness) setStatus(id string, st launch.Status) {
+	h.t.Helper()
+	if _, err := h.store.Update(h.ctx, id, func(l *launch.Launch) error { l.Status = st; return nil }); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// testConfig is a runner configured for tests: the harness's server, a
+// loopback admin port, short timeouts.
+func (h *harness) testConfig(id string) Config {
+	cfg := DefaultConfig()
+	cfg.NATSURL = h.srv.URL()
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.Timeout = 5 * time.Second
+	cfg.Concurrency = 8
+	cfg.ID = id
+	return cfg
+}
+
+// runner is a Service running until stop (or the end of the test).
+type runner struct {
+	*Service
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// stop cancels Run and waits for it to return.
+func (r *runner) stop(t *testing.T) error {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case r.err = <-r.done:
+		case <-time.After(30 * time.Second):
+			r.err = fmt.Errorf("Run did not return within 30s of cancel")
+		}
+	})
+	return r.err
+}
+
+// startRunner starts a Service without waiting for it to be ready.
+func (h *harness) startRunner(cfg Config) *runner {
+	h.t.Helper()
+	svc, err := New(cfg, testLogger(h.t))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runner{Service: svc, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- svc.Run(ctx) }()
+	h.t.Cleanup(func() {
+		if err := r.stop(h.t); err != nil {
+			h.t.Errorf("runner %s: %v", cfg.ID, err)
+		}
+	})
+	return r
+}
+
+// runReady starts a Service and waits until it is pulling envelopes.
+func (h *harness) runReady(cfg Config) *runner {
+	h.t.Helper()
+	r := h.startRunner(cfg)
+	select {
+	case <-r.Ready():
+	case <-time.After(15 * time.Second):
+		h.t.Fatalf("runner %s not ready within 15s", cfg.ID)
+	}
+	return r
+}
+
+func newEnvelope(launchID, method, path, query string, body []byte) *envelope.Envelope {
+	return &envelope.Envelope{
+		V: envelope.Version, ID: envelope.NewID(), LaunchID: launchID, TapID: "test-tap",
+		ReceivedAt: time.Now().UTC(),
+		Request: envelope.Request{
+			Method: method, Path: path, RawQuery: query, Host: "primary.example",
+			Headers: http.Header{"Accept": {"application/json"}}, Body: body, BodySize: int64(len(body)),
+		},
+		Primary: envelope.Response{Status: 200, Body: []byte(`{"ok":true}`), BodySize: 11, LatencyUS: 1000},
+	}
+}
+
+func (h *harness) publishEnvelope(e *envelope.Envelope) {
+	h.t.Helper()
+	data, err := json.Marshal(e)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.publishRaw(stream.EnvelopeSubject(e.LaunchID), data, e.ID)
+}
+
+func (h *harness) publishRaw(subject string, data []byte, id string) {
+	h.t.Helper()
+	var opts []jetstream.PublishOpt
+	if id != "" {
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	if _, err := h.js.Publish(h.ctx, subject, data, opts...); err != nil {
+		h.t.Fatalf("publish to %s: %v", subject, err)
+	}
+}
+
+func (h *harness) streamMsgs(name string) (uint64, error) {
+	s, err := h.js.Stream(h.ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(h.ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// waitStreamMsgs polls until the stream holds exactly n messages.
+func (h *harness) waitStreamMsgs(name string, n uint64) {
+	h.t.Helper()
+	testenv.CheckFor(h.t, 20*time.Second, 10*time.Millisecond, func() error {
+		got, err := h.streamMsgs(name)
+		if err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("stream %s holds %d messages, want %d", name, got, n)
+		}
+		return nil
+	})
+}
+
+// rawMsgs reads every message a stream holds, without consuming them.
+func (h *harness) rawMsgs(name string) []*jetstream.RawStreamMsg {
+	h.t.Helper()
+	s, err := h.js.Stream(h.ctx, name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(h.ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(h.ctx, seq)
+		if err != nil {
+			continue // removed (acked) or never stored
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// pairs decodes every pair in the pairs stream; each message must carry
+// its envelope id as Nats-Msg-Id.
+func (h *harness) pairs() []*envelope.Pair {
+	h.t.Helper()
+	var out []*envelope.Pair
+	for _, m := range h.rawMsgs(stream.PairsStream) {
+		p, err := envelope.DecodePair(m.Data)
+		if err != nil {
+			h.t.Fatalf("pair at seq %d: %v", m.Sequence, err)
+		}
+		if got := m.Header.Get(jetstream.MsgIDHeader); got != p.Envelope.ID {
+			h.t.Errorf("pair %s has Nats-Msg-Id %q", p.Envelope.ID, got)
+		}
+		if m.Subject != stream.PairSubject(p.Envelope.LaunchID) {
+			h.t.Errorf("pair %s on subject %s", p.Envelope.ID, m.Subject)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// seenRequest is what a test shadow received.
+type seenRequest struct {
+	Method, Path, Query, Host string
+	Header                    http.Header
+	Body                      []byte
+	ContentLength             int64
+}
+
+// shadow is an httptest server recording every request it gets and
+// answering with handler (or 200 "shadow" when nil).
+type shadow struct {
+	*httptest.Server
+	mu      sync.Mutex
+	seen    []seenRequest
+	current atomic.Int64
+	max     atomic.Int64
+}
+
+func newShadow(t *testing.T, handler http.HandlerFunc) *shadow {
+	t.Helper()
+	s := &shadow{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.current.Add(1)
+		defer s.current.Add(-1)
+		for {
+			m := s.max.Load()
+			if n <= m || s.max.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.seen = append(s.seen, seenRequest{
+			Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Host: r.Host,
+			Header: r.Header.Clone(), Body: body, ContentLength: r.ContentLength,
+		})
+		s.mu.Unlock()
+		if handler != nil {
+			handler(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "shadow")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *shadow) requests() []seenRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]seenRequest(nil), s.seen...)
+}
+
+// testLogger logs to the test at warn level, and drops lines logged after
+// the test ended (NATS callbacks may fire late).
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
