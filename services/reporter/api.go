@@ -40,7 +40,7 @@ func (s *Service) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused: call the API from the same origin or without a browser")
 	}))
-	return s.instrument(mux, cop.Handler(jsonErrors(mux)))
+	return s.instrument(cop.Handler(jsonErrors(mux)))
 }
 
 // jsonErrors turns the mux's own plain-text 404 and 405 answers into JSON
@@ -101,15 +101,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-func (s *Service) instrument(mux *http.ServeMux, next http.Handler) http.Handler {
+func (s *Service) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		// Label by pattern, not path: ids would make cardinality unbounded.
-		route := "unmatched"
-		if _, p := mux.Handler(r); p != "" {
-			route = p
+		// The mux sets r.Pattern on the request it was handed.
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
 		}
 		if sw.code == 0 {
 			sw.code = http.StatusOK
