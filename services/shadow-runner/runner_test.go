@@ -625,3 +625,46 @@ func TestConsumerConfig(t *testing.T) {
 		t.Errorf("ack wait %s, max ack pending %d, max deliver %d", cc.AckWait, cc.MaxAckPending, cc.MaxDeliver)
 	}
 }
+
+func TestReadyWithNoLaunches(t *testing.T) {
+	h := newHarness(t)
+	r := h.runReady(h.testConfig("runner-empty")) // fails unless Ready closes
+	if n := len(r.watcher.Snapshot().ByID); n != 0 {
+		t.Errorf("%d launches in an empty bucket", n)
+	}
+	// A launch created after start is found (by the watch or the KV fallback).
+	sh := newShadow(t, nil)
+	l := h.createLaunch(sh.URL)
+	h.publishEnvelope(newEnvelope(l.ID, "GET", "/new", "", nil))
+	h.waitStreamMsgs(stream.PairsStream, 1)
+	if st := r.Stats(); st.DeadLettered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestGivesUpToDeadLetterAfterMaxDeliver(t *testing.T) {
+	h := newHarness(t)
+	sh := newShadow(t, nil)
+	l := h.createLaunch(sh.URL)
+	cfg := h.testConfig("runner-maxdeliver")
+	cfg.MaxDeliver = 2
+	r := h.runReady(cfg)
+	if err := h.js.DeleteStream(h.ctx, stream.PairsStream); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvelope(l.ID, "GET", "/doomed", "", nil)
+	h.publishEnvelope(e)
+	h.waitStreamMsgs(stream.DeadLetterStream, 1)
+	h.waitStreamMsgs(stream.EnvelopesStream, 0)
+	m := h.rawMsgs(stream.DeadLetterStream)[0]
+	if reason := m.Header.Get(stream.HeaderReason); !strings.Contains(reason, "gave up after 2 deliveries") {
+		t.Errorf("reason %q", reason)
+	}
+	var got envelope.Envelope
+	if err := json.Unmarshal(m.Data, &got); err != nil || got.ID != e.ID {
+		t.Errorf("dead letter holds %q (%v), want the envelope", m.Data, err)
+	}
+	if st := r.Stats(); st.PublishFailures != 2 || st.DeadLettered != 1 || len(sh.requests()) != 2 {
+		t.Errorf("stats %+v, shadow requests %d", st, len(sh.requests()))
+	}
+}
