@@ -3,7 +3,7 @@
 # need first (`make deps`).
 SHELL := /bin/bash
 GO ?= go
-MODULES := pkg services/mirror services/shadow-runner services/comparator services/reporter deploy/demo tests/e2e
+MODULES := pkg services/mirror services/shadow-runner services/comparator services/reporter deploy/demo tests
 SERVICES := mirror shadow-runner comparator reporter
 # Debian installs clickhouse-server in /usr/sbin, outside a normal user's PATH.
 export PATH := $(PATH):/usr/sbin

@@ -5,7 +5,7 @@
 //	GET /api/users/{id}       identical on both sides
 //	GET /api/orders/{id}      shadow changed the JSON shape ($.total became an object, $.currency moved into it)
 //	GET /api/search?q=...     shadow is several times slower (primary ~2 ms, shadow ~10 ms)
-//	GET /api/inventory/{sku}  shadow answers 500 on every 10th request
+//	GET /api/inventory/{sku}  shadow answers 500 on every 10th request (numeric SKUs)
 //	POST /api/orders          creates an order (a write: mirrored only if the launch lists POST)
 package demo
 

@@ -56,7 +56,7 @@ func run(mirror, reporter, shadow, service string, percent float64, duration tim
 		func(i int) string { return fmt.Sprintf("/api/users/%d", 1+i%500) },
 		func(i int) string { return fmt.Sprintf("/api/orders/%d", 1+i%800) },
 		func(i int) string { return fmt.Sprintf("/api/search?q=item%d", i%40) },
-		func(i int) string { return fmt.Sprintf("/api/inventory/SKU-%d", i%97) },
+		func(i int) string { return fmt.Sprintf("/api/inventory/%d", 10000+i%97) },
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()

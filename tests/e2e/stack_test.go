@@ -1,0 +1,290 @@
+// Package e2e runs the whole pipeline in one process against real servers:
+// an embedded NATS JetStream server, a private ClickHouse server and a
+// private Redis server (pkg/testenv), the four darklaunch services started
+// through their public New/Run, and the demo primary and shadow.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/darklaunch/darklaunch/deploy/demo"
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/testenv"
+	"github.com/darklaunch/darklaunch/services/comparator"
+	"github.com/darklaunch/darklaunch/services/mirror"
+	"github.com/darklaunch/darklaunch/services/reporter"
+	runner "github.com/darklaunch/darklaunch/services/shadow-runner"
+)
+
+// stack is one running pipeline.
+type stack struct {
+	t          *testing.T
+	nats       *testenv.JetStream
+	ch         driver.Conn
+	primary    *httptest.Server
+	shadow     *httptest.Server
+	shadowHits atomic.Int64
+	mirror     *mirror.Service
+	runner     *runner.Service
+	comparator *comparator.Service
+	reporter   *reporter.Service
+	client     *http.Client
+}
+
+// load fills a service's Config the way its main does: from environment
+// variables, through envconfig (so defaults apply as in production).
+func load[T any](t *testing.T, env map[string]string) T {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var cfg T
+	if _, err := config.Load("e2e", &cfg, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func logger(name string) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("E2E_VERBOSE") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", name)
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{t: t, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	s.nats = testenv.StartJetStream(t)
+	chAddr := testenv.StartClickHouse(t)
+	redisURL := testenv.StartRedis(t)
+
+	ph, _ := demo.Handler(demo.Primary, demo.Options{})
+	sh, _ := demo.Handler(demo.Shadow, demo.Options{})
+	s.primary = httptest.NewServer(ph)
+	s.shadow = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.shadowHits.Add(1)
+		sh.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.primary.Close)
+	t.Cleanup(s.shadow.Close)
+
+	common := map[string]string{
+		"NATS_URL": s.nats.URL(), "CLICKHOUSE_ADDR": chAddr, "CLICKHOUSE_DATABASE": "darklaunch", "REDIS_URL": redisURL,
+	}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range common {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	var err error
+	s.mirror, err = mirror.New(load[mirror.Config](t, with(map[string]string{
+		"MIRROR_ADDR": "127.0.0.1:0", "MIRROR_ADMIN_ADDR": "127.0.0.1:0", "MIRROR_PRIMARY_URL": s.primary.URL,
+	})), logger("mirror"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.runner, err = runner.New(load[runner.Config](t, with(map[string]string{
+		"RUNNER_ADMIN_ADDR": "127.0.0.1:0", "RUNNER_TIMEOUT": "2s",
+	})), logger("shadow-runner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.comparator, err = comparator.New(load[comparator.Config](t, with(map[string]string{
+		"COMPARATOR_ADMIN_ADDR": "127.0.0.1:0", "COMPARATOR_FLUSH_INTERVAL": "200ms",
+	})), logger("comparator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.reporter, err = reporter.New(load[reporter.Config](t, with(map[string]string{
+		"REPORTER_ADDR": "127.0.0.1:0", "REPORTER_ADMIN_ADDR": "127.0.0.1:0", "REPORTER_CACHE_TTL": "0s",
+	})), logger("reporter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for name, run := range map[string]func(context.Context) error{
+		"mirror": s.mirror.Run, "shadow-runner": s.runner.Run, "comparator": s.comparator.Run, "reporter": s.reporter.Run,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil {
+				t.Errorf("%s.Run: %v", name, err)
+			}
+		}()
+	}
+	// Services stop (and flush) before the servers under them go away:
+	// cleanups run last-registered first.
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	s.ch, err = analytics.Open(context.Background(), analytics.Options{Addr: chAddr, Database: "darklaunch", User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.ch.Close() })
+	testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		code, body := s.api("GET", "/healthz", nil)
+		if code != 200 {
+			return fmt.Errorf("reporter healthz %d: %s", code, body)
+		}
+		return nil
+	})
+	return s
+}
+
+// api calls the reporter and returns the status and body.
+func (s *stack) api(method, path string, body any) (int, []byte) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+s.reporter.Addr()+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// apiOK calls the reporter, requires the status, and decodes the body.
+func (s *stack) apiOK(method, path string, body any, want int, out any) {
+	s.t.Helper()
+	code, data := s.api(method, path, body)
+	if code != want {
+		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			s.t.Fatalf("%s %s: %v: %s", method, path, err, data)
+		}
+	}
+}
+
+type launchJSON struct {
+	ID            string   `json:"id"`
+	Status        string   `json:"status"`
+	SamplePercent float64  `json:"sample_percent"`
+	Methods       []string `json:"methods"`
+}
+
+func (s *stack) createLaunch(shadowURL string, percent float64, methods ...string) launchJSON {
+	s.t.Helper()
+	var l launchJSON
+	s.apiOK("POST", "/v1/launches", map[string]any{
+		"name": s.t.Name(), "service": "default", "shadow_url": shadowURL, "sample_percent": percent, "methods": methods,
+	}, http.StatusCreated, &l)
+	if l.ID == "" || l.Status != "active" {
+		s.t.Fatalf("created launch %+v", l)
+	}
+	return l
+}
+
+func (s *stack) report(id string) demo.Report {
+	s.t.Helper()
+	var r demo.Report
+	s.apiOK("GET", "/v1/launches/"+id+"/report", nil, http.StatusOK, &r)
+	return r
+}
+
+// send makes one request through the mirror and returns status, headers
+// and body.
+func (s *stack) send(method, path string, body []byte) (int, http.Header, []byte) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+s.mirror.Addr()+path, bytes.NewReader(body))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s through the mirror: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s through the mirror: reading body: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header, data
+}
+
+// waitMirrorSees sends probe requests until the mirror samples one, i.e.
+// until its KV watch has seen a launch; it returns how many it sent.
+func (s *stack) waitMirrorSees() uint64 {
+	s.t.Helper()
+	start := s.mirror.Stats().Sampled
+	testenv.CheckFor(s.t, 10*time.Second, 10*time.Millisecond, func() error {
+		s.send("GET", "/api/users/1", nil)
+		if s.mirror.Stats().Sampled == start {
+			return fmt.Errorf("the mirror has not picked up the launch")
+		}
+		return nil
+	})
+	return s.mirror.Stats().Sampled - start
+}
+
+// rows counts a launch's rows in ClickHouse, duplicates collapsed.
+func (s *stack) rows(launchID, where string) uint64 {
+	s.t.Helper()
+	if where == "" {
+		where = "1"
+	}
+	var n uint64
+	q := "SELECT count() FROM darklaunch.comparisons FINAL WHERE launch_id = ? AND " + where
+	if err := s.ch.QueryRow(context.Background(), q, launchID).Scan(&n); err != nil {
+		s.t.Fatalf("count rows: %v", err)
+	}
+	return n
+}
+
+// waitRows waits until a launch has exactly want rows.
+func (s *stack) waitRows(launchID string, want uint64) {
+	s.t.Helper()
+	testenv.CheckFor(s.t, 60*time.Second, 100*time.Millisecond, func() error {
+		if n := s.rows(launchID, ""); n != want {
+			return fmt.Errorf("launch %s has %d rows, want %d (mirror %+v, runner %+v, comparator %+v)",
+				launchID, n, want, s.mirror.Stats(), s.runner.Stats(), s.comparator.Stats())
+		}
+		return nil
+	})
+}
+
+// drained waits until the mirror has published or dropped all it sampled.
+func (s *stack) drained() mirror.Stats {
+	s.t.Helper()
+	var st mirror.Stats
+	testenv.CheckFor(s.t, 20*time.Second, 20*time.Millisecond, func() error {
+		st = s.mirror.Stats()
+		if st.Sampled != st.Published+st.DroppedTotal() {
+			return fmt.Errorf("mirror not drained: %+v", st)
+		}
+		return nil
+	})
+	return st
+}
