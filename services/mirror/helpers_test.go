@@ -122,8 +122,8 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // startMirror runs a tap in front of primaryURL until the test ends; stop
 // shuts it down early and checks that Run returned nil and every sampled
-// envelope was accounted for.
-func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config)) (s *Service, stop func()) {
+// envelope was accounted for. before runs on the service before Run starts.
+func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config), before ...func(*Service)) (s *Service, stop func()) {
 	t.Helper()
 	cfg := Config{
 		PrimaryURL: primaryURL,
@@ -139,6 +139,9 @@ func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config))
 	s, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -61,8 +61,8 @@ type Service struct {
 	nc          atomic.Pointer[nats.Conn]
 	streamReady atomic.Bool
 	// ensureAgain asks the stream loop to re-create the streams (a publish
-	// found no stream).
-	ensureAgain chan struct{}
+	// found no stream); reconnected asks the watch loop to restart the watch.
+	ensureAgain, reconnected chan struct{}
 
 	// drainDeadline is written before the draining channel is closed and
 	// read by publishers after they see it closed.
@@ -95,6 +95,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		transport:   newTransport(cfg),
 		queue:       make(chan *envelope.Envelope, cfg.QueueSize),
 		ensureAgain: make(chan struct{}, 1),
+		reconnected: make(chan struct{}, 1),
 	}
 	pool := &bufferPool{}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -184,7 +185,7 @@ func (s *Service) Run(ctx context.Context) error {
 	serve("proxy", s.srv, s.ln)
 	serve("admin", s.adminSrv, s.adminLn)
 	s.log.Info("mirror serving", "addr", s.Addr(), "admin", s.AdminAddr(), "primary", s.target.String(),
-		"service", s.cfg.Service, "tap_id", s.cfg.TapID)
+		"mirror_service", s.cfg.Service, "tap_id", s.cfg.TapID)
 
 	nc := s.connect(ctx)
 	var background, publishers conc.WaitGroup
@@ -268,6 +269,10 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) {
 				s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+				select {
+				case s.reconnected <- struct{}{}:
+				default:
+				}
 			}),
 		)
 		if err == nil {
@@ -339,9 +344,18 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream) {
 			s.watcher.Store(w)
 		}
 		started := time.Now()
-		err := w.Run(ctx)
+		reconnected, err := s.watchOnce(ctx, w)
 		if ctx.Err() != nil {
 			return
+		}
+		if reconnected {
+			// The KV watch is an ephemeral consumer on the server: after a
+			// reconnect it may be gone (server restarted) without the watch
+			// noticing for a long while, so it is always started afresh.
+			// The last snapshot stays in force meanwhile.
+			s.log.Info("NATS reconnected; restarting the launch watch")
+			bo.reset()
+			continue
 		}
 		if time.Since(started) > time.Minute {
 			bo.reset()
@@ -351,6 +365,32 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream) {
 			return
 		}
 	}
+}
+
+// watchOnce runs the watcher until it stops, ctx ends or NATS reconnects
+// (reported by reconnected).
+func (s *Service) watchOnce(ctx context.Context, w *launch.Watcher) (reconnected bool, err error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Drop a reconnect seen before this watch started: it is already fresh.
+	select {
+	case <-s.reconnected:
+	default:
+	}
+	done := make(chan struct{})
+	var g conc.WaitGroup
+	g.Go(func() {
+		select {
+		case <-s.reconnected:
+			reconnected = true
+			cancel()
+		case <-done:
+		}
+	})
+	err = w.Run(runCtx)
+	close(done)
+	g.Wait()
+	return reconnected, err
 }
 
 func (s *Service) checkNATS(context.Context) error {

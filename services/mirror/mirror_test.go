@@ -408,6 +408,15 @@ func TestNATSOutageDropsEnvelopesNotRequestsAndRecovers(t *testing.T) {
 		}
 		return nil
 	})
+	// The launch watch came back too: a rollback made now is seen.
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, err := e.store.Update(testenv.Context(t), l.ID, func(l *launch.Launch) error {
+			l.Status = launch.StatusRolledBack
+			return nil
+		})
+		return err
+	})
+	waitMirrored(t, s)
 }
 
 func TestFullQueueDropsWithoutDelayingClients(t *testing.T) {
@@ -415,10 +424,9 @@ func TestFullQueueDropsWithoutDelayingClients(t *testing.T) {
 	primary := newPrimary(t, nil)
 	entered := make(chan struct{}, 100)
 	release := make(chan struct{})
-	s, stop := startMirror(t, e, primary.URL, func(c *Config) { c.QueueSize = 1; c.Publishers = 1 })
-	// The hook is read by the publisher only when it has an envelope,
-	// and none is sampled before the launch exists.
-	s.publishHook = func(*envelope.Envelope) { entered <- struct{}{}; <-release }
+	s, stop := startMirror(t, e, primary.URL, func(c *Config) { c.QueueSize = 1; c.Publishers = 1 }, func(s *Service) {
+		s.publishHook = func(*envelope.Envelope) { entered <- struct{}{}; <-release }
+	})
 	l := e.createLaunch(t, 100, nil, nil)
 	waitMirrored(t, s, l.ID)
 	c := newClient(t)
@@ -502,8 +510,9 @@ func TestUnreachablePrimaryIs502AndNotPublished(t *testing.T) {
 func TestShutdownPublishesWhatIsQueued(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newPrimary(t, nil)
-	s, stop := startMirror(t, e, primary.URL, func(c *Config) { c.Publishers = 1 })
-	s.publishHook = func(*envelope.Envelope) { time.Sleep(5 * time.Millisecond) }
+	s, stop := startMirror(t, e, primary.URL, func(c *Config) { c.Publishers = 1 }, func(s *Service) {
+		s.publishHook = func(*envelope.Envelope) { time.Sleep(5 * time.Millisecond) }
+	})
 	l := e.createLaunch(t, 100, nil, nil)
 	waitMirrored(t, s, l.ID)
 	c := newClient(t)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -286,5 +288,36 @@ func TestQueueByteBudget(t *testing.T) {
 	s.dropQueued()
 	if s.queueBytes.Load() != 0 || s.Stats().Dropped[ReasonShutdown] != 1 {
 		t.Errorf("queue bytes %d, stats %+v", s.queueBytes.Load(), s.Stats())
+	}
+}
+
+// A request that is not sampled costs the same allocations as the plain
+// proxy: the tap adds nothing but atomic loads on that path.
+func TestUnsampledRequestAllocatesLikeThePlainProxy(t *testing.T) {
+	e := newNATSEnv(t)
+	primary := newPrimary(t, nil)
+	s, _ := startMirror(t, e, primary.URL, nil)
+	zero := e.createLaunch(t, 0, nil, nil)
+	other := e.createLaunch(t, 100, []string{"POST"}, nil) // mirrored, but not for GET
+	waitKnown(t, s, zero.ID)
+	waitMirrored(t, s, other.ID)
+	serve := func(h http.Handler) func() {
+		return func() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/small", nil))
+			if w.Code != 200 {
+				t.Fatalf("status %d", w.Code)
+			}
+		}
+	}
+	serve(s.plain)() // warm the connection pool
+	plain := testing.AllocsPerRun(500, serve(s.plain))
+	tapped := testing.AllocsPerRun(500, serve(s))
+	t.Logf("allocations per request: plain proxy %.1f, tap %.1f", plain, tapped)
+	if tapped > plain+0.5 {
+		t.Errorf("unsampled request through the tap: %.1f allocations, plain proxy %.1f", tapped, plain)
+	}
+	if st := s.Stats(); st.Sampled != 0 {
+		t.Errorf("sampled %d", st.Sampled)
 	}
 }
