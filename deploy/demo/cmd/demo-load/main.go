@@ -28,14 +28,15 @@ func main() {
 	percent := flag.Float64("percent", 100, "sample percent of the launch")
 	duration := flag.Duration("duration", 15*time.Second, "how long to send traffic")
 	workers := flag.Int("concurrency", 8, "concurrent clients")
+	rate := flag.Int("rate", 400, "requests per second (0: as fast as the clients go); a moderate rate keeps the\nlatency comparison about the shadow, not about this machine's CPUs being saturated")
 	flag.Parse()
-	if err := run(*mirror, *reporter, *shadow, *service, *percent, *duration, *workers); err != nil {
+	if err := run(*mirror, *reporter, *shadow, *service, *percent, *duration, *workers, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "demo-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(mirror, reporter, shadow, service string, percent float64, duration time.Duration, workers int) error {
+func run(mirror, reporter, shadow, service string, percent float64, duration time.Duration, workers, rate int) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	body, _ := json.Marshal(map[string]any{
 		"name": "demo " + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
@@ -62,11 +63,38 @@ func run(mirror, reporter, shadow, service string, percent float64, duration tim
 	defer cancel()
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
+	// tokens paces the clients at rate requests per second.
+	tokens := make(chan struct{})
+	if rate > 0 {
+		go func() {
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					close(tokens)
+					return
+				case <-tick.C:
+					select {
+					case tokens <- struct{}{}:
+					default: // clients are behind; do not queue a burst
+					}
+				}
+			}
+		}()
+	} else {
+		close(tokens)
+	}
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; ctx.Err() == nil; i += workers {
+				if rate > 0 {
+					if _, ok := <-tokens; !ok {
+						return
+					}
+				}
 				resp, err := client.Get(mirror + paths[i%len(paths)](i))
 				if err != nil {
 					failed.Add(1)
