@@ -271,7 +271,15 @@ func newPrimary(t *testing.T, large []byte) *httptest.Server {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done()
 	})
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RequestURI == "*" {
+			fmt.Fprintf(w, "options uri=%s", r.RequestURI)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	srv.Config.DisableGeneralOptionsHandler = true
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -201,6 +201,18 @@ func TestPrimarySeesTheRequestAsSent(t *testing.T) {
 	if got := view(s.Addr()); got != direct {
 		t.Errorf("primary's view through the tap:\n%s\nwant (direct):\n%s", got, direct)
 	}
+	// OPTIONS * is the primary's to answer, as "OPTIONS *".
+	conn, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "OPTIONS * HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n")
+	raw, _ := io.ReadAll(conn)
+	conn.Close()
+	if !bytes.HasSuffix(raw, []byte("\r\n\r\noptions uri=*")) {
+		t.Errorf("OPTIONS * through the tap: %q", raw)
+	}
+
 	s2, _ := startMirror(t, e, primary.URL, func(c *Config) { c.XForwarded = true; c.RewriteHost = true })
 	got := view(s2.Addr())
 	host := strings.TrimPrefix(primary.URL, "http://")

@@ -75,6 +75,11 @@ func newRewrite(target *url.URL, cfg Config) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
 		pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+		if pr.In.RequestURI == "*" {
+			// OPTIONS * asks about the server, not a path: SetURL would
+			// turn it into a request for "/%2A".
+			pr.Out.URL.Opaque, pr.Out.URL.Path, pr.Out.URL.RawPath = "*", "", ""
+		}
 		if !cfg.RewriteHost {
 			pr.Out.Host = pr.In.Host
 		}

@@ -22,14 +22,14 @@ func (s *Service) enqueue(env *envelope.Envelope) {
 	size := envSize(env)
 	if s.queueBytes.Add(size) > s.cfg.QueueMaxBytes {
 		s.queueBytes.Add(-size)
-		s.drop(DropQueueFull, 1)
+		s.drop(dropQueueFull, 1)
 		return
 	}
 	select {
 	case s.queue <- env:
 	default:
 		s.queueBytes.Add(-size)
-		s.drop(DropQueueFull, 1)
+		s.drop(dropQueueFull, 1)
 	}
 }
 
@@ -45,7 +45,7 @@ func (s *Service) dropQueued() {
 		select {
 		case env := <-s.queue:
 			s.queueBytes.Add(-envSize(env))
-			s.drop(DropShutdown, 1)
+			s.drop(dropShutdown, 1)
 		default:
 			return
 		}
@@ -85,19 +85,19 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, env *envelope.E
 	env.ID = envelope.NewID()
 	data, err := json.Marshal(env)
 	if err != nil {
-		s.drop(DropEncodeError, 1)
+		s.drop(dropEncodeError, 1)
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelError, "cannot encode envelope", "err", err)
 		return
 	}
 	if data, err = fitPayload(env, data, int(nc.MaxPayload())); err != nil {
-		s.drop(DropTooLarge, 1)
+		s.drop(dropTooLarge, 1)
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope does not fit in a NATS message", "err", err)
 		return
 	}
 	s.stats.pending.Add(1)
 	if _, err := js.PublishAsync(stream.EnvelopeSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID)); err != nil {
 		s.stats.pending.Add(-1)
-		s.drop(DropNATSError, 1)
+		s.drop(dropNATSError, 1)
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "cannot publish envelopes; dropping them", "err", err)
 	}
 }
@@ -113,10 +113,10 @@ func (s *Service) onAck(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
 // shutdown.
 func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
 	s.stats.pending.Add(-1)
-	reason := DropNATSError
+	reason := dropNATSError
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamPublisherClosed):
-		reason = DropShutdown
+		reason = dropShutdown
 	case errors.Is(err, jetstream.ErrNoStreamResponse):
 		select {
 		case s.ensureAgain <- struct{}{}:
@@ -124,7 +124,7 @@ func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
 		}
 	}
 	s.drop(reason, 1)
-	if reason == DropNATSError {
+	if reason == dropNATSError {
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope not acknowledged; dropping it", "err", err)
 	}
 }

@@ -39,14 +39,14 @@ const (
 type dropReason int
 
 const (
-	DropQueueFull dropReason = iota
-	DropNATSError
-	DropClientAbort
-	DropPrimaryError
-	DropUnsupported
-	DropEncodeError
-	DropTooLarge
-	DropShutdown
+	dropQueueFull dropReason = iota
+	dropNATSError
+	dropClientAbort
+	dropPrimaryError
+	dropUnsupported
+	dropEncodeError
+	dropTooLarge
+	dropShutdown
 	numReasons
 	reasonNone dropReason = -1
 )

@@ -176,16 +176,16 @@ func (t *tap) outcome() dropReason {
 	case t.resp.eof:
 		return reasonNone
 	case t.unsupported:
-		return DropUnsupported
+		return dropUnsupported
 	case t.ctx.Err() != nil:
-		return DropClientAbort
+		return dropClientAbort
 	case t.proxyErr != nil && !errors.Is(t.proxyErr, context.Canceled):
-		return DropPrimaryError
+		return dropPrimaryError
 	case t.resp.err != nil && !errors.Is(t.resp.err, context.Canceled):
-		return DropPrimaryError
+		return dropPrimaryError
 	default:
 		// The copy to the client failed while the primary was fine.
-		return DropClientAbort
+		return dropClientAbort
 	}
 }
 
