@@ -17,9 +17,14 @@ import (
 )
 
 func openStore(t *testing.T) (*Store, jetstream.KeyValue) {
+	s, kv, _, _ := openStoreConn(t)
+	return s, kv
+}
+
+func openStoreConn(t *testing.T) (*Store, jetstream.KeyValue, *nats.Conn, *testenv.JetStream) {
 	t.Helper()
 	srv := testenv.StartJetStream(t)
-	nc, err := nats.Connect(srv.URL())
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +34,7 @@ func openStore(t *testing.T) (*Store, jetstream.KeyValue) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewStore(kv), kv
+	return NewStore(kv), kv, nc, srv
 }
 
 func TestStoreCRUD(t *testing.T) {
@@ -90,9 +95,9 @@ func TestStoreUpdateNoLostWrites(t *testing.T) {
 func TestWatcher(t *testing.T) {
 	ctx, cancel := context.WithCancel(testenv.Context(t))
 	defer cancel()
-	s, kv := openStore(t)
+	s, kv, nc, _ := openStoreConn(t)
 	before, _ := s.Create(ctx, Launch{Name: "before", ShadowURL: "http://s", SamplePercent: 5})
-	w := NewWatcher(kv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := NewWatcher(kv, nc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	select {
@@ -121,4 +126,32 @@ func TestWatcher(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v", err)
 	}
+}
+
+// A NATS server restart kills the KV watch's ephemeral consumer; the
+// watcher must notice the reconnect and see changes made afterwards.
+func TestWatcherSurvivesServerRestart(t *testing.T) {
+	ctx := testenv.Context(t)
+	s, kv, nc, srv := openStoreConn(t)
+	l, _ := s.Create(ctx, Launch{Name: "a", ShadowURL: "http://s", SamplePercent: 5})
+	w := NewWatcher(kv, nc, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go w.Run(ctx)
+	<-w.Ready()
+	srv.Stop()
+	srv.Start()
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("not reconnected")
+		}
+		return nil
+	})
+	if _, err := s.Update(ctx, l.ID, func(l *Launch) error { l.Status = StatusPaused; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := w.Snapshot().ByID[l.ID]; got == nil || got.Status != StatusPaused {
+			return fmt.Errorf("watcher still sees %+v after the restart", got)
+		}
+		return nil
+	})
 }

@@ -3,10 +3,13 @@ package launch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -16,6 +19,7 @@ import (
 // snapshot stays in force.
 type Watcher struct {
 	kv    jetstream.KeyValue
+	nc    *nats.Conn
 	log   *slog.Logger
 	snap  atomic.Pointer[Snapshot]
 	ready chan struct{}
@@ -30,9 +34,10 @@ type Snapshot struct {
 	Mirrored map[string][]*Launch
 }
 
-// NewWatcher returns a watcher; call Run to start it.
-func NewWatcher(kv jetstream.KeyValue, log *slog.Logger) *Watcher {
-	w := &Watcher{kv: kv, log: log, ready: make(chan struct{})}
+// NewWatcher returns a watcher; call Run to start it. nc is the connection
+// under kv: the watch is restarted whenever it reconnects.
+func NewWatcher(kv jetstream.KeyValue, nc *nats.Conn, log *slog.Logger) *Watcher {
+	w := &Watcher{kv: kv, nc: nc, log: log, ready: make(chan struct{})}
 	w.snap.Store(&Snapshot{ByID: map[string]*Launch{}, Mirrored: map[string][]*Launch{}})
 	return w
 }
@@ -43,22 +48,64 @@ func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
 // Ready is closed once the initial values of the bucket have been read.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
-// Run watches the bucket until ctx is done. It returns ctx's error, or the
-// error that stopped the watch from starting.
+// Run watches the bucket until ctx is done, then returns ctx's error. The
+// KV watch is an ephemeral consumer on the server: after a reconnect (a
+// server restart, a failover) it may be gone without the client noticing for
+// a long time, so Run starts it afresh on every reconnect, and retries with
+// backoff when it cannot start. The last snapshot stays in force meanwhile.
 func (w *Watcher) Run(ctx context.Context) error {
+	reconnected := make(chan nats.Status, 1)
+	if w.nc != nil {
+		reconnected = w.nc.StatusChanged(nats.CONNECTED)
+		defer w.nc.RemoveStatusListener(reconnected)
+	}
+	delay := 100 * time.Millisecond
+	for {
+		err := w.watch(ctx, reconnected)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errReconnected) {
+			w.log.Info("NATS reconnected; restarting the launch watch")
+			delay = 100 * time.Millisecond
+			continue
+		}
+		w.log.Warn("launch watch stopped; restarting it", "in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+var errReconnected = errors.New("reconnected")
+
+// watch runs one KV watch until ctx is done, the watch ends, or the
+// connection reconnects.
+func (w *Watcher) watch(ctx context.Context, reconnected <-chan nats.Status) error {
+	// A reconnect from before this watch started is already accounted for.
+	select {
+	case <-reconnected:
+	default:
+	}
 	watcher, err := w.kv.WatchAll(ctx)
 	if err != nil {
 		return err
 	}
 	defer watcher.Stop()
+	// The initial values rebuild the whole state, deletions included.
 	byID := map[string]*Launch{}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-reconnected:
+			return errReconnected
 		case e, ok := <-watcher.Updates():
 			if !ok {
-				return ctx.Err()
+				return errors.New("KV watch ended")
 			}
 			if e == nil { // end of the initial values
 				w.publish(byID)

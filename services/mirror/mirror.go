@@ -61,8 +61,8 @@ type Service struct {
 	nc          atomic.Pointer[nats.Conn]
 	streamReady atomic.Bool
 	// ensureAgain asks the stream loop to re-create the streams (a publish
-	// found no stream); reconnected asks the watch loop to restart the watch.
-	ensureAgain, reconnected chan struct{}
+	// found no stream).
+	ensureAgain chan struct{}
 
 	// drainDeadline is written before the draining channel is closed and
 	// read by publishers after they see it closed.
@@ -95,7 +95,6 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		transport:   newTransport(cfg),
 		queue:       make(chan *envelope.Envelope, cfg.QueueSize),
 		ensureAgain: make(chan struct{}, 1),
-		reconnected: make(chan struct{}, 1),
 	}
 	pool := &bufferPool{}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -204,7 +203,7 @@ func (s *Service) Run(ctx context.Context) error {
 			cancel(fmt.Errorf("mirror: jetstream: %w", err))
 		} else {
 			background.Go(func() { s.streamLoop(ctx, js) })
-			background.Go(func() { s.watchLoop(ctx, js) })
+			background.Go(func() { s.watchLoop(ctx, js, nc) })
 			for range s.cfg.Publishers {
 				publishers.Go(func() { s.publisher(js, nc, draining) })
 			}
@@ -269,10 +268,6 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) {
 				s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
-				select {
-				case s.reconnected <- struct{}{}:
-				default:
-				}
 			}),
 		)
 		if err == nil {
@@ -320,77 +315,29 @@ func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 	}
 }
 
-// watchLoop opens the launch bucket and keeps a watcher on it, restarting
-// the watch whenever it breaks. Until the bucket is read nothing is
-// mirrored; when the watch breaks, the last snapshot stays in force.
-func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream) {
+// watchLoop opens the launch bucket and runs a watcher on it (the watcher
+// restarts its watch on reconnects and failures by itself). Until the bucket
+// is read nothing is mirrored; when the watch breaks, the last snapshot stays
+// in force.
+func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) {
 	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
-	var w *launch.Watcher
 	for ctx.Err() == nil {
-		if w == nil {
-			opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			kv, err := launch.OpenBucket(opCtx, js)
-			cancel()
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("cannot open the launch bucket yet; mirroring nothing until then", "err", err)
-				}
-				if !sleep(ctx, bo.next()) {
-					return
-				}
-				continue
-			}
-			w = launch.NewWatcher(kv, s.log)
+		opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		kv, err := launch.OpenBucket(opCtx, js)
+		cancel()
+		if err == nil {
+			w := launch.NewWatcher(kv, nc, s.log)
 			s.watcher.Store(w)
-		}
-		started := time.Now()
-		reconnected, err := s.watchOnce(ctx, w)
-		if ctx.Err() != nil {
+			_ = w.Run(ctx) // returns only when ctx is done
 			return
 		}
-		if reconnected {
-			// The KV watch is an ephemeral consumer on the server: after a
-			// reconnect it may be gone (server restarted) without the watch
-			// noticing for a long while, so it is always started afresh.
-			// The last snapshot stays in force meanwhile.
-			s.log.Info("NATS reconnected; restarting the launch watch")
-			bo.reset()
-			continue
+		if ctx.Err() == nil {
+			s.log.Warn("cannot open the launch bucket yet; mirroring nothing until then", "err", err)
 		}
-		if time.Since(started) > time.Minute {
-			bo.reset()
-		}
-		s.log.Warn("launch watch stopped; restarting it", "err", err)
 		if !sleep(ctx, bo.next()) {
 			return
 		}
 	}
-}
-
-// watchOnce runs the watcher until it stops, ctx ends or NATS reconnects
-// (reported by reconnected).
-func (s *Service) watchOnce(ctx context.Context, w *launch.Watcher) (reconnected bool, err error) {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Drop a reconnect seen before this watch started: it is already fresh.
-	select {
-	case <-s.reconnected:
-	default:
-	}
-	done := make(chan struct{})
-	var g conc.WaitGroup
-	g.Go(func() {
-		select {
-		case <-s.reconnected:
-			reconnected = true
-			cancel()
-		case <-done:
-		}
-	})
-	err = w.Run(runCtx)
-	close(done)
-	g.Wait()
-	return reconnected, err
 }
 
 func (s *Service) checkNATS(context.Context) error {

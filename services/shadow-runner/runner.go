@@ -151,7 +151,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	}
 	s.store = launch.NewStore(kv)
-	s.watcher = launch.NewWatcher(kv, s.log)
+	s.watcher = launch.NewWatcher(kv, s.nc.Load(), s.log)
 	var wg conc.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { s.watch(ctx) })
@@ -254,21 +254,10 @@ func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) 
 	return cons, ok
 }
 
-// watch keeps the launch watcher running, restarting it when the watch
-// cannot start (NATS down); the last snapshot stays in force meanwhile.
+// watch runs the launch watcher; it restarts its KV watch on reconnects and
+// failures by itself, keeping the last snapshot in force meanwhile.
 func (s *Service) watch(ctx context.Context) {
-	delay := 100 * time.Millisecond
-	for {
-		err := s.watcher.Run(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("launch watch stopped; restarting", "in", delay, "err", err)
-		if !sleep(ctx, delay) {
-			return
-		}
-		delay = min(2*delay, maxBackoff)
-	}
+	_ = s.watcher.Run(ctx) // returns only when ctx is done
 }
 
 // consume pulls envelopes until ctx is done. It reserves a concurrency slot
