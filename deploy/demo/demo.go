@@ -27,8 +27,10 @@ const (
 
 // Options tune the demo app; zero values take the defaults above.
 type Options struct {
-	// SearchDelay is the primary's delay on /api/search; the shadow's is 5×.
+	// SearchDelay is the primary's delay on /api/search; the shadow's is
+	// SlowFactor times that (default 5).
 	SearchDelay time.Duration
+	SlowFactor  int
 	// ErrorEvery makes the shadow fail every n-th inventory request.
 	ErrorEvery int
 }
@@ -40,6 +42,9 @@ func Handler(variant string, o Options) (http.Handler, error) {
 	}
 	if o.SearchDelay == 0 {
 		o.SearchDelay = 2 * time.Millisecond
+	}
+	if o.SlowFactor == 0 {
+		o.SlowFactor = 5
 	}
 	if o.ErrorEvery == 0 {
 		o.ErrorEvery = 10
@@ -111,7 +116,7 @@ func (a *app) createOrder(w http.ResponseWriter, r *http.Request) {
 func (a *app) search(w http.ResponseWriter, r *http.Request) {
 	delay := a.opts.SearchDelay
 	if a.shadow {
-		delay *= 5 // the regression: a slower query plan
+		delay *= time.Duration(a.opts.SlowFactor) // the regression: a slower query plan
 	}
 	time.Sleep(delay)
 	q := strings.ToLower(r.URL.Query().Get("q"))

@@ -75,8 +75,11 @@ func startStack(t *testing.T) *stack {
 	chAddr := testenv.StartClickHouse(t)
 	redisURL := testenv.StartRedis(t)
 
-	ph, _ := demo.Handler(demo.Primary, demo.Options{})
-	sh, _ := demo.Handler(demo.Shadow, demo.Options{})
+	// A wide latency gap on the slow route, so the comparison is about the
+	// shadow and not about this shared machine's noise (-race, 2 cores).
+	opts := demo.Options{SearchDelay: 4 * time.Millisecond, SlowFactor: 10}
+	ph, _ := demo.Handler(demo.Primary, opts)
+	sh, _ := demo.Handler(demo.Shadow, opts)
 	s.primary = httptest.NewServer(ph)
 	s.shadow = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.shadowHits.Add(1)
