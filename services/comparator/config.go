@@ -1,0 +1,106 @@
+package comparator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/config"
+)
+
+// ErrConfig wraps every settings validation error.
+var ErrConfig = errors.New("invalid comparator settings")
+
+// Config is the comparator's settings, read from the environment.
+type Config struct {
+	config.NATS
+	config.ClickHouse
+	config.Logging
+
+	AdminAddr     string        `envconfig:"COMPARATOR_ADMIN_ADDR" default:":8083" desc:"address for /healthz (checks NATS and ClickHouse) and /metrics"`
+	BatchSize     int           `envconfig:"COMPARATOR_BATCH_SIZE" default:"1000" desc:"pairs per ClickHouse insert; also the most pairs this process holds unacknowledged"`
+	BatchBytes    int           `envconfig:"COMPARATOR_BATCH_BYTES" default:"67108864" desc:"pair message bytes held per batch, bounding memory when bodies are large"`
+	FlushInterval time.Duration `envconfig:"COMPARATOR_FLUSH_INTERVAL" default:"1s" desc:"longest a pair waits in a partial batch before the batch is inserted"`
+	InsertTimeout time.Duration `envconfig:"COMPARATOR_INSERT_TIMEOUT" default:"10s" desc:"bound on one ClickHouse insert attempt"`
+	RetryMax      time.Duration `envconfig:"COMPARATOR_RETRY_MAX" default:"5s" desc:"longest wait between retries of an insert, a fetch or the start-up connections"`
+	// MaxAckPending is shared by every process on the durable consumer: it
+	// must cover all their batches, or some processes starve.
+	MaxAckPending   int           `envconfig:"COMPARATOR_MAX_ACK_PENDING" default:"0" desc:"pairs delivered but not yet acked across all comparator processes (0: 4 x COMPARATOR_BATCH_SIZE); keep it at least processes x batch size"`
+	ShutdownTimeout time.Duration `envconfig:"COMPARATOR_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long shutdown keeps trying to insert the last batch before leaving its pairs for redelivery"`
+	MaxDiffs        int           `envconfig:"COMPARATOR_MAX_DIFFS" default:"100" desc:"differences recorded per pair; more are counted in compare_note"`
+	MaxDepth        int           `envconfig:"COMPARATOR_MAX_DEPTH" default:"64" desc:"JSON nesting compared structurally; deeper levels are compared as text"`
+
+	// ackWaitOverride lets tests use a short ack deadline, to prove held
+	// pairs are kept alive through an outage longer than it.
+	ackWaitOverride time.Duration
+}
+
+// DefaultConfig returns the settings with their documented defaults, for
+// callers (tests, the end-to-end harness) that do not read the environment.
+func DefaultConfig() Config {
+	return Config{
+		NATS: config.NATS{NATSURL: "nats://127.0.0.1:4222"},
+		ClickHouse: config.ClickHouse{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "darklaunch",
+			ClickHouseUser: "default"},
+		Logging:         config.Logging{LogLevel: "info", LogFormat: "text"},
+		AdminAddr:       ":8083",
+		BatchSize:       1000,
+		BatchBytes:      64 << 20,
+		FlushInterval:   time.Second,
+		InsertTimeout:   10 * time.Second,
+		RetryMax:        5 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+		MaxDiffs:        100,
+		MaxDepth:        64,
+	}
+}
+
+// normalize fills derived defaults and rejects settings the comparator
+// cannot work with.
+func (c *Config) normalize() error {
+	switch {
+	case c.BatchSize < 1:
+		return fmt.Errorf("%w: COMPARATOR_BATCH_SIZE must be at least 1, got %d", ErrConfig, c.BatchSize)
+	case c.BatchBytes < 1<<20:
+		return fmt.Errorf("%w: COMPARATOR_BATCH_BYTES must be at least 1 MiB, got %d", ErrConfig, c.BatchBytes)
+	case c.FlushInterval <= 0:
+		return fmt.Errorf("%w: COMPARATOR_FLUSH_INTERVAL must be positive, got %s", ErrConfig, c.FlushInterval)
+	case c.InsertTimeout <= 0:
+		return fmt.Errorf("%w: COMPARATOR_INSERT_TIMEOUT must be positive, got %s", ErrConfig, c.InsertTimeout)
+	case c.RetryMax <= 0:
+		return fmt.Errorf("%w: COMPARATOR_RETRY_MAX must be positive, got %s", ErrConfig, c.RetryMax)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("%w: COMPARATOR_SHUTDOWN_TIMEOUT must be positive, got %s", ErrConfig, c.ShutdownTimeout)
+	case c.MaxAckPending != 0 && c.MaxAckPending < 2*c.BatchSize:
+		return fmt.Errorf("%w: COMPARATOR_MAX_ACK_PENDING must be 0 or at least 2 x COMPARATOR_BATCH_SIZE (%d), got %d",
+			ErrConfig, 2*c.BatchSize, c.MaxAckPending)
+	case c.MaxDiffs < 1 || c.MaxDepth < 1:
+		return fmt.Errorf("%w: COMPARATOR_MAX_DIFFS and COMPARATOR_MAX_DEPTH must be at least 1", ErrConfig)
+	case c.NATSURL == "":
+		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
+	case c.ClickHouseAddr == "":
+		return fmt.Errorf("%w: CLICKHOUSE_ADDR is required", ErrConfig)
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 4 * c.BatchSize
+	}
+	return nil
+}
+
+// ackWait is the consumer's redelivery deadline. A pair waits at most a
+// flush interval in its batch, then each insert attempt takes at most
+// InsertTimeout and each pause RetryMax; pairs held through a ClickHouse
+// outage are kept alive with InProgress every keepAliveEvery. Twice that
+// span plus a margin means a healthy process never sees its pairs
+// redelivered to another.
+func (c *Config) ackWait() time.Duration {
+	if c.ackWaitOverride > 0 {
+		return c.ackWaitOverride
+	}
+	return 2*(c.FlushInterval+c.InsertTimeout+c.RetryMax) + 30*time.Second
+}
+
+// keepAliveEvery is how often held pairs are marked in progress while the
+// insert keeps failing: a quarter of AckWait, so one insert attempt
+// (at most InsertTimeout, under half of AckWait) fits in the slack.
+func (c *Config) keepAliveEvery() time.Duration { return c.ackWait() / 4 }

@@ -1,0 +1,265 @@
+package comparator
+
+import (
+	"context"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// idleFetchWait bounds a pull request, and so how long shutdown waits
+	// for the fetch in progress.
+	idleFetchWait = time.Second
+	// minFetchWait keeps a pull request's expiry meaningful to the server.
+	minFetchWait = 10 * time.Millisecond
+	// msgOverhead approximates what a message costs beyond its payload
+	// (subject, reply subject, headers) in the server's byte accounting.
+	msgOverhead = 4096
+)
+
+// batch is the rows collected for one insert and every message to
+// acknowledge once they are stored.
+type batch struct {
+	rows  []analytics.Row
+	msgs  []jetstream.Msg
+	ids   map[string]struct{}
+	bytes int
+	// started is when the fetch that brought the first message began: a
+	// pair waits at most FlushInterval from then.
+	started time.Time
+	// touched is when the messages' ack deadline last restarted.
+	touched time.Time
+}
+
+func newBatch(size int) *batch {
+	return &batch{rows: make([]analytics.Row, 0, size), msgs: make([]jetstream.Msg, 0, size), ids: make(map[string]struct{}, size)}
+}
+
+func (b *batch) take(msg jetstream.Msg, fetched time.Time) {
+	if len(b.msgs) == 0 {
+		b.started, b.touched = fetched, fetched
+	}
+	b.msgs = append(b.msgs, msg)
+	b.bytes += len(msg.Data()) + msgOverhead
+}
+
+func (b *batch) reset() {
+	// Clearing drops the references to message data and diff slices.
+	clear(b.rows)
+	clear(b.msgs)
+	clear(b.ids)
+	b.rows, b.msgs, b.bytes = b.rows[:0], b.msgs[:0], 0
+}
+
+// consume pulls pairs into a batch and inserts it when it is full or its
+// first pair has waited FlushInterval, until ctx is done; then it inserts
+// what it holds. It pulls only what fits in the batch, and nothing while an
+// insert is failing, so a ClickHouse outage holds at most one batch here
+// and leaves the rest in the stream.
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
+	b := newBatch(s.cfg.BatchSize)
+	// A message can be as large as the server's max payload; the byte
+	// budget always leaves room for one, or the pull would never return it.
+	slack := msgOverhead
+	if nc := s.nc.Load(); nc != nil {
+		slack += int(nc.MaxPayload())
+	}
+	budget := max(s.cfg.BatchBytes, 2*slack)
+	delay := minBackoff
+	for ctx.Err() == nil {
+		if n := len(b.msgs); n > 0 && (n >= s.cfg.BatchSize || budget-b.bytes < slack || time.Since(b.started) >= s.cfg.FlushInterval) {
+			s.flush(ctx, b)
+			continue
+		}
+		wait := min(idleFetchWait, s.cfg.FlushInterval)
+		if len(b.msgs) > 0 {
+			wait = min(idleFetchWait, s.cfg.FlushInterval-time.Since(b.started))
+		}
+		fetched := time.Now()
+		mb, err := cons.Fetch(s.cfg.BatchSize-len(b.msgs),
+			jetstream.FetchMaxWait(max(wait, minFetchWait)), jetstream.FetchMaxBytes(budget-b.bytes))
+		if err == nil {
+			for msg := range mb.Messages() {
+				s.handle(ctx, b, msg, fetched)
+			}
+			err = mb.Error()
+		}
+		s.m.pending.Set(float64(len(b.msgs)))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.log.Warn("fetching pairs failed; retrying", "in", delay, "err", err)
+			sleep(ctx, delay)
+			delay = min(2*delay, s.cfg.RetryMax)
+			continue
+		}
+		delay = minBackoff
+	}
+	if len(b.msgs) > 0 {
+		s.drain(ctx, b)
+	}
+}
+
+// handle adds one message to the batch, or dead-letters it.
+func (s *Service) handle(ctx context.Context, b *batch, msg jetstream.Msg, fetched time.Time) {
+	s.m.received.add(1)
+	pair, err := envelope.DecodePair(msg.Data())
+	var row analytics.Row
+	if err == nil {
+		row, err = BuildRow(s.cmp, pair)
+	}
+	if err != nil {
+		s.deadLetter(ctx, msg, err)
+		return
+	}
+	b.take(msg, fetched)
+	if _, dup := b.ids[row.EnvelopeID]; dup {
+		// Published twice outside the duplicate window, or redelivered:
+		// one row, both messages acked with the batch.
+		s.m.duplicates.add(1)
+		return
+	}
+	b.ids[row.EnvelopeID] = struct{}{}
+	b.rows = append(b.rows, row)
+}
+
+// deadLetter moves a malformed message to the dead-letter stream and acks
+// it; if the dead-letter publish fails the message is left for redelivery.
+func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, cause error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	log := s.log.With("subject", msg.Subject(), "reason", cause)
+	if err := stream.DeadLetter(dctx, s.js, Stage, msg.Subject(), msg.Data(), cause); err != nil {
+		log.Error("cannot dead-letter a malformed pair; it will be redelivered", "err", err)
+		if err := msg.NakWithDelay(s.cfg.RetryMax); err != nil {
+			log.Warn("nak failed; the pair is redelivered after the ack deadline", "err", err)
+		}
+		return
+	}
+	s.m.deadLettered.add(1)
+	log.Warn("dead-lettered a malformed pair")
+	// Waiting for the ack's confirmation keeps a malformed message from
+	// being dead-lettered twice in the common case.
+	if err := msg.DoubleAck(dctx); err != nil {
+		log.Warn("ack of a dead-lettered pair failed; it may be dead-lettered again", "err", err)
+	}
+}
+
+// flush inserts the batch, retrying with backoff until it succeeds or ctx
+// is done, and acks every message of the batch after the insert succeeded.
+// While it retries it keeps the messages' ack deadlines from expiring, so
+// they are not redelivered to another process meanwhile.
+func (s *Service) flush(ctx context.Context, b *batch) bool {
+	delay := minBackoff
+	db := s.cfg.ClickHouseDatabase
+	for attempt := 1; ; attempt++ {
+		s.keepAlive(b)
+		ch := s.ch.Load()
+		ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
+		start := time.Now()
+		err := analytics.Insert(ictx, ch, db, b.rows)
+		cancel()
+		if err == nil {
+			s.committed(b, time.Since(start))
+			return true
+		}
+		s.m.insertFailures.add(1)
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn("inserting a batch failed; keeping it and retrying", "rows", len(b.rows), "attempt", attempt, "in", delay, "err", err)
+		if !s.pause(ctx, b, delay) {
+			return false
+		}
+		delay = min(2*delay, s.cfg.RetryMax)
+		// A ClickHouse that came back empty has no table: re-apply the
+		// schema (a no-op when it exists) before the next attempt.
+		mctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
+		if err := analytics.Migrate(mctx, ch, db); err != nil {
+			s.log.Debug("re-applying the schema failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// committed acks a stored batch and empties it.
+func (s *Service) committed(b *batch, took time.Duration) {
+	failed := 0
+	for _, msg := range b.msgs {
+		if err := msg.Ack(); err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		// The rows are stored; the redelivered copies collapse with FINAL.
+		s.log.Warn("acks failed after an insert; those pairs will be redelivered and stored again", "failed", failed)
+	}
+	mismatches := 0
+	for i := range b.rows {
+		if !b.rows[i].Match {
+			mismatches++
+		}
+	}
+	s.m.inserted.add(len(b.rows))
+	s.m.batches.add(1)
+	s.m.mismatches.add(mismatches)
+	s.m.insertDuration.Observe(took.Seconds())
+	s.m.batchLatency.Observe(time.Since(b.started).Seconds())
+	s.log.Debug("batch stored", "rows", len(b.rows), "messages", len(b.msgs), "took", took)
+	b.reset()
+	s.m.pending.Set(0)
+}
+
+// pause waits d, keeping the batch alive meanwhile; false if ctx ended.
+func (s *Service) pause(ctx context.Context, b *batch, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		if !sleep(ctx, min(left, s.cfg.keepAliveEvery())) {
+			return false
+		}
+		s.keepAlive(b)
+	}
+}
+
+// keepAlive restarts the ack deadline of every message in the batch when a
+// quarter of it has passed.
+func (s *Service) keepAlive(b *batch) {
+	if time.Since(b.touched) < s.cfg.keepAliveEvery() {
+		return
+	}
+	failed := 0
+	for _, msg := range b.msgs {
+		if err := msg.InProgress(); err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		// NATS is down too: the server may redeliver these later, which
+		// costs a duplicate row (collapsed by FINAL), not a lost one.
+		s.log.Warn("could not extend the ack deadline of held pairs", "failed", failed, "held", len(b.msgs))
+	}
+	b.touched = time.Now()
+}
+
+// drain stores the last batch at shutdown, for at most ShutdownTimeout; if
+// that fails it hands the pairs back for immediate redelivery.
+func (s *Service) drain(ctx context.Context, b *batch) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if s.flush(fctx, b) {
+		return
+	}
+	s.log.Warn("could not store the last batch before shutdown; its pairs will be redelivered", "rows", len(b.rows))
+	for _, msg := range b.msgs {
+		_ = msg.Nak()
+	}
+}

@@ -1,0 +1,169 @@
+package comparator
+
+import (
+	"errors"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
+)
+
+var testTime = time.Date(2026, 11, 26, 10, 0, 0, 123456000, time.UTC)
+
+// newPair builds a valid pair: a GET of path answered by both sides with
+// JSON bodies.
+func newPair(launchID, id, path string, primaryStatus int, primaryBody string, shadowStatus int, shadowBody string) *envelope.Pair {
+	h := func() http.Header { return http.Header{"Content-Type": {"application/json"}} }
+	return &envelope.Pair{
+		V: envelope.Version,
+		Envelope: envelope.Envelope{
+			V: envelope.Version, ID: id, LaunchID: launchID, TapID: "tap-1", ReceivedAt: testTime,
+			Request: envelope.Request{Method: "GET", Path: path, BodySize: 0},
+			Primary: envelope.Response{Status: primaryStatus, Headers: h(), Body: []byte(primaryBody),
+				BodySize: int64(len(primaryBody)), LatencyUS: 1500},
+		},
+		Shadow: envelope.Outcome{Response: envelope.Response{Status: shadowStatus, Headers: h(), Body: []byte(shadowBody),
+			BodySize: int64(len(shadowBody)), LatencyUS: 4500}},
+		RunnerID:   "runner-1",
+		ReplayedAt: testTime.Add(time.Second),
+	}
+}
+
+func TestBuildRow(t *testing.T) {
+	base := analytics.Row{LaunchID: "l1", EnvelopeID: "e1", TS: testTime, TapID: "tap-1", Method: "GET",
+		Route: "/users/{id}", Path: "/users/42", PrimaryStatus: 200, ShadowStatus: 200, PrimaryLatencyUS: 1500, ShadowLatencyUS: 4500}
+	tests := []struct {
+		name string
+		pair func() *envelope.Pair
+		want func(r *analytics.Row)
+	}{
+		{"match", func() *envelope.Pair {
+			return newPair("l1", "e1", "/users/42", 200, `{"id":42}`, 200, `{ "id": 42.0 }`)
+		}, func(r *analytics.Row) {
+			r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch = true, true, true, true
+		}},
+		{"json value changed", func() *envelope.Pair {
+			return newPair("l1", "e1", "/users/42", 200, `{"user":{"email":"a@x"}}`, 200, `{"user":{"email":"b@x"}}`)
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch = true, true
+			r.DiffPaths, r.DiffKinds = []string{"$.user.email"}, []string{compare.KindValueChanged}
+		}},
+		{"status and body", func() *envelope.Pair {
+			return newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 503, `{"error":"x"}`)
+		}, func(r *analytics.Row) {
+			r.ShadowStatus, r.ContentTypeMatch = 503, true
+			r.DiffPaths = []string{"status", "$.a", "$.error"}
+			r.DiffKinds = []string{compare.KindStatus, compare.KindMissingField, compare.KindExtraField}
+		}},
+		{"shadow failed", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 0, "")
+			p.Shadow = envelope.Outcome{Response: envelope.Response{LatencyUS: 4500}, Error: "dial tcp: connection refused", ErrorKind: envelope.ErrorRefused}
+			return p
+		}, func(r *analytics.Row) {
+			r.ShadowStatus = 0
+			r.ShadowError, r.ShadowErrorKind = "dial tcp: connection refused", envelope.ErrorRefused
+		}},
+		{"shadow failed without a kind", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 0, "")
+			p.Shadow = envelope.Outcome{Response: envelope.Response{LatencyUS: 4500}, Error: strings.Repeat("x", 5000)}
+			return p
+		}, func(r *analytics.Row) {
+			r.ShadowStatus = 0
+			r.ShadowError, r.ShadowErrorKind = strings.Repeat("x", maxErrorLen), envelope.ErrorOther
+		}},
+		{"truncation flags and note", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 200, `{"a":1}`)
+			p.Envelope.Request.BodyTruncated = true
+			p.Envelope.Primary.BodyTruncated, p.Envelope.Primary.BodySize = true, 10
+			p.Shadow.BodyTruncated, p.Shadow.BodySize = true, 10
+			return p
+		}, func(r *analytics.Row) {
+			r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch = true, true, true, true
+			r.RequestBodyTruncated, r.PrimaryBodyTruncated, r.ShadowBodyTruncated = true, true, true
+			r.CompareNote = "primary body truncated: compared the first 7 of 10 bytes; shadow body truncated: compared the first 7 of 10 bytes; JSON body truncated: compared as bytes"
+		}},
+		{"odd numbers are clamped", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 70000, ``, 200, ``)
+			p.Envelope.Primary.LatencyUS = -5
+			return p
+		}, func(r *analytics.Row) {
+			r.PrimaryStatus, r.PrimaryLatencyUS, r.ContentTypeMatch, r.BodyMatch = 0, 0, true, true
+			r.DiffPaths, r.DiffKinds = []string{"status"}, []string{compare.KindStatus}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := base
+			tt.want(&want)
+			got, err := BuildRow(compare.Comparer{}, tt.pair())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestBuildRowBounds(t *testing.T) {
+	p := newPair("l1", "e1", "/"+strings.Repeat("é", 3000), 200, "", 200, "")
+	row, err := BuildRow(compare.Comparer{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(row.Path) > maxPathLen || !strings.HasPrefix(p.Envelope.Request.Path, row.Path) || len(row.Route) > compare.MaxRouteLen {
+		t.Fatalf("path %d bytes, route %d bytes", len(row.Path), len(row.Route))
+	}
+	if len(row.Path)%2 != 1 { // "/" plus whole two-byte characters
+		t.Fatalf("path cut inside a character: %d bytes", len(row.Path))
+	}
+	for _, ts := range []time.Time{time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		p.Envelope.ReceivedAt = ts
+		if _, err := BuildRow(compare.Comparer{}, p); !errors.Is(err, envelope.ErrMalformed) {
+			t.Errorf("received_at %s: err = %v, want ErrMalformed", ts, err)
+		}
+	}
+	// MaxDiffs from the settings reaches the comparison.
+	p = newPair("l1", "e1", "/", 200, `[1,2,3]`, 200, `[4,5,6]`)
+	row, _ = BuildRow(compare.Comparer{MaxDiffs: 2}, p)
+	if len(row.DiffPaths) != 2 || len(row.DiffKinds) != 2 || !strings.Contains(row.CompareNote, "more than 2") {
+		t.Fatalf("diffs %v, note %q", row.DiffPaths, row.CompareNote)
+	}
+}
+
+func TestConfigNormalize(t *testing.T) {
+	ok := DefaultConfig()
+	if err := ok.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if ok.MaxAckPending != 4*ok.BatchSize {
+		t.Errorf("MaxAckPending = %d, want 4 x batch size", ok.MaxAckPending)
+	}
+	if aw := ok.ackWait(); aw <= ok.FlushInterval+ok.InsertTimeout+ok.RetryMax || ok.keepAliveEvery()+ok.InsertTimeout >= aw {
+		t.Errorf("ack wait %s does not leave room for a flush and an insert attempt", aw)
+	}
+	for _, mut := range []func(c *Config){
+		func(c *Config) { c.BatchSize = 0 },
+		func(c *Config) { c.BatchBytes = 1000 },
+		func(c *Config) { c.FlushInterval = 0 },
+		func(c *Config) { c.InsertTimeout = -1 },
+		func(c *Config) { c.RetryMax = 0 },
+		func(c *Config) { c.ShutdownTimeout = 0 },
+		func(c *Config) { c.MaxAckPending = c.BatchSize },
+		func(c *Config) { c.MaxDiffs = 0 },
+		func(c *Config) { c.NATSURL = "" },
+		func(c *Config) { c.ClickHouseAddr = "" },
+	} {
+		c := DefaultConfig()
+		mut(&c)
+		if err := c.normalize(); !errors.Is(err, ErrConfig) {
+			t.Errorf("normalize(%+v) = %v, want ErrConfig", c, err)
+		}
+	}
+}

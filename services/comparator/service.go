@@ -1,0 +1,260 @@
+// Package comparator is the comparator service: it pulls pairs from the
+// durable JetStream consumer shared by every comparator process, compares
+// the shadow's response with the primary's (pkg/compare), and writes one
+// row per pair to ClickHouse in batches. A pair is acknowledged only after
+// the batch holding it is inserted, so a ClickHouse outage or a crash delays
+// rows and loses none; a pair stored twice (a crash between insert and ack)
+// collapses in the ReplacingMergeTree, read with FINAL. Scaling out is
+// running more processes.
+package comparator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/stream"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stage is this service's name in dead-letter subjects.
+const Stage = "comparator"
+
+const (
+	// setupTimeout bounds one start-up attempt (connect, migrate, create).
+	setupTimeout = 15 * time.Second
+	// publishTimeout bounds a dead-letter publish and its ack.
+	publishTimeout = 5 * time.Second
+	// minBackoff is the first retry delay.
+	minBackoff = 100 * time.Millisecond
+)
+
+var (
+	// ErrNotConnected is reported by the health checks before the
+	// connections exist or while NATS is disconnected.
+	ErrNotConnected = errors.New("not connected")
+	errRunTwice     = errors.New("comparator: Run called twice")
+)
+
+// Service is one comparator process.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	admin *admin.Server
+	m     *metrics
+	cmp   compare.Comparer
+
+	nc atomic.Pointer[nats.Conn]
+	ch atomic.Pointer[chConn]
+	js jetstream.JetStream
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	ran       atomic.Bool
+}
+
+// chConn boxes the ClickHouse connection (an interface) for atomic.Pointer.
+type chConn struct{ driver.Conn }
+
+// New validates cfg, starts the admin server on cfg.AdminAddr and returns a
+// service ready to Run. It does not touch NATS or ClickHouse.
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{cfg: cfg, log: log, ready: make(chan struct{}),
+		cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth}}
+	s.admin = admin.New(log)
+	s.m = newMetrics(s.admin.Registry)
+	s.admin.AddCheck("nats", s.checkNATS)
+	s.admin.AddCheck("clickhouse", s.checkClickHouse)
+	if err := s.admin.Start(cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("admin server on %s: %w", cfg.AdminAddr, err)
+	}
+	return s, nil
+}
+
+// AdminAddr is the address /healthz and /metrics are served on.
+func (s *Service) AdminAddr() string { return s.admin.Addr() }
+
+// Stats returns the counters since New.
+func (s *Service) Stats() Stats { return s.m.snapshot() }
+
+// Ready is closed once the comparator is connected to NATS and ClickHouse,
+// the schema is applied, the consumer exists and pairs are being pulled.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+func (s *Service) checkNATS(context.Context) error {
+	nc := s.nc.Load()
+	if nc == nil {
+		return fmt.Errorf("NATS: %w", ErrNotConnected)
+	}
+	if st := nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("NATS: %w: connection is %s", ErrNotConnected, st)
+	}
+	return nil
+}
+
+func (s *Service) checkClickHouse(ctx context.Context) error {
+	ch := s.ch.Load()
+	if ch == nil {
+		return fmt.Errorf("ClickHouse: %w", ErrNotConnected)
+	}
+	return ch.Ping(ctx)
+}
+
+// Run compares pairs until ctx is cancelled, then stops fetching, inserts
+// the current batch (trying for at most COMPARATOR_SHUTDOWN_TIMEOUT),
+// acknowledges it, and closes everything. It returns nil after a clean
+// shutdown; NATS and ClickHouse being down is retried, not an error.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errRunTwice
+	}
+	defer s.shutdownAdmin()
+
+	nc, err := stream.Connect(s.cfg.NATSURL, "comparator",
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil on our own Close
+				s.log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			s.log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted())
+		}))
+	if err != nil {
+		// With retry-on-failed-connect this only fails on a bad URL or
+		// option, which no retry fixes.
+		return err
+	}
+	s.nc.Store(nc)
+	defer func() {
+		// Acks are fire-and-forget publishes: push them out before closing.
+		if err := nc.FlushTimeout(publishTimeout); err != nil && nc.IsConnected() {
+			s.log.Warn("flushing NATS on shutdown", "err", err)
+		}
+		nc.Close()
+	}()
+	if s.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if !s.retry(ctx, "create streams", func(ctx context.Context) error {
+		return stream.Ensure(ctx, s.js, stream.DefaultLimits)
+	}) {
+		return nil
+	}
+	if !s.retry(ctx, "connect to ClickHouse and apply the schema", s.openClickHouse) {
+		return nil
+	}
+	defer func() {
+		if ch := s.ch.Load(); ch != nil {
+			_ = ch.Close()
+		}
+	}()
+	cons, ok := s.setupConsumer(ctx)
+	if !ok {
+		return nil
+	}
+	s.log.Info("comparator started", "batch_size", s.cfg.BatchSize, "flush_interval", s.cfg.FlushInterval,
+		"max_ack_pending", s.cfg.MaxAckPending, "ack_wait", s.cfg.ackWait(), "admin", s.AdminAddr())
+	s.readyOnce.Do(func() { close(s.ready) })
+	s.consume(ctx, cons)
+	s.log.Info("comparator stopped", "stats", s.Stats())
+	return nil
+}
+
+func (s *Service) openClickHouse(ctx context.Context) error {
+	conn, err := analytics.Open(ctx, analytics.Options{Addr: s.cfg.ClickHouseAddr, Database: s.cfg.ClickHouseDatabase,
+		User: s.cfg.ClickHouseUser, Password: s.cfg.ClickHousePassword})
+	if err != nil {
+		return err
+	}
+	if err := analytics.Migrate(ctx, conn, s.cfg.ClickHouseDatabase); err != nil {
+		_ = conn.Close()
+		return err
+	}
+	s.ch.Store(&chConn{conn})
+	return nil
+}
+
+func (s *Service) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       stream.ComparatorConsumer,
+		Description:   "comparator: compares pairs and stores them in ClickHouse (shared by every comparator process)",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.ackWait(),
+		MaxAckPending: s.cfg.MaxAckPending,
+		// Every pair is retried until it is stored: the only failure that
+		// repeats is ClickHouse being unavailable, which must not drop rows.
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) {
+	var cons jetstream.Consumer
+	ok := s.retry(ctx, "create consumer "+stream.ComparatorConsumer, func(ctx context.Context) error {
+		c, err := s.js.CreateOrUpdateConsumer(ctx, stream.PairsStream, s.consumerConfig())
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// Someone removed the stream after Ensure: recreate it.
+			if err := stream.Ensure(ctx, s.js, stream.DefaultLimits); err != nil {
+				return err
+			}
+			c, err = s.js.CreateOrUpdateConsumer(ctx, stream.PairsStream, s.consumerConfig())
+		}
+		cons = c
+		return err
+	})
+	return cons, ok
+}
+
+func (s *Service) shutdownAdmin() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.admin.Shutdown(ctx)
+}
+
+// retry runs f with exponential backoff until it succeeds or ctx is done;
+// it reports whether f succeeded.
+func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
+	delay := minBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, setupTimeout)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn("retrying", "what", what, "attempt", attempt, "in", delay, "err", err)
+		if !sleep(ctx, delay) {
+			return false
+		}
+		delay = min(2*delay, s.cfg.RetryMax)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
