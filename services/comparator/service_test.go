@@ -389,3 +389,23 @@ func TestGracefulShutdownFlushes(t *testing.T) {
 		t.Fatalf("after shutdown: %d ack pending, %d pending: acks were not delivered", info.NumAckPending, info.NumPending)
 	}
 }
+
+// TestBatchBytesBound: large pairs fill the byte budget before the count
+// or the interval, and a pull never asks for more than is left of it, so
+// big messages are neither refused for ever nor held in one huge batch.
+func TestBatchBytesBound(t *testing.T) {
+	h := newHarness(t, testenv.StartClickHouse(t))
+	cfg := h.config()
+	cfg.BatchBytes = 1 << 20
+	cfg.FlushInterval = time.Hour
+	const launch = "l-big"
+	body := `"` + strings.Repeat("x", 200<<10) + `"`
+	for range 6 {
+		h.publish(newPair(launch, envelope.NewID(), "/big", 200, body, 200, body), "")
+	}
+	r := h.start(cfg)
+	h.waitRows(launch, 6)
+	if st := r.Stats(); st.Batches < 2 || st.Inserted != 6 {
+		t.Fatalf("stats %+v: want the six ~540 KB pairs split over several batches", st)
+	}
+}
