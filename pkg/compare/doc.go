@@ -66,9 +66,17 @@
 // the walk stops at the first one past the limit. Either bound being hit
 // sets Result.Truncated and explains itself in Result.Note, as does a body
 // that the tap truncated. Result.Truncated therefore means "this comparison
-// saw less than everything"; it never changes Match from false to true
-// except for the documented truncated-body rule (equal captured prefixes and
-// equal or unknown full sizes match).
+// saw less than everything". Hitting MaxDiffs never turns a mismatch into a
+// match; below MaxDepth text comparison can only report more differences
+// than structural comparison would, never fewer.
+//
+// # Cost
+//
+// Byte-identical bodies match without being parsed. Otherwise the parser
+// builds one flat node slice per document (pooled between calls) and the
+// walk allocates only for the paths of the diffs it records, for objects
+// whose members differ in name or order (a map per such object), and for
+// strings with escapes that differ textually.
 //
 // # Invariants
 //
