@@ -67,8 +67,9 @@
 // sets Result.Truncated and explains itself in Result.Note, as does a body
 // that the tap truncated. Result.Truncated therefore means "this comparison
 // saw less than everything". Hitting MaxDiffs never turns a mismatch into a
-// match; below MaxDepth text comparison can only report more differences
-// than structural comparison would, never fewer.
+// match; below MaxDepth, text comparison can report a mismatch where
+// structural comparison would not (whitespace, member order), never miss
+// one.
 //
 // # Cost
 //
