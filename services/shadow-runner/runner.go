@@ -135,8 +135,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.nc.Store(nc)
 	defer func() {
-		if err := nc.FlushTimeout(publishTimeout); err != nil && nc.IsConnected() {
-			s.log.Warn("flushing NATS on shutdown", "err", err)
+		// Acks are fire-and-forget publishes: push them out before closing.
+		// A disconnected client has nothing to push and would only wait.
+		if nc.IsConnected() {
+			if err := nc.FlushTimeout(publishTimeout); err != nil {
+				s.log.Warn("flushing NATS on shutdown", "err", err)
+			}
 		}
 		nc.Close()
 	}()
