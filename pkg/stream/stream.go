@@ -14,6 +14,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,8 +87,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 
 // Connect connects to NATS so that the connection never gives up: it
 // reconnects forever and buffers nothing while disconnected (publishers
-// handle the failure themselves).
-func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+// handle the failure themselves). With a non-nil log, disconnects and
+// reconnects are logged; opts come after these defaults, so a caller's own
+// handlers replace them.
+func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -95,11 +98,35 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1),
 	}
+	if log != nil {
+		base = append(base,
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil { // nil on our own Close
+					log.Warn("disconnected from NATS", "err", err)
+				}
+			}),
+			nats.ReconnectHandler(func(c *nats.Conn) {
+				log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted())
+			}))
+	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// Close closes nc after pushing out what it still buffers (acks are
+// fire-and-forget publishes), waiting at most timeout. A disconnected
+// client has nothing to push and would only wait, so it is closed at once.
+// A failed flush is logged when log is not nil.
+func Close(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(timeout); err != nil && log != nil {
+			log.Warn("flushing NATS on shutdown", "err", err)
+		}
+	}
+	nc.Close()
 }
 
 // DeadLetter publishes data to the stage's dead-letter subject with the

@@ -1,9 +1,16 @@
 package stream
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/testenv"
@@ -12,7 +19,7 @@ import (
 func TestEnsureDedupeAndDeadLetter(t *testing.T) {
 	ctx := testenv.Context(t)
 	srv := testenv.StartJetStream(t)
-	nc, err := Connect(srv.URL(), "test")
+	nc, err := Connect(srv.URL(), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,5 +50,82 @@ func TestEnsureDedupeAndDeadLetter(t *testing.T) {
 	}
 	if string(m.Data) != "junk" || m.Header.Get(HeaderReason) != "not JSON" || m.Header.Get(HeaderSubject) != "darklaunch.pairs.l1" {
 		t.Fatalf("dead letter %q %v", m.Data, m.Header)
+	}
+}
+
+// syncBuffer is a log destination NATS callback goroutines may write to.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+func (b *syncBuffer) await(t *testing.T, s string) {
+	t.Helper()
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if b.count(s) == 0 {
+			return fmt.Errorf("nothing logged with %q", s)
+		}
+		return nil
+	})
+}
+
+// TestConnectLogsAndClose: with a logger, Connect logs disconnects and
+// reconnects, unless an option replaces the handler; Close closes a
+// connection whether it is connected or not.
+func TestConnectLogsAndClose(t *testing.T) {
+	srv := testenv.StartJetStream(t)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	nc, err := Connect(srv.URL(), "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	replaced := make(chan error, 1)
+	own, err := Connect(srv.URL(), "test-own", log, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		if err != nil {
+			replaced <- err
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+
+	srv.Stop()
+	logs.await(t, "disconnected from NATS")
+	select {
+	case <-replaced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller's disconnect handler was not called")
+	}
+	if n := logs.count("disconnected from NATS"); n != 1 {
+		t.Errorf("%d disconnects logged, want 1: the caller's handler replaces the logging one", n)
+	}
+	Close(own, 5*time.Second, log)
+	if !own.IsClosed() {
+		t.Error("Close left a disconnected connection open")
+	}
+
+	srv.Start()
+	logs.await(t, "reconnected to NATS")
+	Close(nc, 5*time.Second, log)
+	if !nc.IsClosed() {
+		t.Error("Close left a connected connection open")
+	}
+	if n := logs.count("flushing NATS"); n != 0 {
+		t.Errorf("a flush failed: %d logged", n)
 	}
 }

@@ -125,31 +125,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer s.shutdownAdmin()
 
-	nc, err := stream.Connect(s.cfg.NATSURL, "comparator",
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil on our own Close
-				s.log.Warn("disconnected from NATS", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			s.log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted())
-		}))
+	nc, err := stream.Connect(s.cfg.NATSURL, "comparator", s.log)
 	if err != nil {
 		// With retry-on-failed-connect this only fails on a bad URL or
 		// option, which no retry fixes.
 		return err
 	}
 	s.nc.Store(nc)
-	defer func() {
-		// Acks are fire-and-forget publishes: push them out before closing.
-		// A disconnected client has nothing to push and would only wait.
-		if nc.IsConnected() {
-			if err := nc.FlushTimeout(publishTimeout); err != nil {
-				s.log.Warn("flushing NATS on shutdown", "err", err)
-			}
-		}
-		nc.Close()
-	}()
+	defer stream.Close(nc, publishTimeout, s.log)
 	if s.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

@@ -314,7 +314,7 @@ type benchEnv struct {
 
 func benchNATS(b *testing.B) benchEnv {
 	srv := testenv.StartJetStream(b)
-	nc, err := stream.Connect(srv.URL(), "bench")
+	nc, err := stream.Connect(srv.URL(), "bench", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -39,7 +39,7 @@ type natsEnv struct {
 func newNATSEnv(t *testing.T) *natsEnv {
 	t.Helper()
 	srv := testenv.StartJetStream(t)
-	nc, err := stream.Connect(srv.URL(), "mirror-test")
+	nc, err := stream.Connect(srv.URL(), "mirror-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -260,14 +260,12 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) connect(ctx context.Context) *nats.Conn {
 	bo := backoff{min: 250 * time.Millisecond, max: 30 * time.Second}
 	for {
-		nc, err := stream.Connect(s.cfg.NATSURL, "darklaunch-mirror "+s.cfg.TapID,
+		nc, err := stream.Connect(s.cfg.NATSURL, "darklaunch-mirror "+s.cfg.TapID, s.log,
+			// The tap's operators need to know what a disconnect costs them.
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				if err != nil { // nil: our own Close at shutdown
 					s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
 				}
-			}),
-			nats.ReconnectHandler(func(nc *nats.Conn) {
-				s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 			}),
 		)
 		if err == nil {

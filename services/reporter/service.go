@@ -206,7 +206,7 @@ func (s *Service) connectNATS(ctx context.Context) {
 	var nc *nats.Conn
 	ok := s.retry(ctx, "nats", func(context.Context) error {
 		var err error
-		nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-reporter")
+		nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-reporter", s.log)
 		return err
 	})
 	if !ok {

@@ -29,7 +29,7 @@ func BenchmarkThroughput(b *testing.B) {
 func benchThroughput(b *testing.B, concurrency int) {
 	const n = 5000
 	srv := testenv.StartJetStream(b)
-	nc, err := stream.Connect(srv.URL(), "bench")
+	nc, err := stream.Connect(srv.URL(), "bench", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

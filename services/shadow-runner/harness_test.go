@@ -36,7 +36,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	srv := testenv.StartJetStream(t)
-	nc, err := stream.Connect(srv.URL(), "test")
+	nc, err := stream.Connect(srv.URL(), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
