@@ -6,6 +6,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -69,7 +70,7 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
 		slack += int(nc.MaxPayload())
 	}
 	budget := max(s.cfg.BatchBytes, 2*slack)
-	delay := minBackoff
+	bo := s.backoff()
 	for ctx.Err() == nil {
 		if n := len(b.msgs); n > 0 && (n >= s.cfg.BatchSize || budget-b.bytes < slack || time.Since(b.started) >= s.cfg.FlushInterval) {
 			s.flush(ctx, b)
@@ -93,12 +94,12 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
 			if ctx.Err() != nil {
 				break
 			}
+			delay := bo.Next()
 			s.log.Warn("fetching pairs failed; retrying", "in", delay, "err", err)
-			sleep(ctx, delay)
-			delay = min(2*delay, s.cfg.RetryMax)
+			retry.Sleep(ctx, delay)
 			continue
 		}
-		delay = minBackoff
+		bo.Reset()
 	}
 	if len(b.msgs) > 0 {
 		s.drain(ctx, b)
@@ -155,7 +156,7 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, cause error
 // While it retries it keeps the messages' ack deadlines from expiring, so
 // they are not redelivered to another process meanwhile.
 func (s *Service) flush(ctx context.Context, b *batch) bool {
-	delay := minBackoff
+	bo := s.backoff()
 	db := s.cfg.ClickHouseDatabase
 	for attempt := 1; ; attempt++ {
 		s.keepAlive(b)
@@ -172,11 +173,11 @@ func (s *Service) flush(ctx context.Context, b *batch) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		delay := bo.Next()
 		s.log.Warn("inserting a batch failed; keeping it and retrying", "rows", len(b.rows), "attempt", attempt, "in", delay, "err", err)
 		if !s.pause(ctx, b, delay) {
 			return false
 		}
-		delay = min(2*delay, s.cfg.RetryMax)
 		// A ClickHouse that came back empty has no table: re-apply the
 		// schema (a no-op when it exists) before the next attempt.
 		mctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
@@ -223,7 +224,7 @@ func (s *Service) pause(ctx context.Context, b *batch, d time.Duration) bool {
 		if left <= 0 {
 			return true
 		}
-		if !sleep(ctx, min(left, s.cfg.keepAliveEvery())) {
+		if !retry.Sleep(ctx, min(left, s.cfg.keepAliveEvery())) {
 			return false
 		}
 		s.keepAlive(b)

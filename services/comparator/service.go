@@ -21,6 +21,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -212,35 +213,13 @@ func (s *Service) shutdownAdmin() {
 	_ = s.admin.Shutdown(ctx)
 }
 
-// retry runs f with exponential backoff until it succeeds or ctx is done;
-// it reports whether f succeeded.
-func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
-	delay := minBackoff
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, setupTimeout)
-		err := f(actx)
-		cancel()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		s.log.Warn("retrying", "what", what, "attempt", attempt, "in", delay, "err", err)
-		if !sleep(ctx, delay) {
-			return false
-		}
-		delay = min(2*delay, s.cfg.RetryMax)
-	}
+// backoff spaces every retry of this service: start-up, fetches, inserts.
+func (s *Service) backoff() retry.Backoff {
+	return retry.Backoff{Min: minBackoff, Max: s.cfg.RetryMax}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+// retry runs a start-up step until it succeeds or ctx is done; it reports
+// whether it succeeded.
+func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
+	return retry.Until(ctx, s.log, what, s.backoff(), setupTimeout, f)
 }

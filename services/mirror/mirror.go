@@ -30,6 +30,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
@@ -254,61 +255,60 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// backoff spaces the retries of every NATS step, jittered so that a fleet
+// of taps does not come back to a restarted server in step.
+func backoff(max time.Duration) retry.Backoff {
+	return retry.Backoff{Min: 250 * time.Millisecond, Max: max, Jitter: true}
+}
+
+// opTimeout bounds one attempt to create the streams or open the bucket.
+const opTimeout = 10 * time.Second
+
 // connect returns a NATS connection, retrying until ctx ends. stream.Connect
 // succeeds even while the server is down (it keeps reconnecting), so this
 // only loops on errors that are not about the server being away.
 func (s *Service) connect(ctx context.Context) *nats.Conn {
-	bo := backoff{min: 250 * time.Millisecond, max: 30 * time.Second}
-	for {
-		nc, err := stream.Connect(s.cfg.NATSURL, "darklaunch-mirror "+s.cfg.TapID, s.log,
-			// The tap's operators need to know what a disconnect costs them.
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				if err != nil { // nil: our own Close at shutdown
-					s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
-				}
-			}),
-		)
-		if err == nil {
-			s.nc.Store(nc)
-			return nc
-		}
-		s.log.Error("cannot connect to NATS; the proxy serves without mirroring", "err", err)
-		if !sleep(ctx, bo.next()) {
-			return nil
-		}
+	var nc *nats.Conn
+	ok := retry.Until(ctx, s.log, "connect to NATS (the proxy serves without mirroring)", backoff(30*time.Second), 0,
+		func(context.Context) error {
+			var err error
+			nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-mirror "+s.cfg.TapID, s.log,
+				// The tap's operators need to know what a disconnect costs them.
+				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+					if err != nil { // nil: our own Close at shutdown
+						s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
+					}
+				}),
+			)
+			return err
+		})
+	if !ok {
+		return nil
 	}
+	s.nc.Store(nc)
+	return nc
 }
 
 // streamLoop creates the streams (retrying with backoff), and again when a
 // publish reports that no stream answers.
 func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
-	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
 	for {
-		opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := stream.Ensure(opCtx, js, stream.DefaultLimits)
-		cancel()
-		if err == nil {
-			s.streamReady.Store(true)
-			bo.reset()
-			select {
-			case <-ctx.Done():
+		if !retry.Until(ctx, s.log, "create streams", backoff(10*time.Second), opTimeout, func(ctx context.Context) error {
+			return stream.Ensure(ctx, js, stream.DefaultLimits)
+		}) {
+			return
+		}
+		s.streamReady.Store(true)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.ensureAgain:
+			s.streamReady.Store(false)
+			s.log.Warn("publish found no envelope stream; creating it again")
+			// Do not hammer the server if the stream keeps vanishing.
+			if !retry.Sleep(ctx, time.Second) {
 				return
-			case <-s.ensureAgain:
-				s.streamReady.Store(false)
-				s.log.Warn("publish found no envelope stream; creating it again")
-				// Do not hammer the server if the stream keeps vanishing.
-				if !sleep(ctx, time.Second) {
-					return
-				}
-				continue
 			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("cannot create streams yet; retrying", "err", err)
-		if !sleep(ctx, bo.next()) {
-			return
 		}
 	}
 }
@@ -318,24 +318,18 @@ func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 // is read nothing is mirrored; when the watch breaks, the last snapshot stays
 // in force.
 func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) {
-	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
-	for ctx.Err() == nil {
-		opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		kv, err := launch.OpenBucket(opCtx, js)
-		cancel()
-		if err == nil {
-			w := launch.NewWatcher(kv, nc, s.log)
-			s.watcher.Store(w)
-			_ = w.Run(ctx) // returns only when ctx is done
-			return
-		}
-		if ctx.Err() == nil {
-			s.log.Warn("cannot open the launch bucket yet; mirroring nothing until then", "err", err)
-		}
-		if !sleep(ctx, bo.next()) {
-			return
-		}
+	var kv jetstream.KeyValue
+	if !retry.Until(ctx, s.log, "open the launch bucket (mirroring nothing until then)", backoff(10*time.Second), opTimeout,
+		func(ctx context.Context) error {
+			var err error
+			kv, err = launch.OpenBucket(ctx, js)
+			return err
+		}) {
+		return
 	}
+	w := launch.NewWatcher(kv, nc, s.log)
+	s.watcher.Store(w)
+	_ = w.Run(ctx) // returns only when ctx is done
 }
 
 func (s *Service) checkNATS(context.Context) error {

@@ -1,12 +1,10 @@
 package mirror
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -167,33 +165,4 @@ func fitPayload(env *envelope.Envelope, data []byte, limit int) ([]byte, error) 
 		return nil, errTooLarge
 	}
 	return data, nil
-}
-
-// backoff yields growing, jittered waits for reconnect loops.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	// Full jitter in the upper half, so that many taps do not retry in step.
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

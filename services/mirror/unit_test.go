@@ -160,25 +160,6 @@ func TestFitPayload(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: time.Second}
-	prevCap := time.Duration(0)
-	for i := range 20 {
-		d := b.next()
-		if d < b.cur/2 || d > b.cur || b.cur > b.max || b.cur < prevCap {
-			t.Fatalf("step %d: wait %v with cap %v", i, d, b.cur)
-		}
-		prevCap = b.cur
-	}
-	if b.cur != time.Second {
-		t.Errorf("cap %v, want the max", b.cur)
-	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Errorf("after reset: %v", d)
-	}
-}
-
 func TestBufferPoolRecyclesWithoutAllocating(t *testing.T) {
 	var p bufferPool
 	b := p.Get()

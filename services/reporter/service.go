@@ -20,6 +20,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
@@ -181,30 +182,12 @@ func (s *Service) Run(ctx context.Context) error {
 // retry calls f until it succeeds or ctx ends, backing off from 100 ms to
 // 5 s between attempts and logging each failure.
 func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
-	wait := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := f(actx)
-		cancel()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		s.log.Warn("dependency not reachable, retrying", "dependency", what, "attempt", attempt, "retry_in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
-	}
+	return retry.Until(ctx, s.log, what, retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}, 10*time.Second, f)
 }
 
 func (s *Service) connectNATS(ctx context.Context) {
 	var nc *nats.Conn
-	ok := s.retry(ctx, "nats", func(context.Context) error {
+	ok := s.retry(ctx, "connect to NATS", func(context.Context) error {
 		var err error
 		nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-reporter", s.log)
 		return err
@@ -213,7 +196,7 @@ func (s *Service) connectNATS(ctx context.Context) {
 		return
 	}
 	s.nc.Store(nc)
-	ok = s.retry(ctx, "nats launches bucket", func(actx context.Context) error {
+	ok = s.retry(ctx, "open the NATS launches bucket", func(actx context.Context) error {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return err
@@ -232,7 +215,7 @@ func (s *Service) connectNATS(ctx context.Context) {
 
 func (s *Service) connectClickHouse(ctx context.Context) {
 	var conn driver.Conn
-	ok := s.retry(ctx, "clickhouse", func(actx context.Context) error {
+	ok := s.retry(ctx, "connect to ClickHouse and apply the schema", func(actx context.Context) error {
 		c, err := analytics.Open(actx, analytics.Options{
 			Addr: s.cfg.ClickHouseAddr, Database: s.cfg.ClickHouseDatabase,
 			User: s.cfg.ClickHouseUser, Password: s.cfg.ClickHousePassword,

@@ -21,6 +21,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,6 +40,8 @@ const (
 	publishTimeout = 5 * time.Second
 	// maxBackoff caps retry delays (setup, fetch errors, redeliveries).
 	maxBackoff = 30 * time.Second
+	// setupTimeout bounds one start-up attempt (streams, bucket, consumer).
+	setupTimeout = 10 * time.Second
 )
 
 // ErrNotConnected is reported by the NATS health check.
@@ -166,37 +169,15 @@ func (s *Service) shutdownAdmin() {
 	_ = s.admin.Shutdown(ctx)
 }
 
-// retry runs f with exponential backoff until it succeeds or ctx is done;
-// it reports whether f succeeded.
-func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := f(actx)
-		cancel()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		s.log.Warn("retrying", "what", what, "attempt", attempt, "in", delay, "err", err)
-		if !sleep(ctx, delay) {
-			return false
-		}
-		delay = min(2*delay, maxBackoff)
-	}
+// backoff spaces the retries of start-up steps and failed fetches.
+func backoff() retry.Backoff {
+	return retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+// retry runs a start-up step until it succeeds or ctx is done; it reports
+// whether it succeeded.
+func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
+	return retry.Until(ctx, s.log, what, backoff(), setupTimeout, f)
 }
 
 func (s *Service) setupKV(ctx context.Context) (jetstream.KeyValue, bool) {
@@ -258,7 +239,7 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
 	// Tasks outlive ctx: a replay that started is finished, published and
 	// acked during shutdown.
 	taskCtx := context.WithoutCancel(ctx)
-	delay := 100 * time.Millisecond
+	bo := backoff()
 	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
@@ -301,14 +282,14 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
 			<-slots
 		}
 		if err == nil || ctx.Err() != nil {
-			delay = 100 * time.Millisecond
+			bo.Reset()
 			continue
 		}
+		delay := bo.Next()
 		s.log.Warn("fetching envelopes failed", "err", err, "retry_in", delay)
-		if !sleep(ctx, delay) {
+		if !retry.Sleep(ctx, delay) {
 			return
 		}
-		delay = min(2*delay, maxBackoff)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
 			errors.Is(err, jetstream.ErrConsumerDeleted) {
 			if c, ok := s.setupConsumer(ctx); ok {
