@@ -1,4 +1,4 @@
-package stream
+package stream_test
 
 import (
 	"bytes"
@@ -13,42 +13,43 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 func TestEnsureDedupeAndDeadLetter(t *testing.T) {
 	ctx := testenv.Context(t)
 	srv := testenv.StartJetStream(t)
-	nc, err := Connect(srv.URL(), "test", nil)
+	nc, err := stream.Connect(srv.URL(), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	for range 2 { // idempotent
-		if err := Ensure(ctx, js, DefaultLimits); err != nil {
+		if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for range 2 {
-		if _, err := js.Publish(ctx, EnvelopeSubject("l1"), []byte("{}"), jetstream.WithMsgID("e1")); err != nil {
+		if _, err := js.Publish(ctx, stream.EnvelopeSubject("l1"), []byte("{}"), jetstream.WithMsgID("e1")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s, _ := js.Stream(ctx, EnvelopesStream)
+	s, _ := js.Stream(ctx, stream.EnvelopesStream)
 	info, _ := s.Info(ctx)
 	if info.State.Msgs != 1 {
 		t.Fatalf("stream holds %d messages after a duplicate publish, want 1", info.State.Msgs)
 	}
-	if err := DeadLetter(ctx, js, "comparator", PairSubject("l1"), []byte("junk"), errors.New("not JSON")); err != nil {
+	if err := stream.DeadLetter(ctx, js, "comparator", stream.PairSubject("l1"), []byte("junk"), errors.New("not JSON")); err != nil {
 		t.Fatal(err)
 	}
-	dl, _ := js.Stream(ctx, DeadLetterStream)
-	m, err := dl.GetLastMsgForSubject(ctx, DeadLetterSubject("comparator"))
+	dl, _ := js.Stream(ctx, stream.DeadLetterStream)
+	m, err := dl.GetLastMsgForSubject(ctx, stream.DeadLetterSubject("comparator"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(m.Data) != "junk" || m.Header.Get(HeaderReason) != "not JSON" || m.Header.Get(HeaderSubject) != "darklaunch.pairs.l1" {
+	if string(m.Data) != "junk" || m.Header.Get(stream.HeaderReason) != "not JSON" || m.Header.Get(stream.HeaderSubject) != "darklaunch.pairs.l1" {
 		t.Fatalf("dead letter %q %v", m.Data, m.Header)
 	}
 }
@@ -81,20 +82,20 @@ func (b *syncBuffer) await(t *testing.T, s string) {
 	})
 }
 
-// TestConnectLogsAndClose: with a logger, Connect logs disconnects and
-// reconnects, unless an option replaces the handler; Close closes a
+// TestConnectLogsAndClose: with a logger, stream.Connect logs disconnects and
+// reconnects, unless an option replaces the handler; stream.Close closes a
 // connection whether it is connected or not.
 func TestConnectLogsAndClose(t *testing.T) {
 	srv := testenv.StartJetStream(t)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	nc, err := Connect(srv.URL(), "test", log)
+	nc, err := stream.Connect(srv.URL(), "test", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	replaced := make(chan error, 1)
-	own, err := Connect(srv.URL(), "test-own", log, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+	own, err := stream.Connect(srv.URL(), "test-own", log, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 		if err != nil {
 			replaced <- err
 		}
@@ -114,16 +115,16 @@ func TestConnectLogsAndClose(t *testing.T) {
 	if n := logs.count("disconnected from NATS"); n != 1 {
 		t.Errorf("%d disconnects logged, want 1: the caller's handler replaces the logging one", n)
 	}
-	Close(own, 5*time.Second, log)
+	stream.Close(own, 5*time.Second, log)
 	if !own.IsClosed() {
-		t.Error("Close left a disconnected connection open")
+		t.Error("stream.Close left a disconnected connection open")
 	}
 
 	srv.Start()
 	logs.await(t, "reconnected to NATS")
-	Close(nc, 5*time.Second, log)
+	stream.Close(nc, 5*time.Second, log)
 	if !nc.IsClosed() {
-		t.Error("Close left a connected connection open")
+		t.Error("stream.Close left a connected connection open")
 	}
 	if n := logs.count("flushing NATS"); n != 0 {
 		t.Errorf("a flush failed: %d logged", n)

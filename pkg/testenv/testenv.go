@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,31 +97,74 @@ func lookBinary(t testing.TB, name string) string {
 	return p
 }
 
-// startProcess runs a server process until the test ends, with its output
-// in a log file that is printed if the test fails.
-func startProcess(t testing.TB, dir string, name string, args ...string) {
+// process is a server process a test can stop (killed, as in a crash) and
+// start again with the same arguments, port and data directory. Its output
+// goes to a log file in dir that is printed if the test fails.
+type process struct {
+	t     testing.TB
+	name  string // the binary's name, for messages
+	bin   string
+	args  []string
+	dir   string
+	addr  string        // where it accepts connections once started
+	ready time.Duration // how long it may take to accept them
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	log *os.File
+}
+
+func newProcess(t testing.TB, name, dir, addr string, ready time.Duration, args ...string) *process {
 	t.Helper()
-	logPath := filepath.Join(dir, "server.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
+	p := &process{t: t, name: name, bin: lookBinary(t, name), args: args, dir: dir, addr: addr, ready: ready}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
+		p.Stop()
 		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil && len(b) > 0 {
-				t.Logf("%s log (last 2000 bytes):\n%s", filepath.Base(name), tail(b, 2000))
+			if b, err := os.ReadFile(p.logPath()); err == nil && len(b) > 0 {
+				t.Logf("%s log (last 2000 bytes):\n%s", name, tail(b, 2000))
 			}
 		}
 	})
+	return p
+}
+
+func (p *process) logPath() string { return filepath.Join(p.dir, "server.log") }
+
+// Start runs the server and waits until it accepts connections.
+func (p *process) Start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		p.t.Fatalf("%s is already running", p.name)
+	}
+	logf, err := os.OpenFile(p.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Dir = p.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.cmd, p.log = cmd, logf
+	waitTCP(p.t, p.name, p.addr, p.ready)
+}
+
+// Stop kills the server at once, as a crash would; it does nothing when
+// the server is not running.
+func (p *process) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	p.log.Close()
+	p.cmd, p.log = nil, nil
 }
 
 func tail(b []byte, n int) []byte {
@@ -147,25 +191,43 @@ func waitTCP(t testing.TB, what, addr string, timeout time.Duration) {
 	}
 }
 
+// Redis is a private redis-server with no persistence that a test can stop
+// and start again on the same port (empty again: nothing is saved).
+type Redis struct{ *process }
+
+// NewRedis prepares a redis-server on a free port without starting it;
+// Start starts it. It is stopped when the test ends.
+func NewRedis(t testing.TB) *Redis {
+	t.Helper()
+	dir := t.TempDir()
+	port := FreePort(t)
+	return &Redis{newProcess(t, "redis-server", dir, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)}
+}
+
+// Addr is the server's host:port.
+func (r *Redis) Addr() string { return r.addr }
+
+// URL is the server's redis:// URL, database 0.
+func (r *Redis) URL() string { return "redis://" + r.addr + "/0" }
+
 // StartRedis starts a private redis-server with no persistence and returns
 // its URL.
 func StartRedis(t testing.TB) string {
 	t.Helper()
-	bin := lookBinary(t, "redis-server")
-	dir := t.TempDir()
-	port := FreePort(t)
-	startProcess(t, dir, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitTCP(t, "redis-server", addr, 10*time.Second)
-	return "redis://" + addr + "/0"
+	r := NewRedis(t)
+	r.Start()
+	return r.URL()
 }
 
-// StartClickHouse starts a private clickhouse-server with data in a temp
-// dir and returns its native protocol address.
-func StartClickHouse(t testing.TB) string {
+// ClickHouse is a private clickhouse-server with data in a temp dir that a
+// test can stop and start again on the same ports and data.
+type ClickHouse struct{ *process }
+
+// NewClickHouse prepares a clickhouse-server on free ports without
+// starting it; Start starts it. It is stopped when the test ends.
+func NewClickHouse(t testing.TB) *ClickHouse {
 	t.Helper()
-	bin := lookBinary(t, "clickhouse-server")
 	dir := t.TempDir()
 	tcp, http := FreePort(t), FreePort(t)
 	users := `<?xml version="1.0"?>
@@ -197,10 +259,20 @@ func StartClickHouse(t testing.TB) string {
 			t.Fatal(err)
 		}
 	}
-	startProcess(t, dir, bin, "--config-file="+filepath.Join(dir, "config.xml"))
-	addr := fmt.Sprintf("127.0.0.1:%d", tcp)
-	waitTCP(t, "clickhouse-server", addr, 30*time.Second)
-	return addr
+	return &ClickHouse{newProcess(t, "clickhouse-server", dir, fmt.Sprintf("127.0.0.1:%d", tcp), 30*time.Second,
+		"--config-file="+filepath.Join(dir, "config.xml"))}
+}
+
+// Addr is the server's native protocol address.
+func (c *ClickHouse) Addr() string { return c.addr }
+
+// StartClickHouse starts a private clickhouse-server with data in a temp
+// dir and returns its native protocol address.
+func StartClickHouse(t testing.TB) string {
+	t.Helper()
+	c := NewClickHouse(t)
+	c.Start()
+	return c.Addr()
 }
 
 // CheckFor polls f every interval until it returns nil or timeout passes,

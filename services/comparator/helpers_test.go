@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,108 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// chServer is a private clickhouse-server a test can stop (SIGKILL, as in
-// a crash) and start again on the same ports and data. It is configured
-// like testenv.StartClickHouse, which cannot restart its server.
-type chServer struct {
-	t         *testing.T
-	bin, dir  string
-	tcp, http int
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	log *os.File
-}
-
-func newCHServer(t *testing.T) *chServer {
-	t.Helper()
-	bin, err := exec.LookPath("clickhouse-server")
-	if err != nil {
-		bin = "/usr/sbin/clickhouse-server"
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatal("clickhouse-server is not installed: run `make deps` to install the servers integration tests need")
-		}
-	}
-	c := &chServer{t: t, bin: bin, dir: t.TempDir(), tcp: testenv.FreePort(t), http: testenv.FreePort(t)}
-	users := `<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-`
-	config := fmt.Sprintf(`<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><console>1</console></logger>
-  <tcp_port>%d</tcp_port>
-  <http_port>%d</http_port>
-  <listen_host>127.0.0.1</listen_host>
-  <path>%[3]s/data/</path>
-  <tmp_path>%[3]s/tmp/</tmp_path>
-  <user_files_path>%[3]s/user_files/</user_files_path>
-  <format_schema_path>%[3]s/format_schemas/</format_schema_path>
-  <users_config>%[3]s/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mark_cache_size>536870912</mark_cache_size>
-  <max_concurrent_queries>100</max_concurrent_queries>
-</yandex>
-`, c.tcp, c.http, c.dir)
-	for name, body := range map[string]string{"config.xml": config, "users.xml": users} {
-		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(c.dir, "server.log")); err == nil && len(b) > 0 {
-				t.Logf("clickhouse-server log (last 2000 bytes):\n%s", b[max(0, len(b)-2000):])
-			}
-		}
-	})
-	return c
-}
-
-func (c *chServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", c.tcp) }
-
-// Start runs the server and waits until it accepts connections.
-func (c *chServer) Start() {
-	c.t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	logf, err := os.OpenFile(filepath.Join(c.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	cmd := exec.Command(c.bin, "--config-file="+filepath.Join(c.dir, "config.xml"))
-	cmd.Dir, cmd.Stdout, cmd.Stderr = c.dir, logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start clickhouse-server: %v", err)
-	}
-	c.cmd, c.log = cmd, logf
-	testenv.CheckFor(c.t, 30*time.Second, 50*time.Millisecond, func() error {
-		conn, err := net.DialTimeout("tcp", c.Addr(), 200*time.Millisecond)
-		if err != nil {
-			return err
-		}
-		return conn.Close()
-	})
-}
-
-// Stop kills the server, as a crash would.
-func (c *chServer) Stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd == nil {
-		return
-	}
-	_ = c.cmd.Process.Kill()
-	_ = c.cmd.Wait()
-	c.log.Close()
-	c.cmd, c.log = nil, nil
-}
 
 // harness is a comparator under test with its JetStream and ClickHouse.
 type harness struct {
@@ -148,18 +42,7 @@ func newHarness(t *testing.T, chAddr string) *harness {
 	if len(h.db) > 60 {
 		h.db = h.db[:60]
 	}
-	nc, err := nats.Connect(h.ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h.nc = nc
-	if h.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Ensure(h.ctx, h.js, stream.DefaultLimits); err != nil {
-		t.Fatal(err)
-	}
+	h.nc, h.js = testenv.Connect(t, h.ns.URL())
 	return h
 }
 
@@ -356,15 +239,11 @@ func (h *harness) consumerInfo() *jetstream.ConsumerInfo {
 // streamMsgs is how many messages a stream holds.
 func (h *harness) streamMsgs(name string) uint64 {
 	h.t.Helper()
-	s, err := h.js.Stream(h.ctx, name)
+	n, err := testenv.StreamMsgs(h.ctx, h.js, name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	info, err := s.Info(h.ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return info.State.Msgs
+	return n
 }
 
 func waitReady(t *testing.T, r *running) {

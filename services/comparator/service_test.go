@@ -245,7 +245,7 @@ func TestMalformedDeadLettered(t *testing.T) {
 // several ack deadlines so no other process gets it redelivered, and once
 // ClickHouse is back every pair ends as exactly one row.
 func TestClickHouseOutage(t *testing.T) {
-	ch := newCHServer(t)
+	ch := testenv.NewClickHouse(t)
 	ch.Start()
 	h := newHarness(t, ch.Addr())
 	cfg := h.config()
@@ -337,7 +337,7 @@ func TestClickHouseOutage(t *testing.T) {
 // touching the dependencies, Run waits for ClickHouse with backoff, and
 // pairs published meanwhile are stored once it is up.
 func TestStartsBeforeClickHouse(t *testing.T) {
-	ch := newCHServer(t)
+	ch := testenv.NewClickHouse(t)
 	h := newHarness(t, ch.Addr())
 	r := h.start(h.config())
 	if code, rep := health(t, r.AdminAddr()); code != http.StatusServiceUnavailable || rep.Checks["clickhouse"] == "ok" {

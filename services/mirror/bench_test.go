@@ -314,20 +314,8 @@ type benchEnv struct {
 
 func benchNATS(b *testing.B) benchEnv {
 	srv := testenv.StartJetStream(b)
-	nc, err := stream.Connect(srv.URL(), "bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := testenv.Context(b)
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
-		b.Fatal(err)
-	}
-	kv, err := launch.OpenBucket(ctx, js)
+	_, js := testenv.Connect(b, srv.URL())
+	kv, err := launch.OpenBucket(testenv.Context(b), js)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
@@ -39,20 +38,8 @@ type natsEnv struct {
 func newNATSEnv(t *testing.T) *natsEnv {
 	t.Helper()
 	srv := testenv.StartJetStream(t)
-	nc, err := stream.Connect(srv.URL(), "mirror-test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testenv.Context(t)
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := launch.OpenBucket(ctx, js)
+	nc, js := testenv.Connect(t, srv.URL())
+	kv, err := launch.OpenBucket(testenv.Context(t), js)
 	if err != nil {
 		t.Fatal(err)
 	}

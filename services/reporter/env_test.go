@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,30 +31,23 @@ type env struct {
 	admin string
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
-	redis *redisProcess
+	redis *testenv.Redis
 }
 
 type envOptions struct {
 	cacheTTL time.Duration
-	// ownRedis starts a redis-server the test can kill.
-	ownRedis bool
 }
 
 func startEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, js: testenv.StartJetStream(t)}
 	chAddr := testenv.StartClickHouse(t)
-	var redisURL string
-	if o.ownRedis {
-		e.redis = startRedisProcess(t)
-		redisURL = e.redis.url
-	} else {
-		redisURL = testenv.StartRedis(t)
-	}
+	e.redis = testenv.NewRedis(t)
+	e.redis.Start()
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
-	cfg.RedisURL = redisURL
+	cfg.RedisURL = e.redis.URL()
 	e.svc = e.run(cfg)
 
 	ctx := testenv.Context(t)
@@ -210,45 +200,6 @@ func (e *env) create(name string, percent float64) *launch.Launch {
 		"name": name, "service": "checkout", "shadow_url": "http://shadow.internal:8080", "sample_percent": percent,
 	}, &l)
 	return &l
-}
-
-// redisProcess is a redis-server the test owns, so it can kill it: the
-// testenv helper only stops its server when the test ends.
-type redisProcess struct {
-	url string
-	cmd *exec.Cmd
-}
-
-func startRedisProcess(t *testing.T) *redisProcess {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not installed: run `make deps` (%v)", err)
-	}
-	port := testenv.FreePort(t)
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &redisProcess{url: fmt.Sprintf("redis://127.0.0.1:%d/0", port), cmd: cmd}
-	t.Cleanup(p.kill)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-	return p
-}
-
-// kill stops the server at once, as a crash would.
-func (p *redisProcess) kill() {
-	if p.cmd.ProcessState == nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
 }
 
 func mustParseRedisURL(t *testing.T, url string) *redis.Options {

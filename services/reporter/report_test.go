@@ -216,7 +216,7 @@ func TestReport(t *testing.T) {
 }
 
 func TestReportCache(t *testing.T) {
-	e := startEnv(t, envOptions{cacheTTL: time.Minute, ownRedis: true})
+	e := startEnv(t, envOptions{cacheTTL: time.Minute})
 	report := func(id string) (string, reporter.Report) {
 		t.Helper()
 		var rep reporter.Report
@@ -243,7 +243,7 @@ func TestReportCache(t *testing.T) {
 	if c, r := report(l.ID); c != "hit" || r.Launch.Status != "paused" {
 		t.Fatalf("after pause: cache %s, status %s; want hit and paused", c, r.Launch.Status)
 	}
-	rdb := redis.NewClient(mustParseRedisURL(t, e.redis.url))
+	rdb := redis.NewClient(mustParseRedisURL(t, e.redis.URL()))
 	defer rdb.Close()
 	ttl, err := rdb.PTTL(testenv.Context(t), "darklaunch:reporter:report:v1:"+l.ID).Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
@@ -297,7 +297,7 @@ func TestReportCache(t *testing.T) {
 	})
 
 	t.Run("redis down", func(t *testing.T) {
-		e.redis.kill()
+		e.redis.Stop()
 		fresh := e.create("no cache", 10)
 		seed(t, e, fresh.ID)
 		before := e.svc.ReportQueries()

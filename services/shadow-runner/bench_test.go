@@ -29,19 +29,8 @@ func BenchmarkThroughput(b *testing.B) {
 func benchThroughput(b *testing.B, concurrency int) {
 	const n = 5000
 	srv := testenv.StartJetStream(b)
-	nc, err := stream.Connect(srv.URL(), "bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, js := testenv.Connect(b, srv.URL())
 	ctx := testenv.Context(b)
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
-		b.Fatal(err)
-	}
 	kv, err := launch.OpenBucket(ctx, js)
 	if err != nil {
 		b.Fatal(err)

@@ -36,19 +36,8 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	srv := testenv.StartJetStream(t)
-	nc, err := stream.Connect(srv.URL(), "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := testenv.Connect(t, srv.URL())
 	ctx := testenv.Context(t)
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := launch.OpenBucket(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -173,15 +162,7 @@ func (h *harness) publishRaw(subject string, data []byte, id string) {
 }
 
 func (h *harness) streamMsgs(name string) (uint64, error) {
-	s, err := h.js.Stream(h.ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	info, err := s.Info(h.ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.Msgs, nil
+	return testenv.StreamMsgs(h.ctx, h.js, name)
 }
 
 // waitStreamMsgs polls until the stream holds exactly n messages.

@@ -1,0 +1,48 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/stream"
+)
+
+// Connect connects a test client to the NATS server at url the way the
+// services connect (stream.Connect: it reconnects forever), creates the
+// darklaunch streams, and returns the connection, closed when the test
+// ends, with its JetStream context.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := stream.Connect(url, "test "+t.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// StreamMsgs is how many messages a stream holds now.
+func StreamMsgs(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
