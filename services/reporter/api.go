@@ -22,14 +22,14 @@ var actions = []string{"pause", "resume", "promote", "rollback"}
 
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/launches", s.createLaunch)
-	mux.HandleFunc("GET /v1/launches", s.listLaunches)
-	mux.HandleFunc("GET /v1/launches/{id}", s.getLaunch)
-	mux.HandleFunc("PATCH /v1/launches/{id}", s.patchLaunch)
+	mux.HandleFunc("POST /v1/launches", s.api(s.createLaunch))
+	mux.HandleFunc("GET /v1/launches", s.api(s.listLaunches))
+	mux.HandleFunc("GET /v1/launches/{id}", s.api(s.getLaunch))
+	mux.HandleFunc("PATCH /v1/launches/{id}", s.api(s.patchLaunch))
 	for _, a := range actions {
-		mux.HandleFunc("POST /v1/launches/{id}/"+a, s.actionHandler(a))
+		mux.HandleFunc("POST /v1/launches/{id}/"+a, s.api(s.actionHandler(a)))
 	}
-	mux.HandleFunc("GET /v1/launches/{id}/report", s.getReport)
+	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", serveDashboard)
 
@@ -217,9 +217,37 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) 
 	}
 }
 
-// opContext bounds one launch store operation.
-func (s *Service) opContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+// apiFunc is an API handler that writes its answer on success and returns
+// its failure for api to answer.
+type apiFunc func(w http.ResponseWriter, r *http.Request) error
+
+// api makes h a handler whose failures are answered by fail.
+func (s *Service) api(h apiFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
+// withStore runs op on the launch store, bounded by the query timeout; it
+// fails at once while the store is not connected.
+func withStore[T any](s *Service, r *http.Request, op func(context.Context, *launch.Store) (T, error)) (T, error) {
+	store, err := s.launchStore()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	return op(ctx, store)
+}
+
+// updateLaunch applies change to the launch named in the path.
+func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) error) (*launch.Launch, error) {
+	return withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
+		return store.Update(ctx, r.PathValue("id"), change)
+	})
 }
 
 // CreateRequest is the body of POST /v1/launches.
@@ -231,32 +259,26 @@ type CreateRequest struct {
 	Methods       []string `json:"methods"`
 }
 
-func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) {
+func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	var req CreateRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	store, err := s.launchStore()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.opContext(r)
-	defer cancel()
-	l, err := store.Create(ctx, launch.Launch{
-		Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL,
-		SamplePercent: req.SamplePercent, Methods: req.Methods,
+	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
+		return store.Create(ctx, launch.Launch{
+			Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL,
+			SamplePercent: req.SamplePercent, Methods: req.Methods,
+		})
 	})
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.metrics.actions.WithLabelValues("create").Inc()
 	s.log.Info("launch created", "launch_id", l.ID, "name", l.Name, "service", l.Service,
 		"shadow_url", l.ShadowURL, "sample_percent", l.SamplePercent, "methods", l.Methods)
 	w.Header().Set("Location", "/v1/launches/"+l.ID)
 	writeJSON(w, http.StatusCreated, l)
+	return nil
 }
 
 // LaunchList is the body of GET /v1/launches.
@@ -264,39 +286,29 @@ type LaunchList struct {
 	Launches []*launch.Launch `json:"launches"`
 }
 
-func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) {
-	store, err := s.launchStore()
+func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
+	ls, err := withStore(s, r, func(ctx context.Context, store *launch.Store) ([]*launch.Launch, error) {
+		return store.List(ctx)
+	})
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.opContext(r)
-	defer cancel()
-	ls, err := store.List(ctx)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if ls == nil {
 		ls = []*launch.Launch{}
 	}
 	writeJSON(w, http.StatusOK, LaunchList{Launches: ls})
+	return nil
 }
 
-func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) {
-	store, err := s.launchStore()
+func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
+	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
+		return store.Get(ctx, r.PathValue("id"))
+	})
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.opContext(r)
-	defer cancel()
-	l, err := store.Get(ctx, r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, l)
+	return nil
 }
 
 // PatchRequest is the body of PATCH /v1/launches/{id}. Absent (or null)
@@ -332,32 +344,23 @@ func (p *PatchRequest) apply(l *launch.Launch) error {
 	return l.Normalize()
 }
 
-func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) {
+func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 	var req PatchRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if req.empty() {
-		s.fail(w, r, &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, sample_percent, methods"})
-		return
+		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, sample_percent, methods"}
 	}
-	store, err := s.launchStore()
+	l, err := s.updateLaunch(r, req.apply)
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.opContext(r)
-	defer cancel()
-	l, err := store.Update(ctx, r.PathValue("id"), req.apply)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.metrics.actions.WithLabelValues("patch").Inc()
 	s.log.Info("launch changed", "launch_id", l.ID, "name", l.Name, "shadow_url", l.ShadowURL,
 		"sample_percent", l.SamplePercent, "methods", l.Methods, "revision", l.Revision)
 	writeJSON(w, http.StatusOK, l)
+	return nil
 }
 
 // ActionRequest is the optional body of the pause, resume, promote and
@@ -369,22 +372,14 @@ type ActionRequest struct {
 // maxLoggedReason keeps one log line readable whatever a caller sends.
 const maxLoggedReason = 500
 
-func (s *Service) actionHandler(action string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Service) actionHandler(action string) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		var req ActionRequest
 		if err := decodeBody(w, r, &req, false); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
-		store, err := s.launchStore()
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		ctx, cancel := s.opContext(r)
-		defer cancel()
 		var from launch.Status
-		l, err := store.Update(ctx, r.PathValue("id"), func(l *launch.Launch) error {
+		l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 			from = l.Status
 			to, err := launch.Transition(l.Status, action)
 			if err != nil {
@@ -394,8 +389,7 @@ func (s *Service) actionHandler(action string) http.HandlerFunc {
 			return nil
 		})
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		reason := strings.TrimSpace(req.Reason)
 		if len(reason) > maxLoggedReason {
@@ -405,26 +399,26 @@ func (s *Service) actionHandler(action string) http.HandlerFunc {
 		s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
 			"reason", reason, "revision", l.Revision)
 		writeJSON(w, http.StatusOK, l)
+		return nil
 	}
 }
 
-func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
-	store, err := s.launchStore()
+func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
+	var hit bool
+	rep, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*Report, error) {
+		l, err := store.Get(ctx, r.PathValue("id"))
+		if err != nil {
+			return nil, err
+		}
+		st, cached, err := s.stats(ctx, l.ID)
+		if err != nil {
+			return nil, fmt.Errorf("compute report of launch %s: %w", l.ID, err)
+		}
+		hit = cached
+		return &Report{Launch: l, Stats: *st}, nil
+	})
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.opContext(r)
-	defer cancel()
-	l, err := store.Get(ctx, r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	st, hit, err := s.stats(ctx, l.ID)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("compute report of launch %s: %w", l.ID, err))
-		return
+		return err
 	}
 	cache := "miss"
 	if hit {
@@ -432,7 +426,8 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.reports.WithLabelValues(cache).Inc()
 	w.Header().Set("X-Darklaunch-Cache", cache)
-	writeJSON(w, http.StatusOK, Report{Launch: l, Stats: *st})
+	writeJSON(w, http.StatusOK, rep)
+	return nil
 }
 
 func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
