@@ -18,15 +18,22 @@ const (
 	KindTypeChanged  = "type_changed"
 	KindValueChanged = "value_changed"
 	KindArrayLength  = "array_length"
+	KindArrayOrder   = "array_order"
 	KindBodyText     = "body_text"
 	KindBodyBinary   = "body_binary"
 )
 
-// Paths of the diffs that are not inside a body.
+// Kinds lists every Diff kind.
+var Kinds = []string{KindStatus, KindHeader, KindMissingField, KindExtraField, KindTypeChanged,
+	KindValueChanged, KindArrayLength, KindArrayOrder, KindBodyText, KindBodyBinary}
+
+// Paths of the diffs that are not inside a body. A header diff's path is
+// HeaderPathPrefix + the canonical header name (http.CanonicalHeaderKey).
 const (
-	PathStatus      = "status"
-	PathContentType = "header.Content-Type"
-	PathBody        = "$"
+	PathStatus       = "status"
+	PathContentType  = "header.Content-Type"
+	PathBody         = "$"
+	HeaderPathPrefix = "header."
 )
 
 // Default bounds, see Comparer.
@@ -37,26 +44,46 @@ const (
 
 // Diff is one difference between the primary's and the shadow's response.
 type Diff struct {
+	// Path is where: "status", "header.<Canonical-Name>", or a body path
+	// such as $.items[3].price.
 	Path string
-	Kind string
+	// Generalized is Path with every array index replaced by [*]
+	// ($.items[*].price), for grouping diffs across requests; for status
+	// and header diffs it equals Path.
+	Generalized string
+	Kind        string
 }
 
 // Result is the outcome of comparing one pair.
 type Result struct {
-	// Match is true when nothing differs: StatusMatch && ContentTypeMatch &&
+	// Match is true when nothing differs: StatusMatch && HeadersMatch &&
 	// BodyMatch, and equivalently len(Diffs) == 0.
-	Match            bool
-	StatusMatch      bool
+	Match       bool
+	StatusMatch bool
+	// ContentTypeMatch is about the media type of Content-Type alone.
 	ContentTypeMatch bool
-	BodyMatch        bool
-	// Diffs lists what differs, in the order found: status, then
-	// Content-Type, then body paths in document order of the primary.
+	// HeadersMatch is true when every compared header matches,
+	// Content-Type included.
+	HeadersMatch bool
+	BodyMatch    bool
+	// BodyFormat is how the bodies were compared: FormatJSON, FormatForm,
+	// FormatText, FormatBinary or FormatEmpty (both bodies empty).
+	BodyFormat string
+	// Diffs lists what differs, in the order found: status, Content-Type,
+	// the other headers by name, then body paths in document order of the
+	// primary.
 	Diffs []Diff
+	// Summary describes a text or binary body difference: the first
+	// differing line of text bodies, lengths and sha256 prefixes of binary
+	// ones; "" otherwise.
+	Summary string
 	// Note explains anything that made the comparison less than exact (a
-	// truncated body, JSON compared as bytes, a bound reached); "" if none.
+	// truncated or undecodable body, JSON compared as text, a bound
+	// reached); "" if none.
 	Note string
 	// Truncated is set when the comparison saw less than everything: a body
-	// was truncated by its tap, or MaxDepth or MaxDiffs was reached.
+	// was truncated by its tap or by MaxBodyBytes, or a bound (MaxDepth,
+	// MaxDiffs, the work bound of multiset matching) was reached.
 	Truncated bool
 }
 
@@ -70,6 +97,12 @@ type Comparer struct {
 	// MaxDiffs is how many Diffs are recorded per pair; 0 means
 	// DefaultMaxDiffs.
 	MaxDiffs int
+	// MaxBodyBytes caps each body after decoding its Content-Encoding; a
+	// longer one is compared on its first MaxBodyBytes bytes, flagged
+	// Truncated. 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int
+	// Rules are the launch's comparison rules; nil means the defaults.
+	Rules *Ruleset
 }
 
 // Pair compares a pair with the default settings.
@@ -86,37 +119,46 @@ func (c Comparer) Pair(primary, shadow *envelope.Response) Result {
 	if shadow == nil {
 		shadow = &envelope.Response{}
 	}
-	st := state{maxDiffs: c.MaxDiffs, maxDepth: c.MaxDepth}
+	rs := orDefault(c.Rules)
+	st := state{maxDiffs: c.MaxDiffs, maxDepth: c.MaxDepth, maxBody: c.MaxBodyBytes, rs: rs}
 	if st.maxDiffs <= 0 {
 		st.maxDiffs = DefaultMaxDiffs
 	}
 	if st.maxDepth <= 0 {
 		st.maxDepth = DefaultMaxDepth
 	}
+	if st.maxBody <= 0 {
+		st.maxBody = DefaultMaxBodyBytes
+	}
 	var r Result
-	r.StatusMatch = primary.Status == shadow.Status
+	r.StatusMatch = primary.Status == shadow.Status ||
+		(rs.statusClass && statusClass(primary.Status) != 0 && statusClass(primary.Status) == statusClass(shadow.Status))
 	if !r.StatusMatch {
-		st.add(PathStatus, KindStatus)
+		st.add(PathStatus, PathStatus, KindStatus)
 	}
-	pmt := MediaType(primary.Headers.Get("Content-Type"))
-	smt := MediaType(shadow.Headers.Get("Content-Type"))
-	r.ContentTypeMatch = pmt == smt
-	if !r.ContentTypeMatch {
-		st.add(PathContentType, KindHeader)
-	}
+	r.ContentTypeMatch, r.HeadersMatch = st.compareHeaders(&rs.headers, primary.Headers, shadow.Headers)
 	st.truncation("primary", primary)
 	st.truncation("shadow", shadow)
 	before := st.attempted
-	st.body(pmt, primary, shadow)
+	r.BodyFormat = st.body(primary, shadow)
 	r.BodyMatch = st.attempted == before
-	r.Match = r.StatusMatch && r.ContentTypeMatch && r.BodyMatch
+	r.Match = r.StatusMatch && r.HeadersMatch && r.BodyMatch
 	r.Diffs = st.diffs
+	r.Summary = st.summary
 	r.Truncated = st.truncated
 	if st.full {
 		st.note("more than %d differences: only the first %d are listed", st.maxDiffs, st.maxDiffs)
 	}
 	r.Note = strings.Join(st.notes, "; ")
 	return r
+}
+
+// statusClass is 1 to 5 for a valid status code, else 0.
+func statusClass(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code / 100
 }
 
 // MediaType returns the media type of a Content-Type value, lower-cased
@@ -133,8 +175,14 @@ func IsJSON(mediaType string) bool {
 	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
 }
 
-// IsText reports whether a media type is compared as text rather than
-// binary when bodies are compared as bytes.
+// IsForm reports whether a media type is form-urlencoded.
+func IsForm(mediaType string) bool {
+	return mediaType == "application/x-www-form-urlencoded"
+}
+
+// IsText reports whether a media type is compared as text: text/*, HTML,
+// XML, JavaScript, NDJSON, GraphQL, and JSON or forms that could not be
+// parsed.
 func IsText(mediaType string) bool {
 	switch {
 	case strings.HasPrefix(mediaType, "text/"),
@@ -145,7 +193,7 @@ func IsText(mediaType string) bool {
 	}
 	switch mediaType {
 	case "application/xml", "application/javascript", "application/ecmascript",
-		"application/x-www-form-urlencoded", "application/x-ndjson", "application/graphql":
+		"application/x-www-form-urlencoded", "application/x-ndjson", "application/graphql", "application/yaml":
 		return true
 	}
 	return false
@@ -153,22 +201,24 @@ func IsText(mediaType string) bool {
 
 // state accumulates one comparison's diffs and notes.
 type state struct {
-	maxDiffs, maxDepth int
-	diffs              []Diff
-	attempted          int // diffs found, recorded or not
-	full               bool
-	truncated          bool
-	notes              []string
+	maxDiffs, maxDepth, maxBody int
+	rs                          *Ruleset
+	diffs                       []Diff
+	attempted                   int // diffs found, recorded or not
+	full                        bool
+	truncated                   bool
+	notes                       []string
+	summary                     string
 }
 
-func (s *state) add(path, kind string) {
+func (s *state) add(path, generalized, kind string) {
 	s.attempted++
 	if len(s.diffs) >= s.maxDiffs {
 		s.full = true
 		s.truncated = true
 		return
 	}
-	s.diffs = append(s.diffs, Diff{Path: path, Kind: kind})
+	s.diffs = append(s.diffs, Diff{Path: path, Generalized: generalized, Kind: kind})
 }
 
 func (s *state) truncation(side string, r *envelope.Response) {
@@ -187,71 +237,100 @@ func (s *state) note(format string, args ...any) {
 	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
-func (s *state) body(primaryType string, p, sh *envelope.Response) {
+// body compares the bodies and returns the format they were compared in.
+// The primary's media type picks the format.
+func (s *state) body(p, sh *envelope.Response) string {
 	if len(p.Body) == 0 && len(sh.Body) == 0 {
-		return
+		return FormatEmpty
 	}
-	kind := KindBodyBinary
-	if IsText(primaryType) {
-		kind = KindBodyText
+	pmt := MediaType(first(values(p.Headers, "Content-Type")))
+	format := FormatBinary
+	switch {
+	case IsJSON(pmt):
+		format = FormatJSON
+	case IsForm(pmt):
+		format = FormatForm
+	case IsText(pmt):
+		format = FormatText
 	}
-	if !IsJSON(primaryType) {
-		s.bytes(kind, p, sh)
-		return
+	if s.rs.ignoreRoot {
+		return format
 	}
-	if p.BodyTruncated || sh.BodyTruncated {
-		s.note("JSON body truncated: compared as bytes")
-		s.bytes(kind, p, sh)
-		return
+	a, okA := s.bodyFor("primary", p)
+	b, okB := s.bodyFor("shadow", sh)
+	if !okA || !okB {
+		// One side cannot be decoded: compare what was sent, both raw.
+		a, b = s.rawBody(p), s.rawBody(sh)
+		s.binary(a, b)
+		return FormatBinary
 	}
-	if bytes.Equal(p.Body, sh.Body) {
-		return
+	if len(a.b) == 0 && len(b.b) == 0 && bytesEqual(a, b) {
+		return FormatEmpty
 	}
+	switch format {
+	case FormatJSON:
+		if a.truncated || b.truncated {
+			s.note("JSON body truncated: compared as bytes")
+			s.text(a, b)
+			return FormatText
+		}
+		if bytes.Equal(a.b, b.b) {
+			return FormatJSON
+		}
+		if !s.json(a.b, b.b) {
+			s.text(a, b)
+			return FormatText
+		}
+	case FormatForm:
+		if a.truncated || b.truncated {
+			s.note("form body truncated: compared as text")
+			s.text(a, b)
+			return FormatText
+		}
+		if !s.form(a.b, b.b) {
+			s.text(a, b)
+			return FormatText
+		}
+	case FormatText:
+		s.text(a, b)
+	default:
+		s.binary(a, b)
+	}
+	return format
+}
+
+func (s *state) text(a, b body) {
+	if !bytesEqual(a, b) {
+		s.add(PathBody, PathBody, KindBodyText)
+		s.summary = textSummary(a, b)
+	}
+}
+
+func (s *state) binary(a, b body) {
+	if !bytesEqual(a, b) {
+		s.add(PathBody, PathBody, KindBodyBinary)
+		s.summary = binarySummary(a, b)
+	}
+}
+
+// json compares two JSON bodies structurally; false if either does not
+// parse (nothing was compared then).
+func (s *state) json(pa, pb []byte) bool {
 	a, b := getDoc(), getDoc()
 	defer putDoc(a)
 	defer putDoc(b)
-	errA, errB := a.parse(p.Body), b.parse(sh.Body)
+	errA, errB := a.parse(pa), b.parse(pb)
 	if errA != nil || errB != nil {
 		if errA != nil {
-			s.note("primary body is not valid JSON (%v): compared as bytes", errA)
+			s.note("primary body is not valid JSON (%v): compared as text", errA)
 		}
 		if errB != nil {
-			s.note("shadow body is not valid JSON (%v): compared as bytes", errB)
+			s.note("shadow body is not valid JSON (%v): compared as text", errB)
 		}
-		s.bytes(kind, p, sh)
-		return
+		return false
 	}
-	w := walker{st: s, a: a, b: b}
-	w.value(0, 0, 0)
-	if w.cutPath != "" {
-		s.truncated = true
-		s.note("JSON nested deeper than %d levels (first at %s): compared as text below that depth", s.maxDepth, w.cutPath)
-	}
-}
-
-// bytes compares bodies byte for byte, and their full sizes when both are
-// known, reporting one diff at the body's root.
-func (s *state) bytes(kind string, p, sh *envelope.Response) {
-	equal := bytes.Equal(p.Body, sh.Body)
-	if equal {
-		ps, pok := fullSize(p)
-		ss, sok := fullSize(sh)
-		if pok && sok && ps != ss {
-			equal = false
-		}
-	}
-	if !equal {
-		s.add(PathBody, kind)
-	}
-}
-
-// fullSize is the size of the whole body, if known.
-func fullSize(r *envelope.Response) (int64, bool) {
-	if !r.BodyTruncated {
-		return int64(len(r.Body)), true
-	}
-	if r.BodySize >= int64(len(r.Body)) {
-		return r.BodySize, true
-	}
-	return 0, false
+	w := newWalker(s, a, b)
+	defer w.release()
+	w.compare()
+	return true
 }

@@ -25,7 +25,7 @@ func truncated(r *envelope.Response, keep int) *envelope.Response {
 
 const js = "application/json"
 
-func d(path, kind string) Diff { return Diff{Path: path, Kind: kind} }
+func d(path, kind string) Diff { return Diff{Path: path, Generalized: Generalize(path), Kind: kind} }
 
 func TestPair(t *testing.T) {
 	long := `{"items":[` + strings.Repeat(`{"id":1},`, 9) + `{"id":1}]}`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,11 +54,18 @@ func checkInvariants(t *testing.T, c Comparer, p, s *envelope.Response, r Result
 	if r.Match != (len(r.Diffs) == 0) {
 		t.Fatalf("Match = %v with %d diffs: %+v", r.Match, len(r.Diffs), r)
 	}
-	if r.Match != (r.StatusMatch && r.ContentTypeMatch && r.BodyMatch) {
-		t.Fatalf("Match = %v but parts %v %v %v", r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch)
+	if r.Match != (r.StatusMatch && r.HeadersMatch && r.BodyMatch) {
+		t.Fatalf("Match = %v but parts %v %v %v", r.Match, r.StatusMatch, r.HeadersMatch, r.BodyMatch)
 	}
-	if r.StatusMatch != (p.Status == s.Status) {
-		t.Fatalf("StatusMatch = %v for %d, %d", r.StatusMatch, p.Status, s.Status)
+	if !r.ContentTypeMatch && r.HeadersMatch {
+		t.Fatalf("HeadersMatch without ContentTypeMatch")
+	}
+	if c.Rules == nil || !c.Rules.statusClass {
+		if r.StatusMatch != (p.Status == s.Status) {
+			t.Fatalf("StatusMatch = %v for %d, %d", r.StatusMatch, p.Status, s.Status)
+		}
+	} else if p.Status == s.Status && !r.StatusMatch {
+		t.Fatalf("StatusMatch = false for %d, %d", p.Status, s.Status)
 	}
 	maxDiffs := c.MaxDiffs
 	if maxDiffs <= 0 {
@@ -72,14 +80,23 @@ func checkInvariants(t *testing.T, c Comparer, p, s *envelope.Response, r Result
 	if r.Truncated && r.Note == "" {
 		t.Fatalf("Truncated without a Note")
 	}
+	switch r.BodyFormat {
+	case FormatJSON, FormatForm, FormatText, FormatBinary, FormatEmpty:
+	default:
+		t.Fatalf("BodyFormat %q", r.BodyFormat)
+	}
 	for _, d := range r.Diffs {
-		switch d.Kind {
-		case KindStatus, KindHeader, KindMissingField, KindExtraField, KindTypeChanged, KindValueChanged, KindArrayLength, KindBodyText, KindBodyBinary:
-		default:
+		if !slices.Contains(Kinds, d.Kind) {
 			t.Fatalf("unknown kind %q", d.Kind)
 		}
-		if d.Path != PathStatus && d.Path != PathContentType && !strings.HasPrefix(d.Path, "$") {
+		if d.Path != PathStatus && !strings.HasPrefix(d.Path, HeaderPathPrefix) && !strings.HasPrefix(d.Path, "$") {
 			t.Fatalf("bad path %q", d.Path)
+		}
+		if d.Generalized != Generalize(d.Path) {
+			t.Fatalf("Generalized %q for %q", d.Generalized, d.Path)
+		}
+		if (d.Kind == KindBodyText || d.Kind == KindBodyBinary) && r.Summary == "" {
+			t.Fatalf("%s diff without a Summary", d.Kind)
 		}
 	}
 }
