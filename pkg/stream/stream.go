@@ -13,6 +13,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -83,6 +84,20 @@ func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 		}
 	}
 	return nil
+}
+
+// EnsureConsumer creates or updates a durable consumer on one of the
+// streams. If the stream is gone (someone removed it after Ensure), the
+// streams are created again with DefaultLimits first.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := Ensure(ctx, js, DefaultLimits); err != nil {
+			return nil, err
+		}
+		c, err = js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	}
+	return c, err
 }
 
 // Connect connects to NATS so that the connection never gives up: it

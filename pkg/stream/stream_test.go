@@ -130,3 +130,24 @@ func TestConnectLogsAndClose(t *testing.T) {
 		t.Errorf("a flush failed: %d logged", n)
 	}
 }
+
+// TestEnsureConsumerRecreatesAMissingStream: a consumer on a stream someone
+// deleted after Ensure is created with the stream.
+func TestEnsureConsumerRecreatesAMissingStream(t *testing.T) {
+	ctx := testenv.Context(t)
+	srv := testenv.StartJetStream(t)
+	_, js := testenv.Connect(t, srv.URL())
+	if err := js.DeleteStream(ctx, stream.PairsStream); err != nil {
+		t.Fatal(err)
+	}
+	cfg := jetstream.ConsumerConfig{Durable: stream.ComparatorConsumer, AckPolicy: jetstream.AckExplicitPolicy}
+	for range 2 { // the second call updates
+		c, err := stream.EnsureConsumer(ctx, js, stream.PairsStream, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := c.CachedInfo(); info.Stream != stream.PairsStream || info.Name != stream.ComparatorConsumer {
+			t.Fatalf("consumer %s on %s", info.Name, info.Stream)
+		}
+	}
+}

@@ -193,15 +193,8 @@ func (s *Service) consumerConfig() jetstream.ConsumerConfig {
 func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) {
 	var cons jetstream.Consumer
 	ok := s.retry(ctx, "create consumer "+stream.ComparatorConsumer, func(ctx context.Context) error {
-		c, err := s.js.CreateOrUpdateConsumer(ctx, stream.PairsStream, s.consumerConfig())
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			// Someone removed the stream after Ensure: recreate it.
-			if err := stream.Ensure(ctx, s.js, stream.DefaultLimits); err != nil {
-				return err
-			}
-			c, err = s.js.CreateOrUpdateConsumer(ctx, stream.PairsStream, s.consumerConfig())
-		}
-		cons = c
+		var err error
+		cons, err = stream.EnsureConsumer(ctx, s.js, stream.PairsStream, s.consumerConfig())
 		return err
 	})
 	return cons, ok
