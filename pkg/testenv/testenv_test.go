@@ -1,6 +1,8 @@
 package testenv_test
 
 import (
+	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -76,5 +78,27 @@ func TestConnectEnsuresStreams(t *testing.T) {
 	}
 	if n, err := testenv.StreamMsgs(ctx, js, stream.EnvelopesStream); err != nil || n != 1 {
 		t.Errorf("envelopes stream: %d messages after a publish, %v", n, err)
+	}
+}
+
+// TestRunStopsOnce: Stop cancels the context Run gave, returns run's
+// result, and returns it again without running anything twice.
+func TestRunStopsOnce(t *testing.T) {
+	errBoom := errors.New("boom")
+	for _, want := range []error{nil, errBoom} {
+		returned := 0
+		r := testenv.Run(t, func(ctx context.Context) error {
+			<-ctx.Done()
+			returned++
+			return want
+		})
+		for range 2 {
+			if err := r.Stop(); !errors.Is(err, want) || (want == nil && err != nil) {
+				t.Errorf("Stop = %v, want %v", err, want)
+			}
+		}
+		if returned != 1 {
+			t.Errorf("run returned %d times", returned)
+		}
 	}
 }

@@ -64,22 +64,14 @@ func (h *harness) config() Config {
 // running is a comparator started by the harness.
 type running struct {
 	*Service
-	cancel context.CancelFunc
-	done   chan struct{} // closed when Run returned, err is then set
-	err    error
+	*testenv.Running
 }
 
 // stop cancels Run and waits for it to return.
 func (r *running) stop(t *testing.T) {
 	t.Helper()
-	r.cancel()
-	select {
-	case <-r.done:
-		if r.err != nil {
-			t.Fatalf("Run returned %v", r.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return within 30s of cancellation")
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -90,17 +82,7 @@ func (h *harness) start(cfg Config) *running {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(h.ctx)
-	r := &running{Service: svc, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		r.err = svc.Run(ctx)
-		close(r.done)
-	}()
-	h.t.Cleanup(func() {
-		cancel()
-		<-r.done
-	})
-	return r
+	return &running{Service: svc, Running: testenv.Run(h.t, svc.Run)}
 }
 
 // testWriter sends logs to t.Log, so they show only for failed tests, and

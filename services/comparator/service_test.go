@@ -3,48 +3,17 @@ package comparator
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// health fetches /healthz.
-func health(t *testing.T, addr string) (int, admin.HealthReport) {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var rep admin.HealthReport
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, rep
-}
-
-func metricsText(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 // TestPairsBecomeRows publishes a mix of pairs (over several batches) and
 // checks each ends as exactly one row with the right columns.
@@ -119,14 +88,14 @@ func TestPairsBecomeRows(t *testing.T) {
 		}
 		return nil
 	})
-	m := metricsText(t, r.AdminAddr())
+	m := testenv.Metrics(t, r.AdminAddr())
 	for _, line := range []string{"darklaunch_comparator_rows_inserted_total 250", "darklaunch_comparator_pairs_received_total 250",
 		"darklaunch_comparator_mismatches_total 4", "darklaunch_comparator_batch_latency_seconds_count", "darklaunch_comparator_insert_failures_total 0"} {
 		if !strings.Contains(m, line) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
-	if code, rep := health(t, r.AdminAddr()); code != http.StatusOK {
+	if code, rep := testenv.Health(t, r.AdminAddr()); code != http.StatusOK {
 		t.Errorf("/healthz = %d %+v", code, rep)
 	}
 }
@@ -272,7 +241,7 @@ func TestClickHouseOutage(t *testing.T) {
 		}
 		return nil
 	})
-	if code, rep := health(t, r.AdminAddr()); code != http.StatusServiceUnavailable || rep.Checks["clickhouse"] == "ok" || rep.Checks["nats"] != "ok" {
+	if code, rep := testenv.Health(t, r.AdminAddr()); code != http.StatusServiceUnavailable || rep.Checks["clickhouse"] == "ok" || rep.Checks["nats"] != "ok" {
 		t.Errorf("/healthz during the outage = %d %+v", code, rep)
 	}
 	if st := r.Stats(); st.Received != 15 {
@@ -326,7 +295,7 @@ func TestClickHouseOutage(t *testing.T) {
 		return nil
 	})
 	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-		if code, rep := health(t, r.AdminAddr()); code != http.StatusOK {
+		if code, rep := testenv.Health(t, r.AdminAddr()); code != http.StatusOK {
 			return fmt.Errorf("/healthz after the outage = %d %+v", code, rep)
 		}
 		return nil
@@ -340,7 +309,7 @@ func TestStartsBeforeClickHouse(t *testing.T) {
 	ch := testenv.NewClickHouse(t)
 	h := newHarness(t, ch.Addr())
 	r := h.start(h.config())
-	if code, rep := health(t, r.AdminAddr()); code != http.StatusServiceUnavailable || rep.Checks["clickhouse"] == "ok" {
+	if code, rep := testenv.Health(t, r.AdminAddr()); code != http.StatusServiceUnavailable || rep.Checks["clickhouse"] == "ok" {
 		t.Errorf("/healthz without ClickHouse = %d %+v", code, rep)
 	}
 	const launch = "l-late"

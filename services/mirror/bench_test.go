@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -84,15 +83,7 @@ func BenchmarkTapOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			b.Errorf("Run: %v", err)
-		}
-	}()
+	testenv.Run(b, s.Run)
 	l, err := e.store.Create(testenv.Context(b), launch.Launch{
 		Name: "bench", Service: "bench", ShadowURL: "http://shadow.invalid", SamplePercent: 0,
 	})
@@ -332,10 +323,7 @@ func BenchmarkSampleDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	testenv.Run(b, s.Run)
 	for _, c := range []struct {
 		name    string
 		percent float64

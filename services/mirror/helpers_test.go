@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -130,23 +129,15 @@ func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config),
 	for _, f := range before {
 		f(s)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	run := testenv.Run(t, s.Run)
 	stopped := false
 	stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not return within 30s of cancel")
+		if err := run.Stop(); err != nil {
+			t.Errorf("Run returned %v", err)
 		}
 		st := s.Stats()
 		if st.Sampled != st.Published+st.DroppedTotal() {

@@ -3,7 +3,6 @@ package mirror
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -365,12 +364,7 @@ func TestNATSOutageDropsEnvelopesNotRequestsAndRecovers(t *testing.T) {
 			t.Fatalf("client got %d %q", resp.StatusCode, body)
 		}
 	}
-	health := func() (int, admin.HealthReport) {
-		resp, body := get(t, c, "GET", "http://"+s.AdminAddr()+"/healthz", nil)
-		var rep admin.HealthReport
-		_ = json.Unmarshal(body, &rep)
-		return resp.StatusCode, rep
-	}
+	health := func() (int, admin.HealthReport) { return testenv.Health(t, s.AdminAddr()) }
 	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if code, rep := health(); code != 200 {
 			return fmt.Errorf("healthz %d %v", code, rep)
@@ -552,7 +546,7 @@ func TestMetricsAreServed(t *testing.T) {
 	c := newClient(t)
 	get(t, c, "GET", "http://"+s.Addr()+"/small", nil)
 	e.next(t, 10*time.Second)
-	_, body := get(t, c, "GET", "http://"+s.AdminAddr()+"/metrics", nil)
+	body := testenv.Metrics(t, s.AdminAddr())
 	for _, want := range []string{
 		"darklaunch_mirror_requests_total 1",
 		"darklaunch_mirror_envelopes_sampled_total 1",
@@ -561,13 +555,12 @@ func TestMetricsAreServed(t *testing.T) {
 		"darklaunch_mirror_launches_mirrored 1",
 		"darklaunch_mirror_primary_latency_seconds_count 1",
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
 	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		_, body := get(t, c, "GET", "http://"+s.AdminAddr()+"/metrics", nil)
-		if !strings.Contains(string(body), "darklaunch_mirror_envelopes_published_total 1") {
+		if !strings.Contains(testenv.Metrics(t, s.AdminAddr()), "darklaunch_mirror_envelopes_published_total 1") {
 			return errNotYet
 		}
 		return nil

@@ -2,7 +2,6 @@ package reporter_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -80,20 +79,7 @@ func (e *env) run(cfg reporter.Config) *reporter.Service {
 	}
 	e.base = "http://" + svc.Addr()
 	e.admin = "http://" + svc.AdminAddr()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after shutdown, want nil", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of cancel")
-		}
-	})
+	testenv.Run(t, svc.Run)
 	return svc
 }
 

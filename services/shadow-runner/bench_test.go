@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -63,17 +62,14 @@ func benchThroughput(b *testing.B, concurrency int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- svc.Run(rctx) }()
+		run := testenv.Run(b, svc.Run)
 		<-svc.Ready()
 		start := time.Now()
 		for svc.Stats().PairsPublished < n {
 			time.Sleep(time.Millisecond)
 		}
 		total += time.Since(start)
-		cancel()
-		if err := <-done; err != nil {
+		if err := run.Stop(); err != nil {
 			b.Fatal(err)
 		}
 		// Empty the pairs stream for the next round.

@@ -76,27 +76,10 @@ func (h *harness) testConfig(id string) Config {
 	return cfg
 }
 
-// runner is a Service running until stop (or the end of the test).
+// runner is a Service running until Stop (or the end of the test).
 type runner struct {
 	*Service
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
-}
-
-// stop cancels Run and waits for it to return.
-func (r *runner) stop(t *testing.T) error {
-	t.Helper()
-	r.once.Do(func() {
-		r.cancel()
-		select {
-		case r.err = <-r.done:
-		case <-time.After(30 * time.Second):
-			r.err = fmt.Errorf("Run did not return within 30s of cancel")
-		}
-	})
-	return r.err
+	*testenv.Running
 }
 
 // startRunner starts a Service without waiting for it to be ready.
@@ -106,15 +89,7 @@ func (h *harness) startRunner(cfg Config) *runner {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{Service: svc, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- svc.Run(ctx) }()
-	h.t.Cleanup(func() {
-		if err := r.stop(h.t); err != nil {
-			h.t.Errorf("runner %s: %v", cfg.ID, err)
-		}
-	})
-	return r
+	return &runner{Service: svc, Running: testenv.Run(h.t, svc.Run)}
 }
 
 // runReady starts a Service and waits until it is pulling envelopes.

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,20 +111,10 @@ func TestReplayPublishesOnePair(t *testing.T) {
 	}
 
 	// Health and metrics on the admin address.
-	resp, err := http.Get("http://" + r.AdminAddr() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
+	if code, rep := testenv.Health(t, r.AdminAddr()); code != http.StatusOK {
+		t.Errorf("healthz %d %+v, want 200", code, rep)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("healthz %d, want 200", resp.StatusCode)
-	}
-	resp, err = http.Get("http://" + r.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := testenv.Metrics(t, r.AdminAddr())
 	for _, want := range []string{
 		"darklaunch_shadow_runner_pairs_published_total 1",
 		"darklaunch_shadow_runner_envelopes_received_total 1",
@@ -134,7 +123,7 @@ func TestReplayPublishesOnePair(t *testing.T) {
 		"darklaunch_shadow_runner_in_flight 0",
 		`darklaunch_shadow_runner_shadow_failures_total{kind="timeout"} 0`,
 	} {
-		if !bytes.Contains(metrics, []byte(want)) {
+		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
@@ -488,9 +477,9 @@ func TestShutdownFinishesInFlightReplays(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("replay never reached the shadow")
 	}
-	r.cancel() // shutdown begins while the replay is in flight
+	r.Cancel() // shutdown begins while the replay is in flight
 	close(release)
-	if err := r.stop(t); err != nil {
+	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	h.waitStreamMsgs(stream.PairsStream, 1)
@@ -547,12 +536,8 @@ func TestStartsBeforeNATS(t *testing.T) {
 
 	r := h.startRunner(h.testConfig("runner-early"))
 	health := func() int {
-		resp, err := http.Get("http://" + r.AdminAddr() + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := testenv.Health(t, r.AdminAddr())
+		return code
 	}
 	if c := health(); c != http.StatusServiceUnavailable {
 		t.Errorf("healthz %d while NATS is down, want 503", c)
