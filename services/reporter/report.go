@@ -135,47 +135,52 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		return nil
 	})
 	g.Go(func() error {
-		rows, err := conn.Query(gctx, fmt.Sprintf(routesQuery, database, maxRoutes), launchID)
-		if err != nil {
-			return fmt.Errorf("routes query: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r RouteStats
-			var primary, shadow []float64
-			if err := rows.Scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &primary, &shadow); err != nil {
-				return fmt.Errorf("routes query: %w", err)
-			}
-			r.LatencyMS = Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
-			st.Routes = append(st.Routes, r)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("routes query: %w", err)
-		}
-		return nil
+		routes, err := queryRows(gctx, conn, "routes", fmt.Sprintf(routesQuery, database, maxRoutes), launchID,
+			func(rows driver.Rows) (r RouteStats, err error) {
+				var primary, shadow []float64
+				err = rows.Scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &primary, &shadow)
+				r.LatencyMS = Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
+				return r, err
+			})
+		st.Routes = append(st.Routes, routes...)
+		return err
 	})
 	g.Go(func() error {
-		rows, err := conn.Query(gctx, fmt.Sprintf(diffsQuery, database, maxDiffs), launchID)
-		if err != nil {
-			return fmt.Errorf("diffs query: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var d DiffCount
-			if err := rows.Scan(&d.Path, &d.Kind, &d.Count); err != nil {
-				return fmt.Errorf("diffs query: %w", err)
-			}
-			st.Diffs = append(st.Diffs, d)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("diffs query: %w", err)
-		}
-		return nil
+		diffs, err := queryRows(gctx, conn, "diffs", fmt.Sprintf(diffsQuery, database, maxDiffs), launchID,
+			func(rows driver.Rows) (d DiffCount, err error) {
+				err = rows.Scan(&d.Path, &d.Kind, &d.Count)
+				return d, err
+			})
+		st.Diffs = append(st.Diffs, diffs...)
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// queryRows runs a query of a launch and scans each row with scan; errors
+// name the query.
+func queryRows[T any](ctx context.Context, conn driver.Conn, name, query, launchID string,
+	scan func(driver.Rows) (T, error)) ([]T, error) {
+	rows, err := conn.Query(ctx, query, launchID)
+	if err != nil {
+		return nil, fmt.Errorf("%s query: %w", name, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s query: %w", name, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s query: %w", name, err)
+	}
+	return out, nil
 }
 
 // toQuantiles maps ClickHouse's [p50, p95, p99] to Quantiles. Quantiles of
