@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,4 +46,22 @@ func StreamMsgs(ctx context.Context, js jetstream.JetStream, name string) (uint6
 		return 0, err
 	}
 	return info.State.Msgs, nil
+}
+
+// WaitStreamMsgs polls until a stream holds exactly n messages (a work
+// queue is empty once every message was acked).
+func WaitStreamMsgs(t testing.TB, js jetstream.JetStream, name string, n uint64) {
+	t.Helper()
+	CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		got, err := StreamMsgs(ctx, js, name)
+		if err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("stream %s holds %d messages, want %d", name, got, n)
+		}
+		return nil
+	})
 }

@@ -82,12 +82,7 @@ func TestPairsBecomeRows(t *testing.T) {
 	if st.Received != 250 || st.Inserted != 250 || st.Mismatches != 4 || st.Batches < 3 || st.DeadLettered != 0 || st.Duplicates != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	testenv.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if n := h.streamMsgs(stream.PairsStream); n != 0 {
-			return fmt.Errorf("%d pairs still in the stream: acks missing", n)
-		}
-		return nil
-	})
+	testenv.WaitStreamMsgs(t, h.js, stream.PairsStream, 0) // else acks are missing
 	m := testenv.Metrics(t, r.AdminAddr())
 	for _, line := range []string{"darklaunch_comparator_rows_inserted_total 250", "darklaunch_comparator_pairs_received_total 250",
 		"darklaunch_comparator_mismatches_total 4", "darklaunch_comparator_batch_latency_seconds_count", "darklaunch_comparator_insert_failures_total 0"} {
@@ -138,12 +133,7 @@ func TestDuplicates(t *testing.T) {
 	if got := h.row(p.Envelope.ID); !reflect.DeepEqual(got.DiffPaths, []string{"$.a"}) {
 		t.Fatalf("row %+v", got)
 	}
-	testenv.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if n := h.streamMsgs(stream.PairsStream); n != 0 {
-			return fmt.Errorf("%d pairs still in the stream: a duplicate was not acked", n)
-		}
-		return nil
-	})
+	testenv.WaitStreamMsgs(t, h.js, stream.PairsStream, 0) // else a duplicate was not acked
 }
 
 // TestMalformedDeadLettered: messages that are not valid pairs go to the
@@ -201,12 +191,7 @@ func TestMalformedDeadLettered(t *testing.T) {
 	if n := h.streamMsgs(stream.DeadLetterStream); n != 3 {
 		t.Errorf("%d dead-lettered messages, want 3", n)
 	}
-	testenv.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if n := h.streamMsgs(stream.PairsStream); n != 0 {
-			return fmt.Errorf("%d messages still in the pairs stream", n)
-		}
-		return nil
-	})
+	testenv.WaitStreamMsgs(t, h.js, stream.PairsStream, 0)
 }
 
 // TestClickHouseOutage kills ClickHouse while pairs keep coming: the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -143,16 +142,7 @@ func (h *harness) streamMsgs(name string) (uint64, error) {
 // waitStreamMsgs polls until the stream holds exactly n messages.
 func (h *harness) waitStreamMsgs(name string, n uint64) {
 	h.t.Helper()
-	testenv.CheckFor(h.t, 20*time.Second, 10*time.Millisecond, func() error {
-		got, err := h.streamMsgs(name)
-		if err != nil {
-			return err
-		}
-		if got != n {
-			return fmt.Errorf("stream %s holds %d messages, want %d", name, got, n)
-		}
-		return nil
-	})
+	testenv.WaitStreamMsgs(h.t, h.js, name, n)
 }
 
 // rawMsgs reads every message a stream holds, without consuming them.
