@@ -158,23 +158,42 @@ func startStack(t *testing.T) *stack {
 	return s
 }
 
-// api calls the reporter and returns the status and body.
-func (s *stack) api(method, path string, body any) (int, []byte) {
+// do sends one request to a service's address, with body as JSON when it
+// is not nil, and returns status, headers and body.
+func (s *stack) do(addr, method, path string, body []byte) (int, http.Header, []byte) {
 	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
-	req, _ := http.NewRequest(method, "http://"+s.reporter.Addr()+path, rd)
-	req.Header.Set("Content-Type", "application/json")
+	req, err := http.NewRequest(method, "http://"+addr+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Fatalf("%s %s%s: %v", method, addr, path, err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s%s: reading body: %v", method, addr, path, err)
+	}
+	return resp.StatusCode, resp.Header, data
+}
+
+// api calls the reporter and returns the status and body.
+func (s *stack) api(method, path string, body any) (int, []byte) {
+	s.t.Helper()
+	var data []byte
+	if body != nil {
+		data = mustJSON(s.t, body)
+	}
+	code, _, out := s.do(s.reporter.Addr(), method, path, data)
+	return code, out
 }
 
 // apiOK calls the reporter, requires the status, and decodes the body.
@@ -221,20 +240,7 @@ func (s *stack) report(id string) demo.Report {
 // and body.
 func (s *stack) send(method, path string, body []byte) (int, http.Header, []byte) {
 	s.t.Helper()
-	req, _ := http.NewRequest(method, "http://"+s.mirror.Addr()+path, bytes.NewReader(body))
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s through the mirror: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatalf("%s %s through the mirror: reading body: %v", method, path, err)
-	}
-	return resp.StatusCode, resp.Header, data
+	return s.do(s.mirror.Addr(), method, path, body)
 }
 
 // waitMirrorSees sends probe requests until the mirror samples one, i.e.
