@@ -60,10 +60,70 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 	stmts := []string{
 		"CREATE DATABASE IF NOT EXISTS " + database,
 		fmt.Sprintf(comparisonsDDL, database),
+		fmt.Sprintf(examplesDDL, database),
 	}
 	for _, s := range stmts {
 		if err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("migrate clickhouse: %w", err)
+		}
+	}
+	return addColumns(ctx, conn, database, "comparisons", comparisonsAdded)
+}
+
+// column is one column added to a table after its first version.
+type column struct{ name, typ string }
+
+// comparisonsAdded are the columns added to comparisons since its first
+// version, in order. Columns are only ever appended, never renamed or
+// retyped: the table is a public interface.
+var comparisonsAdded = []column{
+	{"diff_generalized", "Array(String)"},
+	{"diff_noise", "Array(UInt8)"},
+	{"fingerprint", "String"},
+	{"has_secondary", "UInt8"},
+	{"secondary_status", "UInt16"},
+	{"secondary_latency_us", "UInt64"},
+	{"secondary_error", "String"},
+	{"headers_match", "UInt8"},
+	{"body_format", "String"},
+	{"diff_summary", "String"},
+	{"rules_revision", "UInt64"},
+}
+
+// addColumns adds the columns a table lacks. ClickHouse 18.16 has no
+// ADD COLUMN IF NOT EXISTS, so it reads system.columns first; when another
+// process added a column in between, the ALTER fails and the re-read shows
+// the column, which is success.
+func addColumns(ctx context.Context, conn driver.Conn, database, table string, cols []column) error {
+	have := func() (map[string]bool, error) {
+		rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", database, table)
+		if err != nil {
+			return nil, fmt.Errorf("migrate clickhouse: read columns of %s.%s: %w", database, table, err)
+		}
+		defer rows.Close()
+		names := map[string]bool{}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				return nil, err
+			}
+			names[n] = true
+		}
+		return names, rows.Err()
+	}
+	names, err := have()
+	if err != nil {
+		return err
+	}
+	for _, c := range cols {
+		if names[c.name] {
+			continue
+		}
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s %s", database, table, c.name, c.typ)); err != nil {
+			if again, rerr := have(); rerr == nil && again[c.name] {
+				continue
+			}
+			return fmt.Errorf("migrate clickhouse: add column %s.%s.%s: %w", database, table, c.name, err)
 		}
 	}
 	return nil
@@ -128,13 +188,29 @@ type Row struct {
 	PrimaryBodyTruncated bool
 	ShadowBodyTruncated  bool
 	CompareNote          string
+	// DiffGeneralized and DiffNoise are parallel to DiffPaths: the path with
+	// indices as [*], and whether the difference also appeared between
+	// primary and secondary in the same request.
+	DiffGeneralized    []string
+	DiffNoise          []bool
+	Fingerprint        string
+	HasSecondary       bool
+	SecondaryStatus    uint16
+	SecondaryLatencyUS uint64
+	SecondaryError     string
+	HeadersMatch       bool
+	BodyFormat         string
+	DiffSummary        string
+	RulesRevision      uint64
 }
 
 const insertColumns = `launch_id, envelope_id, ts, received_at_us, tap_id, method, route, path,
 	primary_status, shadow_status, primary_latency_us, shadow_latency_us,
 	match, status_match, content_type_match, body_match, shadow_error, shadow_error_kind,
 	diff_paths, diff_kinds, request_body_truncated, primary_body_truncated, shadow_body_truncated,
-	compare_note, inserted_at`
+	compare_note, inserted_at,
+	diff_generalized, diff_noise, fingerprint, has_secondary, secondary_status, secondary_latency_us,
+	secondary_error, headers_match, body_format, diff_summary, rules_revision`
 
 // Insert writes rows in one batch. The INSERT names its columns: 18.16
 // rejects a batch without them.
@@ -149,18 +225,14 @@ func Insert(ctx context.Context, conn driver.Conn, database string, rows []Row) 
 	now := time.Now().UTC()
 	for i := range rows {
 		r := &rows[i]
-		paths, kinds := r.DiffPaths, r.DiffKinds
-		if paths == nil {
-			paths = []string{}
-		}
-		if kinds == nil {
-			kinds = []string{}
-		}
+		paths, kinds := orEmpty(r.DiffPaths), orEmpty(r.DiffKinds)
 		if err := batch.Append(r.LaunchID, r.EnvelopeID, r.TS.UTC(), r.TS.UnixMicro(), r.TapID, r.Method, r.Route, r.Path,
 			r.PrimaryStatus, r.ShadowStatus, r.PrimaryLatencyUS, r.ShadowLatencyUS,
 			b2u(r.Match), b2u(r.StatusMatch), b2u(r.ContentTypeMatch), b2u(r.BodyMatch), r.ShadowError, r.ShadowErrorKind,
 			paths, kinds, b2u(r.RequestBodyTruncated), b2u(r.PrimaryBodyTruncated), b2u(r.ShadowBodyTruncated),
-			r.CompareNote, now); err != nil {
+			r.CompareNote, now,
+			orEmpty(r.DiffGeneralized), bools(r.DiffNoise), r.Fingerprint, b2u(r.HasSecondary), r.SecondaryStatus, r.SecondaryLatencyUS,
+			r.SecondaryError, b2u(r.HeadersMatch), r.BodyFormat, r.DiffSummary, r.RulesRevision); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append row %s: %w", r.EnvelopeID, err)
 		}
@@ -176,4 +248,19 @@ func b2u(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func bools(bs []bool) []uint8 {
+	out := make([]uint8, len(bs))
+	for i, b := range bs {
+		out[i] = b2u(b)
+	}
+	return out
 }

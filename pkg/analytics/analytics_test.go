@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -50,5 +51,59 @@ func TestMigrateAndInsert(t *testing.T) {
 	}
 	if len(paths) != 1 || paths[0] != "$.name" {
 		t.Fatalf("diff_paths = %v", paths)
+	}
+}
+
+// A table created by the first schema version gains the added columns, and
+// several processes migrating at once all succeed.
+func TestMigrateAddsColumns(t *testing.T) {
+	ctx := testenv.Context(t)
+	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: "old", User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, s := range []string{"CREATE DATABASE old", fmt.Sprintf(comparisonsDDL, "old")} {
+		if err := conn.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- Migrate(ctx, conn, "old") }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := Row{LaunchID: "l", EnvelopeID: "e", TS: time.Now(), Route: "/r", DiffPaths: []string{"$.a", "$.b"},
+		DiffKinds: []string{"value_changed", "extra_field"}, DiffGeneralized: []string{"$.a", "$.b"}, DiffNoise: []bool{true, false},
+		Fingerprint: "abc", HasSecondary: true, SecondaryStatus: 200, BodyFormat: "json", RulesRevision: 7}
+	if err := Insert(ctx, conn, "old", []Row{row}); err != nil {
+		t.Fatal(err)
+	}
+	var noise []uint8
+	var fp, format string
+	var rev uint64
+	if err := conn.QueryRow(ctx, "SELECT diff_noise, fingerprint, body_format, rules_revision FROM old.comparisons").Scan(&noise, &fp, &format, &rev); err != nil {
+		t.Fatal(err)
+	}
+	if len(noise) != 2 || noise[0] != 1 || noise[1] != 0 || fp != "abc" || format != "json" || rev != 7 {
+		t.Fatalf("read back noise=%v fingerprint=%q format=%q revision=%d", noise, fp, format, rev)
+	}
+	ex := Example{LaunchID: "l", Fingerprint: "abc", EnvelopeID: "e", TS: time.Now(), Route: "/r", PrimaryBody: `{"a":1}`}
+	for slot := range uint8(ExampleSlots + 2) { // more examples than slots
+		ex.Slot = slot % ExampleSlots
+		if err := InsertExamples(ctx, conn, "old", []Example{ex}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM old.examples FINAL WHERE fingerprint = 'abc'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != ExampleSlots {
+		t.Fatalf("%d examples kept for one class, want %d", n, ExampleSlots)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/compare"
 )
 
 // Status is where a launch is in its life.
@@ -47,15 +49,22 @@ var (
 // Launch is one dark launch: a shadow version of a service receiving a
 // sample of that service's production traffic.
 type Launch struct {
-	ID            string    `json:"id"`
-	Name          string    `json:"name"`
-	Service       string    `json:"service"`
-	ShadowURL     string    `json:"shadow_url"`
-	SamplePercent float64   `json:"sample_percent"`
-	Methods       []string  `json:"methods"`
-	Status        Status    `json:"status"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Service   string `json:"service"`
+	ShadowURL string `json:"shadow_url"`
+	// SecondaryURL, when set, is a second instance of the primary's version
+	// (or the primary itself, for safe methods): runners replay each
+	// envelope to it too, and differences between primary and secondary in
+	// the same request are noise, not regressions.
+	SecondaryURL  string   `json:"secondary_url,omitempty"`
+	SamplePercent float64  `json:"sample_percent"`
+	Methods       []string `json:"methods"`
+	// Compare holds the launch's comparison rules (docs/compare.md).
+	Compare   compare.Rules `json:"compare"`
+	Status    Status        `json:"status"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
 	// Revision is the KV revision the launch was read at; it is not stored.
 	Revision uint64 `json:"revision"`
 }
@@ -84,8 +93,16 @@ func (l *Launch) Normalize() error {
 	if !serviceName.MatchString(l.Service) {
 		return fmt.Errorf("%w: service %q must be 1-64 letters, digits, '-' or '_'", ErrInvalid, l.Service)
 	}
-	if err := validateShadowURL(l.ShadowURL); err != nil {
+	if err := validateURL("shadow_url", l.ShadowURL); err != nil {
 		return err
+	}
+	if l.SecondaryURL != "" {
+		if err := validateURL("secondary_url", l.SecondaryURL); err != nil {
+			return err
+		}
+	}
+	if err := l.Compare.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if l.SamplePercent < 0 || l.SamplePercent > 100 || l.SamplePercent != l.SamplePercent {
 		return fmt.Errorf("%w: sample_percent %v must be between 0 and 100", ErrInvalid, l.SamplePercent)
@@ -109,19 +126,19 @@ func (l *Launch) Normalize() error {
 	return nil
 }
 
-func validateShadowURL(raw string) error {
+func validateURL(field, raw string) error {
 	if raw == "" {
-		return fmt.Errorf("%w: shadow_url is required", ErrInvalid)
+		return fmt.Errorf("%w: %s is required", ErrInvalid, field)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%w: shadow_url %q does not parse: %v", ErrInvalid, raw, err)
+		return fmt.Errorf("%w: %s %q does not parse: %v", ErrInvalid, field, raw, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: shadow_url %q must be an absolute http:// or https:// URL", ErrInvalid, raw)
+		return fmt.Errorf("%w: %s %q must be an absolute http:// or https:// URL", ErrInvalid, field, raw)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%w: shadow_url %q must not carry a query or fragment", ErrInvalid, raw)
+		return fmt.Errorf("%w: %s %q must not carry a query or fragment", ErrInvalid, field, raw)
 	}
 	return nil
 }

@@ -2,7 +2,10 @@ package launch
 
 import (
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/darklaunch/darklaunch/pkg/compare"
 )
 
 func TestNormalize(t *testing.T) {
@@ -28,6 +31,8 @@ func TestNormalize(t *testing.T) {
 		"unknown method": {Name: "x", ShadowURL: "http://s", Methods: []string{"FETCH"}},
 		"bad service":    {Name: "x", ShadowURL: "http://s", Service: "a b"},
 		"no url":         {Name: "x"},
+		"bad secondary":  {Name: "x", ShadowURL: "http://s", SecondaryURL: "/rel"},
+		"bad rule":       {Name: "x", ShadowURL: "http://s", Compare: compare.Rules{IgnorePaths: []string{"$.a["}}},
 	} {
 		if err := l.Normalize(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
@@ -56,5 +61,18 @@ func TestTransition(t *testing.T) {
 		if to != c.to || !errors.Is(err, c.err) || (c.err == nil && err != nil) {
 			t.Errorf("%s --%s--> %s, %v; want %s, %v", c.from, c.action, to, err, c.to, c.err)
 		}
+	}
+}
+
+func TestNormalizeRules(t *testing.T) {
+	l := Launch{Name: "x", ShadowURL: "http://s", SecondaryURL: "http://primary-2:8080",
+		Compare: compare.Rules{IgnorePaths: []string{"$..updated_at"}, ArrayKeys: map[string]string{"$.items": "id"}}}
+	if err := l.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	bad := Launch{Name: "x", ShadowURL: "http://s", Compare: compare.Rules{IgnorePaths: []string{"$.ok", "nope"}}}
+	err := bad.Normalize()
+	if !errors.Is(err, ErrInvalid) || !errors.Is(err, compare.ErrInvalidRules) || !strings.Contains(err.Error(), "ignore_paths[1]") {
+		t.Fatalf("bad rule: %v; want ErrInvalid and ErrInvalidRules naming ignore_paths[1]", err)
 	}
 }
