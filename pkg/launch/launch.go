@@ -57,9 +57,20 @@ type Launch struct {
 	// (or the primary itself, for safe methods): runners replay each
 	// envelope to it too, and differences between primary and secondary in
 	// the same request are noise, not regressions.
-	SecondaryURL  string   `json:"secondary_url,omitempty"`
-	SamplePercent float64  `json:"sample_percent"`
-	Methods       []string `json:"methods"`
+	SecondaryURL  string  `json:"secondary_url,omitempty"`
+	SamplePercent float64 `json:"sample_percent"`
+	// StickyKey ("header:X-User-Id", "cookie:session", "query:user") makes
+	// sampling sticky per user: a user's requests are all in or all out, and
+	// raising the percentage only adds users. Empty: random sampling.
+	StickyKey string `json:"sticky_key,omitempty"`
+	// IncludePaths and ExcludePaths filter which paths are mirrored, besides
+	// the methods: path.Match globs, or a prefix ending in "/**".
+	IncludePaths []string `json:"include_paths,omitempty"`
+	ExcludePaths []string `json:"exclude_paths,omitempty"`
+	// MaxRPS caps the replays sent to the shadow per second, across all
+	// shadow-runner processes together; 0 means no cap.
+	MaxRPS  float64  `json:"max_rps,omitempty"`
+	Methods []string `json:"methods"`
 	// Compare holds the launch's comparison rules (docs/compare.md).
 	Compare   compare.Rules `json:"compare"`
 	Status    Status        `json:"status"`
@@ -100,6 +111,18 @@ func (l *Launch) Normalize() error {
 		if err := validateURL("secondary_url", l.SecondaryURL); err != nil {
 			return err
 		}
+	}
+	if _, err := ParseStickyKey(l.StickyKey); err != nil {
+		return err
+	}
+	if err := validatePathPatterns("include_paths", l.IncludePaths); err != nil {
+		return err
+	}
+	if err := validatePathPatterns("exclude_paths", l.ExcludePaths); err != nil {
+		return err
+	}
+	if l.MaxRPS < 0 || l.MaxRPS != l.MaxRPS || l.MaxRPS > 1e7 {
+		return fmt.Errorf("%w: max_rps %v must be between 0 (no cap) and 10000000", ErrInvalid, l.MaxRPS)
 	}
 	if err := l.Compare.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
