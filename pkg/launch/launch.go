@@ -24,6 +24,9 @@ const (
 	StatusPaused     Status = "paused"
 	StatusPromoted   Status = "promoted"
 	StatusRolledBack Status = "rolled_back"
+	// StatusPromoting: the new version serves LivePercent of live traffic
+	// (sticky by StickyKey) and the launch steps towards 100%.
+	StatusPromoting Status = "promoting"
 )
 
 // DefaultMethods are the methods mirrored when a launch names none: safe
@@ -69,8 +72,12 @@ type Launch struct {
 	ExcludePaths []string `json:"exclude_paths,omitempty"`
 	// MaxRPS caps the replays sent to the shadow per second, across all
 	// shadow-runner processes together; 0 means no cap.
-	MaxRPS  float64  `json:"max_rps,omitempty"`
-	Methods []string `json:"methods"`
+	MaxRPS float64 `json:"max_rps,omitempty"`
+	// LivePercent is the share of live traffic served by the new version
+	// (shadow_url), sticky by StickyKey, once the launch is promoting; 100
+	// when promoted. A rollback sets it back to 0.
+	LivePercent float64  `json:"live_percent"`
+	Methods     []string `json:"methods"`
 	// Compare holds the launch's comparison rules (docs/compare.md).
 	Compare   compare.Rules `json:"compare"`
 	Status    Status        `json:"status"`
@@ -82,6 +89,29 @@ type Launch struct {
 
 // Mirrored reports whether a tap should sample traffic for this launch.
 func (l *Launch) Mirrored() bool { return l.Status == StatusActive && l.SamplePercent > 0 }
+
+// Live reports whether taps should route a share of live traffic (the
+// requests whose user falls within LivePercent) to the new version.
+func (l *Launch) Live() bool {
+	return (l.Status == StatusPromoting || l.Status == StatusPromoted) && l.LivePercent > 0
+}
+
+// SetLive sets the share of live traffic the new version serves: the launch
+// is promoting below 100% and promoted (complete) at 100%.
+func (l *Launch) SetLive(percent float64) error {
+	if percent <= 0 || percent > 100 || percent != percent {
+		return fmt.Errorf("%w: live_percent %v must be above 0 and at most 100", ErrInvalid, percent)
+	}
+	if l.Status == StatusRolledBack || l.Status == StatusPromoted {
+		return fmt.Errorf("%w: launch is %s; it cannot be promoted", ErrConflict, l.Status)
+	}
+	l.LivePercent = percent
+	l.Status = StatusPromoting
+	if percent == 100 {
+		l.Status = StatusPromoted
+	}
+	return nil
+}
 
 // AllowsMethod reports whether requests with this method may be mirrored.
 func (l *Launch) AllowsMethod(m string) bool { return slices.Contains(l.Methods, m) }
@@ -170,6 +200,11 @@ func validateURL(field, raw string) error {
 // ErrConflict. Promoted and rolled-back launches are final.
 func Transition(from Status, action string) (Status, error) {
 	final := from == StatusPromoted || from == StatusRolledBack
+	if from == StatusPromoting && (action == "pause" || action == "resume") {
+		// Live traffic is being served by the new version: the way back is
+		// a rollback, not a pause.
+		return from, fmt.Errorf("%w: launch is promoting; it cannot %s (roll back instead)", ErrConflict, action)
+	}
 	var to Status
 	switch action {
 	case "pause":

@@ -55,6 +55,9 @@ func TestTransition(t *testing.T) {
 		{StatusPromoted, "rollback", StatusPromoted, ErrConflict},
 		{StatusRolledBack, "rollback", StatusRolledBack, nil}, // idempotent
 		{StatusActive, "explode", StatusActive, ErrInvalid},
+		{StatusPromoting, "pause", StatusPromoting, ErrConflict},
+		{StatusPromoting, "rollback", StatusRolledBack, nil},
+		{StatusPromoting, "promote", StatusPromoted, nil},
 	}
 	for _, c := range cases {
 		to, err := Transition(c.from, c.action)
@@ -74,5 +77,24 @@ func TestNormalizeRules(t *testing.T) {
 	err := bad.Normalize()
 	if !errors.Is(err, ErrInvalid) || !errors.Is(err, compare.ErrInvalidRules) || !strings.Contains(err.Error(), "ignore_paths[1]") {
 		t.Fatalf("bad rule: %v; want ErrInvalid and ErrInvalidRules naming ignore_paths[1]", err)
+	}
+}
+
+func TestSetLive(t *testing.T) {
+	l := Launch{Status: StatusActive}
+	if err := l.SetLive(10); err != nil || l.Status != StatusPromoting || !l.Live() || l.Mirrored() {
+		t.Fatalf("10%%: %v %+v", err, l)
+	}
+	if err := l.SetLive(100); err != nil || l.Status != StatusPromoted || !l.Live() {
+		t.Fatalf("100%%: %v %+v", err, l)
+	}
+	if err := l.SetLive(50); !errors.Is(err, ErrConflict) {
+		t.Fatalf("after completion: %v", err)
+	}
+	for _, bad := range []float64{0, -1, 101} {
+		l := Launch{Status: StatusActive}
+		if err := l.SetLive(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("SetLive(%v): %v", bad, err)
+		}
 	}
 }

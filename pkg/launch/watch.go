@@ -32,13 +32,16 @@ type Snapshot struct {
 	ByID map[string]*Launch
 	// Mirrored holds, per service, the launches a tap should sample now.
 	Mirrored map[string][]*Launch
+	// Live holds, per service, the launches whose new version serves a
+	// share of live traffic now.
+	Live map[string][]*Launch
 }
 
 // NewWatcher returns a watcher; call Run to start it. nc is the connection
 // under kv: the watch is restarted whenever it reconnects.
 func NewWatcher(kv jetstream.KeyValue, nc *nats.Conn, log *slog.Logger) *Watcher {
 	w := &Watcher{kv: kv, nc: nc, log: log, ready: make(chan struct{})}
-	w.snap.Store(&Snapshot{ByID: map[string]*Launch{}, Mirrored: map[string][]*Launch{}})
+	w.snap.Store(&Snapshot{ByID: map[string]*Launch{}, Mirrored: map[string][]*Launch{}, Live: map[string][]*Launch{}})
 	return w
 }
 
@@ -133,11 +136,14 @@ func (w *Watcher) watch(ctx context.Context, reconnected <-chan nats.Status) err
 // publish swaps in a new snapshot built from byID (copied: the map keeps
 // changing under the watch loop).
 func (w *Watcher) publish(byID map[string]*Launch) {
-	s := &Snapshot{ByID: make(map[string]*Launch, len(byID)), Mirrored: map[string][]*Launch{}}
+	s := &Snapshot{ByID: make(map[string]*Launch, len(byID)), Mirrored: map[string][]*Launch{}, Live: map[string][]*Launch{}}
 	for id, l := range byID {
 		s.ByID[id] = l
 		if l.Mirrored() {
 			s.Mirrored[l.Service] = append(s.Mirrored[l.Service], l)
+		}
+		if l.Live() {
+			s.Live[l.Service] = append(s.Live[l.Service], l)
 		}
 	}
 	w.snap.Store(s)
