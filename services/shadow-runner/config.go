@@ -18,9 +18,9 @@ type Config struct {
 	config.Logging
 
 	AdminAddr   string        `envconfig:"RUNNER_ADMIN_ADDR" default:":8082" desc:"address for /healthz and /metrics"`
-	Concurrency int           `envconfig:"RUNNER_CONCURRENCY" default:"64" desc:"replays in flight at once in this process"`
-	Timeout     time.Duration `envconfig:"RUNNER_TIMEOUT" default:"10s" desc:"per-replay timeout, from sending the request to the end of the shadow's body"`
-	BodyLimit   int           `envconfig:"RUNNER_BODY_LIMIT" default:"1048576" desc:"bytes of the shadow's response body kept in a pair (the full size is still recorded)"`
+	Concurrency int           `envconfig:"RUNNER_CONCURRENCY" default:"64" desc:"envelopes replayed at once in this process (each to its shadow and, when the launch has one, its secondary)"`
+	Timeout     time.Duration `envconfig:"RUNNER_TIMEOUT" default:"10s" desc:"per-replay timeout, from sending the request to the end of the shadow's (or secondary's) body"`
+	BodyLimit   int           `envconfig:"RUNNER_BODY_LIMIT" default:"1048576" desc:"bytes of the shadow's (and secondary's) response body kept in a pair (the full size is still recorded)"`
 	FetchBatch  int           `envconfig:"RUNNER_FETCH_BATCH" default:"100" desc:"most envelopes pulled from JetStream in one request"`
 	ID          string        `envconfig:"RUNNER_ID" desc:"runner id written into each pair (default hostname-pid)"`
 	// MaxAckPending is shared by every process on the durable consumer, so

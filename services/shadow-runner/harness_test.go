@@ -46,8 +46,13 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) createLaunch(shadowURL string) *launch.Launch {
 	h.t.Helper()
+	return h.createLaunchWithSecondary(shadowURL, "")
+}
+
+func (h *harness) createLaunchWithSecondary(shadowURL, secondaryURL string) *launch.Launch {
+	h.t.Helper()
 	l, err := h.store.Create(h.ctx, launch.Launch{
-		Name: "test", ShadowURL: shadowURL, SamplePercent: 100,
+		Name: "test", ShadowURL: shadowURL, SecondaryURL: secondaryURL, SamplePercent: 100,
 		Methods: []string{"GET", "POST", "PUT", "DELETE"},
 	})
 	if err != nil {

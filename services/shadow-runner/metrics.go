@@ -18,6 +18,11 @@ type Stats struct {
 	// ShadowFailures counts replays that got no complete answer, by
 	// envelope.Error* kind.
 	ShadowFailures map[string]int64
+	// SecondaryReplayed counts requests sent to a launch's secondary
+	// (failed ones included); SecondaryFailures counts those without a
+	// complete answer, by kind.
+	SecondaryReplayed int64
+	SecondaryFailures map[string]int64
 	// Skipped counts envelopes of promoted or rolled-back launches, acked
 	// without replay.
 	Skipped int64
@@ -40,11 +45,14 @@ type Stats struct {
 type metrics struct {
 	received, replayed, skipped, deadLettered, published, publishFailed, naks, ackFailed atomic.Int64
 	inFlight                                                                             atomic.Int64
-	failTimeout, failRefused, failReset, failOther                                       atomic.Int64
+	secondaryReplayed                                                                    atomic.Int64
+	shadowFailures, secondaryFailures                                                    failures
+
+	pSecondaryReplayed prometheus.Counter
+	pSecondaryLatency  prometheus.Histogram
 
 	pReceived      prometheus.Counter
 	pReplayed      prometheus.Counter
-	pFailures      *prometheus.CounterVec
 	pSkipped       *prometheus.CounterVec
 	pDeadLettered  *prometheus.CounterVec
 	pPublished     prometheus.Counter
@@ -58,13 +66,21 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		shadowFailures: failures{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricPrefix + "shadow_failures_total", Help: "Replays without a complete answer, by kind (timeout, refused, reset, error)."},
+			[]string{"kind"})},
+		secondaryFailures: failures{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricPrefix + "secondary_failures_total", Help: "Secondary replays without a complete answer, by kind (timeout, refused, reset, error)."},
+			[]string{"kind"})},
+		pSecondaryReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metricPrefix + "secondary_replays_total", Help: "Requests replayed to a launch's secondary (noise cancellation), failed ones included."}),
+		pSecondaryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: metricPrefix + "secondary_latency_seconds", Help: "Time from sending a replay to the end of the secondary's body.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		pReceived: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: metricPrefix + "envelopes_received_total", Help: "Envelope deliveries, redeliveries included."}),
 		pReplayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: metricPrefix + "replays_total", Help: "Requests replayed to a shadow, failed ones included."}),
-		pFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricPrefix + "shadow_failures_total", Help: "Replays without a complete answer, by kind (timeout, refused, reset, error)."},
-			[]string{"kind"}),
 		pSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricPrefix + "skipped_total", Help: "Envelopes acked without replay, by launch status."},
 			[]string{"status"}),
@@ -87,11 +103,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: metricPrefix + "in_flight", Help: "Envelopes being processed now."}),
 	}
-	reg.MustRegister(m.pReceived, m.pReplayed, m.pFailures, m.pSkipped, m.pDeadLettered, m.pPublished,
-		m.pPublishFailed, m.pNaks, m.pAckFailed, m.pTruncatedReq, m.pLatency, m.pInFlight)
+	reg.MustRegister(m.pReceived, m.pReplayed, m.shadowFailures.vec, m.pSkipped, m.pDeadLettered, m.pPublished,
+		m.pPublishFailed, m.pNaks, m.pAckFailed, m.pTruncatedReq, m.pLatency, m.pInFlight,
+		m.pSecondaryReplayed, m.pSecondaryLatency, m.secondaryFailures.vec)
 	// Zero series for every known label, so dashboards see 0 rather than nothing.
-	for _, k := range []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther} {
-		m.pFailures.WithLabelValues(k)
+	for _, k := range failureKinds {
+		m.shadowFailures.vec.WithLabelValues(k)
+		m.secondaryFailures.vec.WithLabelValues(k)
 	}
 	for _, r := range []string{reasonMalformed, reasonUnknownLaunch, reasonMaxDeliver} {
 		m.pDeadLettered.WithLabelValues(r)
@@ -106,37 +124,52 @@ const (
 	reasonMaxDeliver    = "max_deliver"
 )
 
-func (m *metrics) shadowFailure(kind string) {
+var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther}
+
+// failures counts failed replays of one target by kind, for Stats and for
+// Prometheus.
+type failures struct {
+	timeout, refused, reset, other atomic.Int64
+	vec                            *prometheus.CounterVec
+}
+
+func (f *failures) add(kind string) {
 	switch kind {
 	case envelope.ErrorTimeout:
-		m.failTimeout.Add(1)
+		f.timeout.Add(1)
 	case envelope.ErrorRefused:
-		m.failRefused.Add(1)
+		f.refused.Add(1)
 	case envelope.ErrorReset:
-		m.failReset.Add(1)
+		f.reset.Add(1)
 	default:
 		kind = envelope.ErrorOther
-		m.failOther.Add(1)
+		f.other.Add(1)
 	}
-	m.pFailures.WithLabelValues(kind).Inc()
+	f.vec.WithLabelValues(kind).Inc()
+}
+
+func (f *failures) snapshot() map[string]int64 {
+	return map[string]int64{
+		envelope.ErrorTimeout: f.timeout.Load(),
+		envelope.ErrorRefused: f.refused.Load(),
+		envelope.ErrorReset:   f.reset.Load(),
+		envelope.ErrorOther:   f.other.Load(),
+	}
 }
 
 func (m *metrics) snapshot() Stats {
 	return Stats{
-		Received: m.received.Load(),
-		Replayed: m.replayed.Load(),
-		ShadowFailures: map[string]int64{
-			envelope.ErrorTimeout: m.failTimeout.Load(),
-			envelope.ErrorRefused: m.failRefused.Load(),
-			envelope.ErrorReset:   m.failReset.Load(),
-			envelope.ErrorOther:   m.failOther.Load(),
-		},
-		Skipped:         m.skipped.Load(),
-		DeadLettered:    m.deadLettered.Load(),
-		PairsPublished:  m.published.Load(),
-		PublishFailures: m.publishFailed.Load(),
-		Naks:            m.naks.Load(),
-		AckFailures:     m.ackFailed.Load(),
-		InFlight:        m.inFlight.Load(),
+		Received:          m.received.Load(),
+		Replayed:          m.replayed.Load(),
+		ShadowFailures:    m.shadowFailures.snapshot(),
+		SecondaryReplayed: m.secondaryReplayed.Load(),
+		SecondaryFailures: m.secondaryFailures.snapshot(),
+		Skipped:           m.skipped.Load(),
+		DeadLettered:      m.deadLettered.Load(),
+		PairsPublished:    m.published.Load(),
+		PublishFailures:   m.publishFailed.Load(),
+		Naks:              m.naks.Load(),
+		AckFailures:       m.ackFailed.Load(),
+		InFlight:          m.inFlight.Load(),
 	}
 }

@@ -21,19 +21,19 @@ import (
 const HeaderShadow = "X-Darklaunch-Shadow"
 
 // JoinURL returns the URL a request for path?rawQuery is replayed to on a
-// shadow at shadowURL. The shadow URL may carry a base path ("http://h/v2"
+// shadow (or secondary) at base. base may carry a base path ("http://h/v2"
 // or "http://h/v2/"); the request path is appended to it with exactly one
 // slash between them. path is taken in its wire (escaped) form, as a client
 // sent it; a path that is not valid escaped text is taken as already
-// decoded and escaped again. The shadow URL's own query, if any, is
-// replaced by rawQuery.
-func JoinURL(shadowURL, path, rawQuery string) (*url.URL, error) {
-	u, err := url.Parse(shadowURL)
+// decoded and escaped again. base's own query, if any, is replaced by
+// rawQuery.
+func JoinURL(base, path, rawQuery string) (*url.URL, error) {
+	u, err := url.Parse(base)
 	if err != nil {
-		return nil, fmt.Errorf("shadow_url %q: %w", shadowURL, err)
+		return nil, fmt.Errorf("replay URL %q: %w", base, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("shadow_url %q is not an absolute http(s) URL", shadowURL)
+		return nil, fmt.Errorf("replay URL %q is not an absolute http(s) URL", base)
 	}
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
@@ -111,11 +111,12 @@ func newClient(cfg *Config) (*http.Client, *http.Transport) {
 	return client, tr
 }
 
-// replay sends env's request to the shadow and records what came back.
+// replay sends env's request to a target (the shadow or the secondary, at
+// targetURL) and records what came back.
 // A transport failure is part of the outcome, never an error: the pair is
 // published either way, with status 0, the error, its kind and the time
 // until the failure.
-func (s *Service) replay(ctx context.Context, shadowURL string, env *envelope.Envelope) envelope.Outcome {
+func (s *Service) replay(ctx context.Context, targetURL string, env *envelope.Envelope) envelope.Outcome {
 	fail := func(err error, start time.Time) envelope.Outcome {
 		out := envelope.Outcome{Error: err.Error(), ErrorKind: ClassifyError(err)}
 		if !start.IsZero() {
@@ -123,7 +124,7 @@ func (s *Service) replay(ctx context.Context, shadowURL string, env *envelope.En
 		}
 		return out
 	}
-	u, err := JoinURL(shadowURL, env.Request.Path, env.Request.RawQuery)
+	u, err := JoinURL(targetURL, env.Request.Path, env.Request.RawQuery)
 	if err != nil {
 		out := fail(err, time.Time{})
 		out.ErrorKind = envelope.ErrorOther

@@ -1,10 +1,11 @@
 // Package runner is the shadow-runner service: it pulls envelopes from the
 // durable JetStream consumer shared by every runner process, replays each
-// request against its launch's shadow URL, and publishes the envelope with
-// the shadow's outcome as a pair. An envelope is acked only after its pair
-// is stored, so a crash or a NATS outage loses nothing (a replay may then be
-// repeated; the pair is deduplicated by envelope id). Scaling out is running
-// more processes.
+// request against its launch's shadow URL (and, concurrently, against its
+// secondary URL when the launch names one, for noise cancellation), and
+// publishes the envelope with the outcomes as a pair. An envelope is acked
+// only after its pair is stored, so a crash or a NATS outage loses nothing
+// (a replay may then be repeated; the pair is deduplicated by envelope id).
+// Scaling out is running more processes.
 package runner
 
 import (
@@ -337,19 +338,12 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 		// body_truncated flag travels in the pair for the comparator.
 		s.m.pTruncatedReq.Inc()
 	}
-	out := s.replay(ctx, l.ShadowURL, env)
-	s.m.replayed.Add(1)
-	s.m.pReplayed.Inc()
-	s.m.pLatency.Observe(float64(out.LatencyUS) / 1e6)
-	if out.ErrorKind != "" {
-		s.m.shadowFailure(out.ErrorKind)
-		log.Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
-	}
-
+	out, sec := s.replayAll(ctx, l, env, log)
 	pair := envelope.Pair{
 		V:          envelope.Version,
 		Envelope:   *env,
 		Shadow:     out,
+		Secondary:  sec,
 		RunnerID:   s.cfg.ID,
 		ReplayedAt: time.Now().UTC(),
 	}
@@ -372,6 +366,42 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 	s.m.published.Add(1)
 	s.m.pPublished.Inc()
 	s.ack(ctx, msg, log)
+}
+
+// replayAll replays env to the launch's shadow and, when the launch names
+// one, to its secondary at the same time: the two answers are compared for
+// noise, so they should see the same moment of the world (and the pair
+// waits for the slower of the two, not their sum). A secondary failure is
+// recorded in its outcome and never affects the shadow's.
+func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope.Envelope, log *slog.Logger) (envelope.Outcome, *envelope.Outcome) {
+	var sec *envelope.Outcome
+	var wg conc.WaitGroup
+	if l.SecondaryURL != "" {
+		wg.Go(func() {
+			o := s.replay(ctx, l.SecondaryURL, env)
+			sec = &o
+		})
+	}
+	out := s.replay(ctx, l.ShadowURL, env)
+	wg.Wait()
+
+	s.m.replayed.Add(1)
+	s.m.pReplayed.Inc()
+	s.m.pLatency.Observe(float64(out.LatencyUS) / 1e6)
+	if out.ErrorKind != "" {
+		s.m.shadowFailures.add(out.ErrorKind)
+		log.Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
+	}
+	if sec != nil {
+		s.m.secondaryReplayed.Add(1)
+		s.m.pSecondaryReplayed.Inc()
+		s.m.pSecondaryLatency.Observe(float64(sec.LatencyUS) / 1e6)
+		if sec.ErrorKind != "" {
+			s.m.secondaryFailures.add(sec.ErrorKind)
+			log.Debug("secondary failed", "kind", sec.ErrorKind, "err", sec.Error)
+		}
+	}
+	return out, sec
 }
 
 // lookup finds a launch in the watcher's snapshot, falling back to the
