@@ -24,6 +24,8 @@ type Watcher struct {
 	snap  atomic.Pointer[Snapshot]
 	ready chan struct{}
 	once  sync.Once
+	// changed is closed (and replaced) each time a snapshot is swapped in.
+	changed atomic.Pointer[chan struct{}]
 }
 
 // Snapshot is an immutable view of the launches at one moment.
@@ -42,11 +44,19 @@ type Snapshot struct {
 func NewWatcher(kv jetstream.KeyValue, nc *nats.Conn, log *slog.Logger) *Watcher {
 	w := &Watcher{kv: kv, nc: nc, log: log, ready: make(chan struct{})}
 	w.snap.Store(&Snapshot{ByID: map[string]*Launch{}, Mirrored: map[string][]*Launch{}, Live: map[string][]*Launch{}})
+	ch := make(chan struct{})
+	w.changed.Store(&ch)
 	return w
 }
 
 // Snapshot returns the current view. It never blocks.
 func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
+
+// Changed returns a channel that is closed when the next snapshot is
+// swapped in. Taking the channel before reading Snapshot and then waiting on
+// it misses no change: readers that derive state from snapshots (a tap's
+// routing table) can rebuild as soon as a rollback lands instead of polling.
+func (w *Watcher) Changed() <-chan struct{} { return *w.changed.Load() }
 
 // Ready is closed once the initial values of the bucket have been read.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
@@ -147,4 +157,7 @@ func (w *Watcher) publish(byID map[string]*Launch) {
 		}
 	}
 	w.snap.Store(s)
+	// Only the watch loop publishes, so swap-then-close needs no lock.
+	next := make(chan struct{})
+	close(*w.changed.Swap(&next))
 }
