@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -30,6 +31,7 @@ func (s *Service) routes() http.Handler {
 		mux.HandleFunc("POST /v1/launches/{id}/"+a, s.api(s.actionHandler(a)))
 	}
 	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
+	mux.HandleFunc("GET /v1/launches/{id}/examples/{fingerprint}", s.api(s.getExamples))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", serveDashboard)
 
@@ -255,8 +257,11 @@ type CreateRequest struct {
 	Name          string   `json:"name"`
 	Service       string   `json:"service"`
 	ShadowURL     string   `json:"shadow_url"`
+	SecondaryURL  string   `json:"secondary_url"`
 	SamplePercent float64  `json:"sample_percent"`
 	Methods       []string `json:"methods"`
+	// Compare are the launch's comparison rules (docs/compare.md).
+	Compare compare.Rules `json:"compare"`
 }
 
 func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
@@ -266,8 +271,8 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	}
 	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
 		return store.Create(ctx, launch.Launch{
-			Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL,
-			SamplePercent: req.SamplePercent, Methods: req.Methods,
+			Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL, SecondaryURL: req.SecondaryURL,
+			SamplePercent: req.SamplePercent, Methods: req.Methods, Compare: req.Compare,
 		})
 	})
 	if err != nil {
@@ -275,7 +280,8 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.actions.WithLabelValues("create").Inc()
 	s.log.Info("launch created", "launch_id", l.ID, "name", l.Name, "service", l.Service,
-		"shadow_url", l.ShadowURL, "sample_percent", l.SamplePercent, "methods", l.Methods)
+		"shadow_url", l.ShadowURL, "secondary_url", l.SecondaryURL, "sample_percent", l.SamplePercent, "methods", l.Methods,
+		"compare", rulesLog(l.Compare))
 	w.Header().Set("Location", "/v1/launches/"+l.ID)
 	writeJSON(w, http.StatusCreated, l)
 	return nil
@@ -314,14 +320,21 @@ func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
 // PatchRequest is the body of PATCH /v1/launches/{id}. Absent (or null)
 // fields are left as they are.
 type PatchRequest struct {
-	Name          *string   `json:"name"`
-	ShadowURL     *string   `json:"shadow_url"`
+	Name      *string `json:"name"`
+	ShadowURL *string `json:"shadow_url"`
+	// SecondaryURL "" removes the secondary.
+	SecondaryURL  *string   `json:"secondary_url"`
 	SamplePercent *float64  `json:"sample_percent"`
 	Methods       *[]string `json:"methods"`
+	// Compare replaces the launch's rules as a whole ({} restores the
+	// defaults): merging rule lists field by field would leave no way to
+	// remove one entry.
+	Compare *compare.Rules `json:"compare"`
 }
 
 func (p *PatchRequest) empty() bool {
-	return p.Name == nil && p.ShadowURL == nil && p.SamplePercent == nil && p.Methods == nil
+	return p.Name == nil && p.ShadowURL == nil && p.SecondaryURL == nil && p.SamplePercent == nil &&
+		p.Methods == nil && p.Compare == nil
 }
 
 // apply changes l as the patch says and validates the result.
@@ -334,6 +347,12 @@ func (p *PatchRequest) apply(l *launch.Launch) error {
 	}
 	if p.ShadowURL != nil {
 		l.ShadowURL = *p.ShadowURL
+	}
+	if p.SecondaryURL != nil {
+		l.SecondaryURL = *p.SecondaryURL
+	}
+	if p.Compare != nil {
+		l.Compare = *p.Compare
 	}
 	if p.SamplePercent != nil {
 		l.SamplePercent = *p.SamplePercent
@@ -350,17 +369,26 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.empty() {
-		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, sample_percent, methods"}
+		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare"}
 	}
 	l, err := s.updateLaunch(r, req.apply)
 	if err != nil {
 		return err
 	}
 	s.metrics.actions.WithLabelValues("patch").Inc()
-	s.log.Info("launch changed", "launch_id", l.ID, "name", l.Name, "shadow_url", l.ShadowURL,
-		"sample_percent", l.SamplePercent, "methods", l.Methods, "revision", l.Revision)
+	s.log.Info("launch changed", "launch_id", l.ID, "name", l.Name, "shadow_url", l.ShadowURL, "secondary_url", l.SecondaryURL,
+		"sample_percent", l.SamplePercent, "methods", l.Methods, "compare", rulesLog(l.Compare), "revision", l.Revision)
 	writeJSON(w, http.StatusOK, l)
 	return nil
+}
+
+// rulesLog is the rules as one JSON log value.
+func rulesLog(r compare.Rules) string {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // ActionRequest is the optional body of the pause, resume, promote and

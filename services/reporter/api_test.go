@@ -204,6 +204,59 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("compare rules and secondary", func(t *testing.T) {
+		e := *e
+		e.t = t
+		var l launch.Launch
+		e.ok(http.StatusCreated, "POST", "/v1/launches", map[string]any{
+			"name": "rules", "shadow_url": "http://shadow:8080", "secondary_url": "http://primary-2:8080", "sample_percent": 5,
+			"compare": map[string]any{"ignore_paths": []string{"$..updated_at"}, "array_keys": map[string]string{"$.items": "id"},
+				"numeric_tolerance": map[string]any{"absolute": 0.01}},
+		}, &l)
+		if l.SecondaryURL != "http://primary-2:8080" || !slices.Equal(l.Compare.IgnorePaths, []string{"$..updated_at"}) ||
+			l.Compare.ArrayKeys["$.items"] != "id" || l.Compare.NumericTolerance == nil || l.Compare.NumericTolerance.Absolute != 0.01 {
+			t.Fatalf("created %+v", l)
+		}
+		var got launch.Launch
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID, nil, &got)
+		if got.SecondaryURL != l.SecondaryURL || !slices.Equal(got.Compare.IgnorePaths, l.Compare.IgnorePaths) {
+			t.Fatalf("stored %+v", got)
+		}
+
+		// compare is replaced as a whole; other fields stay.
+		var patched launch.Launch
+		e.ok(http.StatusOK, "PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{"ignore_paths": []string{"$.total", "$.currency"}}}, &patched)
+		if !slices.Equal(patched.Compare.IgnorePaths, []string{"$.total", "$.currency"}) || patched.Compare.ArrayKeys != nil ||
+			patched.Compare.NumericTolerance != nil || patched.SecondaryURL != l.SecondaryURL || patched.Revision <= l.Revision {
+			t.Fatalf("patched %+v", patched)
+		}
+		e.ok(http.StatusOK, "PATCH", "/v1/launches/"+l.ID, map[string]any{"name": "renamed"}, &patched)
+		if !slices.Equal(patched.Compare.IgnorePaths, []string{"$.total", "$.currency"}) {
+			t.Fatalf("a PATCH without compare changed the rules: %+v", patched.Compare)
+		}
+		res, data := e.do("PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{}, "secondary_url": ""})
+		if res.StatusCode != 200 || !strings.Contains(string(data), `"compare":{}`) || strings.Contains(string(data), "secondary_url") {
+			t.Fatalf("reset rules and secondary: %d %s", res.StatusCode, data)
+		}
+
+		e.apiError(422, "POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "http://s",
+			"compare": map[string]any{"ignore_paths": []string{"$.a", "$.a["}}}, `invalid launch: compare.ignore_paths[1]: "$.a[" is not a valid path`)
+		e.apiError(422, "POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "http://s", "secondary_url": "/relative"},
+			"secondary_url", "/relative")
+		e.apiError(422, "PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{"numeric_tolerance": map[string]any{"relative": 2}}},
+			"compare.numeric_tolerance.relative")
+		e.apiError(422, "PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{"array_keys": map[string]string{"items": "id"}}},
+			`compare.array_keys["items"]`)
+		e.apiError(422, "PATCH", "/v1/launches/"+l.ID, map[string]any{"secondary_url": "ftp://x"}, "secondary_url")
+		e.apiError(400, "PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{"ignore_pathz": []string{"$.a"}}}, `unknown field "ignore_pathz"`)
+		e.apiError(400, "PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{"ignore_paths": "$.a"}}, "compare.ignore_paths")
+		var final launch.Launch
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID, nil, &final)
+		if !final.Compare.IsZero() || final.SecondaryURL != "" || final.Name != "renamed" {
+			t.Fatalf("refused patches changed the launch: %+v", final)
+		}
+	})
+
 	t.Run("content type tolerated", func(t *testing.T) {
 		// curl -d sends application/x-www-form-urlencoded; the body is JSON.
 		res, data := e.do("POST", "/v1/launches", `{"name": "curl", "shadow_url": "http://s:1"}`, "Content-Type", "application/x-www-form-urlencoded")

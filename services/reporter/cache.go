@@ -51,7 +51,7 @@ func (s *Service) stats(ctx context.Context, launchID string) (*Stats, bool, err
 		s.reportQueries.Add(1)
 		s.metrics.reportQueries.Inc()
 		start := time.Now()
-		st, err := QueryStats(qctx, conn, s.cfg.ClickHouseDatabase, launchID)
+		st, err := QueryStats(qctx, conn, s.cfg.ClickHouseDatabase, launchID, s.noise())
 		s.metrics.reportQueryDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.metrics.reportQueryErrors.Inc()

@@ -17,6 +17,10 @@ type Config struct {
 	AdminAddr    string        `envconfig:"REPORTER_ADMIN_ADDR" default:":8091" desc:"listen address of the admin server: GET /metrics (Prometheus) and GET /healthz"`
 	CacheTTL     time.Duration `envconfig:"REPORTER_CACHE_TTL" default:"2s" desc:"how long a computed report is served from Redis; 0 disables the cache (concurrent polls are still collapsed)"`
 	QueryTimeout time.Duration `envconfig:"REPORTER_QUERY_TIMEOUT" default:"10s" desc:"timeout of one report computation in ClickHouse and of one launch store operation"`
+	// A path is noise for a route when most of its differences also show
+	// between primary and secondary: see docs/api.md, "Noise".
+	NoiseMinCount uint64  `envconfig:"REPORTER_NOISE_MIN_COUNT" default:"5" desc:"a route's path is suppressed as noise once at least this many of its differences also appeared between primary and secondary in the same request (0: the default 5)"`
+	NoiseMinRatio float64 `envconfig:"REPORTER_NOISE_MIN_RATIO" default:"0.5" desc:"a route's path is suppressed as noise only when also at least this share (over 0, at most 1) of its differences, over the pairs the secondary answered, appeared between primary and secondary (0: the default 0.5)"`
 	config.NATS
 	config.ClickHouse
 	config.Redis
@@ -30,7 +34,15 @@ const (
 	// unbounded route or diff-path cardinality still yields a small answer.
 	maxRoutes = 100
 	maxDiffs  = 50
+	// maxClasses bounds the report's diff classes; maxSuppressed the
+	// suppressed paths (also the size of the array bound into the counting
+	// queries).
+	maxClasses    = 50
+	maxSuppressed = 200
+	// maxExamples bounds the examples endpoint's answer (the table keeps
+	// analytics.ExampleSlots per class).
+	maxExamples = 10
 	// cacheKeyPrefix namespaces report cache keys; the version segment lets a
 	// change of the cached shape never read an old value.
-	cacheKeyPrefix = "darklaunch:reporter:report:v1:"
+	cacheKeyPrefix = "darklaunch:reporter:report:v2:"
 )

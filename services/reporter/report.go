@@ -2,10 +2,15 @@ package reporter
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/errgroup"
 
@@ -28,14 +33,21 @@ type Stats struct {
 	LatencyMS   Latency      `json:"latency_ms"`
 	Routes      []RouteStats `json:"routes"`
 	Diffs       []DiffCount  `json:"diffs"`
+	// Noise says which differences were not counted as mismatches because
+	// the primary's own version is not deterministic there.
+	Noise Noise `json:"noise"`
+	// Classes are the mismatches grouped by fingerprint, most frequent
+	// first.
+	Classes []DiffClass `json:"classes"`
 }
 
 // Totals count the launch's compared pairs.
 type Totals struct {
 	// Compared is every stored pair, shadow errors included.
 	Compared uint64 `json:"compared"`
-	// Mismatches are pairs where the shadow answered and its response
-	// differed from the primary's.
+	// Mismatches are pairs where the shadow answered with at least one
+	// difference that is neither per-request noise nor at a suppressed
+	// path (see Noise).
 	Mismatches uint64 `json:"mismatches"`
 	// ShadowErrors are pairs where the shadow did not answer (timeout,
 	// refused, reset...).
@@ -44,6 +56,14 @@ type Totals struct {
 	MismatchRate float64 `json:"mismatch_rate"`
 	// ShadowErrorRate is ShadowErrors / Compared, 0 when nothing was compared.
 	ShadowErrorRate float64 `json:"shadow_error_rate"`
+	// RawMismatches are pairs where the shadow answered and anything
+	// differed, noise included (match = 0).
+	RawMismatches uint64 `json:"raw_mismatches"`
+	// RawMismatchRate is RawMismatches / Compared.
+	RawMismatchRate float64 `json:"raw_mismatch_rate"`
+	// WithSecondary are pairs the secondary answered too, so per-request
+	// noise could be told apart.
+	WithSecondary uint64 `json:"with_secondary"`
 }
 
 // Quantiles are latency quantiles in milliseconds.
@@ -62,23 +82,82 @@ type Latency struct {
 
 // RouteStats are the totals and latencies of one route and method.
 type RouteStats struct {
-	Route        string  `json:"route"`
-	Method       string  `json:"method"`
-	Compared     uint64  `json:"compared"`
-	Mismatches   uint64  `json:"mismatches"`
-	ShadowErrors uint64  `json:"shadow_errors"`
-	LatencyMS    Latency `json:"latency_ms"`
+	Route         string  `json:"route"`
+	Method        string  `json:"method"`
+	Compared      uint64  `json:"compared"`
+	Mismatches    uint64  `json:"mismatches"`
+	ShadowErrors  uint64  `json:"shadow_errors"`
+	LatencyMS     Latency `json:"latency_ms"`
+	RawMismatches uint64  `json:"raw_mismatches"`
+	WithSecondary uint64  `json:"with_secondary"`
 }
 
-// DiffCount is how often one JSON path differed in one way.
+// DiffCount is how often one generalized path ($.items[*].price) differed
+// in one way, and how often of those the difference was per-request noise.
 type DiffCount struct {
 	Path  string `json:"path"`
 	Kind  string `json:"kind"`
 	Count uint64 `json:"count"`
+	Noisy uint64 `json:"noisy"`
+}
+
+// NoiseThresholds decide when a path is mostly noise: at least MinCount of
+// its differences, and at least MinRatio of them, also appeared between
+// primary and secondary in the same request.
+type NoiseThresholds struct {
+	MinCount uint64  `json:"min_count"`
+	MinRatio float64 `json:"min_ratio"`
+}
+
+// Suppresses reports whether a path with raw differences of which noisy
+// were per-request noise is suppressed.
+func (t NoiseThresholds) Suppresses(raw, noisy uint64) bool {
+	return raw > 0 && noisy >= t.MinCount && float64(noisy)/float64(raw) >= t.MinRatio
+}
+
+// Noise is the report's noise section.
+type Noise struct {
+	NoiseThresholds
+	// Suppressed are the (route, generalized path) whose differences are
+	// all counted as noise, most noisy first.
+	Suppressed []SuppressedPath `json:"suppressed"`
+}
+
+// SuppressedPath is one suppressed (route, generalized path) and why.
+type SuppressedPath struct {
+	Route  string  `json:"route"`
+	Path   string  `json:"path"`
+	Raw    uint64  `json:"raw"`
+	Noisy  uint64  `json:"noisy"`
+	Ratio  float64 `json:"ratio"`
+	Reason string  `json:"reason"`
+}
+
+// DiffClass is one class of mismatches: pairs of a route whose real (not
+// per-request noise) differences have the same set of (generalized path,
+// kind).
+type DiffClass struct {
+	Fingerprint string     `json:"fingerprint"`
+	Route       string     `json:"route"`
+	Diffs       []PathKind `json:"diffs"`
+	Count       uint64     `json:"count"`
+	FirstSeen   time.Time  `json:"first_seen"`
+	LastSeen    time.Time  `json:"last_seen"`
+	// ShareOfRoute is Count / the route's compared pairs (every method).
+	ShareOfRoute float64 `json:"share_of_route"`
+	// Examples are envelope ids of stored examples
+	// (GET /v1/launches/{id}/examples/{fingerprint}).
+	Examples []string `json:"examples"`
+}
+
+// PathKind is one difference: where and how.
+type PathKind struct {
+	Path string `json:"path"`
+	Kind string `json:"kind"`
 }
 
 // The queries below must run on ClickHouse 18.16 and on current releases:
-// no window functions, no server-side query parameters (the `?` is bound by
+// no window functions, no server-side query parameters (@name is bound by
 // clickhouse-go on the client, quoting the value), FINAL so a pair stored
 // twice counts once.
 //
@@ -89,69 +168,150 @@ type DiffCount struct {
 // which for a launch with millions of pairs costs tens of MB per report for
 // a precision a latency report does not need.
 //
+// Rows written before diff_generalized and diff_noise existed hold empty
+// arrays there, and one bad row may hold arrays of another length than
+// diff_paths: genExpr and noiseExpr fall back to the paths and to "not
+// noise", so every array the lambdas and ARRAY JOINs see has the length of
+// diff_paths (ClickHouse fails the whole query on unequal arrays, and one
+// bad row must not fail every report of its launch). kindsExpr does the
+// same for diff_kinds where it is read beside them.
+//
 // `match` is quoted: it is also a function name.
 const (
-	aggregates = "count() AS compared, " +
-		"countIf(`match` = 0 AND shadow_error = '') AS mismatches, " +
-		"countIf(shadow_error != '') AS shadow_errors, " +
-		"quantiles(0.5, 0.95, 0.99)(primary_latency_us / 1000) AS primary_ms, " +
-		"quantilesIf(0.5, 0.95, 0.99)(shadow_latency_us / 1000, shadow_error = '') AS shadow_ms"
+	genExpr   = "if(length(diff_generalized) = length(diff_paths), diff_generalized, diff_paths)"
+	noiseExpr = "if(length(diff_noise) = length(diff_paths), diff_noise, arrayMap(dp -> toUInt8(0), diff_paths))"
+	kindsExpr = "if(length(diff_kinds) = length(diff_paths), diff_kinds, arrayMap(dp -> '', diff_paths))"
 
-	totalsQuery = "SELECT " + aggregates + " FROM %s.comparisons FINAL WHERE launch_id = ?"
+	// rawMismatch: the shadow answered and something differed.
+	rawMismatch = "(`match` = 0 AND shadow_error = '')"
+	// mismatch: a raw mismatch with a difference that is neither noise in
+	// its request nor at a suppressed path. @suppressed holds
+	// "route\tgeneralized path" strings and never is empty (ClickHouse
+	// 18.16 cannot type has([], x)). A mismatch without recorded paths
+	// has nothing to call noise and counts.
+	mismatch = "(" + rawMismatch + " AND (length(diff_paths) = 0 OR arrayExists((dg, dn) -> dn = 0 AND NOT has(@suppressed, concat(route, '\\t', dg)), " +
+		genExpr + ", " + noiseExpr + ")))"
 
-	routesQuery = "SELECT route, method, " + aggregates +
-		" FROM %s.comparisons FINAL WHERE launch_id = ?" +
-		" GROUP BY route, method ORDER BY compared DESC, route, method LIMIT %d"
+	// noiseQuery: per (route, generalized path), differences and noisy ones
+	// over the pairs the secondary answered; only candidates with enough
+	// noisy ones, most noisy (relatively) first, so the suppressed ones are
+	// a prefix of the answer whatever the limit.
+	noiseQuery = "SELECT route, gpath, count() AS raw, sum(flag) AS noisy FROM (" +
+		"SELECT route, " + genExpr + " AS gpaths, " + noiseExpr + " AS flags FROM %s.comparisons FINAL" +
+		" WHERE launch_id = @launch AND has_secondary = 1 AND " + rawMismatch + " AND length(diff_paths) > 0" +
+		") ARRAY JOIN gpaths AS gpath, flags AS flag" +
+		" GROUP BY route, gpath HAVING noisy >= @min_count" +
+		" ORDER BY noisy / raw DESC, noisy DESC, route, gpath LIMIT %d"
 
 	// Diffs count over the pairs where the shadow answered, like
-	// mismatches. The subquery filters before ARRAY JOIN, which fails on the
-	// whole query if one row's parallel arrays differ in length; a single bad
-	// row must not make every report of its launch fail.
-	diffsQuery = "SELECT diff_path, diff_kind, count() AS n FROM (" +
-		"SELECT diff_paths, diff_kinds FROM %s.comparisons FINAL" +
-		" WHERE launch_id = ? AND shadow_error = '' AND length(diff_paths) = length(diff_kinds) AND length(diff_paths) > 0" +
-		") ARRAY JOIN diff_paths AS diff_path, diff_kinds AS diff_kind" +
-		" GROUP BY diff_path, diff_kind ORDER BY n DESC, diff_path, diff_kind LIMIT %d"
+	// mismatches; a row whose kinds do not pair with its paths is left out.
+	diffsQuery = "SELECT gpath, kind, count() AS n, sum(flag) AS noisy FROM (" +
+		"SELECT " + genExpr + " AS gpaths, diff_kinds, " + noiseExpr + " AS flags FROM %s.comparisons FINAL" +
+		" WHERE launch_id = @launch AND shadow_error = '' AND length(diff_paths) = length(diff_kinds) AND length(diff_paths) > 0" +
+		") ARRAY JOIN gpaths AS gpath, diff_kinds AS kind, flags AS flag" +
+		" GROUP BY gpath, kind ORDER BY n DESC, gpath, kind LIMIT %d"
+
+	// routesQuery gives the routes and, in its WITH TOTALS row, the
+	// launch's totals (computed over every route, before the LIMIT).
+	routesQuery = "SELECT route, method, count() AS compared, " +
+		"countIf(" + mismatch + ") AS mismatches, " +
+		"countIf(shadow_error != '') AS shadow_errors, " +
+		"countIf(" + rawMismatch + ") AS raw_mismatches, " +
+		"countIf(has_secondary = 1) AS with_secondary, " +
+		"quantiles(0.5, 0.95, 0.99)(primary_latency_us / 1000) AS primary_ms, " +
+		"quantilesIf(0.5, 0.95, 0.99)(shadow_latency_us / 1000, shadow_error = '') AS shadow_ms" +
+		" FROM %s.comparisons FINAL WHERE launch_id = @launch" +
+		" GROUP BY route, method WITH TOTALS ORDER BY compared DESC, route, method LIMIT %d"
+
+	// classesQuery: mismatches by fingerprint (the classes whose every
+	// difference is noise are left out), with the route's pair count for
+	// the share and the stored examples' ids. 18.16 allows one JOIN per
+	// SELECT, hence the nesting; an alias must not be a column's name,
+	// which ClickHouse would substitute in WHERE. A class's diffs are the same in each of
+	// its rows (the fingerprint hashes them), so anyIf picks any
+	// well-formed row's.
+	classesQuery = "SELECT fingerprint, croute, n, first_us, last_us, diffset, route_total, examples FROM (" +
+		"SELECT * FROM (" +
+		"SELECT fingerprint, any(route) AS croute, count() AS n, min(received_at_us) AS first_us, max(received_at_us) AS last_us, " +
+		"anyIf(arraySort(arrayDistinct(arrayFilter((dk, dn) -> dn = 0, arrayMap((dg, k) -> concat(dg, '\\t', k), " + genExpr + ", " + kindsExpr + "), " + noiseExpr + "))), " +
+		"length(diff_kinds) = length(diff_paths)) AS diffset" +
+		" FROM %[1]s.comparisons FINAL WHERE launch_id = @launch AND fingerprint != '' AND " + mismatch +
+		" GROUP BY fingerprint ORDER BY n DESC, fingerprint LIMIT %[2]d" +
+		") ANY LEFT JOIN (" +
+		"SELECT route AS croute, count() AS route_total FROM %[1]s.comparisons FINAL WHERE launch_id = @launch GROUP BY route" +
+		") USING croute" +
+		") ANY LEFT JOIN (" +
+		"SELECT fingerprint, arraySort(groupArray(envelope_id)) AS examples FROM %[1]s.examples FINAL WHERE launch_id = @launch GROUP BY fingerprint" +
+		") USING fingerprint ORDER BY n DESC, fingerprint"
 )
 
-// QueryStats computes a launch's statistics from database.comparisons. The
-// database name must be a plain identifier (analytics.Open checks it). A
-// launch with no rows gets zeros and empty lists.
-func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string) (*Stats, error) {
-	st := &Stats{GeneratedAt: time.Now().UTC(), Routes: []RouteStats{}, Diffs: []DiffCount{}}
+// QueryStats computes a launch's statistics from database.comparisons and
+// database.examples in two rounds of concurrent queries: the noise
+// candidates and the diffs, then (with the suppressed paths decided here)
+// the routes with the totals and the diff classes. The database name must
+// be a plain identifier (analytics.Open checks it). A launch with no rows
+// gets zeros and empty lists.
+func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string, th NoiseThresholds) (*Stats, error) {
+	st := &Stats{GeneratedAt: time.Now().UTC(), Routes: []RouteStats{}, Diffs: []DiffCount{},
+		Noise: Noise{NoiseThresholds: th, Suppressed: []SuppressedPath{}}, Classes: []DiffClass{}}
+	launchArg := clickhouse.Named("launch", launchID)
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		var primary, shadow []float64
-		err := conn.QueryRow(gctx, fmt.Sprintf(totalsQuery, database), launchID).Scan(
-			&st.Totals.Compared, &st.Totals.Mismatches, &st.Totals.ShadowErrors, &primary, &shadow)
-		if err != nil {
-			return fmt.Errorf("totals query: %w", err)
-		}
-		st.LatencyMS = Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
-		if n := st.Totals.Compared; n > 0 {
-			st.Totals.MismatchRate = float64(st.Totals.Mismatches) / float64(n)
-			st.Totals.ShadowErrorRate = float64(st.Totals.ShadowErrors) / float64(n)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		routes, err := queryRows(gctx, conn, "routes", fmt.Sprintf(routesQuery, database, maxRoutes), launchID,
-			func(rows driver.Rows) (r RouteStats, err error) {
-				var primary, shadow []float64
-				err = rows.Scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &primary, &shadow)
-				r.LatencyMS = Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
-				return r, err
-			})
-		st.Routes = append(st.Routes, routes...)
+		cands, err := queryRows(gctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
+			func(rows driver.Rows) (s SuppressedPath, err error) {
+				err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
+				return s, err
+			}, launchArg, clickhouse.Named("min_count", th.MinCount))
+		st.Noise.Suppressed = append(st.Noise.Suppressed, suppressed(cands, th)...)
 		return err
 	})
 	g.Go(func() error {
-		diffs, err := queryRows(gctx, conn, "diffs", fmt.Sprintf(diffsQuery, database, maxDiffs), launchID,
+		diffs, err := queryRows(gctx, conn, "diffs", fmt.Sprintf(diffsQuery, database, maxDiffs),
 			func(rows driver.Rows) (d DiffCount, err error) {
-				err = rows.Scan(&d.Path, &d.Kind, &d.Count)
+				err = rows.Scan(&d.Path, &d.Kind, &d.Count, &d.Noisy)
 				return d, err
-			})
+			}, launchArg)
 		st.Diffs = append(st.Diffs, diffs...)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	set := suppressedSet(st.Noise.Suppressed)
+	args := []any{launchArg, clickhouse.Named("suppressed", set)}
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() error {
+		routes, totals, err := queryRoutes(gctx, conn, fmt.Sprintf(routesQuery, database, maxRoutes), args)
+		st.Routes = append(st.Routes, routes...)
+		if err != nil {
+			return err
+		}
+		st.Totals = Totals{Compared: totals.Compared, Mismatches: totals.Mismatches, ShadowErrors: totals.ShadowErrors,
+			RawMismatches: totals.RawMismatches, WithSecondary: totals.WithSecondary}
+		st.Totals.MismatchRate = rate(st.Totals.Mismatches, st.Totals.Compared)
+		st.Totals.RawMismatchRate = rate(st.Totals.RawMismatches, st.Totals.Compared)
+		st.Totals.ShadowErrorRate = rate(st.Totals.ShadowErrors, st.Totals.Compared)
+		st.LatencyMS = totals.LatencyMS
+		return nil
+	})
+	g.Go(func() error {
+		classes, err := queryRows(gctx, conn, "classes", fmt.Sprintf(classesQuery, database, maxClasses),
+			func(rows driver.Rows) (c DiffClass, err error) {
+				var firstUS, lastUS int64
+				var diffset []string
+				var routeTotal uint64
+				err = rows.Scan(&c.Fingerprint, &c.Route, &c.Count, &firstUS, &lastUS, &diffset, &routeTotal, &c.Examples)
+				c.FirstSeen, c.LastSeen = time.UnixMicro(firstUS).UTC(), time.UnixMicro(lastUS).UTC()
+				c.Diffs = pathKinds(diffset)
+				c.ShareOfRoute = rate(c.Count, routeTotal)
+				if c.Examples == nil {
+					c.Examples = []string{}
+				}
+				return c, err
+			}, args...)
+		st.Classes = append(st.Classes, classes...)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -160,11 +320,99 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 	return st, nil
 }
 
-// queryRows runs a query of a launch and scans each row with scan; errors
-// name the query.
-func queryRows[T any](ctx context.Context, conn driver.Conn, name, query, launchID string,
-	scan func(driver.Rows) (T, error)) ([]T, error) {
-	rows, err := conn.Query(ctx, query, launchID)
+// queryRoutes runs routesQuery: the routes, and the totals row.
+func queryRoutes(ctx context.Context, conn driver.Conn, query string, args []any) ([]RouteStats, RouteStats, error) {
+	var totals RouteStats
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, totals, fmt.Errorf("routes query: %w", err)
+	}
+	defer rows.Close()
+	scan := func(r *RouteStats, scan func(...any) error) error {
+		var primary, shadow []float64
+		err := scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &r.RawMismatches, &r.WithSecondary, &primary, &shadow)
+		r.LatencyMS = Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
+		return err
+	}
+	var out []RouteStats
+	for rows.Next() {
+		var r RouteStats
+		if err := scan(&r, rows.Scan); err != nil {
+			return nil, totals, fmt.Errorf("routes query: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, totals, fmt.Errorf("routes query: %w", err)
+	}
+	// The totals block comes after the rows. Without rows some servers
+	// send none: the totals are then zeros.
+	if err := scan(&totals, rows.Totals); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, totals, fmt.Errorf("routes query totals: %w", err)
+	}
+	return out, totals, nil
+}
+
+// suppressed keeps the candidates the thresholds suppress and explains
+// each.
+func suppressed(cands []SuppressedPath, th NoiseThresholds) []SuppressedPath {
+	var out []SuppressedPath
+	for _, c := range cands {
+		if !th.Suppresses(c.Raw, c.Noisy) {
+			continue
+		}
+		c.Ratio = math.Round(float64(c.Noisy)/float64(c.Raw)*1e4) / 1e4
+		c.Reason = fmt.Sprintf("noisy in %d of %d differences (%s) between primary and secondary; suppressed from %d noisy and %s",
+			c.Noisy, c.Raw, percent(float64(c.Noisy)/float64(c.Raw)), th.MinCount, percent(th.MinRatio))
+		out = append(out, c)
+	}
+	return out
+}
+
+// suppressedSet is the @suppressed array: "route\tpath" per suppressed
+// path, after an empty string that matches nothing (concat(route, '\t',
+// path) is never empty) so the array is never empty.
+func suppressedSet(s []SuppressedPath) []string {
+	set := make([]string, 0, len(s)+1)
+	set = append(set, "")
+	for _, p := range s {
+		set = append(set, p.Route+"\t"+p.Path)
+	}
+	return set
+}
+
+// pathKinds splits "path\tkind" strings.
+func pathKinds(set []string) []PathKind {
+	out := make([]PathKind, 0, len(set))
+	for _, s := range set {
+		p, k, _ := strings.Cut(s, "\t")
+		out = append(out, PathKind{Path: p, Kind: k})
+	}
+	slices.SortFunc(out, func(a, b PathKind) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Kind, b.Kind)
+	})
+	return out
+}
+
+func percent(r float64) string {
+	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.1f", 100*r), "0"), ".") + "%"
+}
+
+func rate(n, of uint64) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
+}
+
+// queryRows runs a query and scans each row with scan; errors name the
+// query.
+func queryRows[T any](ctx context.Context, conn driver.Conn, name, query string,
+	scan func(driver.Rows) (T, error), args ...any) ([]T, error) {
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s query: %w", name, err)
 	}

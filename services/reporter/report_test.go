@@ -127,7 +127,8 @@ func TestReport(t *testing.T) {
 		if time.Since(rep.GeneratedAt) > time.Minute || rep.GeneratedAt.After(time.Now().Add(time.Second)) {
 			t.Errorf("generated_at %s is not now", rep.GeneratedAt)
 		}
-		wantTotals := reporter.Totals{Compared: 100, Mismatches: 10, ShadowErrors: 4, MismatchRate: 0.1, ShadowErrorRate: 0.04}
+		wantTotals := reporter.Totals{Compared: 100, Mismatches: 10, ShadowErrors: 4, MismatchRate: 0.1, ShadowErrorRate: 0.04,
+			RawMismatches: 10, RawMismatchRate: 0.1}
 		if rep.Totals != wantTotals {
 			t.Errorf("totals = %+v, want %+v", rep.Totals, wantTotals)
 		}
@@ -140,10 +141,10 @@ func TestReport(t *testing.T) {
 			t.Fatalf("routes = %+v, want 2", rep.Routes)
 		}
 		users, orders := rep.Routes[0], rep.Routes[1] // ordered by compared, descending
-		if users.Route != "/users/{id}" || users.Method != "GET" || users.Compared != 60 || users.Mismatches != 6 || users.ShadowErrors != 0 {
+		if users.Route != "/users/{id}" || users.Method != "GET" || users.Compared != 60 || users.Mismatches != 6 || users.RawMismatches != 6 || users.ShadowErrors != 0 {
 			t.Errorf("users route = %+v", users)
 		}
-		if orders.Route != "/orders" || orders.Method != "POST" || orders.Compared != 40 || orders.Mismatches != 4 || orders.ShadowErrors != 4 {
+		if orders.Route != "/orders" || orders.Method != "POST" || orders.Compared != 40 || orders.Mismatches != 4 || orders.RawMismatches != 4 || orders.ShadowErrors != 4 {
 			t.Errorf("orders route = %+v", orders)
 		}
 		checkQuantiles(t, "users primary", users.LatencyMS.Primary, reporter.Quantiles{P50: 30.5, P95: 57.05, P99: 59.41})
@@ -170,7 +171,8 @@ func TestReport(t *testing.T) {
 			t.Fatalf("status %d: %s", res.StatusCode, data)
 		}
 		body := string(data)
-		for _, want := range []string{`"routes":[]`, `"diffs":[]`, `"compared":0`, `"mismatch_rate":0`,
+		for _, want := range []string{`"routes":[]`, `"diffs":[]`, `"compared":0`, `"mismatch_rate":0`, `"raw_mismatches":0`,
+			`"classes":[]`, `"noise":{"min_count":5,"min_ratio":0.5,"suppressed":[]}`,
 			`"primary":{"p50":0,"p95":0,"p99":0}`, `"shadow":{"p50":0,"p95":0,"p99":0}`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("empty report lacks %s: %s", want, body)
@@ -190,14 +192,25 @@ func TestReport(t *testing.T) {
 			DiffPaths: []string{"$.a"}, DiffKinds: []string{"value_changed"}}
 		bad := good
 		bad.EnvelopeID, bad.DiffPaths, bad.DiffKinds = l.ID+"-bad", []string{"$.b", "$.c"}, []string{"missing"}
-		if err := analytics.Insert(testenv.Context(t), e.ch, testDB, []analytics.Row{good, bad}); err != nil {
+		// Generalized paths and noise flags of other lengths than the paths,
+		// in a class of its own with a secondary: read as "no generalized
+		// path" and "not noise".
+		worse := good
+		worse.EnvelopeID, worse.DiffPaths, worse.DiffKinds = l.ID+"-worse", []string{"$.d[0]", "$.e"}, []string{"missing_field", "extra_field"}
+		worse.DiffGeneralized, worse.DiffNoise, worse.HasSecondary, worse.Fingerprint = []string{"$.d[*]"}, []bool{true, true, true}, true, "fp-worse"
+		if err := analytics.Insert(testenv.Context(t), e.ch, testDB, []analytics.Row{good, bad, worse}); err != nil {
 			t.Fatal(err)
 		}
 		var rep reporter.Report
 		e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &rep)
-		if rep.Totals.Compared != 2 || rep.Totals.Mismatches != 2 ||
-			!slices.Equal(rep.Diffs, []reporter.DiffCount{{Path: "$.a", Kind: "value_changed", Count: 1}}) {
+		if rep.Totals.Compared != 3 || rep.Totals.Mismatches != 3 || len(rep.Noise.Suppressed) != 0 ||
+			!slices.Equal(rep.Diffs, []reporter.DiffCount{{Path: "$.a", Kind: "value_changed", Count: 1},
+				{Path: "$.d[0]", Kind: "missing_field", Count: 1}, {Path: "$.e", Kind: "extra_field", Count: 1}}) {
 			t.Fatalf("report = %+v, diffs %+v", rep.Totals, rep.Diffs)
+		}
+		if len(rep.Classes) != 1 || rep.Classes[0].Fingerprint != "fp-worse" ||
+			!slices.Equal(rep.Classes[0].Diffs, []reporter.PathKind{{Path: "$.d[0]", Kind: "missing_field"}, {Path: "$.e", Kind: "extra_field"}}) {
+			t.Fatalf("classes = %+v", rep.Classes)
 		}
 	})
 
@@ -205,7 +218,7 @@ func TestReport(t *testing.T) {
 		// The API never passes such an id (the store refuses it), but the
 		// query must treat any id as a value, not as SQL.
 		ctx := testenv.Context(t)
-		st, err := reporter.QueryStats(ctx, e.ch, testDB, `x' OR launch_id != '`)
+		st, err := reporter.QueryStats(ctx, e.ch, testDB, `x' OR launch_id != '`, reporter.NoiseThresholds{MinCount: 1, MinRatio: 0.01})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +258,7 @@ func TestReportCache(t *testing.T) {
 	}
 	rdb := redis.NewClient(mustParseRedisURL(t, e.redis.URL()))
 	defer rdb.Close()
-	ttl, err := rdb.PTTL(testenv.Context(t), "darklaunch:reporter:report:v1:"+l.ID).Result()
+	ttl, err := rdb.PTTL(testenv.Context(t), "darklaunch:reporter:report:v2:"+l.ID).Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("cache key TTL = %s (%v), want within (0, 1m]", ttl, err)
 	}

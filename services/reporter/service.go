@@ -66,6 +66,15 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = 10 * time.Second
 	}
+	if cfg.NoiseMinCount == 0 {
+		cfg.NoiseMinCount = 5
+	}
+	if cfg.NoiseMinRatio == 0 {
+		cfg.NoiseMinRatio = 0.5
+	}
+	if !(cfg.NoiseMinRatio > 0 && cfg.NoiseMinRatio <= 1) {
+		return nil, fmt.Errorf("REPORTER_NOISE_MIN_RATIO %v must be over 0 and at most 1", cfg.NoiseMinRatio)
+	}
 	if cfg.CacheTTL < 0 {
 		return nil, fmt.Errorf("REPORTER_CACHE_TTL %s is negative", cfg.CacheTTL)
 	}
@@ -236,6 +245,11 @@ func (s *Service) connectClickHouse(ctx context.Context) {
 		s.ch.Store(&chConn{conn})
 		s.log.Info("clickhouse ready", "addr", s.cfg.ClickHouseAddr, "database", s.cfg.ClickHouseDatabase)
 	}
+}
+
+// noise is the thresholds reports apply.
+func (s *Service) noise() NoiseThresholds {
+	return NoiseThresholds{MinCount: s.cfg.NoiseMinCount, MinRatio: s.cfg.NoiseMinRatio}
 }
 
 func (s *Service) launchStore() (*launch.Store, error) {

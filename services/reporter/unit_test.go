@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -30,6 +31,47 @@ func TestToQuantiles(t *testing.T) {
 				t.Fatalf("toQuantiles(%v) = %+v, want %+v", c.in, got, c.want)
 			}
 		})
+	}
+}
+
+func TestNoiseThresholds(t *testing.T) {
+	th := NoiseThresholds{MinCount: 5, MinRatio: 0.5}
+	for _, c := range []struct {
+		raw, noisy uint64
+		want       bool
+	}{
+		{10, 5, true},      // at both thresholds
+		{10, 4, false},     // ratio 0.4
+		{8, 4, false},      // ratio 0.5 but 4 noisy
+		{5, 5, true},       // all noise
+		{11, 5, false},     // 0.4545
+		{1000, 499, false}, // just under half
+		{0, 0, false},
+		{50, 48, true},
+	} {
+		if got := th.Suppresses(c.raw, c.noisy); got != c.want {
+			t.Errorf("Suppresses(raw %d, noisy %d) = %v, want %v", c.raw, c.noisy, got, c.want)
+		}
+	}
+	// A ratio like 0.7 is not a float-exact product: 7 of 10 is 70 %.
+	if !(NoiseThresholds{MinCount: 1, MinRatio: 0.7}).Suppresses(10, 7) {
+		t.Error("7 of 10 is not at 0.7")
+	}
+	got := suppressed([]SuppressedPath{{Route: "/a", Path: "$.id", Raw: 50, Noisy: 48}, {Route: "/a", Path: "$.x", Raw: 50, Noisy: 4}}, th)
+	want := "noisy in 48 of 50 differences (96%) between primary and secondary; suppressed from 5 noisy and 50%"
+	if len(got) != 1 || got[0].Reason != want || got[0].Ratio != 0.96 {
+		t.Fatalf("suppressed = %+v, want one with reason %q", got, want)
+	}
+	if set := suppressedSet(got); !slices.Equal(set, []string{"", "/a\t$.id"}) {
+		t.Fatalf("set = %q", set)
+	}
+}
+
+func TestPercent(t *testing.T) {
+	for in, want := range map[float64]string{0.96: "96%", 0.5: "50%", 1: "100%", 0.4545: "45.5%", 0.999: "99.9%", 0.1: "10%", 0: "0%"} {
+		if got := percent(in); got != want {
+			t.Errorf("percent(%v) = %q, want %q", in, got, want)
+		}
 	}
 }
 
@@ -73,10 +115,14 @@ func TestDecodeBody(t *testing.T) {
 func TestPatchApply(t *testing.T) {
 	base := func() *launch.Launch {
 		return &launch.Launch{Name: "n", Service: "svc", ShadowURL: "http://s", SamplePercent: 10,
-			Methods: []string{"GET"}, Status: launch.StatusActive}
+			Methods: []string{"GET"}, Status: launch.StatusActive,
+			Compare: compare.Rules{ArrayKeys: map[string]string{"$.items": "id"}}}
 	}
 	zero, name, badURL := 0.0, "renamed", "/foo"
 	empty := []string{}
+	secondary, noSecondary := "http://primary-2", ""
+	rules := compare.Rules{IgnorePaths: []string{"$.a"}}
+	badRules := compare.Rules{IgnorePaths: []string{"a"}}
 	for _, c := range []struct {
 		name   string
 		status launch.Status
@@ -91,6 +137,16 @@ func TestPatchApply(t *testing.T) {
 		{"empty methods reset to defaults", launch.StatusActive, PatchRequest{Methods: &empty},
 			func(l *launch.Launch) bool { return slices.Equal(l.Methods, launch.DefaultMethods) }, nil},
 		{"revalidated", launch.StatusActive, PatchRequest{ShadowURL: &badURL}, nil, launch.ErrInvalid},
+		{"secondary set", launch.StatusActive, PatchRequest{SecondaryURL: &secondary},
+			func(l *launch.Launch) bool { return l.SecondaryURL == secondary && l.Compare.ArrayKeys["$.items"] == "id" }, nil},
+		{"secondary removed", launch.StatusActive, PatchRequest{SecondaryURL: &noSecondary},
+			func(l *launch.Launch) bool { return l.SecondaryURL == "" }, nil},
+		{"secondary validated", launch.StatusActive, PatchRequest{SecondaryURL: &badURL}, nil, launch.ErrInvalid},
+		{"rules replaced", launch.StatusActive, PatchRequest{Compare: &rules},
+			func(l *launch.Launch) bool {
+				return slices.Equal(l.Compare.IgnorePaths, []string{"$.a"}) && l.Compare.ArrayKeys == nil
+			}, nil},
+		{"rules validated", launch.StatusActive, PatchRequest{Compare: &badRules}, nil, compare.ErrInvalidRules},
 		{"promoted is final", launch.StatusPromoted, PatchRequest{Name: &name}, nil, launch.ErrConflict},
 		{"rolled back is final", launch.StatusRolledBack, PatchRequest{Name: &name}, nil, launch.ErrConflict},
 	} {
