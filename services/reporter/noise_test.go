@@ -77,7 +77,7 @@ func seedNoise(t *testing.T, e *env, launchID string) *noiseRows {
 	n := &noiseRows{launchID: launchID, start: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
 	n.repeat(10, "/status", "", true, v("$.request_id", true), v("$.generated_at", true))
 	n.repeat(2, "/status", "fp-status-gen", true, v("$.request_id", true), v("$.generated_at", false)) // the secondary agreed on the time
-	n.repeat(2, "/status", "fp-status-id", false, v("$.request_id", false))                          // no secondary
+	n.repeat(2, "/status", "fp-status-id", false, v("$.request_id", false))                            // no secondary
 	n.add("/status", "fp-status-state", true, v("$.request_id", true), v("$.state", false))
 	n.add("/status", "", true) // identical
 	n.repeat(4, "/below", "", true, v("$.b", true))

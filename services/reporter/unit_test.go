@@ -138,7 +138,9 @@ func TestPatchApply(t *testing.T) {
 			func(l *launch.Launch) bool { return slices.Equal(l.Methods, launch.DefaultMethods) }, nil},
 		{"revalidated", launch.StatusActive, PatchRequest{ShadowURL: &badURL}, nil, launch.ErrInvalid},
 		{"secondary set", launch.StatusActive, PatchRequest{SecondaryURL: &secondary},
-			func(l *launch.Launch) bool { return l.SecondaryURL == secondary && l.Compare.ArrayKeys["$.items"] == "id" }, nil},
+			func(l *launch.Launch) bool {
+				return l.SecondaryURL == secondary && l.Compare.ArrayKeys["$.items"] == "id"
+			}, nil},
 		{"secondary removed", launch.StatusActive, PatchRequest{SecondaryURL: &noSecondary},
 			func(l *launch.Launch) bool { return l.SecondaryURL == "" }, nil},
 		{"secondary validated", launch.StatusActive, PatchRequest{SecondaryURL: &badURL}, nil, launch.ErrInvalid},
