@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack for `make demo`: NATS (JetStream), ClickHouse and Redis as
 # private processes with all their data under .local/stack, then the four
-# darklaunch services and the demo primary and shadow from bin/.
+# darklaunch services and the demo primary, secondary and shadow from bin/.
 #
 #   scripts/stack.sh up      start what is not running (reruns are safe)
 #   scripts/stack.sh down    stop everything (data stays in .local/stack)
@@ -17,7 +17,7 @@ mkdir -p "$RUN" "$LOGS"
 
 : "${NATS_PORT:=4222}" "${CLICKHOUSE_PORT:=9000}" "${CLICKHOUSE_HTTP_PORT:=8123}" "${REDIS_PORT:=6379}"
 : "${MIRROR_PORT:=8080}" "${MIRROR_ADMIN_PORT:=8081}" "${RUNNER_ADMIN_PORT:=8082}" "${COMPARATOR_ADMIN_PORT:=8083}"
-: "${REPORTER_PORT:=8090}" "${REPORTER_ADMIN_PORT:=8091}" "${PRIMARY_PORT:=9101}" "${SHADOW_PORT:=9102}"
+: "${REPORTER_PORT:=8090}" "${REPORTER_ADMIN_PORT:=8091}" "${PRIMARY_PORT:=9101}" "${SHADOW_PORT:=9102}" "${SECONDARY_PORT:=9103}"
 
 export NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export CLICKHOUSE_ADDR="127.0.0.1:$CLICKHOUSE_PORT"
@@ -91,19 +91,20 @@ up_apps() {
   echo "stack: demo apps and darklaunch services"
   DEMO_ADDR=127.0.0.1:$PRIMARY_PORT DEMO_VARIANT=primary start demo-primary "$ROOT/bin/demo-app"
   DEMO_ADDR=127.0.0.1:$SHADOW_PORT DEMO_VARIANT=shadow start demo-shadow "$ROOT/bin/demo-app"
+  DEMO_ADDR=127.0.0.1:$SECONDARY_PORT DEMO_VARIANT=secondary start demo-secondary "$ROOT/bin/demo-app"
   MIRROR_ADDR=127.0.0.1:$MIRROR_PORT MIRROR_ADMIN_ADDR=127.0.0.1:$MIRROR_ADMIN_PORT \
     MIRROR_PRIMARY_URL=http://127.0.0.1:$PRIMARY_PORT start mirror "$ROOT/bin/mirror"
   RUNNER_ADMIN_ADDR=127.0.0.1:$RUNNER_ADMIN_PORT start shadow-runner "$ROOT/bin/shadow-runner"
   COMPARATOR_ADMIN_ADDR=127.0.0.1:$COMPARATOR_ADMIN_PORT start comparator "$ROOT/bin/comparator"
   REPORTER_ADDR=127.0.0.1:$REPORTER_PORT REPORTER_ADMIN_ADDR=127.0.0.1:$REPORTER_ADMIN_PORT start reporter "$ROOT/bin/reporter"
-  wait_port demo-primary "$PRIMARY_PORT"; wait_port demo-shadow "$SHADOW_PORT"
+  wait_port demo-primary "$PRIMARY_PORT"; wait_port demo-shadow "$SHADOW_PORT"; wait_port demo-secondary "$SECONDARY_PORT"
   wait_port mirror "$MIRROR_PORT"; wait_port reporter "$REPORTER_PORT"
   wait_port shadow-runner "$RUNNER_ADMIN_PORT"; wait_port comparator "$COMPARATOR_ADMIN_PORT"
 }
 
 down() {
   echo "stack: stopping"
-  for name in mirror shadow-runner comparator reporter demo-primary demo-shadow redis clickhouse nats; do
+  for name in mirror shadow-runner comparator reporter demo-primary demo-shadow demo-secondary redis clickhouse nats; do
     if running "$name"; then
       kill -TERM "$(cat "$RUN/$name.pid")" 2>/dev/null || true
       for _ in $(seq 1 50); do running "$name" || break; sleep 0.2; done
@@ -115,7 +116,7 @@ down() {
 }
 
 status() {
-  for name in nats clickhouse redis demo-primary demo-shadow mirror shadow-runner comparator reporter; do
+  for name in nats clickhouse redis demo-primary demo-shadow demo-secondary mirror shadow-runner comparator reporter; do
     if running "$name"; then echo "  $name: running (pid $(cat "$RUN/$name.pid"))"; else echo "  $name: stopped"; fi
   done
 }

@@ -1,15 +1,23 @@
-// Package demo is the demo primary and shadow used by `make demo` and the
-// end-to-end tests. The shadow differs from the primary on purpose, one
-// route per kind of regression darklaunch exists to catch:
+// Package demo is the demo primary, secondary and shadow used by
+// `make demo` and the end-to-end tests. The shadow differs from the primary
+// on purpose, one route per kind of regression darklaunch exists to catch:
 //
 //	GET /api/users/{id}       identical on both sides
 //	GET /api/orders/{id}      shadow changed the JSON shape ($.total became an object, $.currency moved into it)
 //	GET /api/search?q=...     shadow is several times slower (primary ~2 ms, shadow ~10 ms)
 //	GET /api/inventory/{sku}  shadow answers 500 on every 10th request (numeric SKUs)
+//	GET /api/status           noise, not a regression: every variant answers a random request_id and the
+//	                          current time (generated_at), so every pair differs there, and so does
+//	                          primary against secondary; status and version are the same everywhere
 //	POST /api/orders          creates an order (a write: mirrored only if the launch lists POST)
+//
+// The secondary is a second instance of the primary's version: it answers
+// exactly as the primary does (a launch's secondary_url points at it, so
+// darklaunch can tell the primary's own nondeterminism from regressions).
 package demo
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -21,9 +29,15 @@ import (
 
 // Variants of the demo app.
 const (
-	Primary = "primary"
-	Shadow  = "shadow"
+	Primary   = "primary"
+	Secondary = "secondary"
+	Shadow    = "shadow"
 )
+
+// Version is what /api/status reports in every variant: the shadow's build
+// differs, but a version field that differed would be a real difference on
+// a route meant to show pure noise.
+const Version = "2026.11.1"
 
 // Options tune the demo app; zero values take the defaults above.
 type Options struct {
@@ -35,10 +49,11 @@ type Options struct {
 	ErrorEvery int
 }
 
-// Handler returns the demo app for a variant ("primary" or "shadow").
+// Handler returns the demo app for a variant ("primary", "secondary" or
+// "shadow").
 func Handler(variant string, o Options) (http.Handler, error) {
-	if variant != Primary && variant != Shadow {
-		return nil, fmt.Errorf("demo variant %q: want %q or %q", variant, Primary, Shadow)
+	if variant != Primary && variant != Secondary && variant != Shadow {
+		return nil, fmt.Errorf("demo variant %q: want %q, %q or %q", variant, Primary, Secondary, Shadow)
 	}
 	if o.SearchDelay == 0 {
 		o.SearchDelay = 2 * time.Millisecond
@@ -56,6 +71,7 @@ func Handler(variant string, o Options) (http.Handler, error) {
 	mux.HandleFunc("POST /api/orders", a.createOrder)
 	mux.HandleFunc("GET /api/search", a.search)
 	mux.HandleFunc("GET /api/inventory/{sku}", a.inventory)
+	mux.HandleFunc("GET /api/status", a.status)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]string{"status": "ok", "variant": variant})
 	})
@@ -131,4 +147,11 @@ func (a *app) inventory(w http.ResponseWriter, r *http.Request) {
 	}
 	sku := r.PathValue("sku")
 	writeJSON(w, 200, map[string]any{"sku": sku, "in_stock": len(sku)%2 == 0, "warehouse": "fra-1"})
+}
+
+func (a *app) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{
+		"request_id": rand.Text(), "generated_at": time.Now().UTC().Format(time.RFC3339Nano),
+		"status": "ok", "version": Version,
+	})
 }

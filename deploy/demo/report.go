@@ -17,25 +17,56 @@ type Report struct {
 		SamplePercent float64 `json:"sample_percent"`
 	} `json:"launch"`
 	Totals struct {
-		Compared     uint64  `json:"compared"`
-		Mismatches   uint64  `json:"mismatches"`
-		ShadowErrors uint64  `json:"shadow_errors"`
-		MismatchRate float64 `json:"mismatch_rate"`
+		Compared        uint64  `json:"compared"`
+		Mismatches      uint64  `json:"mismatches"`
+		RawMismatches   uint64  `json:"raw_mismatches"`
+		ShadowErrors    uint64  `json:"shadow_errors"`
+		MismatchRate    float64 `json:"mismatch_rate"`
+		RawMismatchRate float64 `json:"raw_mismatch_rate"`
+		WithSecondary   uint64  `json:"with_secondary"`
 	} `json:"totals"`
 	Latency Latency `json:"latency_ms"`
 	Routes  []struct {
-		Route        string  `json:"route"`
-		Compared     uint64  `json:"compared"`
-		Mismatches   uint64  `json:"mismatches"`
-		ShadowErrors uint64  `json:"shadow_errors"`
-		Latency      Latency `json:"latency_ms"`
+		Route         string  `json:"route"`
+		Compared      uint64  `json:"compared"`
+		Mismatches    uint64  `json:"mismatches"`
+		RawMismatches uint64  `json:"raw_mismatches"`
+		ShadowErrors  uint64  `json:"shadow_errors"`
+		Latency       Latency `json:"latency_ms"`
 	} `json:"routes"`
 	Diffs []struct {
 		Path  string `json:"path"`
 		Kind  string `json:"kind"`
 		Count uint64 `json:"count"`
+		Noisy uint64 `json:"noisy"`
 	} `json:"diffs"`
+	Noise struct {
+		MinCount   uint64  `json:"min_count"`
+		MinRatio   float64 `json:"min_ratio"`
+		Suppressed []struct {
+			Route  string  `json:"route"`
+			Path   string  `json:"path"`
+			Raw    uint64  `json:"raw"`
+			Noisy  uint64  `json:"noisy"`
+			Ratio  float64 `json:"ratio"`
+			Reason string  `json:"reason"`
+		} `json:"suppressed"`
+	} `json:"noise"`
+	Classes []struct {
+		Fingerprint string `json:"fingerprint"`
+		Route       string `json:"route"`
+		Diffs       []struct {
+			Path string `json:"path"`
+			Kind string `json:"kind"`
+		} `json:"diffs"`
+		Count        uint64   `json:"count"`
+		ShareOfRoute float64  `json:"share_of_route"`
+		Examples     []string `json:"examples"`
+	} `json:"classes"`
 }
+
+// maxClassesShown is how many diff classes PrintReport lists.
+const maxClassesShown = 5
 
 // Latency is a pair of percentile sets in milliseconds.
 type Latency struct {
@@ -53,12 +84,13 @@ type Percentiles struct {
 // PrintReport writes the report as readable tables.
 func PrintReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "Launch %s (%s): %s, sampling %.4g%%\n\n", r.Launch.Name, r.Launch.ID, r.Launch.Status, r.Launch.SamplePercent)
-	fmt.Fprintf(w, "Compared %d pairs: %d mismatches (%.1f%%), %d shadow errors\n", r.Totals.Compared, r.Totals.Mismatches,
-		100*r.Totals.MismatchRate, r.Totals.ShadowErrors)
+	fmt.Fprintf(w, "Compared %d pairs: %d mismatches (%.1f%%) after noise, %d raw (%.1f%%); %d shadow errors; %d pairs with a secondary\n",
+		r.Totals.Compared, r.Totals.Mismatches, 100*r.Totals.MismatchRate, r.Totals.RawMismatches, 100*r.Totals.RawMismatchRate,
+		r.Totals.ShadowErrors, r.Totals.WithSecondary)
 	fmt.Fprintf(w, "Latency ms   primary p50 %.2f  p95 %.2f  p99 %.2f | shadow p50 %.2f  p95 %.2f  p99 %.2f\n\n",
 		r.Latency.Primary.P50, r.Latency.Primary.P95, r.Latency.Primary.P99, r.Latency.Shadow.P50, r.Latency.Shadow.P95, r.Latency.Shadow.P99)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ROUTE\tCOMPARED\tMISMATCH\tMISMATCH %\tSHADOW ERR\tP95 PRIMARY ms\tP95 SHADOW ms\tP95 RATIO\t")
+	fmt.Fprintln(tw, "ROUTE\tCOMPARED\tMISMATCH\tMISMATCH %\tRAW\tSHADOW ERR\tP95 PRIMARY ms\tP95 SHADOW ms\tP95 RATIO\t")
 	for _, rt := range r.Routes {
 		ratio := "-"
 		if rt.Latency.Primary.P95 > 0 {
@@ -68,16 +100,43 @@ func PrintReport(w io.Writer, r *Report) {
 		if rt.Compared > 0 {
 			pct = 100 * float64(rt.Mismatches) / float64(rt.Compared)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t%.2f\t%.2f\t%s\t\n", rt.Route, rt.Compared, rt.Mismatches, pct, rt.ShadowErrors,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t%d\t%.2f\t%.2f\t%s\t\n", rt.Route, rt.Compared, rt.Mismatches, pct, rt.RawMismatches, rt.ShadowErrors,
 			rt.Latency.Primary.P95, rt.Latency.Shadow.P95, ratio)
 	}
 	tw.Flush()
 	if len(r.Diffs) > 0 {
 		fmt.Fprintln(w, "\nDifferences (shadow against primary)")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PATH\tKIND\tCOUNT")
+		fmt.Fprintln(tw, "PATH\tKIND\tCOUNT\tNOISY")
 		for _, d := range r.Diffs {
-			fmt.Fprintf(tw, "%s\t%s\t%d\n", d.Path, d.Kind, d.Count)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", d.Path, d.Kind, d.Count, d.Noisy)
+		}
+		tw.Flush()
+	}
+	if len(r.Noise.Suppressed) > 0 {
+		fmt.Fprintf(w, "\nSuppressed as noise (at least %d noisy and %.0f%% of a path's differences also differ between primary and secondary)\n",
+			r.Noise.MinCount, 100*r.Noise.MinRatio)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROUTE\tPATH\tNOISY\tOF\tRATIO")
+		for _, n := range r.Noise.Suppressed {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f%%\n", n.Route, n.Path, n.Noisy, n.Raw, 100*n.Ratio)
+		}
+		tw.Flush()
+	}
+	if len(r.Classes) > 0 {
+		fmt.Fprintln(w, "\nTop diff classes (examples: GET /v1/launches/<id>/examples/<class>)")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CLASS\tROUTE\tCOUNT\tSHARE\tEXAMPLES\tDIFFERENCES")
+		for i, c := range r.Classes {
+			if i == maxClassesShown {
+				fmt.Fprintf(tw, "... %d more\t\t\t\t\t\n", len(r.Classes)-i)
+				break
+			}
+			diffs := make([]string, len(c.Diffs))
+			for j, d := range c.Diffs {
+				diffs[j] = d.Path + " " + d.Kind
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f%%\t%d\t%s\n", c.Fingerprint, c.Route, c.Count, 100*c.ShareOfRoute, len(c.Examples), strings.Join(diffs, ", "))
 		}
 		tw.Flush()
 	}

@@ -1,4 +1,5 @@
-// Command demo-app serves the demo primary or shadow (see package demo).
+// Command demo-app serves the demo primary, secondary or shadow (see
+// package demo).
 //
 //	DEMO_ADDR=:9101 DEMO_VARIANT=primary demo-app
 package main
@@ -20,7 +21,7 @@ import (
 func main() {
 	for _, a := range os.Args[1:] {
 		if a == "-h" || a == "--help" {
-			fmt.Println("demo-app: settings are read from the environment\n\nDEMO_ADDR     listen address (default :9101)\nDEMO_VARIANT  primary or shadow (default primary)")
+			fmt.Println("demo-app: settings are read from the environment\n\nDEMO_ADDR     listen address (default :9101)\nDEMO_VARIANT  primary, secondary or shadow (default primary)")
 			return
 		}
 	}

@@ -24,24 +24,29 @@ func main() {
 	mirror := flag.String("mirror", "http://127.0.0.1:8080", "mirror (the tap) base URL")
 	reporter := flag.String("reporter", "http://127.0.0.1:8090", "reporter base URL")
 	shadow := flag.String("shadow", "http://127.0.0.1:9102", "the shadow's URL for the launch")
+	secondary := flag.String("secondary", "http://127.0.0.1:9103", "the secondary's URL for the launch (a second instance of the primary's version,\nused to tell noise from regressions); empty for none")
 	service := flag.String("service", "default", "the mirror's MIRROR_SERVICE")
 	percent := flag.Float64("percent", 100, "sample percent of the launch")
 	duration := flag.Duration("duration", 15*time.Second, "how long to send traffic")
 	workers := flag.Int("concurrency", 8, "concurrent clients")
 	rate := flag.Int("rate", 400, "requests per second (0: as fast as the clients go); a moderate rate keeps the\nlatency comparison about the shadow, not about this machine's CPUs being saturated")
 	flag.Parse()
-	if err := run(*mirror, *reporter, *shadow, *service, *percent, *duration, *workers, *rate); err != nil {
+	if err := run(*mirror, *reporter, *shadow, *secondary, *service, *percent, *duration, *workers, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "demo-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(mirror, reporter, shadow, service string, percent float64, duration time.Duration, workers, rate int) error {
+func run(mirror, reporter, shadow, secondary, service string, percent float64, duration time.Duration, workers, rate int) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	body, _ := json.Marshal(map[string]any{
+	launch := map[string]any{
 		"name": "demo " + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
 		"sample_percent": percent, "methods": []string{"GET"},
-	})
+	}
+	if secondary != "" {
+		launch["secondary_url"] = secondary
+	}
+	body, _ := json.Marshal(launch)
 	var l struct {
 		ID string `json:"id"`
 	}
@@ -49,6 +54,9 @@ func run(mirror, reporter, shadow, service string, percent float64, duration tim
 		return fmt.Errorf("create launch: %w", err)
 	}
 	fmt.Printf("created launch %s (sampling %.4g%% of GET traffic to %s)\n", l.ID, percent, shadow)
+	if secondary != "" {
+		fmt.Printf("secondary %s: differences it shows against the primary are noise, not regressions\n", secondary)
+	}
 	// The mirror picks the launch up from the KV bucket on its next request;
 	// give the watch a moment so the first requests are sampled too.
 	time.Sleep(500 * time.Millisecond)
@@ -58,6 +66,7 @@ func run(mirror, reporter, shadow, service string, percent float64, duration tim
 		func(i int) string { return fmt.Sprintf("/api/orders/%d", 1+i%800) },
 		func(i int) string { return fmt.Sprintf("/api/search?q=item%d", i%40) },
 		func(i int) string { return fmt.Sprintf("/api/inventory/%d", 10000+i%97) },
+		func(i int) string { return "/api/status" },
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
