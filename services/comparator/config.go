@@ -29,6 +29,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"COMPARATOR_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long shutdown keeps trying to insert the last batch before leaving its pairs for redelivery"`
 	MaxDiffs        int           `envconfig:"COMPARATOR_MAX_DIFFS" default:"100" desc:"differences recorded per pair; more are counted in compare_note"`
 	MaxDepth        int           `envconfig:"COMPARATOR_MAX_DEPTH" default:"64" desc:"JSON nesting compared structurally; deeper levels are compared as text"`
+	MaxBodyBytes    int           `envconfig:"COMPARATOR_MAX_BODY_BYTES" default:"8388608" desc:"bytes of each body compared after decoding its Content-Encoding (a cap against decompression bombs); beyond it the comparison is flagged truncated"`
 
 	// ackWaitOverride lets tests use a short ack deadline, to prove held
 	// pairs are kept alive through an outage longer than it.
@@ -52,6 +53,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 		MaxDiffs:        100,
 		MaxDepth:        64,
+		MaxBodyBytes:    8 << 20,
 	}
 }
 
@@ -76,6 +78,8 @@ func (c *Config) normalize() error {
 			ErrConfig, 2*c.BatchSize, c.MaxAckPending)
 	case c.MaxDiffs < 1 || c.MaxDepth < 1:
 		return fmt.Errorf("%w: COMPARATOR_MAX_DIFFS and COMPARATOR_MAX_DEPTH must be at least 1", ErrConfig)
+	case c.MaxBodyBytes < 1:
+		return fmt.Errorf("%w: COMPARATOR_MAX_BODY_BYTES must be at least 1, got %d", ErrConfig, c.MaxBodyBytes)
 	case c.NATSURL == "":
 		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	case c.ClickHouseAddr == "":

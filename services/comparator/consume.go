@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -25,10 +26,14 @@ const (
 // batch is the rows collected for one insert and every message to
 // acknowledge once they are stored.
 type batch struct {
-	rows  []analytics.Row
-	msgs  []jetstream.Msg
-	ids   map[string]struct{}
-	bytes int
+	rows []analytics.Row
+	msgs []jetstream.Msg
+	// examples are written after the rows, best-effort; claims are their
+	// slots, freed again if the write fails.
+	examples []analytics.Example
+	claims   []claim
+	ids      map[string]struct{}
+	bytes    int
 	// started is when the fetch that brought the first message began: a
 	// pair waits at most FlushInterval from then.
 	started time.Time
@@ -48,12 +53,19 @@ func (b *batch) take(msg jetstream.Msg, fetched time.Time) {
 	b.bytes += len(msg.Data()) + msgOverhead
 }
 
+// claim is an example slot of a diff class.
+type claim struct {
+	key  string
+	slot uint8
+}
+
 func (b *batch) reset() {
 	// Clearing drops the references to message data and diff slices.
 	clear(b.rows)
 	clear(b.msgs)
 	clear(b.ids)
 	b.rows, b.msgs, b.bytes = b.rows[:0], b.msgs[:0], 0
+	b.examples, b.claims = nil, nil
 }
 
 // consume pulls pairs into a batch and inserts it when it is full or its
@@ -106,13 +118,22 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// handle adds one message to the batch, or dead-letters it.
+// handle adds one message to the batch, or dead-letters it. The pair is
+// compared under its launch's current rules, and when it is the first of
+// its diff class to fall in a free example slot, its redacted example is
+// added to the batch too.
 func (s *Service) handle(ctx context.Context, b *batch, msg jetstream.Msg, fetched time.Time) {
 	s.m.received.add(1)
 	pair, err := envelope.DecodePair(msg.Data())
 	var row analytics.Row
+	var rules *compare.Ruleset
 	if err == nil {
-		row, err = BuildRow(s.cmp, pair)
+		var rev uint64
+		rules, rev = s.rules.rules(ctx, pair.Envelope.LaunchID)
+		c := s.cmp
+		c.Rules = rules
+		row, err = BuildRow(c, pair)
+		row.RulesRevision = rev
 	}
 	if err != nil {
 		s.deadLetter(ctx, msg, err)
@@ -127,6 +148,13 @@ func (s *Service) handle(ctx context.Context, b *batch, msg jetstream.Msg, fetch
 	}
 	b.ids[row.EnvelopeID] = struct{}{}
 	b.rows = append(b.rows, row)
+	if row.Fingerprint != "" && len(b.examples) < maxExamplesPerBatch {
+		c := claim{key: classKey(row.LaunchID, row.Fingerprint), slot: ExampleSlot(row.EnvelopeID)}
+		if s.slots.claim(c.key, c.slot) {
+			b.examples = append(b.examples, BuildExample(pair, &row, rules))
+			b.claims = append(b.claims, c)
+		}
+	}
 }
 
 // deadLetter moves a malformed message to the dead-letter stream and acks
@@ -166,7 +194,9 @@ func (s *Service) flush(ctx context.Context, b *batch) bool {
 		err := analytics.Insert(ictx, ch, db, b.rows)
 		cancel()
 		if err == nil {
+			examples, claims := b.examples, b.claims
 			s.committed(b, time.Since(start))
+			s.writeExamples(ctx, examples, claims)
 			return true
 		}
 		s.m.insertFailures.add(1)
@@ -200,20 +230,53 @@ func (s *Service) committed(b *batch, took time.Duration) {
 		// The rows are stored; the redelivered copies collapse with FINAL.
 		s.log.Warn("acks failed after an insert; those pairs will be redelivered and stored again", "failed", failed)
 	}
-	mismatches := 0
+	mismatches, withSecondary, noisy := 0, 0, 0
 	for i := range b.rows {
-		if !b.rows[i].Match {
+		r := &b.rows[i]
+		if !r.Match {
 			mismatches++
+		}
+		if r.HasSecondary {
+			withSecondary++
+		}
+		for _, n := range r.DiffNoise {
+			if n {
+				noisy++
+			}
 		}
 	}
 	s.m.inserted.add(len(b.rows))
 	s.m.batches.add(1)
 	s.m.mismatches.add(mismatches)
+	s.m.withSecondary.add(withSecondary)
+	s.m.noisyDiffs.add(noisy)
 	s.m.insertDuration.Observe(took.Seconds())
 	s.m.batchLatency.Observe(time.Since(b.started).Seconds())
 	s.log.Debug("batch stored", "rows", len(b.rows), "messages", len(b.msgs), "took", took)
 	b.reset()
 	s.m.pending.Set(0)
+}
+
+// writeExamples stores a batch's examples once its rows are stored and
+// acked. It makes one attempt: examples are illustrations, and retrying
+// them must not hold up the rows. A failed write frees its slots, so later
+// pairs of the same classes fill them.
+func (s *Service) writeExamples(ctx context.Context, examples []analytics.Example, claims []claim) {
+	if len(examples) == 0 {
+		return
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InsertTimeout)
+	err := analytics.InsertExamples(ictx, s.ch.Load(), s.cfg.ClickHouseDatabase, examples)
+	cancel()
+	if err != nil {
+		s.m.exampleFailures.add(1)
+		for _, c := range claims {
+			s.slots.release(c.key, c.slot)
+		}
+		s.log.Warn("writing example pairs failed; their slots stay free for later pairs", "examples", len(examples), "err", err)
+		return
+	}
+	s.m.examples.add(len(examples))
 }
 
 // pause waits d, keeping the batch alive meanwhile; false if ctx ended.

@@ -23,6 +23,16 @@ type Stats struct {
 	// Duplicates counts messages whose envelope id was already in the batch
 	// (acked with it, no second row).
 	Duplicates uint64
+	// WithSecondary counts inserted rows whose secondary answered (noise
+	// cancellation applied); NoisyDiffs counts the diffs of inserted rows
+	// marked as noise (the secondary differed there too).
+	WithSecondary uint64
+	NoisyDiffs    uint64
+	// Examples counts example rows written; ExampleFailures counts
+	// example inserts that failed (examples are best-effort: the rows of
+	// the batch are stored and acked regardless).
+	Examples        uint64
+	ExampleFailures uint64
 }
 
 // counter is a Prometheus counter that tests can also read.
@@ -38,6 +48,7 @@ func (c *counter) add(n int) {
 
 type metrics struct {
 	received, inserted, batches, insertFailures, deadLettered, mismatches, duplicates counter
+	withSecondary, noisyDiffs, examples, exampleFailures                              counter
 
 	pending        prometheus.Gauge
 	batchLatency   prometheus.Histogram
@@ -57,6 +68,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		{&m.deadLettered, "dead_lettered_total", "Malformed pair messages moved to the dead-letter stream."},
 		{&m.mismatches, "mismatches_total", "Inserted rows whose shadow response did not match the primary's (shadow failures included)."},
 		{&m.duplicates, "duplicates_total", "Messages whose envelope id was already in the batch being built."},
+		{&m.withSecondary, "pairs_with_secondary_total", "Inserted rows whose secondary answered, so noise cancellation applied."},
+		{&m.noisyDiffs, "noisy_diffs_total", "Diffs of inserted rows marked as noise: the secondary differed from the primary there too."},
+		{&m.examples, "examples_written_total", "Redacted example pairs written to the examples table."},
+		{&m.exampleFailures, "example_failures_total", "Example inserts that failed (best-effort: the batch's rows are stored and acked anyway)."},
 	} {
 		c.c.c = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: c.name, Help: c.help})
 		reg.MustRegister(c.c.c)
@@ -75,12 +90,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func (m *metrics) snapshot() Stats {
 	return Stats{
-		Received:       m.received.n.Load(),
-		Inserted:       m.inserted.n.Load(),
-		Batches:        m.batches.n.Load(),
-		InsertFailures: m.insertFailures.n.Load(),
-		DeadLettered:   m.deadLettered.n.Load(),
-		Mismatches:     m.mismatches.n.Load(),
-		Duplicates:     m.duplicates.n.Load(),
+		Received:        m.received.n.Load(),
+		Inserted:        m.inserted.n.Load(),
+		Batches:         m.batches.n.Load(),
+		InsertFailures:  m.insertFailures.n.Load(),
+		DeadLettered:    m.deadLettered.n.Load(),
+		Mismatches:      m.mismatches.n.Load(),
+		Duplicates:      m.duplicates.n.Load(),
+		WithSecondary:   m.withSecondary.n.Load(),
+		NoisyDiffs:      m.noisyDiffs.n.Load(),
+		Examples:        m.examples.n.Load(),
+		ExampleFailures: m.exampleFailures.n.Load(),
 	}
 }

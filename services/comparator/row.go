@@ -16,6 +16,9 @@ const (
 	maxPathLen   = 2048
 	maxMethodLen = 32
 	maxErrorLen  = 1024
+	// maxSummaryLen bounds diff_summary (the engine keeps it short; this
+	// is a guard, not a format).
+	maxSummaryLen = 1024
 )
 
 // ClickHouse DateTime is an unsigned 32-bit count of seconds.
@@ -26,8 +29,19 @@ var (
 
 // BuildRow compares a pair and turns it into its comparisons row. A shadow
 // that failed gives a row with match=0, shadow_status=0, the error and its
-// kind, and no diffs. The only error is a pair whose timestamp the table
-// cannot hold; it wraps envelope.ErrMalformed.
+// kind, and no diffs.
+//
+// When the pair carries a secondary that answered, the primary is also
+// compared with the secondary under the same rules, and each shadow diff
+// whose path differs there too is marked as noise (DiffNoise); the
+// fingerprint covers only the other, real, diffs. Match keeps its meaning:
+// nothing differs at all after the launch's rules, noise included. A
+// secondary that failed is recorded (SecondaryError) with HasSecondary
+// false, and no diff is noise.
+//
+// The only error is a pair whose timestamp the table cannot hold; it wraps
+// envelope.ErrMalformed. RulesRevision is left for the caller, who knows
+// which revision c.Rules comes from.
 func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 	e := &p.Envelope
 	if e.ReceivedAt.Before(minTS) || e.ReceivedAt.After(maxTS) {
@@ -49,8 +63,19 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 		PrimaryBodyTruncated: e.Primary.BodyTruncated,
 		ShadowBodyTruncated:  p.Shadow.BodyTruncated,
 	}
-	if p.Shadow.Error != "" {
-		row.ShadowError = truncate(p.Shadow.Error, maxErrorLen)
+	sec := p.Secondary
+	if sec != nil {
+		row.SecondaryLatencyUS = latency(sec.LatencyUS)
+		if failed(sec) {
+			row.SecondaryError = truncate(errorText(sec), maxErrorLen)
+			sec = nil
+		} else {
+			row.HasSecondary = true
+			row.SecondaryStatus = status(sec.Status)
+		}
+	}
+	if failed(&p.Shadow) {
+		row.ShadowError = truncate(errorText(&p.Shadow), maxErrorLen)
 		row.ShadowErrorKind = p.Shadow.ErrorKind
 		if row.ShadowErrorKind == "" {
 			row.ShadowErrorKind = envelope.ErrorOther
@@ -60,15 +85,47 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 	row.ShadowStatus = status(p.Shadow.Status)
 	r := c.Pair(&e.Primary, &p.Shadow.Response)
 	row.Match, row.StatusMatch, row.ContentTypeMatch, row.BodyMatch = r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch
-	if len(r.Diffs) > 0 {
-		row.DiffPaths = make([]string, len(r.Diffs))
-		row.DiffKinds = make([]string, len(r.Diffs))
-		for i, d := range r.Diffs {
-			row.DiffPaths[i], row.DiffKinds[i] = d.Path, d.Kind
+	row.HeadersMatch, row.BodyFormat = r.HeadersMatch, r.BodyFormat
+	row.DiffSummary = truncate(r.Summary, maxSummaryLen)
+	row.CompareNote = r.Note
+	if len(r.Diffs) == 0 {
+		return row, nil
+	}
+	realDiffs := r.Diffs
+	noisy := map[string]bool(nil)
+	if sec != nil {
+		// Only the paths matter: compare.Noise matches diffs by Path.
+		var noise []compare.Diff
+		realDiffs, noise = compare.Noise(r.Diffs, c.Pair(&e.Primary, &sec.Response).Diffs)
+		if len(noise) > 0 {
+			noisy = make(map[string]bool, len(noise))
+			for _, d := range noise {
+				noisy[d.Path] = true
+			}
 		}
 	}
-	row.CompareNote = r.Note
+	n := len(r.Diffs)
+	row.DiffPaths, row.DiffKinds = make([]string, n), make([]string, n)
+	row.DiffGeneralized, row.DiffNoise = make([]string, n), make([]bool, n)
+	for i, d := range r.Diffs {
+		row.DiffPaths[i], row.DiffKinds[i], row.DiffGeneralized[i] = d.Path, d.Kind, d.Generalized
+		if d.Generalized == "" {
+			row.DiffGeneralized[i] = compare.Generalize(d.Path)
+		}
+		row.DiffNoise[i] = noisy[d.Path]
+	}
+	row.Fingerprint = compare.Fingerprint(row.Route, realDiffs)
 	return row, nil
+}
+
+// failed reports whether a replay target gave no complete answer.
+func failed(o *envelope.Outcome) bool { return o.Error != "" || o.ErrorKind != "" }
+
+func errorText(o *envelope.Outcome) string {
+	if o.Error != "" {
+		return o.Error
+	}
+	return o.ErrorKind
 }
 
 func status(code int) uint16 {

@@ -45,20 +45,55 @@ func TestBuildRow(t *testing.T) {
 		{"match", func() *envelope.Pair {
 			return newPair("l1", "e1", "/users/42", 200, `{"id":42}`, 200, `{ "id": 42.0 }`)
 		}, func(r *analytics.Row) {
-			r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch = true, true, true, true
+			r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch, r.HeadersMatch = true, true, true, true, true
+			r.BodyFormat = compare.FormatJSON
 		}},
 		{"json value changed", func() *envelope.Pair {
 			return newPair("l1", "e1", "/users/42", 200, `{"user":{"email":"a@x"}}`, 200, `{"user":{"email":"b@x"}}`)
 		}, func(r *analytics.Row) {
-			r.StatusMatch, r.ContentTypeMatch = true, true
+			r.StatusMatch, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = true, true, true, compare.FormatJSON
 			r.DiffPaths, r.DiffKinds = []string{"$.user.email"}, []string{compare.KindValueChanged}
+			r.DiffGeneralized, r.DiffNoise = []string{"$.user.email"}, []bool{false}
+			r.Fingerprint = fingerprint(r)
+		}},
+		{"array index generalized", func() *envelope.Pair {
+			return newPair("l1", "e1", "/users/42", 200, `{"items":[{"p":1},{"p":2}]}`, 200, `{"items":[{"p":1},{"p":3}]}`)
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = true, true, true, compare.FormatJSON
+			r.DiffPaths, r.DiffKinds = []string{"$.items[1].p"}, []string{compare.KindValueChanged}
+			r.DiffGeneralized, r.DiffNoise = []string{"$.items[*].p"}, []bool{false}
+			r.Fingerprint = fingerprint(r)
+		}},
+		{"text body summary", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, "a\nb\n", 200, "a\nc\n")
+			p.Envelope.Primary.Headers.Set("Content-Type", "text/plain")
+			p.Shadow.Headers.Set("Content-Type", "text/plain")
+			return p
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = true, true, true, compare.FormatText
+			r.DiffPaths, r.DiffKinds = []string{"$"}, []string{compare.KindBodyText}
+			r.DiffGeneralized, r.DiffNoise = []string{"$"}, []bool{false}
+			r.Fingerprint = fingerprint(r)
+			r.DiffSummary = `line 2: -"b" / +"c"`
+		}},
+		{"header differs", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{}`, 200, `{}`)
+			p.Shadow.Headers.Set("Cache-Control", "no-store")
+			return p
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch, r.BodyMatch, r.BodyFormat = true, true, true, compare.FormatJSON
+			r.DiffPaths, r.DiffKinds = []string{"header.Cache-Control"}, []string{compare.KindHeader}
+			r.DiffGeneralized, r.DiffNoise = []string{"header.Cache-Control"}, []bool{false}
+			r.Fingerprint = fingerprint(r)
 		}},
 		{"status and body", func() *envelope.Pair {
 			return newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 503, `{"error":"x"}`)
 		}, func(r *analytics.Row) {
-			r.ShadowStatus, r.ContentTypeMatch = 503, true
+			r.ShadowStatus, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = 503, true, true, compare.FormatJSON
 			r.DiffPaths = []string{"status", "$.a", "$.error"}
 			r.DiffKinds = []string{compare.KindStatus, compare.KindMissingField, compare.KindExtraField}
+			r.DiffGeneralized, r.DiffNoise = r.DiffPaths, []bool{false, false, false}
+			r.Fingerprint = fingerprint(r)
 		}},
 		{"shadow failed", func() *envelope.Pair {
 			p := newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 0, "")
@@ -83,7 +118,8 @@ func TestBuildRow(t *testing.T) {
 			p.Shadow.BodyTruncated, p.Shadow.BodySize = true, 10
 			return p
 		}, func(r *analytics.Row) {
-			r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch = true, true, true, true
+			r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch, r.HeadersMatch = true, true, true, true, true
+			r.BodyFormat = compare.FormatText
 			r.RequestBodyTruncated, r.PrimaryBodyTruncated, r.ShadowBodyTruncated = true, true, true
 			r.CompareNote = "primary body truncated: compared the first 7 of 10 bytes; shadow body truncated: compared the first 7 of 10 bytes; JSON body truncated: compared as bytes"
 		}},
@@ -92,8 +128,58 @@ func TestBuildRow(t *testing.T) {
 			p.Envelope.Primary.LatencyUS = -5
 			return p
 		}, func(r *analytics.Row) {
-			r.PrimaryStatus, r.PrimaryLatencyUS, r.ContentTypeMatch, r.BodyMatch = 0, 0, true, true
+			r.PrimaryStatus, r.PrimaryLatencyUS, r.ContentTypeMatch, r.BodyMatch, r.HeadersMatch = 0, 0, true, true, true
+			r.BodyFormat = compare.FormatEmpty
 			r.DiffPaths, r.DiffKinds = []string{"status"}, []string{compare.KindStatus}
+			r.DiffGeneralized, r.DiffNoise = []string{"status"}, []bool{false}
+			r.Fingerprint = fingerprint(r)
+		}},
+		{"secondary cancels noise", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"request_id":"a","price":1}`, 200, `{"request_id":"b","price":2}`)
+			p.Secondary = &envelope.Outcome{Response: envelope.Response{Status: 200, Headers: http.Header{"Content-Type": {"application/json"}},
+				Body: []byte(`{"request_id":"c","price":1}`), LatencyUS: 3000}}
+			return p
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = true, true, true, compare.FormatJSON
+			r.HasSecondary, r.SecondaryStatus, r.SecondaryLatencyUS = true, 200, 3000
+			r.DiffPaths = []string{"$.request_id", "$.price"}
+			r.DiffKinds = []string{compare.KindValueChanged, compare.KindValueChanged}
+			r.DiffGeneralized, r.DiffNoise = r.DiffPaths, []bool{true, false}
+			r.Fingerprint = compare.Fingerprint("/users/{id}", []compare.Diff{{Path: "$.price", Generalized: "$.price", Kind: compare.KindValueChanged}})
+		}},
+		{"secondary agrees with the primary: nothing is noise", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 404, `{"a":1}`, 200, `{"a":2}`)
+			p.Secondary = &envelope.Outcome{Response: envelope.Response{Status: 404, Headers: http.Header{"Content-Type": {"application/json"}},
+				Body: []byte(`{"a":1}`), LatencyUS: 3000}}
+			return p
+		}, func(r *analytics.Row) {
+			r.PrimaryStatus, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = 404, true, true, compare.FormatJSON
+			r.HasSecondary, r.SecondaryStatus, r.SecondaryLatencyUS = true, 404, 3000
+			r.DiffPaths = []string{"status", "$.a"}
+			r.DiffKinds = []string{compare.KindStatus, compare.KindValueChanged}
+			r.DiffGeneralized, r.DiffNoise = r.DiffPaths, []bool{false, false}
+			r.Fingerprint = fingerprint(r)
+		}},
+		{"secondary failed", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"request_id":"a"}`, 200, `{"request_id":"b"}`)
+			p.Secondary = &envelope.Outcome{Response: envelope.Response{LatencyUS: 700}, Error: "dial tcp: connection refused", ErrorKind: envelope.ErrorRefused}
+			return p
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = true, true, true, compare.FormatJSON
+			r.SecondaryError, r.SecondaryLatencyUS = "dial tcp: connection refused", 700
+			r.DiffPaths, r.DiffKinds = []string{"$.request_id"}, []string{compare.KindValueChanged}
+			r.DiffGeneralized, r.DiffNoise = r.DiffPaths, []bool{false}
+			r.Fingerprint = fingerprint(r)
+		}},
+		{"shadow failed, secondary answered", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 0, "")
+			p.Shadow = envelope.Outcome{Response: envelope.Response{LatencyUS: 4500}, Error: "timeout", ErrorKind: envelope.ErrorTimeout}
+			p.Secondary = &envelope.Outcome{Response: envelope.Response{Status: 200, LatencyUS: 900}}
+			return p
+		}, func(r *analytics.Row) {
+			r.ShadowStatus = 0
+			r.ShadowError, r.ShadowErrorKind = "timeout", envelope.ErrorTimeout
+			r.HasSecondary, r.SecondaryStatus, r.SecondaryLatencyUS = true, 200, 900
 		}},
 	}
 	for _, tt := range tests {
@@ -109,6 +195,15 @@ func TestBuildRow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fingerprint is the fingerprint of every diff of a row.
+func fingerprint(r *analytics.Row) string {
+	diffs := make([]compare.Diff, len(r.DiffPaths))
+	for i := range diffs {
+		diffs[i] = compare.Diff{Path: r.DiffPaths[i], Generalized: r.DiffGeneralized[i], Kind: r.DiffKinds[i]}
+	}
+	return compare.Fingerprint(r.Route, diffs)
 }
 
 func TestBuildRowBounds(t *testing.T) {
@@ -128,6 +223,15 @@ func TestBuildRowBounds(t *testing.T) {
 		if _, err := BuildRow(compare.Comparer{}, p); !errors.Is(err, envelope.ErrMalformed) {
 			t.Errorf("received_at %s: err = %v, want ErrMalformed", ts, err)
 		}
+	}
+	// MaxBodyBytes caps the decoded bodies compared.
+	p = newPair("l1", "e1", "/", 200, `{"a":"`+strings.Repeat("x", 100)+`"}`, 200, `{"a":"`+strings.Repeat("x", 100)+`"}`)
+	row, _ = BuildRow(compare.Comparer{MaxBodyBytes: 10}, p)
+	if !strings.Contains(row.CompareNote, "larger than 10 bytes") {
+		t.Errorf("MaxBodyBytes 10: note %q", row.CompareNote)
+	}
+	if cfg := DefaultConfig(); cfg.MaxBodyBytes != compare.DefaultMaxBodyBytes {
+		t.Errorf("COMPARATOR_MAX_BODY_BYTES default %d, want the engine's %d", cfg.MaxBodyBytes, compare.DefaultMaxBodyBytes)
 	}
 	// MaxDiffs from the settings reaches the comparison.
 	p = newPair("l1", "e1", "/", 200, `[1,2,3]`, 200, `[4,5,6]`)
@@ -157,6 +261,7 @@ func TestConfigNormalize(t *testing.T) {
 		func(c *Config) { c.ShutdownTimeout = 0 },
 		func(c *Config) { c.MaxAckPending = c.BatchSize },
 		func(c *Config) { c.MaxDiffs = 0 },
+		func(c *Config) { c.MaxBodyBytes = 0 },
 		func(c *Config) { c.NATSURL = "" },
 		func(c *Config) { c.ClickHouseAddr = "" },
 	} {

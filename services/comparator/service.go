@@ -1,7 +1,10 @@
 // Package comparator is the comparator service: it pulls pairs from the
 // durable JetStream consumer shared by every comparator process, compares
-// the shadow's response with the primary's (pkg/compare), and writes one
-// row per pair to ClickHouse in batches. A pair is acknowledged only after
+// the shadow's response with the primary's (pkg/compare) under the launch's
+// compare rules (watched in the launches KV bucket, so a PATCH applies
+// without restart), marks as noise the diffs the launch's secondary shows
+// too, and writes one row per pair to ClickHouse in batches, with a few
+// redacted example pairs per diff class. A pair is acknowledged only after
 // the batch holding it is inserted, so a ClickHouse outage or a crash delays
 // rows and loses none; a pair stored twice (a crash between insert and ack)
 // collapses in the ReplacingMergeTree, read with FINAL. Scaling out is
@@ -21,10 +24,12 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sourcegraph/conc"
 )
 
 // Stage is this service's name in dead-letter subjects.
@@ -58,6 +63,10 @@ type Service struct {
 	ch atomic.Pointer[chConn]
 	js jetstream.JetStream
 
+	// rules and slots belong to the consume loop.
+	rules *rulesCache
+	slots *exampleSlots
+
 	ready     chan struct{}
 	readyOnce sync.Once
 	ran       atomic.Bool
@@ -76,7 +85,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: log, ready: make(chan struct{}),
-		cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth}}
+		cmp:   compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
+		slots: newExampleSlots(maxTrackedClasses)}
 	s.admin = admin.New(log)
 	s.m = newMetrics(s.admin.Registry)
 	s.admin.AddCheck("nats", s.checkNATS)
@@ -94,7 +104,8 @@ func (s *Service) AdminAddr() string { return s.admin.Addr() }
 func (s *Service) Stats() Stats { return s.m.snapshot() }
 
 // Ready is closed once the comparator is connected to NATS and ClickHouse,
-// the schema is applied, the consumer exists and pairs are being pulled.
+// the schema is applied, the launches are loaded, the consumer exists and
+// pairs are being pulled.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 func (s *Service) checkNATS(context.Context) error {
@@ -137,11 +148,26 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if !s.retry(ctx, "create streams", func(ctx context.Context) error {
-		return stream.Ensure(ctx, s.js, stream.DefaultLimits)
+	var kv jetstream.KeyValue
+	if !s.retry(ctx, "create streams and launches bucket", func(ctx context.Context) error {
+		if err := stream.Ensure(ctx, s.js, stream.DefaultLimits); err != nil {
+			return err
+		}
+		var err error
+		kv, err = launch.OpenBucket(ctx, s.js)
+		return err
 	}) {
 		return nil
 	}
+	watcher := launch.NewWatcher(kv, nc, s.log)
+	s.rules = newRulesCache(kvSource{w: watcher, s: launch.NewStore(kv)}, s.log)
+	var wg conc.WaitGroup
+	defer wg.Wait() // before the NATS connection closes
+	wg.Go(func() {
+		// Restarts its KV watch by itself; the last snapshot stays in
+		// force meanwhile.
+		_ = watcher.Run(ctx)
+	})
 	if !s.retry(ctx, "connect to ClickHouse and apply the schema", s.openClickHouse) {
 		return nil
 	}
@@ -152,6 +178,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	cons, ok := s.setupConsumer(ctx)
 	if !ok {
+		return nil
+	}
+	// Pairs compared before the launches are loaded would each cost a KV
+	// read instead of a map lookup.
+	select {
+	case <-watcher.Ready():
+	case <-ctx.Done():
 		return nil
 	}
 	s.log.Info("comparator started", "batch_size", s.cfg.BatchSize, "flush_interval", s.cfg.FlushInterval,
