@@ -309,37 +309,40 @@ func (w *walker) positional(ai, bi int32, depth int, ss int32) {
 		ca, cb = w.a.nodes[ca].next, w.b.nodes[cb].next
 	}
 	nd := (len(w.ints) - base) / 3
-	if nd >= 2 {
-		switch w.reorder(base, nd, depth, ss) {
-		case reordered:
+	start := 0
+	if nd >= 2 && w.probing == 0 {
+		// Elements equal in place (other text, same value) need nothing
+		// more: skip to the first one that differs. A probe needs no more
+		// than that either: any difference in place is one.
+		for ; start < nd; start++ {
+			e := base + 3*start
+			cs := w.rs.enter(ss, pseg{isIdx: true, idx: w.ints[e]})
+			eq := w.rs.ignored(cs) || w.equal(w.ints[e+1], w.ints[e+2], depth+1, cs)
+			w.rs.leave(cs)
+			if !eq {
+				break
+			}
+		}
+		if nd-start >= 2 && w.sameMultiset(base+3*start, nd-start, depth, ss) {
 			w.add(KindArrayOrder)
-			w.ints = w.ints[:base]
-			return
-		case sameOrder:
 			w.ints = w.ints[:base]
 			return
 		}
 	}
-	for i := 0; i < nd && !w.stopped(); i++ {
+	for i := start; i < nd && !w.stopped(); i++ {
 		e := base + 3*i
 		w.element(w.ints[e+1], w.ints[e+2], w.ints[e], depth, ss)
 	}
 	w.ints = w.ints[:base]
 }
 
-const (
-	notReordered = iota
-	reordered
-	sameOrder // every element equal in place: nothing differs
-)
-
-// reorder decides whether the nd (index, a node, b node) triples at
-// w.ints[base:] are the same multiset on both sides.
-func (w *walker) reorder(base, nd int, depth int, ss int32) int {
+// sameMultiset reports whether the nd (index, a node, b node) triples at
+// w.ints[base:] hold the same multiset of elements on both sides.
+func (w *walker) sameMultiset(base, nd int, depth int, ss int32) bool {
 	gs := w.rs.enter(ss, pseg{isIdx: true, generic: true})
 	defer w.rs.leave(gs)
 	if w.rs.ignored(gs) {
-		return notReordered
+		return false
 	}
 	hb := len(w.hs)
 	defer func() { w.hs = w.hs[:hb] }()
@@ -355,7 +358,7 @@ func (w *walker) reorder(base, nd int, depth int, ss int32) int {
 		sumB += fmix(h)
 	}
 	if sumA != sumB {
-		return notReordered
+		return false
 	}
 	ib := len(w.ints)
 	defer func() { w.ints = w.ints[:ib] }()
@@ -365,25 +368,7 @@ func (w *walker) reorder(base, nd int, depth int, ss int32) int {
 	for i := range nd {
 		w.ints = append(w.ints, w.ints[base+3*i+2])
 	}
-	if w.match(ib, hb, nd, nd, depth, gs) != nd {
-		return notReordered
-	}
-	// Same multiset: is any element out of place?
-	for i := range nd {
-		if w.rs.m == nil && w.hs[hb+i] != w.hs[hb+nd+i] {
-			return reordered // without rules, equal in place means equal hashes
-		}
-	}
-	for i := range nd {
-		e := base + 3*i
-		cs := w.rs.enter(ss, pseg{isIdx: true, idx: w.ints[e]})
-		eq := w.rs.ignored(cs) || w.equal(w.ints[e+1], w.ints[e+2], depth+1, cs)
-		w.rs.leave(cs)
-		if !eq {
-			return reordered
-		}
-	}
-	return sameOrder
+	return w.match(ib, hb, nd, nd, depth, gs) == nd
 }
 
 // match pairs na elements of a with nb elements of b, greedily in a's
