@@ -51,7 +51,7 @@ func newWalker(s *state, a, b *doc) *walker {
 	w.st, w.a, w.b = s, a, b
 	w.rs.m = s.rs.m
 	w.tol, w.abs, w.rel = s.rs.tol, s.rs.abs, s.rs.rel
-	w.budget = 16*(len(a.nodes)+len(b.nodes)) + 1<<16
+	w.budget = 8*(len(a.nodes)+len(b.nodes)) + 1<<16
 	return w
 }
 
@@ -399,10 +399,24 @@ func (w *walker) match(ib, hb, na, nb int, depth int, gs int32) int {
 		w.ints = append(w.ints, -1)
 	}
 	pb := pa + na
+	// cur[lo] is where to resume scanning the group of equal hashes that
+	// starts at lo: candidates before it are all paired, so a run of equal
+	// elements pairs in linear time.
+	cur := len(w.ints)
+	for range nb {
+		w.ints = append(w.ints, -1)
+	}
 	pairs := 0
 	for i := 0; i < na && !w.st.full; i++ {
+		if w.budget <= 0 {
+			// Out of probes: the rest stays unpaired (see Bounds).
+			if w.budgetPath == "" {
+				w.budgetPath, _ = w.pathStrings()
+			}
+			break
+		}
 		h := w.hs[hb+i]
-		lo, _ := slices.BinarySearchFunc(w.ints[ob:ob+nb], h, func(j int32, h uint64) int {
+		lo, found := slices.BinarySearchFunc(w.ints[ob:ob+nb], h, func(j int32, h uint64) int {
 			if hj := w.hs[hb+na+int(j)]; hj < h {
 				return -1
 			} else if hj > h {
@@ -410,7 +424,12 @@ func (w *walker) match(ib, hb, na, nb int, depth int, gs int32) int {
 			}
 			return 0
 		})
-		for p := lo; p < nb; p++ {
+		if !found {
+			continue
+		}
+		p := max(lo, int(w.ints[cur+lo]))
+		free := -1
+		for ; p < nb && w.budget > 0; p++ {
 			j := w.ints[ob+p]
 			if w.hs[hb+na+int(j)] != h {
 				break
@@ -421,9 +440,17 @@ func (w *walker) match(ib, hb, na, nb int, depth int, gs int32) int {
 			if w.equal(w.ints[ib+i], w.ints[ib+na+int(j)], depth+1, gs) {
 				w.ints[pa+i], w.ints[pb+int(j)] = j, int32(i)
 				pairs++
+				p++
 				break
 			}
+			if free < 0 {
+				free = p
+			}
 		}
+		if free >= 0 {
+			p = free
+		}
+		w.ints[cur+lo] = int32(p)
 	}
 	// Keep the partners right after the nodes for the caller.
 	copy(w.ints[ob:], w.ints[pa:pa+na+nb])
