@@ -314,6 +314,8 @@ func TestBadAPIInput(t *testing.T) {
 		{"POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "http://s", "sample_percent": 150}, 422},
 		{"POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "/relative", "sample_percent": 10}, 422},
 		{"POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "http://s", "methods": []string{"FETCH"}}, 422},
+		{"POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "http://s", "compare": map[string]any{"ignore_paths": []string{"$.a["}}}, 422},
+		{"POST", "/v1/launches", map[string]any{"name": "x", "shadow_url": "http://s", "secondary_url": "s:1"}, 422},
 		{"GET", "/v1/launches/no-such-launch", nil, 404},
 		{"POST", "/v1/launches/no-such-launch/rollback", nil, 404},
 		{"GET", "/v1/launches/no-such-launch/report", nil, 404},

@@ -1,7 +1,7 @@
 // Package e2e runs the whole pipeline in one process against real servers:
 // an embedded NATS JetStream server, a private ClickHouse server and a
 // private Redis server (pkg/testenv), the four darklaunch services started
-// through their public New/Run, and the demo primary and shadow.
+// through their public New/Run, and the demo primary, secondary and shadow.
 package e2e
 
 import (
@@ -33,17 +33,19 @@ import (
 
 // stack is one running pipeline.
 type stack struct {
-	t          *testing.T
-	nats       *testenv.JetStream
-	ch         driver.Conn
-	primary    *httptest.Server
-	shadow     *httptest.Server
-	shadowHits atomic.Int64
-	mirror     *mirror.Service
-	runner     *runner.Service
-	comparator *comparator.Service
-	reporter   *reporter.Service
-	client     *http.Client
+	t             *testing.T
+	nats          *testenv.JetStream
+	ch            driver.Conn
+	primary       *httptest.Server
+	shadow        *httptest.Server
+	shadowHits    atomic.Int64
+	secondary     *httptest.Server // a second instance of the primary's version
+	secondaryHits atomic.Int64
+	mirror        *mirror.Service
+	runner        *runner.Service
+	comparator    *comparator.Service
+	reporter      *reporter.Service
+	client        *http.Client
 }
 
 // load fills a service's Config the way its main does: from environment
@@ -68,8 +70,25 @@ func logger(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", name)
 }
 
-func startStack(t *testing.T) *stack {
+// stackOptions change the stack a test runs.
+type stackOptions struct {
+	// wrapShadow, when set, wraps the demo shadow's handler.
+	wrapShadow func(http.Handler) http.Handler
+}
+
+type stackOption func(*stackOptions)
+
+// wrapShadow makes the shadow answer through wrap(demo shadow).
+func wrapShadow(wrap func(http.Handler) http.Handler) stackOption {
+	return func(o *stackOptions) { o.wrapShadow = wrap }
+}
+
+func startStack(t *testing.T, options ...stackOption) *stack {
 	t.Helper()
+	var o stackOptions
+	for _, opt := range options {
+		opt(&o)
+	}
 	s := &stack{t: t, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	s.nats = testenv.StartJetStream(t)
 	chAddr := testenv.StartClickHouse(t)
@@ -80,13 +99,22 @@ func startStack(t *testing.T) *stack {
 	opts := demo.Options{SearchDelay: 4 * time.Millisecond, SlowFactor: 10}
 	ph, _ := demo.Handler(demo.Primary, opts)
 	sh, _ := demo.Handler(demo.Shadow, opts)
+	sech, _ := demo.Handler(demo.Secondary, opts)
+	if o.wrapShadow != nil {
+		sh = o.wrapShadow(sh)
+	}
 	s.primary = httptest.NewServer(ph)
 	s.shadow = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.shadowHits.Add(1)
 		sh.ServeHTTP(w, r)
 	}))
+	s.secondary = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.secondaryHits.Add(1)
+		sech.ServeHTTP(w, r)
+	}))
 	t.Cleanup(s.primary.Close)
 	t.Cleanup(s.shadow.Close)
+	t.Cleanup(s.secondary.Close)
 
 	common := map[string]string{
 		"NATS_URL": s.nats.URL(), "CLICKHOUSE_ADDR": chAddr, "CLICKHOUSE_DATABASE": "darklaunch", "REDIS_URL": redisURL,
@@ -159,8 +187,9 @@ func startStack(t *testing.T) *stack {
 }
 
 // do sends one request to a service's address, with body as JSON when it
-// is not nil, and returns status, headers and body.
-func (s *stack) do(addr, method, path string, body []byte) (int, http.Header, []byte) {
+// is not nil and extra headers as name, value pairs, and returns status,
+// headers and body.
+func (s *stack) do(addr, method, path string, body []byte, headers ...string) (int, http.Header, []byte) {
 	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -172,6 +201,9 @@ func (s *stack) do(addr, method, path string, body []byte) (int, http.Header, []
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -215,14 +247,25 @@ type launchJSON struct {
 	Status        string   `json:"status"`
 	SamplePercent float64  `json:"sample_percent"`
 	Methods       []string `json:"methods"`
+	SecondaryURL  string   `json:"secondary_url"`
+	Revision      uint64   `json:"revision"`
 }
 
 func (s *stack) createLaunch(shadowURL string, percent float64, methods ...string) launchJSON {
 	s.t.Helper()
+	return s.createLaunchWith(map[string]any{"shadow_url": shadowURL, "sample_percent": percent, "methods": methods})
+}
+
+// createLaunchWith creates a launch of the default service named after the
+// test, with fields as given.
+func (s *stack) createLaunchWith(fields map[string]any) launchJSON {
+	s.t.Helper()
+	body := map[string]any{"name": s.t.Name(), "service": "default"}
+	for k, v := range fields {
+		body[k] = v
+	}
 	var l launchJSON
-	s.apiOK("POST", "/v1/launches", map[string]any{
-		"name": s.t.Name(), "service": "default", "shadow_url": shadowURL, "sample_percent": percent, "methods": methods,
-	}, http.StatusCreated, &l)
+	s.apiOK("POST", "/v1/launches", body, http.StatusCreated, &l)
 	if l.ID == "" || l.Status != "active" {
 		s.t.Fatalf("created launch %+v", l)
 	}
