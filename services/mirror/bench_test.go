@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -98,10 +99,8 @@ func BenchmarkTapOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 		testenv.CheckFor(b, 10*time.Second, 5*time.Millisecond, func() error {
-			if w := s.watcher.Load(); w != nil {
-				if got := w.Snapshot().ByID[l.ID]; got != nil && got.SamplePercent == p {
-					return nil
-				}
+			if got := s.routes.Load().snap; got != nil && got.ByID[l.ID] != nil && got.ByID[l.ID].SamplePercent == p {
+				return nil
 			}
 			return errors.New("tap has not seen the new percentage")
 		})
@@ -314,38 +313,61 @@ func benchNATS(b *testing.B) benchEnv {
 }
 
 // BenchmarkSampleDecision is the cost the tap adds to every request before
-// proxying: the launch snapshot lookup and one random draw per mirrored
-// launch that allows the method.
+// proxying: loading the routing table and deciding, per launch, on the
+// method, the path filters and either the user's sticky bucket or a random
+// draw; and with a live launch, whether its new version serves the request.
+// The routing tables are built by the tap's own builder from snapshots made
+// here, as the routes loop builds them from the watcher's:
+//
+//	go test -run '^$' -bench SampleDecision -benchmem
 func BenchmarkSampleDecision(b *testing.B) {
-	e := benchNATS(b)
 	s, err := New(Config{PrimaryURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Service: "bench", NATS: config.NATS{NATSURL: e.url}}, nil)
+		Service: "bench"}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	testenv.Run(b, s.Run)
+	b.Cleanup(func() { s.ln.Close(); s.adminLn.Close() })
+	ids := 0
+	mk := func(percent float64, sticky string, include, exclude []string) *launch.Launch {
+		ids++
+		return &launch.Launch{ID: fmt.Sprintf("0197a000-0000-7000-8000-%012d", ids), Service: "bench",
+			ShadowURL: "http://127.0.0.1:2", SamplePercent: percent, StickyKey: sticky, Methods: launch.DefaultMethods,
+			IncludePaths: include, ExcludePaths: exclude, Status: launch.StatusActive, Revision: uint64(ids)}
+	}
+	live := func(l *launch.Launch, percent float64) *launch.Launch {
+		l.Status, l.LivePercent, l.SamplePercent = launch.StatusPromoting, percent, 0
+		return l
+	}
+	req := httptest.NewRequest("GET", "/api/orders/42?page=2&user=u-1234567", nil)
+	req.Header.Set("X-User-Id", "u-1234567")
+	req.Header.Set("Cookie", "theme=dark; session=u-1234567; lang=en")
+	req.Header.Set("User-Agent", "bench")
 	for _, c := range []struct {
-		name    string
-		percent float64
-	}{{"no-launch", 0}, {"one-launch-10%", 10}} {
-		if c.percent > 0 {
-			l, err := e.store.Create(testenv.Context(b), launch.Launch{Name: c.name, Service: "bench",
-				ShadowURL: "http://shadow.invalid", SamplePercent: c.percent})
-			if err != nil {
-				b.Fatal(err)
-			}
-			testenv.CheckFor(b, 10*time.Second, 5*time.Millisecond, func() error {
-				if w := s.watcher.Load(); w != nil && len(w.Snapshot().Mirrored["bench"]) == 1 {
-					return nil
-				}
-				return fmt.Errorf("launch %s not seen yet", l.ID)
-			})
+		name           string
+		mirrored, live []*launch.Launch
+	}{
+		{"no-launch", nil, nil},
+		{"one-launch-10%", []*launch.Launch{mk(10, "", nil, nil)}, nil},
+		{"sticky-header-10%", []*launch.Launch{mk(10, "header:X-User-Id", nil, nil)}, nil},
+		{"sticky-cookie-10%", []*launch.Launch{mk(10, "cookie:session", nil, nil)}, nil},
+		{"sticky-query-10%", []*launch.Launch{mk(10, "query:user", nil, nil)}, nil},
+		{"sticky-header-10%-filters", []*launch.Launch{mk(10, "header:X-User-Id", []string{"/api/**"}, []string{"/api/admin/**"})}, nil},
+		{"live-sticky-header-30%", nil, []*launch.Launch{live(mk(0, "header:X-User-Id", nil, nil), 30)}},
+		{"live-30%+two-mirrored", []*launch.Launch{mk(10, "header:X-User-Id", nil, nil), mk(5, "", nil, nil)},
+			[]*launch.Launch{live(mk(0, "header:X-User-Id", nil, nil), 30)}},
+	} {
+		snap := &launch.Snapshot{ByID: map[string]*launch.Launch{},
+			Mirrored: map[string][]*launch.Launch{"bench": c.mirrored}, Live: map[string][]*launch.Launch{"bench": c.live}}
+		for _, l := range append(slices.Clone(c.mirrored), c.live...) {
+			snap.ByID[l.ID] = l
 		}
+		s.setRoutes(s.builder.build(snap))
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				s.sample("GET")
+				s.currentRoutes().decide(req, &s.stats)
 			}
 		})
 	}
+	s.builder.closeTargets()
 }

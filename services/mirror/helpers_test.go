@@ -151,16 +151,14 @@ func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config),
 	return s, stop
 }
 
-// waitMirrored waits until the tap's launch snapshot mirrors exactly ids.
+// waitMirrored waits until the tap's routing table mirrors exactly ids.
 func waitMirrored(t *testing.T, s *Service, ids ...string) {
 	t.Helper()
 	slices.Sort(ids)
 	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var got []string
-		if w := s.watcher.Load(); w != nil {
-			for _, l := range w.Snapshot().Mirrored[testService] {
-				got = append(got, l.ID)
-			}
+		for _, l := range s.routes.Load().launches {
+			got = append(got, l.ID)
 		}
 		slices.Sort(got)
 		if !slices.Equal(got, ids) {
@@ -170,11 +168,11 @@ func waitMirrored(t *testing.T, s *Service, ids ...string) {
 	})
 }
 
-// waitKnown waits until the tap's snapshot holds a launch with this id.
+// waitKnown waits until the tap's routing table knows a launch with this id.
 func waitKnown(t *testing.T, s *Service, id string) {
 	t.Helper()
 	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if w := s.watcher.Load(); w != nil && w.Snapshot().ByID[id] != nil {
+		if s.Routing(id).Revision != 0 {
 			return nil
 		}
 		return fmt.Errorf("tap has not seen launch %s", id)

@@ -14,11 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +51,9 @@ type Service struct {
 	// the same whichever serves it.
 	plain, tapped *httputil.ReverseProxy
 	transport     *http.Transport
+	rewrite       func(*httputil.ProxyRequest)
+	pool          *bufferPool
+	errLog        *log.Logger
 
 	ln, adminLn   net.Listener
 	srv, adminSrv *http.Server
@@ -58,7 +63,15 @@ type Service struct {
 	queueBytes atomic.Int64
 
 	// watcher is nil until the launch bucket could be opened.
-	watcher     atomic.Pointer[launch.Watcher]
+	watcher atomic.Pointer[launch.Watcher]
+	// routes is the routing table derived from the watcher's snapshot
+	// (never nil); routesChanged is closed and replaced at each swap.
+	routes        atomic.Pointer[routes]
+	routesChanged atomic.Pointer[chan struct{}]
+	buildMu       sync.Mutex // held while building and storing routes
+	builder       *routeBuilder
+	live          liveRegistry
+
 	nc          atomic.Pointer[nats.Conn]
 	streamReady atomic.Bool
 	// ensureAgain asks the stream loop to re-create the streams (a publish
@@ -74,8 +87,8 @@ type Service struct {
 	stats   counters
 	latency prometheus.Histogram
 
-	lastProxyErrLog, lastPublishErrLog atomic.Int64
-	ran                                atomic.Bool
+	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog atomic.Int64
+	ran                                                atomic.Bool
 }
 
 // New validates cfg, binds the proxy and admin listeners and returns the
@@ -100,6 +113,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	pool := &bufferPool{}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	rewrite := newRewrite(target, cfg)
+	s.pool, s.errLog, s.rewrite = pool, errLog, rewrite
+	s.builder = newRouteBuilder(s)
+	s.routes.Store(&routes{})
+	changed := make(chan struct{})
+	s.routesChanged.Store(&changed)
 	s.plain = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
 		Transport:    s.transport,
@@ -237,6 +255,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.dropQueued()
 	background.Wait()
+	s.buildMu.Lock()
+	s.builder.closeTargets()
+	s.buildMu.Unlock()
 	if nc != nil {
 		nc.Close()
 	}
@@ -329,7 +350,10 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nat
 	}
 	w := launch.NewWatcher(kv, nc, s.log)
 	s.watcher.Store(w)
+	var routing conc.WaitGroup
+	routing.Go(func() { s.routesLoop(ctx, w) })
 	_ = w.Run(ctx) // returns only when ctx is done
+	routing.Wait()
 }
 
 func (s *Service) checkNATS(context.Context) error {

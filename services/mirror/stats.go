@@ -65,6 +65,9 @@ type counters struct {
 	published   atomic.Uint64
 	pending     atomic.Int64
 	dropped     [numReasons]atomic.Uint64
+	// stickyMissing counts decisions made at random because the request
+	// lacked the launch's sticky key, by use (sampling, live routing).
+	stickyMissing [numUses]atomic.Uint64
 }
 
 // Stats is a snapshot of the tap's counters.
@@ -85,6 +88,10 @@ type Stats struct {
 	// PendingAcks the number published but not yet acknowledged.
 	QueueDepth  int
 	PendingAcks int64
+	// StickyKeyMissing counts sampling decisions (per request and launch)
+	// made at random because the request lacked the launch's sticky key;
+	// LiveStickyKeyMissing the same for live routing decisions.
+	StickyKeyMissing, LiveStickyKeyMissing uint64
 }
 
 // DroppedTotal sums Dropped over all reasons.
@@ -106,6 +113,9 @@ func (s *Service) Stats() Stats {
 		Dropped:     make(map[string]uint64, numReasons),
 		QueueDepth:  len(s.queue),
 		PendingAcks: s.stats.pending.Load(),
+
+		StickyKeyMissing:     s.stats.stickyMissing[useSample].Load(),
+		LiveStickyKeyMissing: s.stats.stickyMissing[useLive].Load(),
 	}
 	for i, name := range reasonNames {
 		st.Dropped[name] = s.stats.dropped[i].Load()
@@ -139,12 +149,27 @@ func (s *Service) registerMetrics(reg prometheus.Registerer) {
 	gauge("queue_capacity", "Size of the publish queue (MIRROR_QUEUE_SIZE).", func() float64 { return float64(cap(s.queue)) })
 	gauge("queue_bytes", "Captured body bytes held by queued envelopes.", func() float64 { return float64(s.queueBytes.Load()) })
 	gauge("publish_pending", "Envelopes published and awaiting a JetStream ack.", func() float64 { return float64(s.stats.pending.Load()) })
+	for i, use := range useNames {
+		counter("sticky_key_missing_total",
+			"Decisions (per request and launch) made at random because the request lacked the launch's sticky key; use: sample or live.",
+			&s.stats.stickyMissing[i], prometheus.Labels{"use": use})
+	}
 	gauge("launches_mirrored", "Launches of this tap's service being sampled now.", func() float64 {
-		if w := s.watcher.Load(); w != nil {
-			return float64(len(w.Snapshot().Mirrored[s.cfg.Service]))
+		return float64(len(s.currentRoutes().mirrored))
+	})
+	gauge("launches_live", "Launches of this tap's service whose new version serves live traffic now (0 or 1).", func() float64 {
+		if s.currentRoutes().live != nil {
+			return 1
 		}
 		return 0
 	})
+	gauge("live_percent", "Share of eligible live traffic the live launch's new version serves now (0: none).", func() float64 {
+		if lr := s.currentRoutes().live; lr != nil {
+			return lr.l.LivePercent
+		}
+		return 0
+	})
+	reg.MustRegister(newLiveCollector(&s.live))
 	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    metricPrefix + "primary_latency_seconds",
 		Help:    "Primary latency of sampled requests, from receiving the request to the end of the response body.",

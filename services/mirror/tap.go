@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/bits"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -20,38 +19,65 @@ import (
 // Launches past the 64th of a service are not sampled.
 const maxLaunches = 64
 
-// ServeHTTP proxies one request to the primary. The sampling decision comes
-// first and is cheap (two atomic loads, a map lookup, one random number per
-// mirrored launch); only a sampled request pays for capturing.
+// ServeHTTP serves one request. The routing decision comes first and is
+// cheap (see decide); only a sampled request pays for capturing.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.proxied.Add(1)
-	ls, mask := s.sample(r.Method)
-	if mask == 0 {
+	rt := s.currentRoutes()
+	lr, toNew, mask := rt.decide(r, &s.stats)
+	switch {
+	case lr != nil:
+		s.serveLive(w, r, rt, lr, toNew, mask)
+	case mask == 0:
 		s.plain.ServeHTTP(w, r)
-		return
+	default:
+		s.serveSampled(w, r, rt.launches, mask, s.plain, nil)
 	}
-	s.serveSampled(w, r, ls, mask)
 }
 
-// sample decides which of the service's mirrored launches take this
-// request: bit i of the result is set when ls[i] does.
-func (s *Service) sample(method string) ([]*launch.Launch, uint64) {
-	w := s.watcher.Load()
-	if w == nil {
-		return nil, 0 // no launch settings read yet: mirror nothing
-	}
-	ls := w.Snapshot().Mirrored[s.cfg.Service]
-	var mask uint64
-	for i, l := range ls {
-		if i == maxLaunches {
-			break
-		}
-		// rand.Float64 is in [0,1): 100% always samples, 0% never does.
-		if l.AllowsMethod(method) && rand.Float64()*100 < l.SamplePercent {
-			mask |= 1 << i
+// decide routes a request: lr is the live launch when the request is
+// eligible for it, toNew whether its new version serves the request, and
+// bit i of mask is set when rt.mirrored[i] samples it (never for a request
+// the new version serves: its response is not the primary's). It costs an
+// atomic load (by the caller), then per launch a method and path check and
+// either a hash of the user's sticky key or a random number; it does not
+// allocate.
+func (rt *routes) decide(r *http.Request, c *counters) (lr *liveRoute, toNew bool, mask uint64) {
+	if lr = rt.live; lr != nil {
+		if !lr.eligible(r) {
+			lr = nil
+		} else if toNew = lr.toNew(r, c); toNew {
+			return lr, true, 0
 		}
 	}
-	return ls, mask
+	return lr, false, rt.sample(r, c)
+}
+
+// serveLive serves a request eligible for the service's live launch: by the
+// new version when its user falls within live_percent, otherwise by the
+// primary, sampled for the mirrored launches as usual. Both sides are
+// counted and timed, the primary's being the control group the new version
+// is judged against.
+func (s *Service) serveLive(w http.ResponseWriter, r *http.Request, rt *routes, lr *liveRoute, toNew bool, mask uint64) {
+	arm := &lr.stats.arms[armPrimary]
+	if toNew {
+		arm = &lr.stats.arms[armNew]
+	}
+	arm.requests.Add(1)
+	start := time.Now()
+	switch {
+	case toNew:
+		lr.newProxy.ServeHTTP(w, r)
+	case mask == 0:
+		lr.primaryProxy.ServeHTTP(w, r)
+	default:
+		s.serveSampled(w, r, rt.launches, mask, lr.primaryProxy, arm)
+	}
+	// Not reached when the response was aborted (ReverseProxy panics with
+	// http.ErrAbortHandler); an upgraded connection's life is no latency.
+	if r.Header["Upgrade"] == nil {
+		arm.observe(time.Since(start))
+	}
 }
 
 // tapKey carries a sampled request's *tap through ReverseProxy to the
@@ -67,8 +93,11 @@ type tap struct {
 	s        *Service
 	launches []*launch.Launch
 	mask     uint64
-	start    time.Time
-	ctx      context.Context // the client's request context
+	// arm, when the request is a live launch's control group, counts the
+	// primary's status class.
+	arm   *versionStats
+	start time.Time
+	ctx   context.Context // the client's request context
 
 	request       envelope.Request // method, path, query, host, headers
 	contentLength int64
@@ -87,11 +116,13 @@ type tap struct {
 	parts atomic.Int32
 }
 
-func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*launch.Launch, mask uint64) {
+// serveSampled serves a request sampled for the launches in mask, capturing
+// it; fallback serves what cannot be replayed.
+func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*launch.Launch, mask uint64, fallback http.Handler, arm *versionStats) {
 	path := r.URL.EscapedPath()
 	// A protocol upgrade (WebSocket) cannot be replayed, nor can OPTIONS *.
 	if r.Header["Upgrade"] != nil || !strings.HasPrefix(path, "/") {
-		s.plain.ServeHTTP(w, r)
+		fallback.ServeHTTP(w, r)
 		return
 	}
 	s.stats.sampled.Add(uint64(bits.OnesCount64(mask)))
@@ -99,6 +130,7 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		s:        s,
 		launches: ls,
 		mask:     mask,
+		arm:      arm,
 		start:    time.Now(),
 		ctx:      r.Context(),
 		request: envelope.Request{
@@ -135,6 +167,9 @@ func (s *Service) modifyResponse(res *http.Response) error {
 		return nil
 	}
 	t.status = res.StatusCode
+	if t.arm != nil {
+		t.arm.status(res.StatusCode)
+	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// ReverseProxy needs the raw body for the upgraded connection.
 		t.unsupported = true
@@ -155,6 +190,9 @@ func (s *Service) modifyResponse(res *http.Response) error {
 func (s *Service) tapErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	if t, ok := r.Context().Value(tapKey{}).(*tap); ok {
 		t.proxyErr = err
+		if t.arm != nil && !errors.Is(err, context.Canceled) {
+			t.arm.classes[classError].Add(1)
+		}
 	}
 	s.errorHandler(w, r, err)
 }

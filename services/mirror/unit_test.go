@@ -181,14 +181,19 @@ func TestSamplingDecisionDoesNotAllocate(t *testing.T) {
 	half := e.createLaunch(t, 50, []string{"GET"}, nil)
 	all := e.createLaunch(t, 100, []string{"GET", "POST"}, nil)
 	waitMirrored(t, s, half.ID, all.ID)
+	sample := func(method string) ([]*launch.Launch, uint64) {
+		rt := s.routes.Load()
+		return rt.launches, rt.sample(httptest.NewRequest(method, "/x", nil), &s.stats)
+	}
 	for _, method := range []string{"GET", "POST", "DELETE"} {
-		if n := testing.AllocsPerRun(1000, func() { s.sample(method) }); n != 0 {
+		r := httptest.NewRequest(method, "/x", nil)
+		if n := testing.AllocsPerRun(1000, func() { s.routes.Load().sample(r, &s.stats) }); n != 0 {
 			t.Errorf("sample(%s): %v allocations", method, n)
 		}
 	}
 	var sampledHalf, sampledAll int
 	for range 2000 {
-		ls, mask := s.sample("GET")
+		ls, mask := sample("GET")
 		for i, l := range ls {
 			if mask&(1<<i) != 0 {
 				switch l.ID {
@@ -203,7 +208,7 @@ func TestSamplingDecisionDoesNotAllocate(t *testing.T) {
 	if sampledAll != 2000 || sampledHalf < 800 || sampledHalf > 1200 {
 		t.Errorf("sampled %d of 2000 at 100%%, %d at 50%%", sampledAll, sampledHalf)
 	}
-	if _, mask := s.sample("DELETE"); mask != 0 {
+	if _, mask := sample("DELETE"); mask != 0 {
 		t.Error("DELETE sampled")
 	}
 }
