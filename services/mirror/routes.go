@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -28,6 +29,8 @@ type routes struct {
 	mirrored []mirrorRoute
 	launches []*launch.Launch
 	live     *liveRoute
+	// filters: some launch in the table has path filters.
+	filters bool
 }
 
 type mirrorRoute struct {
@@ -56,13 +59,20 @@ const (
 
 var useNames = [numUses]string{"sample", "live"}
 
-// sample decides which of the mirrored launches take this request: bit i of
-// the result is set when rt.mirrored[i] does.
-func (rt *routes) sample(r *http.Request, c *counters) uint64 {
+// filterPath is the path the include and exclude patterns are matched
+// against: decoded and cleaned, so that neither an escaped character
+// ("/%61dmin") nor a dot segment ("/api/x/../admin") gets a request around
+// an exclude. Cleaning a clean path does not allocate.
+func filterPath(r *http.Request) string { return path.Clean(r.URL.Path) }
+
+// sample decides which of the mirrored launches take this request (p is
+// its filterPath when rt.filters): bit i of the result is set when
+// rt.mirrored[i] does.
+func (rt *routes) sample(r *http.Request, p string, c *counters) uint64 {
 	var mask uint64
 	for i := range rt.mirrored {
 		m := &rt.mirrored[i]
-		if !m.l.AllowsMethod(r.Method) || (m.filters && !m.l.PathAllowed(r.URL.Path)) {
+		if !m.l.AllowsMethod(r.Method) || (m.filters && !m.l.PathAllowed(p)) {
 			continue
 		}
 		if draw(&m.sticky, m.l.ID, r, m.l.SamplePercent, &c.stickyMissing[useSample]) {
@@ -75,8 +85,8 @@ func (rt *routes) sample(r *http.Request, c *counters) uint64 {
 // eligible: the request's path passes the live launch's filters. Live
 // routing ignores the launch's methods: it serves live traffic, writes
 // included, and splitting a user's reads from their writes would be worse.
-func (lr *liveRoute) eligible(r *http.Request) bool {
-	return !lr.filters || lr.l.PathAllowed(r.URL.Path)
+func (lr *liveRoute) eligible(p string) bool {
+	return !lr.filters || lr.l.PathAllowed(p)
 }
 
 // toNew decides whether an eligible request goes to the new version.
@@ -241,9 +251,11 @@ func (b *routeBuilder) build(snap *launch.Snapshot) *routes {
 		}
 		rt.mirrored = append(rt.mirrored, mirrorRoute{l: l, sticky: k, filters: hasFilters(l)})
 		rt.launches = append(rt.launches, l)
+		rt.filters = rt.filters || hasFilters(l)
 	}
 
 	rt.live = b.liveRoute(snap.Live[svc])
+	rt.filters = rt.filters || (rt.live != nil && rt.live.filters)
 	for u, tr := range b.targets {
 		if rt.live == nil || rt.live.l.ShadowURL != u {
 			tr.CloseIdleConnections()

@@ -343,7 +343,7 @@ func TestPathFiltersSelectWhatIsMirrored(t *testing.T) {
 		{"GET", "/healthz"}, {"GET", "/other"}, {"POST", "/api/orders/1"},
 		// Filters apply to the decoded path: an escaped "a" does not get
 		// around an exclude.
-		{"GET", "/api/%61dmin/users"},
+		{"GET", "/api/%61dmin/users"}, {"GET", "/api/x/../admin/users"}, {"GET", "/api/orders/./secret"},
 	} {
 		if resp, _ := do(t, c, r.method, "http://"+s.Addr()+r.path, ""); resp.StatusCode != 200 {
 			t.Fatalf("%s %s: %d", r.method, r.path, resp.StatusCode)

@@ -43,14 +43,18 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // either a hash of the user's sticky key or a random number; it does not
 // allocate.
 func (rt *routes) decide(r *http.Request, c *counters) (lr *liveRoute, toNew bool, mask uint64) {
+	var p string
+	if rt.filters {
+		p = filterPath(r)
+	}
 	if lr = rt.live; lr != nil {
-		if !lr.eligible(r) {
+		if !lr.eligible(p) {
 			lr = nil
 		} else if toNew = lr.toNew(r, c); toNew {
 			return lr, true, 0
 		}
 	}
-	return lr, false, rt.sample(r, c)
+	return lr, false, rt.sample(r, p, c)
 }
 
 // serveLive serves a request eligible for the service's live launch: by the
