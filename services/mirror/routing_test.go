@@ -215,8 +215,8 @@ func TestStickySamplingKeepsUsersTogetherAcrossAPercentageChange(t *testing.T) {
 	c := newClient(t)
 	l := e.create(t, launch.Launch{SamplePercent: 10, StickyKey: "header:" + userHeader}, nil)
 	waitRouting(t, s, l)
-	users := userIDs(400)
-	const perUser = 3
+	users := userIDs(300)
+	const perUser = 2
 
 	round := func(percent float64) map[string]bool {
 		t.Helper()
@@ -262,7 +262,9 @@ func setOf(m map[string]int) map[string]bool {
 }
 
 // At 0.01% (one bucket in 10,000) the sample is exact: the users sampled
-// among 12,000 distinct ones are exactly those in bucket 0.
+// among 12,000 distinct ones are exactly those in bucket 0. The tap's
+// routing decision (built by its watcher from the bucket) is asked for all
+// of them; the sampled users and 500 others then go through the proxy.
 func TestStickySamplingIsExactAtOneBasisPoint(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newVersionServer(t, "primary")
@@ -280,12 +282,25 @@ func TestStickySamplingIsExactAtOneBasisPoint(t *testing.T) {
 		}
 	}
 	want := usersIn(l.ID, users, 0.01)
+	decided := map[string]bool{}
+	r := httptest.NewRequest("GET", "/p", nil)
+	for _, u := range users {
+		r.Header.Set(userHeader, u)
+		if _, _, mask := s.currentRoutes().decide(r, &s.stats); mask != 0 {
+			decided[u] = true
+		}
+	}
+	t.Logf("%d of %d users sampled at 0.01%%", len(decided), len(users))
+	if !maps.Equal(decided, want) || len(want) == 0 {
+		t.Errorf("sampled users %v, want %v", slices.Sorted(maps.Keys(decided)), slices.Sorted(maps.Keys(want)))
+	}
+
+	send := slices.Sorted(maps.Keys(want))
+	send = append(send, users[:500]...)
 	before := s.Stats()
-	parallel(len(users), func(i int) { do(t, c, "GET", "http://"+s.Addr()+"/p", users[i]) })
-	got := setOf(countByUser(e.settled(t, s, before), l.ID, t))
-	t.Logf("%d of %d users sampled at 0.01%%", len(got), len(users))
-	if !maps.Equal(got, want) || len(want) == 0 {
-		t.Errorf("sampled users %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	parallel(len(send), func(i int) { do(t, c, "GET", "http://"+s.Addr()+"/p", send[i]) })
+	if got := setOf(countByUser(e.settled(t, s, before), l.ID, t)); !maps.Equal(got, want) {
+		t.Errorf("through the proxy: sampled users %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 	}
 }
 
@@ -601,5 +616,39 @@ func TestLiveNewVersionDownIs502AndCounted(t *testing.T) {
 	nv := s.LiveStats()[0].New
 	if nv.Requests != 1 || nv.Status[ClassError] != 1 || nv.Status["5xx"] != 0 || primary.hits.Load() != 0 || s.Stats().ProxyErrors != 0 {
 		t.Errorf("new version %+v, primary %d requests, stats %+v", nv, primary.hits.Load(), s.Stats())
+	}
+}
+
+// Two live launches for one service (the API should not allow it): the
+// newest serves, and the tap says so through Routing; RoutingChanged
+// signals each new routing table.
+func TestNewestOfSeveralLiveLaunchesServes(t *testing.T) {
+	e := newNATSEnv(t)
+	primary := newVersionServer(t, "primary")
+	older := newVersionServer(t, "older")
+	newer := newVersionServer(t, "newer")
+	s, _ := startMirror(t, e, primary.URL, nil)
+	c := newClient(t)
+	a := e.create(t, launch.Launch{ShadowURL: older.URL}, func(l *launch.Launch) error { return l.SetLive(100) })
+	waitRouting(t, s, a)
+	changed := s.RoutingChanged()
+	b := e.create(t, launch.Launch{ShadowURL: newer.URL}, func(l *launch.Launch) error { return l.SetLive(100) })
+	waitRouting(t, s, b)
+	select {
+	case <-changed:
+	default:
+		t.Error("RoutingChanged not closed after the routing table changed")
+	}
+	if ra, rb := s.Routing(a.ID), s.Routing(b.ID); ra.Live || !rb.Live {
+		t.Fatalf("routing: older %+v, newer %+v", ra, rb)
+	}
+	if _, body := do(t, c, "GET", "http://"+s.Addr()+"/x", ""); body != "newer GET /x" {
+		t.Errorf("served %q", body)
+	}
+	// Rolling back the newer one hands live traffic to the older.
+	b = e.update(t, b.ID, rollback)
+	waitWatcherSees(t, s, b)
+	if _, body := do(t, c, "GET", "http://"+s.Addr()+"/x", ""); body != "older GET /x" {
+		t.Errorf("served %q", body)
 	}
 }
