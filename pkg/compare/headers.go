@@ -19,8 +19,9 @@ const (
 )
 
 // DefaultCompareHeaders are the response headers compared unless ignored,
-// with how their values are compared. They are the ones an API consumer's
-// behaviour depends on.
+// with how their values are compared (canonical names as keys). They are
+// the ones an API consumer's behaviour depends on. The map documents the
+// defaults; changing it changes nothing.
 var DefaultCompareHeaders = map[string]string{
 	"Content-Type":                     "media type only (parameters such as charset are ignored)",
 	"Content-Encoding":                 "tokens, case-insensitive, in order",
@@ -66,7 +67,8 @@ var defaultHeaderModes = map[string]headerMode{
 // DefaultVolatileHeaders differ between two correct responses (times,
 // request and trace ids, per-instance details, framing) and are not
 // compared even under compare_headers "*" or a prefix, unless named there
-// exactly. Names ending in "-" are prefixes.
+// exactly. Names ending in "-" are prefixes. The list is read once, at
+// package initialization.
 var DefaultVolatileHeaders = []string{
 	"Age", "Alt-Svc", "B3", "Baggage", "Cf-Ray", "Connection", "Content-Length", "Date", "Expires",
 	"Keep-Alive", "Last-Modified", "Nel", "Report-To", "Server", "Server-Timing", "Set-Cookie",
