@@ -1,10 +1,13 @@
 // Package mirror is darklaunch's tap: a reverse proxy in front of a primary
 // service that serves every request from the primary, unchanged, and
 // publishes a sample of them (request, primary response, latency) as
-// envelopes to NATS JetStream for replay against shadows.
+// envelopes to NATS JetStream for replay against shadows. While a launch is
+// promoted, the new version serves the launch's share of live traffic
+// instead, sticky per user.
 //
-// The proxy never waits for darklaunch: the sampling decision is an atomic
-// load and a random number, bodies are teed into bounded captures while they
+// The proxy never waits for darklaunch: the routing decision is an atomic
+// load of a routing table rebuilt on every launch change, then a sticky-key
+// hash or a random number per launch; bodies are teed into bounded captures while they
 // stream, and finished envelopes go to a bounded queue with a non-blocking
 // send; publisher goroutines drain the queue. When NATS is down or slow,
 // envelopes are dropped and counted, never requests.
