@@ -36,8 +36,8 @@ test: deps vet
 # Benchmarks compare against a baseline measured in the same run (this
 # machine is shared and noisy); read the ratios, not the absolute figures.
 bench: deps
-	@echo "=== tap overhead (services/mirror)"
-	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead' -benchtime 1x -count 1 .
+	@echo "=== tap overhead and rollback propagation (services/mirror)"
+	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead|RollbackPropagation' -benchtime 1x -count 1 .
 	@echo "=== comparison engine (pkg/compare)"
 	@cd pkg && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./compare/
 
