@@ -3,6 +3,7 @@ package compare
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -109,6 +110,24 @@ func (r Rules) IsZero() bool {
 		len(r.RedactHeaders) == 0 && len(r.RedactKeys) == 0
 }
 
+// clone copies the lists, so that a Ruleset does not share them with its
+// caller.
+func (r Rules) clone() Rules {
+	c := r
+	c.IgnorePaths = slices.Clone(r.IgnorePaths)
+	c.IgnoreHeaders = slices.Clone(r.IgnoreHeaders)
+	c.CompareHeaders = slices.Clone(r.CompareHeaders)
+	c.UnorderedArrays = slices.Clone(r.UnorderedArrays)
+	c.RedactHeaders = slices.Clone(r.RedactHeaders)
+	c.RedactKeys = slices.Clone(r.RedactKeys)
+	c.ArrayKeys = maps.Clone(r.ArrayKeys)
+	if r.NumericTolerance != nil {
+		t := *r.NumericTolerance
+		c.NumericTolerance = &t
+	}
+	return c
+}
+
 // Ruleset is a compiled, validated Rules value, safe for concurrent use. A
 // nil *Ruleset means the defaults.
 type Ruleset struct {
@@ -162,7 +181,7 @@ func compile(r Rules) (*Ruleset, error) {
 		}
 		return false
 	}
-	rs := &Ruleset{rules: r, statusClass: r.StatusClassOnly}
+	rs := &Ruleset{rules: r.clone(), statusClass: r.StatusClassOnly}
 	m := &matcher{}
 	var starts []int
 	addPath := func(field string, i int, p string, group int, key string) {
