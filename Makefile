@@ -3,7 +3,7 @@
 # need first (`make deps`).
 SHELL := /bin/bash
 GO ?= go
-MODULES := pkg services/mirror services/shadow-runner services/comparator services/reporter deploy/demo tests
+MODULES := pkg services/mirror services/shadow-runner services/comparator services/reporter cmd/darkctl deploy/demo tests
 SERVICES := mirror shadow-runner comparator reporter
 # Debian installs clickhouse-server in /usr/sbin, outside a normal user's PATH.
 export PATH := $(PATH):/usr/sbin
@@ -21,6 +21,8 @@ build:
 	@for s in $(SERVICES); do \
 	  echo "build bin/$$s"; (cd services/$$s && $(GO) build -trimpath -o ../../bin/$$s ./cmd/$$s) || exit 1; \
 	done
+	@echo "build bin/darkctl"
+	@cd cmd/darkctl && $(GO) build -trimpath -o ../../bin/darkctl .
 	@echo "build bin/demo-app bin/demo-load"
 	@cd deploy/demo && $(GO) build -o ../../bin/demo-app ./cmd/demo-app && $(GO) build -o ../../bin/demo-load ./cmd/demo-load
 

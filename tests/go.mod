@@ -68,6 +68,7 @@ require (
 )
 
 replace (
+	github.com/darklaunch/darklaunch/cmd/darkctl => ../cmd/darkctl
 	github.com/darklaunch/darklaunch/deploy/demo => ../deploy/demo
 	github.com/darklaunch/darklaunch/pkg => ../pkg
 	github.com/darklaunch/darklaunch/services/comparator => ../services/comparator

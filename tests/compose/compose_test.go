@@ -43,7 +43,7 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("service %s is missing from docker-compose.yml", name)
 		}
 	}
-	for _, want := range []string{"nats", "clickhouse", "redis", "demo-primary", "demo-shadow"} {
+	for _, want := range []string{"nats", "clickhouse", "redis", "demo-primary", "demo-shadow", "demo-secondary"} {
 		if _, ok := project.Services[want]; !ok {
 			t.Errorf("service %s is missing from docker-compose.yml", want)
 		}
@@ -66,7 +66,7 @@ func TestComposeFile(t *testing.T) {
 			if known, err = config.Keys(spec); err != nil {
 				t.Fatal(err)
 			}
-		} else if slices.Contains([]string{"demo-primary", "demo-shadow"}, name) {
+		} else if slices.Contains([]string{"demo-primary", "demo-shadow", "demo-secondary"}, name) {
 			known = demoKeys
 		} else {
 			continue // third-party images: their own variables

@@ -23,6 +23,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/deploy/demo"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/client"
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/comparator"
@@ -272,9 +273,9 @@ func (s *stack) createLaunchWith(fields map[string]any) launchJSON {
 	return l
 }
 
-func (s *stack) report(id string) demo.Report {
+func (s *stack) report(id string) client.Report {
 	s.t.Helper()
-	var r demo.Report
+	var r client.Report
 	s.apiOK("GET", "/v1/launches/"+id+"/report", nil, http.StatusOK, &r)
 	return r
 }

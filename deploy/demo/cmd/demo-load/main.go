@@ -5,9 +5,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -17,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/darklaunch/darklaunch/deploy/demo"
+	dlclient "github.com/darklaunch/darklaunch/pkg/client"
 )
 
 func main() {
@@ -39,6 +37,11 @@ func main() {
 
 func run(mirror, reporter, shadow, secondary, service string, percent float64, duration time.Duration, workers, rate int) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	api, err := dlclient.New(reporter)
+	if err != nil {
+		return err
+	}
+	ctx0 := context.Background()
 	launch := map[string]any{
 		"name": "demo " + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
 		"sample_percent": percent, "methods": []string{"GET"},
@@ -46,11 +49,8 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 	if secondary != "" {
 		launch["secondary_url"] = secondary
 	}
-	body, _ := json.Marshal(launch)
-	var l struct {
-		ID string `json:"id"`
-	}
-	if err := call(client, "POST", reporter+"/v1/launches", body, http.StatusCreated, &l); err != nil {
+	l, err := api.Create(ctx0, launch)
+	if err != nil {
 		return fmt.Errorf("create launch: %w", err)
 	}
 	fmt.Printf("created launch %s (sampling %.4g%% of GET traffic to %s)\n", l.ID, percent, shadow)
@@ -122,12 +122,12 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 	fmt.Printf("sent %d requests through the mirror in %s; %d client-visible failures\n", sent.Load(), duration, failed.Load())
 
 	// Wait until the comparisons stop growing: the pipeline has caught up.
-	var rep demo.Report
+	var rep *dlclient.Report
 	var last uint64
 	stable := 0
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline) && stable < 3; {
 		time.Sleep(time.Second)
-		if err := call(client, "GET", reporter+"/v1/launches/"+l.ID+"/report", nil, http.StatusOK, &rep); err != nil {
+		if rep, err = api.Report(ctx0, l.ID); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 		if rep.Totals.Compared == last && last > 0 {
@@ -138,7 +138,7 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 		last = rep.Totals.Compared
 	}
 	fmt.Println()
-	demo.PrintReport(os.Stdout, &rep)
+	dlclient.PrintReport(os.Stdout, rep)
 	fmt.Printf("Explore:\n  dashboard   %s/\n  report      %s/v1/launches/%s/report\n  launches    %s/v1/launches\n",
 		reporter, reporter, l.ID, reporter)
 	fmt.Printf("  ClickHouse  clickhouse-client --port 9000 --query \"SELECT route, count(), sum(match = 0) FROM darklaunch.comparisons FINAL WHERE launch_id = '%s' GROUP BY route\"\n", l.ID)
@@ -147,22 +147,4 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 		return fmt.Errorf("%d requests failed at the client", failed.Load())
 	}
 	return nil
-}
-
-func call(c *http.Client, method, url string, body []byte, want int, out any) error {
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(data))
-	}
-	return json.Unmarshal(data, out)
 }
