@@ -28,6 +28,11 @@ type Config struct {
 	MaxAckPending int `envconfig:"RUNNER_MAX_ACK_PENDING" default:"0" desc:"envelopes delivered but not yet acked across all runners (0: 8 x RUNNER_CONCURRENCY)"`
 	MaxDeliver    int `envconfig:"RUNNER_MAX_DELIVER" default:"20" desc:"deliveries of one envelope before it is dead-lettered instead of retried"`
 
+	// A launch's max_rps is split among the runners alive in the
+	// darklaunch_runners bucket; these set how fast that count follows.
+	HeartbeatInterval time.Duration `envconfig:"RUNNER_HEARTBEAT_INTERVAL" default:"5s" desc:"how often this runner refreshes its key in the darklaunch_runners KV bucket and re-lists the live runners that share each launch's max_rps"`
+	HeartbeatTTL      time.Duration `envconfig:"RUNNER_HEARTBEAT_TTL" default:"15s" desc:"max age of the darklaunch_runners keys: a runner that stops without deleting its key stops counting after this; set on the bucket by every runner at start, so keep it the same on all (at least 2 x RUNNER_HEARTBEAT_INTERVAL)"`
+
 	MaxIdleConnsPerHost int           `envconfig:"RUNNER_MAX_IDLE_CONNS_PER_HOST" default:"64" desc:"idle keep-alive connections kept per shadow host"`
 	MaxConnsPerHost     int           `envconfig:"RUNNER_MAX_CONNS_PER_HOST" default:"0" desc:"connections per shadow host, 0 for no limit beyond RUNNER_CONCURRENCY"`
 	IdleConnTimeout     time.Duration `envconfig:"RUNNER_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle shadow connection is kept"`
@@ -46,6 +51,8 @@ func DefaultConfig() Config {
 		BodyLimit:           1 << 20,
 		FetchBatch:          100,
 		MaxDeliver:          20,
+		HeartbeatInterval:   5 * time.Second,
+		HeartbeatTTL:        15 * time.Second,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DialTimeout:         5 * time.Second,
@@ -70,8 +77,21 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("%w: RUNNER_MAX_DELIVER must be at least 1, got %d", ErrConfig, c.MaxDeliver)
 	case c.MaxIdleConnsPerHost < 0 || c.MaxConnsPerHost < 0:
 		return fmt.Errorf("%w: connection limits must not be negative", ErrConfig)
+	case c.HeartbeatInterval < 0 || c.HeartbeatTTL < 0:
+		return fmt.Errorf("%w: RUNNER_HEARTBEAT_INTERVAL and RUNNER_HEARTBEAT_TTL must not be negative", ErrConfig)
 	case c.NATSURL == "":
 		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
+	}
+	// Zero (a Config built by hand) means the documented defaults.
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 5 * time.Second
+	}
+	if c.HeartbeatTTL == 0 {
+		c.HeartbeatTTL = 3 * c.HeartbeatInterval
+	}
+	if c.HeartbeatTTL < 2*c.HeartbeatInterval {
+		return fmt.Errorf("%w: RUNNER_HEARTBEAT_TTL (%s) must be at least 2 x RUNNER_HEARTBEAT_INTERVAL (%s), or a live runner's key can expire between two heartbeats",
+			ErrConfig, c.HeartbeatTTL, c.HeartbeatInterval)
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 8 * c.Concurrency

@@ -23,9 +23,15 @@ type Stats struct {
 	// complete answer, by kind.
 	SecondaryReplayed int64
 	SecondaryFailures map[string]int64
-	// Skipped counts envelopes of promoted or rolled-back launches, acked
-	// without replay.
+	// Skipped counts envelopes acked without replay: those of promoted or
+	// rolled-back launches, and those over their launch's max_rps.
 	Skipped int64
+	// RateLimited counts the skipped envelopes that were over their
+	// launch's max_rps share (part of Skipped).
+	RateLimited int64
+	// Runners is the number of live runners this one counts (itself
+	// included) when sharing max_rps.
+	Runners int64
 	// DeadLettered counts envelopes moved to the dead-letter stream.
 	DeadLettered int64
 	// PairsPublished counts pairs the pairs stream confirmed.
@@ -43,6 +49,7 @@ type Stats struct {
 }
 
 type metrics struct {
+	rateLimited, runners                                                                 atomic.Int64
 	received, replayed, skipped, deadLettered, published, publishFailed, naks, ackFailed atomic.Int64
 	inFlight                                                                             atomic.Int64
 	secondaryReplayed                                                                    atomic.Int64
@@ -62,6 +69,10 @@ type metrics struct {
 	pTruncatedReq  prometheus.Counter
 	pLatency       prometheus.Histogram
 	pInFlight      prometheus.Gauge
+
+	pRunners         prometheus.Gauge
+	pHeartbeatFailed prometheus.Counter
+	pIDCollisions    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -82,8 +93,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pReplayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: metricPrefix + "replays_total", Help: "Requests replayed to a shadow, failed ones included."}),
 		pSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricPrefix + "skipped_total", Help: "Envelopes acked without replay, by launch status."},
-			[]string{"status"}),
+			Name: metricPrefix + "skipped_total", Help: "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited)."},
+			[]string{"reason"}),
 		pDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricPrefix + "dead_lettered_total", Help: "Envelopes moved to the dead-letter stream, by reason."},
 			[]string{"reason"}),
@@ -102,10 +113,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		pInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: metricPrefix + "in_flight", Help: "Envelopes being processed now."}),
+		pRunners: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: metricPrefix + "runners", Help: "Live runners this one counts in the darklaunch_runners bucket (itself included); each launch's max_rps is split by this."}),
+		pHeartbeatFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metricPrefix + "heartbeat_failures_total", Help: "Heartbeats into the darklaunch_runners bucket that failed."}),
+		pIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metricPrefix + "runner_id_collisions_total", Help: "Heartbeats that found this runner's key written by another process with the same RUNNER_ID."}),
 	}
 	reg.MustRegister(m.pReceived, m.pReplayed, m.shadowFailures.vec, m.pSkipped, m.pDeadLettered, m.pPublished,
 		m.pPublishFailed, m.pNaks, m.pAckFailed, m.pTruncatedReq, m.pLatency, m.pInFlight,
-		m.pSecondaryReplayed, m.pSecondaryLatency, m.secondaryFailures.vec)
+		m.pSecondaryReplayed, m.pSecondaryLatency, m.secondaryFailures.vec,
+		m.pRunners, m.pHeartbeatFailed, m.pIDCollisions)
+	m.pRunners.Set(1)
+	m.runners.Store(1)
+	for _, r := range []string{skipRolledBack, skipPromoted, skipRateLimited} {
+		m.pSkipped.WithLabelValues(r)
+	}
 	// Zero series for every known label, so dashboards see 0 rather than nothing.
 	for _, k := range failureKinds {
 		m.shadowFailures.vec.WithLabelValues(k)
@@ -122,6 +145,13 @@ const (
 	reasonMalformed     = "malformed"
 	reasonUnknownLaunch = "unknown_launch"
 	reasonMaxDeliver    = "max_deliver"
+)
+
+// Skip reasons, as metric labels: a finished launch's status, or the cap.
+const (
+	skipRolledBack  = "rolled_back"
+	skipPromoted    = "promoted"
+	skipRateLimited = "rate_limited"
 )
 
 var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther}
@@ -165,6 +195,8 @@ func (m *metrics) snapshot() Stats {
 		SecondaryReplayed: m.secondaryReplayed.Load(),
 		SecondaryFailures: m.secondaryFailures.snapshot(),
 		Skipped:           m.skipped.Load(),
+		RateLimited:       m.rateLimited.Load(),
+		Runners:           m.runners.Load(),
 		DeadLettered:      m.deadLettered.Load(),
 		PairsPublished:    m.published.Load(),
 		PublishFailures:   m.publishFailed.Load(),

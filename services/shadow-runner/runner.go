@@ -61,6 +61,8 @@ type Service struct {
 	js      jetstream.JetStream
 	watcher *launch.Watcher
 	store   *launch.Store
+	fleet   *fleet
+	cap     *loadCap
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -147,6 +149,13 @@ func (s *Service) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { s.watch(ctx) })
 
+	// Joined before the first fetch, so the first replays already use this
+	// runner's share of each max_rps rather than the whole cap.
+	if !s.joinFleet(ctx) {
+		return nil
+	}
+	wg.Go(func() { s.fleet.run(ctx, s.pruneLimiters) })
+
 	cons, ok := s.setupConsumer(ctx)
 	if !ok {
 		return nil
@@ -192,6 +201,31 @@ func (s *Service) setupKV(ctx context.Context) (jetstream.KeyValue, bool) {
 		return err
 	})
 	return kv, ok
+}
+
+// joinFleet opens the runners bucket, writes this runner's first heartbeat
+// and counts the fleet.
+func (s *Service) joinFleet(ctx context.Context) bool {
+	return s.retry(ctx, "join the runners bucket "+RunnersBucket, func(ctx context.Context) error {
+		if s.fleet == nil {
+			kv, err := openRunnersBucket(ctx, s.js, s.cfg.HeartbeatTTL)
+			if err != nil {
+				return err
+			}
+			s.fleet = newFleet(kv, s.nc.Load(), &s.cfg, s.m, s.log)
+			s.cap = newLoadCap(s.fleet.runners)
+		}
+		return s.fleet.join(ctx)
+	})
+}
+
+// pruneLimiters drops the limiters of launches that no longer need one.
+func (s *Service) pruneLimiters() {
+	byID := s.watcher.Snapshot().ByID
+	s.cap.prune(func(id string) bool {
+		l, ok := byID[id]
+		return ok && l.MaxRPS > 0 && l.Status != launch.StatusRolledBack && l.Status != launch.StatusPromoted
+	})
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {
@@ -329,6 +363,17 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 		s.m.skipped.Add(1)
 		s.m.pSkipped.WithLabelValues(string(l.Status)).Inc()
 		log.Debug("launch is over; envelope skipped", "status", l.Status)
+		s.ack(ctx, msg, log)
+		return
+	}
+	if !s.cap.allow(l.ID, l.MaxRPS) {
+		// Over the launch's share of max_rps: skipped now rather than
+		// replayed late, which would distort the shadow's latency and
+		// hold up the queue.
+		s.m.skipped.Add(1)
+		s.m.rateLimited.Add(1)
+		s.m.pSkipped.WithLabelValues(skipRateLimited).Inc()
+		log.Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
 		s.ack(ctx, msg, log)
 		return
 	}

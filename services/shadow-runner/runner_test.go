@@ -572,6 +572,8 @@ func TestNewValidatesAndBinds(t *testing.T) {
 		func(c *Config) { c.FetchBatch = 0 },
 		func(c *Config) { c.BodyLimit = -1 },
 		func(c *Config) { c.MaxDeliver = 0 },
+		func(c *Config) { c.HeartbeatInterval = -time.Second },
+		func(c *Config) { c.HeartbeatTTL = 9 * time.Second }, // under 2 x the 5s interval
 	} {
 		cfg := DefaultConfig()
 		cfg.AdminAddr = "127.0.0.1:0"
@@ -593,6 +595,12 @@ func TestNewValidatesAndBinds(t *testing.T) {
 	}
 	if s.ID() == "" || !strings.Contains(s.ID(), "-") {
 		t.Errorf("default runner id %q, want hostname-pid", s.ID())
+	}
+
+	// A Config built by hand gets the documented heartbeat defaults.
+	hand := Config{NATS: cfg.NATS, AdminAddr: "127.0.0.1:0", Concurrency: 1, Timeout: time.Second, FetchBatch: 1, MaxDeliver: 1}
+	if err := hand.normalize(); err != nil || hand.HeartbeatInterval != 5*time.Second || hand.HeartbeatTTL != 15*time.Second {
+		t.Errorf("zero heartbeat settings: %v, interval %s, ttl %s; want 5s, 15s", err, hand.HeartbeatInterval, hand.HeartbeatTTL)
 	}
 }
 
