@@ -78,6 +78,16 @@ type Launch struct {
 	// when promoted. A rollback sets it back to 0.
 	LivePercent float64  `json:"live_percent"`
 	Methods     []string `json:"methods"`
+
+	// Ramp, when set, lets the reporter's controller step SamplePercent up
+	// (and promote) on evidence judged by Gates; RampStep is the index of the
+	// current step (of Ramp.LiveSteps while promoting), started at
+	// StepStartedAt. See ramp.go.
+	Ramp          *Ramp     `json:"ramp,omitempty"`
+	Gates         Gates     `json:"gates"`
+	RampStep      int       `json:"ramp_step"`
+	StepStartedAt time.Time `json:"step_started_at"`
+
 	// Compare holds the launch's comparison rules (docs/compare.md).
 	Compare   compare.Rules `json:"compare"`
 	Status    Status        `json:"status"`
@@ -153,6 +163,9 @@ func (l *Launch) Normalize() error {
 	}
 	if l.MaxRPS < 0 || l.MaxRPS != l.MaxRPS || l.MaxRPS > 1e7 {
 		return fmt.Errorf("%w: max_rps %v must be between 0 (no cap) and 10000000", ErrInvalid, l.MaxRPS)
+	}
+	if err := l.normalizeRamp(); err != nil {
+		return err
 	}
 	if err := l.Compare.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
