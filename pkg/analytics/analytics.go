@@ -61,6 +61,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		"CREATE DATABASE IF NOT EXISTS " + database,
 		fmt.Sprintf(comparisonsDDL, database),
 		fmt.Sprintf(examplesDDL, database),
+		fmt.Sprintf(auditDDL, database),
 	}
 	for _, s := range stmts {
 		if err := conn.Exec(ctx, s); err != nil {
