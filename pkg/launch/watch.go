@@ -3,14 +3,14 @@ package launch
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
 // Watcher keeps an up-to-date, lock-free snapshot of all launches by
@@ -62,68 +62,20 @@ func (w *Watcher) Changed() <-chan struct{} { return *w.changed.Load() }
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
 // Run watches the bucket until ctx is done, then returns ctx's error. The
-// KV watch is an ephemeral consumer on the server: after a reconnect (a
-// server restart, a failover) it may be gone without the client noticing for
-// a long time, so Run starts it afresh on every reconnect, and retries with
-// backoff when it cannot start. The last snapshot stays in force meanwhile.
+// watch restarts on every NATS reconnect and whenever it breaks (see
+// stream.KVWatch); the last snapshot stays in force meanwhile.
 func (w *Watcher) Run(ctx context.Context) error {
-	reconnected := make(chan nats.Status, 1)
-	if w.nc != nil {
-		reconnected = w.nc.StatusChanged(nats.CONNECTED)
-		defer w.nc.RemoveStatusListener(reconnected)
-	}
-	delay := 100 * time.Millisecond
-	for {
-		err := w.watch(ctx, reconnected)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, errReconnected) {
-			w.log.Info("NATS reconnected; restarting the launch watch")
-			delay = 100 * time.Millisecond
-			continue
-		}
-		w.log.Warn("launch watch stopped; restarting it", "in", delay, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
-}
-
-var errReconnected = errors.New("reconnected")
-
-// watch runs one KV watch until ctx is done, the watch ends, or the
-// connection reconnects.
-func (w *Watcher) watch(ctx context.Context, reconnected <-chan nats.Status) error {
-	// A reconnect from before this watch started is already accounted for.
-	select {
-	case <-reconnected:
-	default:
-	}
-	watcher, err := w.kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer watcher.Stop()
-	// The initial values rebuild the whole state, deletions included.
-	byID := map[string]*Launch{}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-reconnected:
-			return errReconnected
-		case e, ok := <-watcher.Updates():
-			if !ok {
-				return errors.New("KV watch ended")
-			}
+	var byID map[string]*Launch
+	return stream.KVWatch{
+		What:  "launches",
+		Start: func(ctx context.Context) (jetstream.KeyWatcher, error) { return w.kv.WatchAll(ctx) },
+		// The initial values rebuild the whole state, deletions included.
+		Restarted: func() { byID = map[string]*Launch{} },
+		Entry: func(e jetstream.KeyValueEntry) {
 			if e == nil { // end of the initial values
 				w.publish(byID)
 				w.once.Do(func() { close(w.ready) })
-				continue
+				return
 			}
 			if e.Operation() != jetstream.KeyValuePut {
 				delete(byID, e.Key())
@@ -131,7 +83,7 @@ func (w *Watcher) watch(ctx context.Context, reconnected <-chan nats.Status) err
 				var l Launch
 				if err := json.Unmarshal(e.Value(), &l); err != nil {
 					w.log.Warn("ignoring launch that is not valid JSON", "key", e.Key(), "err", err)
-					continue
+					return
 				}
 				l.Revision = e.Revision()
 				byID[e.Key()] = &l
@@ -139,8 +91,8 @@ func (w *Watcher) watch(ctx context.Context, reconnected <-chan nats.Status) err
 			if e.Delta() == 0 {
 				w.publish(byID)
 			}
-		}
-	}
+		},
+	}.Run(ctx, w.nc, w.log)
 }
 
 // publish swaps in a new snapshot built from byID (copied: the map keeps

@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sourcegraph/conc"
+
+	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
 // RunnersBucket is the KV bucket every runner heartbeats into; the number
@@ -259,59 +261,17 @@ func (f *fleet) recount() {
 // after failures and reconnects (the watch is an ephemeral consumer that a
 // server restart may drop silently). The listing covers the gaps.
 func (f *fleet) watchLoop(ctx context.Context) {
-	reconnected := make(chan nats.Status, 1)
-	if f.nc != nil {
-		reconnected = f.nc.StatusChanged(nats.CONNECTED)
-		defer f.nc.RemoveStatusListener(reconnected)
-	}
-	bo := backoff()
-	for ctx.Err() == nil {
-		select {
-		case <-reconnected:
-		default:
-		}
-		err := f.watch(ctx, reconnected)
-		if ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, errReconnected) {
-			bo.Reset()
-			continue
-		}
-		d := bo.Next()
-		f.log.Debug("runners watch stopped; restarting it", "in", d, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d):
-		}
-	}
-}
-
-var errReconnected = errors.New("reconnected")
-
-func (f *fleet) watch(ctx context.Context, reconnected <-chan nats.Status) error {
-	w, err := f.kv.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-reconnected:
-			return errReconnected
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("runners watch ended")
+	_ = stream.KVWatch{
+		What: "runners",
+		Start: func(ctx context.Context) (jetstream.KeyWatcher, error) {
+			return f.kv.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
+		},
+		Entry: func(e jetstream.KeyValueEntry) {
+			if e != nil {
+				f.seen(e.Key(), e.Operation() == jetstream.KeyValuePut)
 			}
-			if e == nil {
-				continue
-			}
-			f.seen(e.Key(), e.Operation() == jetstream.KeyValuePut)
-		}
-	}
+		},
+	}.Run(ctx, f.nc, f.log)
 }
 
 // seen records a key put (a runner joined or heartbeated) or deleted (a
