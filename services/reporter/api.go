@@ -8,18 +8,25 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
-// actions are the POST /v1/launches/{id}/<action> state changes.
-var actions = []string{"pause", "resume", "promote", "rollback"}
+// actions are the POST /v1/launches/{id}/<action> state changes besides
+// promote, which has its own handler (live steps).
+var actions = []string{"pause", "resume", "rollback"}
+
+// auditActions name each action's audit entry.
+var auditActions = map[string]string{
+	"pause": analytics.AuditPaused, "resume": analytics.AuditResumed,
+	"promote": analytics.AuditPromoted, "rollback": analytics.AuditRolledBack,
+}
 
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -30,7 +37,9 @@ func (s *Service) routes() http.Handler {
 	for _, a := range actions {
 		mux.HandleFunc("POST /v1/launches/{id}/"+a, s.api(s.actionHandler(a)))
 	}
+	mux.HandleFunc("POST /v1/launches/{id}/promote", s.api(s.promoteLaunch))
 	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
+	mux.HandleFunc("GET /v1/launches/{id}/verdict", s.api(s.getVerdict))
 	mux.HandleFunc("GET /v1/launches/{id}/examples/{fingerprint}", s.api(s.getExamples))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", serveDashboard)
@@ -254,26 +263,55 @@ func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) erro
 
 // CreateRequest is the body of POST /v1/launches.
 type CreateRequest struct {
-	Name          string   `json:"name"`
-	Service       string   `json:"service"`
-	ShadowURL     string   `json:"shadow_url"`
-	SecondaryURL  string   `json:"secondary_url"`
-	SamplePercent float64  `json:"sample_percent"`
+	Name         string `json:"name"`
+	Service      string `json:"service"`
+	ShadowURL    string `json:"shadow_url"`
+	SecondaryURL string `json:"secondary_url"`
+	// SamplePercent defaults to 0, or to the ramp's first step.
+	SamplePercent *float64 `json:"sample_percent"`
 	Methods       []string `json:"methods"`
 	// Compare are the launch's comparison rules (docs/compare.md).
-	Compare compare.Rules `json:"compare"`
+	Compare      compare.Rules `json:"compare"`
+	StickyKey    string        `json:"sticky_key"`
+	IncludePaths []string      `json:"include_paths"`
+	ExcludePaths []string      `json:"exclude_paths"`
+	MaxRPS       float64       `json:"max_rps"`
+	Ramp         *launch.Ramp  `json:"ramp"`
+	Gates        launch.Gates  `json:"gates"`
+	// Reason is recorded in the audit log.
+	Reason string `json:"reason"`
 }
+
+// actor names the caller of an API request in the audit log: the TCP
+// peer (a proxy in front of the reporter shows as itself; forwarding
+// headers are not trusted).
+func actor(r *http.Request) string { return "api:" + r.RemoteAddr }
 
 func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	var req CreateRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
+	nl := launch.Launch{
+		Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL, SecondaryURL: req.SecondaryURL,
+		Methods: req.Methods, Compare: req.Compare, StickyKey: req.StickyKey,
+		IncludePaths: req.IncludePaths, ExcludePaths: req.ExcludePaths, MaxRPS: req.MaxRPS, Ramp: req.Ramp, Gates: req.Gates,
+	}
+	if req.SamplePercent != nil {
+		nl.SamplePercent = *req.SamplePercent
+	}
+	if nl.Ramp != nil && len(nl.Ramp.Steps) > 0 {
+		// A ramped launch starts at its first step.
+		first := nl.Ramp.Steps[0].Percent
+		if req.SamplePercent != nil && *req.SamplePercent != first {
+			return fmt.Errorf("%w: sample_percent %v differs from ramp.steps[0].percent %v: a ramped launch starts at its first step (omit sample_percent)",
+				launch.ErrInvalid, *req.SamplePercent, first)
+		}
+		nl.SamplePercent = first
+		nl.StepStartedAt = time.Now().UTC()
+	}
 	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Create(ctx, launch.Launch{
-			Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL, SecondaryURL: req.SecondaryURL,
-			SamplePercent: req.SamplePercent, Methods: req.Methods, Compare: req.Compare,
-		})
+		return store.Create(ctx, nl)
 	})
 	if err != nil {
 		return err
@@ -281,7 +319,8 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	s.metrics.actions.WithLabelValues("create").Inc()
 	s.log.Info("launch created", "launch_id", l.ID, "name", l.Name, "service", l.Service,
 		"shadow_url", l.ShadowURL, "secondary_url", l.SecondaryURL, "sample_percent", l.SamplePercent, "methods", l.Methods,
-		"compare", rulesLog(l.Compare))
+		"compare", rulesLog(l.Compare), "sticky_key", l.StickyKey, "ramp", jsonLog(l.Ramp), "actor", actor(r))
+	s.audit(newAuditEntry(l, analytics.AuditCreated, "", actor(r), req.Reason, map[string]any{"launch": l}))
 	w.Header().Set("Location", "/v1/launches/"+l.ID)
 	writeJSON(w, http.StatusCreated, l)
 	return nil
@@ -329,16 +368,28 @@ type PatchRequest struct {
 	// Compare replaces the launch's rules as a whole ({} restores the
 	// defaults): merging rule lists field by field would leave no way to
 	// remove one entry.
-	Compare *compare.Rules `json:"compare"`
+	Compare      *compare.Rules `json:"compare"`
+	StickyKey    *string        `json:"sticky_key"`
+	IncludePaths *[]string      `json:"include_paths"`
+	ExcludePaths *[]string      `json:"exclude_paths"`
+	MaxRPS       *float64       `json:"max_rps"`
+	// Ramp replaces the ramp and restarts it at its first step; a ramp with
+	// neither steps nor live_steps ({}) removes it.
+	Ramp *launch.Ramp `json:"ramp"`
+	// Gates replace the gates as a whole ({} restores the defaults).
+	Gates *launch.Gates `json:"gates"`
+	// Reason is recorded in the audit log; it changes nothing.
+	Reason string `json:"reason"`
 }
 
 func (p *PatchRequest) empty() bool {
 	return p.Name == nil && p.ShadowURL == nil && p.SecondaryURL == nil && p.SamplePercent == nil &&
-		p.Methods == nil && p.Compare == nil
+		p.Methods == nil && p.Compare == nil && p.StickyKey == nil && p.IncludePaths == nil && p.ExcludePaths == nil &&
+		p.MaxRPS == nil && p.Ramp == nil && p.Gates == nil
 }
 
 // apply changes l as the patch says and validates the result.
-func (p *PatchRequest) apply(l *launch.Launch) error {
+func (p *PatchRequest) apply(l *launch.Launch, now time.Time) error {
 	if l.Status == launch.StatusPromoted || l.Status == launch.StatusRolledBack {
 		return fmt.Errorf("%w: launch is %s; a finished launch cannot be changed", launch.ErrConflict, l.Status)
 	}
@@ -354,6 +405,38 @@ func (p *PatchRequest) apply(l *launch.Launch) error {
 	if p.Compare != nil {
 		l.Compare = *p.Compare
 	}
+	if p.StickyKey != nil {
+		l.StickyKey = *p.StickyKey
+	}
+	if p.IncludePaths != nil {
+		l.IncludePaths = append([]string(nil), *p.IncludePaths...)
+	}
+	if p.ExcludePaths != nil {
+		l.ExcludePaths = append([]string(nil), *p.ExcludePaths...)
+	}
+	if p.MaxRPS != nil {
+		l.MaxRPS = *p.MaxRPS
+	}
+	if p.Gates != nil {
+		l.Gates = *p.Gates
+	}
+	if p.Ramp != nil {
+		if l.Status == launch.StatusPromoting {
+			return fmt.Errorf("%w: launch is promoting; its ramp cannot change (roll back, or promote to finish)", launch.ErrConflict)
+		}
+		l.RampStep = 0
+		l.StepStartedAt = time.Time{}
+		l.Ramp = nil
+		if len(p.Ramp.Steps) > 0 || len(p.Ramp.LiveSteps) > 0 {
+			r := *p.Ramp
+			l.Ramp = &r
+			l.StepStartedAt = now
+			if len(r.Steps) > 0 {
+				l.SamplePercent = r.Steps[0].Percent
+			}
+		}
+	}
+	// Set after the ramp: a manual percentage in the same PATCH wins.
 	if p.SamplePercent != nil {
 		l.SamplePercent = *p.SamplePercent
 	}
@@ -363,23 +446,57 @@ func (p *PatchRequest) apply(l *launch.Launch) error {
 	return l.Normalize()
 }
 
+// changed is the patch's fields that were set, for the audit log.
+func (p *PatchRequest) changed() map[string]any {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	for k, v := range m {
+		if v == nil || k == "reason" {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
 func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 	var req PatchRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
 	if req.empty() {
-		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare"}
+		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare, sticky_key, include_paths, exclude_paths, max_rps, ramp, gates"}
 	}
-	l, err := s.updateLaunch(r, req.apply)
+	var from launch.Status
+	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
+		from = l.Status
+		return req.apply(l, time.Now().UTC())
+	})
 	if err != nil {
 		return err
 	}
 	s.metrics.actions.WithLabelValues("patch").Inc()
 	s.log.Info("launch changed", "launch_id", l.ID, "name", l.Name, "shadow_url", l.ShadowURL, "secondary_url", l.SecondaryURL,
-		"sample_percent", l.SamplePercent, "methods", l.Methods, "compare", rulesLog(l.Compare), "revision", l.Revision)
+		"sample_percent", l.SamplePercent, "methods", l.Methods, "compare", rulesLog(l.Compare), "sticky_key", l.StickyKey,
+		"include_paths", l.IncludePaths, "exclude_paths", l.ExcludePaths, "max_rps", l.MaxRPS, "ramp", jsonLog(l.Ramp),
+		"gates", jsonLog(l.Gates), "revision", l.Revision, "actor", actor(r))
+	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": req.changed(), "ramp_step": l.RampStep}))
 	writeJSON(w, http.StatusOK, l)
 	return nil
+}
+
+// jsonLog is v as one JSON log value.
+func jsonLog(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // rulesLog is the rules as one JSON log value.
@@ -391,14 +508,11 @@ func rulesLog(r compare.Rules) string {
 	return string(b)
 }
 
-// ActionRequest is the optional body of the pause, resume, promote and
-// rollback actions.
+// ActionRequest is the optional body of the pause, resume and rollback
+// actions.
 type ActionRequest struct {
 	Reason string `json:"reason"`
 }
-
-// maxLoggedReason keeps one log line readable whatever a caller sends.
-const maxLoggedReason = 500
 
 func (s *Service) actionHandler(action string) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -407,6 +521,7 @@ func (s *Service) actionHandler(action string) apiFunc {
 			return err
 		}
 		var from launch.Status
+		now := time.Now().UTC()
 		l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 			from = l.Status
 			to, err := launch.Transition(l.Status, action)
@@ -414,21 +529,127 @@ func (s *Service) actionHandler(action string) apiFunc {
 				return err
 			}
 			l.Status = to
+			switch {
+			case action == "rollback":
+				// All live traffic back to the primary.
+				l.LivePercent = 0
+			case action == "resume" && from == launch.StatusPaused && l.Ramp != nil:
+				// Nothing was mirrored while paused: the step's hold and
+				// its verdict window start afresh.
+				l.StepStartedAt = now
+			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		reason := strings.TrimSpace(req.Reason)
-		if len(reason) > maxLoggedReason {
-			reason = reason[:maxLoggedReason] + "..."
-		}
-		s.metrics.actions.WithLabelValues(action).Inc()
-		s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
-			"reason", reason, "revision", l.Revision)
-		writeJSON(w, http.StatusOK, l)
+		s.changed(w, r, l, action, from, req.Reason, nil)
 		return nil
 	}
+}
+
+// changed logs, counts and audits an action and answers the launch.
+func (s *Service) changed(w http.ResponseWriter, r *http.Request, l *launch.Launch, action string, from launch.Status, reason string, details any) {
+	reason = clip(reason)
+	s.metrics.actions.WithLabelValues(action).Inc()
+	s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
+		"live_percent", l.LivePercent, "reason", reason, "revision", l.Revision, "actor", actor(r))
+	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, details))
+	writeJSON(w, http.StatusOK, l)
+}
+
+// PromoteRequest is the optional body of POST /v1/launches/{id}/promote.
+type PromoteRequest struct {
+	Reason string `json:"reason"`
+	// LiveSteps step live traffic to the new version (they replace
+	// ramp.live_steps); absent: the ramp's live steps, or 100% at once; []:
+	// 100% at once.
+	LiveSteps []launch.Step `json:"live_steps"`
+}
+
+// promoteLaunch makes the new version serve live traffic: at the first
+// live step's percentage (promoting; the controller steps it up) or at
+// 100% at once (promoted). On a promoting launch it completes the promotion
+// (100% now); on a promoted one it is a no-op.
+func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
+	var req PromoteRequest
+	if err := decodeBody(w, r, &req, false); err != nil {
+		return err
+	}
+	explicit := req.LiveSteps != nil
+	var from launch.Status
+	now := time.Now().UTC()
+	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
+		from = l.Status
+		switch l.Status {
+		case launch.StatusRolledBack:
+			return fmt.Errorf("%w: launch is rolled_back; it cannot promote", launch.ErrConflict)
+		case launch.StatusPromoted, launch.StatusPromoting:
+			if explicit {
+				return fmt.Errorf("%w: launch is %s; live_steps apply only to a launch not yet promoted", launch.ErrConflict, l.Status)
+			}
+			if l.Status == launch.StatusPromoting {
+				return advanceToFull(l, now)
+			}
+			return nil // promoting a promoted launch changes nothing
+		}
+		steps := req.LiveSteps
+		if explicit {
+			if l.Ramp == nil {
+				l.Ramp = &launch.Ramp{}
+			}
+			r := *l.Ramp
+			r.LiveSteps = steps
+			l.Ramp = &r
+			if len(r.Steps) == 0 && len(r.LiveSteps) == 0 {
+				l.Ramp = nil
+			}
+		} else if l.Ramp != nil {
+			steps = l.Ramp.LiveSteps
+		}
+		if err := promote(l, steps, now); err != nil {
+			return err
+		}
+		return l.Normalize()
+	})
+	if err != nil {
+		return err
+	}
+	s.changed(w, r, l, "promote", from, req.Reason, map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps})
+	return nil
+}
+
+// advanceToFull completes a promotion: 100% of live traffic now.
+func advanceToFull(l *launch.Launch, now time.Time) error {
+	if err := l.SetLive(100); err != nil {
+		return err
+	}
+	l.StepStartedAt = now
+	return nil
+}
+
+func (s *Service) getVerdict(w http.ResponseWriter, r *http.Request) error {
+	var hit bool
+	v, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*Verdict, error) {
+		l, err := store.Get(ctx, r.PathValue("id"))
+		if err != nil {
+			return nil, err
+		}
+		v, cached, err := s.verdictFor(ctx, l)
+		hit = cached
+		return v, err
+	})
+	if err != nil {
+		return err
+	}
+	cache := "miss"
+	if hit {
+		cache = "hit"
+	}
+	s.metrics.verdicts.WithLabelValues(v.Verdict).Inc()
+	w.Header().Set("X-Darklaunch-Cache", cache)
+	writeJSON(w, http.StatusOK, v)
+	return nil
 }
 
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 )
 
 // cacheOpTimeout bounds one Redis call: the cache is an optimisation and
@@ -22,22 +26,43 @@ const cacheLogEvery = 10 * time.Second
 // ClickHouse computation. A failing Redis is logged and counted, never
 // returned: the report is then computed in ClickHouse.
 func (s *Service) stats(ctx context.Context, launchID string) (*Stats, bool, error) {
-	if st, ok := s.cacheGet(ctx, launchID); ok {
-		return st, true, nil
+	return cached(s, ctx, cacheKey(launchID), s.metrics.reportQueries, func(qctx context.Context, conn driver.Conn) (*Stats, error) {
+		s.reportQueries.Add(1)
+		start := time.Now()
+		st, err := QueryStats(qctx, conn, s.cfg.ClickHouseDatabase, launchID, s.noise())
+		if err == nil {
+			st.Audit, err = analytics.ReadAudit(qctx, conn, s.cfg.ClickHouseDatabase, launchID, maxAudit)
+		}
+		s.metrics.reportQueryDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.metrics.reportQueryErrors.Inc()
+		}
+		return st, err
+	})
+}
+
+// cached returns the value under key from Redis, or computes it in
+// ClickHouse (counting the computation in queries) and stores it for
+// REPORTER_CACHE_TTL. Concurrent calls for one key on a cold cache share one
+// computation; the bool says whether the value came from Redis.
+func cached[T any](s *Service, ctx context.Context, key string, queries prometheus.Counter,
+	compute func(context.Context, driver.Conn) (*T, error)) (*T, bool, error) {
+	if v, ok := cacheGet[T](s, ctx, key); ok {
+		return v, true, nil
 	}
 	type result struct {
-		st  *Stats
+		v   *T
 		hit bool
 	}
-	ch := s.flight.DoChan(launchID, func() (any, error) {
+	ch := s.flight.DoChan(key, func() (any, error) {
 		if !s.flightStarted() {
 			return nil, fmt.Errorf("%w: the reporter is shutting down", errNotReady)
 		}
 		defer s.flights.Done()
 		// A flight that finished just before this one started has filled
 		// the cache: look again rather than query ClickHouse twice.
-		if st, ok := s.cacheGet(ctx, launchID); ok {
-			return result{st, true}, nil
+		if v, ok := cacheGet[T](s, ctx, key); ok {
+			return result{v, true}, nil
 		}
 		conn, err := s.clickhouse()
 		if err != nil {
@@ -48,17 +73,13 @@ func (s *Service) stats(ctx context.Context, launchID string) (*Stats, bool, err
 		// the service.
 		qctx, cancel := context.WithTimeout(s.life, s.cfg.QueryTimeout)
 		defer cancel()
-		s.reportQueries.Add(1)
-		s.metrics.reportQueries.Inc()
-		start := time.Now()
-		st, err := QueryStats(qctx, conn, s.cfg.ClickHouseDatabase, launchID, s.noise())
-		s.metrics.reportQueryDuration.Observe(time.Since(start).Seconds())
+		queries.Inc()
+		v, err := compute(qctx, conn)
 		if err != nil {
-			s.metrics.reportQueryErrors.Inc()
 			return nil, err
 		}
-		s.cacheSet(ctx, launchID, st)
-		return result{st, false}, nil
+		cacheSet(s, ctx, key, v)
+		return result{v, false}, nil
 	})
 	select {
 	case <-ctx.Done():
@@ -69,7 +90,7 @@ func (s *Service) stats(ctx context.Context, launchID string) (*Stats, bool, err
 			return nil, false, res.Err
 		}
 		r := res.Val.(result)
-		return r.st, r.hit, nil
+		return r.v, r.hit, nil
 	}
 }
 
@@ -87,48 +108,48 @@ func (s *Service) flightStarted() bool {
 
 func cacheKey(launchID string) string { return cacheKeyPrefix + launchID }
 
-func (s *Service) cacheGet(ctx context.Context, launchID string) (*Stats, bool) {
+func cacheGet[T any](s *Service, ctx context.Context, key string) (*T, bool) {
 	if s.cfg.CacheTTL <= 0 {
 		return nil, false
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheOpTimeout)
 	defer cancel()
-	b, err := s.rdb.Get(cctx, cacheKey(launchID)).Bytes()
+	b, err := s.rdb.Get(cctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, false
 	}
 	if err != nil {
-		s.cacheFailed("get", launchID, err)
+		s.cacheFailed("get", key, err)
 		return nil, false
 	}
-	var st Stats
-	if err := json.Unmarshal(b, &st); err != nil {
-		s.cacheFailed("decode", launchID, err)
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		s.cacheFailed("decode", key, err)
 		return nil, false
 	}
-	return &st, true
+	return &v, true
 }
 
-func (s *Service) cacheSet(ctx context.Context, launchID string, st *Stats) {
+func cacheSet[T any](s *Service, ctx context.Context, key string, v *T) {
 	if s.cfg.CacheTTL <= 0 {
 		return
 	}
-	b, err := json.Marshal(st)
+	b, err := json.Marshal(v)
 	if err != nil {
-		s.log.Error("encode report for cache", "launch_id", launchID, "err", err)
+		s.log.Error("encode for cache", "key", key, "err", err)
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheOpTimeout)
 	defer cancel()
-	if err := s.rdb.Set(cctx, cacheKey(launchID), b, s.cfg.CacheTTL).Err(); err != nil {
-		s.cacheFailed("set", launchID, err)
+	if err := s.rdb.Set(cctx, key, b, s.cfg.CacheTTL).Err(); err != nil {
+		s.cacheFailed("set", key, err)
 	}
 }
 
 // cacheFailed counts every cache failure but logs at most one every
 // cacheLogEvery, so a Redis outage under steady polling does not flood the
 // log.
-func (s *Service) cacheFailed(op, launchID string, err error) {
+func (s *Service) cacheFailed(op, key string, err error) {
 	s.metrics.cacheErrors.WithLabelValues(op).Inc()
 	now := time.Now().UnixNano()
 	last := s.cacheLoggedAt.Load()
@@ -136,5 +157,5 @@ func (s *Service) cacheFailed(op, launchID string, err error) {
 		return
 	}
 	s.log.Warn("report cache unavailable; serving reports from ClickHouse",
-		"op", op, "launch_id", launchID, "err", err)
+		"op", op, "key", key, "err", err)
 }

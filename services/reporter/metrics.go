@@ -13,6 +13,13 @@ type metrics struct {
 	reportQueryDuration prometheus.Histogram
 	cacheErrors         *prometheus.CounterVec
 	actions             *prometheus.CounterVec
+	verdicts            *prometheus.CounterVec
+	verdictQueries      prometheus.Counter
+	decisions           *prometheus.CounterVec
+	leases              prometheus.Gauge
+	leaseErrors         prometheus.Counter
+	auditWritten        prometheus.Counter
+	auditFailures       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,10 +56,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"op"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "darklaunch_reporter_launch_changes_total",
-			Help: "Successful launch changes by action (create, patch, pause, resume, promote, rollback).",
+			Help: "Successful launch changes through the API by action (create, patch, pause, resume, promote, rollback).",
 		}, []string{"action"}),
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "darklaunch_reporter_verdicts_total",
+			Help: "Verdicts computed (API polls and controller ticks), by verdict (pass, fail, inconclusive).",
+		}, []string{"verdict"}),
+		verdictQueries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "darklaunch_reporter_verdict_queries_total",
+			Help: "Verdict window computations run in ClickHouse (cache hits and collapsed concurrent polls do not count).",
+		}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "darklaunch_reporter_controller_decisions_total",
+			Help: "Controller decisions on the launches this reporter drives, by decision (stay, step_advanced, promoted, live_step, rolled_back, gate_failed, stale: a manual change came first).",
+		}, []string{"decision"}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "darklaunch_reporter_controller_leases",
+			Help: "Launches this reporter holds the lease of (drives) now.",
+		}),
+		leaseErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "darklaunch_reporter_controller_lease_errors_total",
+			Help: "Lease operations on the NATS KV bucket darklaunch_leases that failed (not counting a lease held by another reporter).",
+		}),
+		auditWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "darklaunch_reporter_audit_entries_total",
+			Help: "Audit entries written to ClickHouse.",
+		}),
+		auditFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "darklaunch_reporter_audit_failures_total",
+			Help: "Audit entries lost, by reason (insert: ClickHouse failed or is not connected; queue_full; shutdown). The launch change itself was made.",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.requests, m.requestDuration, m.reports, m.reportQueries, m.reportQueryErrors,
-		m.reportQueryDuration, m.cacheErrors, m.actions)
+		m.reportQueryDuration, m.cacheErrors, m.actions, m.verdicts, m.verdictQueries, m.decisions, m.leases,
+		m.leaseErrors, m.auditWritten, m.auditFailures)
 	return m
 }

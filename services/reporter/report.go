@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -39,6 +40,9 @@ type Stats struct {
 	// Classes are the mismatches grouped by fingerprint, most frequent
 	// first.
 	Classes []DiffClass `json:"classes"`
+	// Audit are the launch's latest state changes, newest first (at most
+	// 100).
+	Audit []analytics.AuditEntry `json:"audit"`
 }
 
 // Totals count the launch's compared pairs.
@@ -253,7 +257,8 @@ const (
 // gets zeros and empty lists.
 func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string, th NoiseThresholds) (*Stats, error) {
 	st := &Stats{GeneratedAt: time.Now().UTC(), Routes: []RouteStats{}, Diffs: []DiffCount{},
-		Noise: Noise{NoiseThresholds: th, Suppressed: []SuppressedPath{}}, Classes: []DiffClass{}}
+		Noise: Noise{NoiseThresholds: th, Suppressed: []SuppressedPath{}}, Classes: []DiffClass{},
+		Audit: []analytics.AuditEntry{}}
 	launchArg := clickhouse.Named("launch", launchID)
 
 	g, gctx := errgroup.WithContext(ctx)

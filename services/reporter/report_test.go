@@ -258,7 +258,7 @@ func TestReportCache(t *testing.T) {
 	}
 	rdb := redis.NewClient(mustParseRedisURL(t, e.redis.URL()))
 	defer rdb.Close()
-	ttl, err := rdb.PTTL(testenv.Context(t), "darklaunch:reporter:report:v2:"+l.ID).Result()
+	ttl, err := rdb.PTTL(testenv.Context(t), "darklaunch:reporter:report:v3:"+l.ID).Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("cache key TTL = %s (%v), want within (0, 1m]", ttl, err)
 	}

@@ -2,11 +2,13 @@ package reporter
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,9 +44,17 @@ type Service struct {
 	flight  singleflight.Group
 
 	// Set by Run once each dependency is reachable; read by every request.
-	nc    atomic.Pointer[nats.Conn]
-	store atomic.Pointer[launch.Store]
-	ch    atomic.Pointer[chConn]
+	nc     atomic.Pointer[nats.Conn]
+	store  atomic.Pointer[launch.Store]
+	leases atomic.Pointer[kvLeases]
+	ch     atomic.Pointer[chConn]
+
+	// id names this reporter in leases and audit entries.
+	id string
+	// auditCh queues audit entries for writeAudit; closed at shutdown.
+	auditCh     chan analytics.AuditEntry
+	auditMu     sync.Mutex
+	auditClosed bool
 
 	// life ends in-flight report computations at shutdown; they run on
 	// singleflight's goroutines, which Run waits for through flights.
@@ -75,6 +85,18 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if !(cfg.NoiseMinRatio > 0 && cfg.NoiseMinRatio <= 1) {
 		return nil, fmt.Errorf("REPORTER_NOISE_MIN_RATIO %v must be over 0 and at most 1", cfg.NoiseMinRatio)
 	}
+	if cfg.ControlInterval < 0 {
+		return nil, fmt.Errorf("REPORTER_CONTROL_INTERVAL %s is negative", cfg.ControlInterval)
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	if cfg.ControlInterval > 0 && cfg.LeaseTTL < 2*cfg.ControlInterval {
+		return nil, fmt.Errorf("REPORTER_LEASE_TTL %s must be at least twice REPORTER_CONTROL_INTERVAL %s, or a lease expires between two renewals", cfg.LeaseTTL, cfg.ControlInterval)
+	}
+	if cfg.ID == "" {
+		cfg.ID = defaultID()
+	}
 	if cfg.CacheTTL < 0 {
 		return nil, fmt.Errorf("REPORTER_CACHE_TTL %s is negative", cfg.CacheTTL)
 	}
@@ -98,7 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	ropts.DialerRetries = 1
 	ropts.ContextTimeoutEnabled = true
 
-	s := &Service{cfg: cfg, log: log, admin: admin.New(log)}
+	s := &Service{cfg: cfg, log: log, admin: admin.New(log), id: cfg.ID, auditCh: make(chan analytics.AuditEntry, auditQueueSize)}
 	s.metrics = newMetrics(s.admin.Registry)
 	s.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -152,7 +174,12 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { serve("admin", adm, s.adminLn) })
 	wg.Go(func() { s.connectNATS(ctx) })
 	wg.Go(func() { s.connectClickHouse(ctx) })
-	s.log.Info("reporter listening", "addr", s.Addr(), "admin_addr", s.AdminAddr())
+	if s.cfg.ControlInterval > 0 {
+		wg.Go(func() { s.runController(ctx) })
+	}
+	var auditWG sync.WaitGroup
+	auditWG.Go(s.writeAudit)
+	s.log.Info("reporter listening", "addr", s.Addr(), "admin_addr", s.AdminAddr(), "id", s.id)
 
 	<-ctx.Done()
 	s.log.Info("reporter shutting down")
@@ -165,6 +192,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("admin server shutdown", "err", err)
 	}
 	wg.Wait()
+	// Nothing records changes any more: write what is queued.
+	s.closeAudit()
+	auditWG.Wait()
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
@@ -214,6 +244,13 @@ func (s *Service) connectNATS(ctx context.Context) {
 		if err != nil {
 			return err
 		}
+		leases, err := OpenLeases(actx, js, s.cfg.LeaseTTL)
+		if err != nil {
+			return err
+		}
+		l := newKVLeases(leases, s.id)
+		l.errors = s.metrics.leaseErrors.Inc
+		s.leases.Store(l)
 		s.store.Store(launch.NewStore(kv))
 		return nil
 	})
@@ -246,6 +283,55 @@ func (s *Service) connectClickHouse(ctx context.Context) {
 		s.log.Info("clickhouse ready", "addr", s.cfg.ClickHouseAddr, "database", s.cfg.ClickHouseDatabase)
 	}
 }
+
+// runController drives ramped launches once the launch store, the lease
+// bucket and ClickHouse are connected, until ctx ends.
+func (s *Service) runController(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ControlInterval)
+	defer t.Stop()
+	for s.store.Load() == nil || s.leases.Load() == nil || s.ch.Load() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	leases := s.leases.Load()
+	c := &controller{
+		actor: "controller:" + s.id, store: s.store.Load(), leases: leases,
+		verdict: func(ctx context.Context, l *launch.Launch) (*Verdict, error) {
+			v, _, err := s.verdictFor(ctx, l)
+			if err == nil {
+				s.metrics.verdicts.WithLabelValues(v.Verdict).Inc()
+			}
+			return v, err
+		},
+		audit: s.audit, interval: s.cfg.ControlInterval, timeout: s.cfg.QueryTimeout, log: s.log,
+		observe: func(d string) {
+			s.metrics.decisions.WithLabelValues(d).Inc()
+			s.metrics.leases.Set(float64(len(leases.Held())))
+		},
+		noted: map[string]string{},
+	}
+	s.log.Info("controller running", "id", s.id, "interval", s.cfg.ControlInterval, "lease_ttl", s.cfg.LeaseTTL)
+	c.Run(ctx)
+	s.metrics.leases.Set(0)
+}
+
+// defaultID is the host name and a random suffix, so two reporters on one
+// host (or two containers with one name) never share leases.
+func defaultID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "reporter"
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%x", host, b)
+}
+
+// ID is this reporter's name in leases and audit entries.
+func (s *Service) ID() string { return s.id }
 
 // noise is the thresholds reports apply.
 func (s *Service) noise() NoiseThresholds {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
@@ -123,6 +124,11 @@ func TestPatchApply(t *testing.T) {
 	secondary, noSecondary := "http://primary-2", ""
 	rules := compare.Rules{IgnorePaths: []string{"$.a"}}
 	badRules := compare.Rules{IgnorePaths: []string{"a"}}
+	now := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
+	ramp := launch.Ramp{Steps: []launch.Step{{Percent: 2, Hold: launch.Duration(time.Minute)}, {Percent: 20}}}
+	seven, maxRPS := 7.0, 50.0
+	sticky, badSticky := "header:X-User-Id", "body:user"
+	include, exclude := []string{"/api/**"}, []string{"/api/admin/**"}
 	for _, c := range []struct {
 		name   string
 		status launch.Status
@@ -149,13 +155,31 @@ func TestPatchApply(t *testing.T) {
 				return slices.Equal(l.Compare.IgnorePaths, []string{"$.a"}) && l.Compare.ArrayKeys == nil
 			}, nil},
 		{"rules validated", launch.StatusActive, PatchRequest{Compare: &badRules}, nil, compare.ErrInvalidRules},
+		{"ramp restarts at its first step", launch.StatusActive, PatchRequest{Ramp: &ramp},
+			func(l *launch.Launch) bool {
+				return l.Ramp != nil && l.SamplePercent == 2 && l.RampStep == 0 && l.StepStartedAt.Equal(now)
+			}, nil},
+		{"manual percent with a ramp wins", launch.StatusActive, PatchRequest{Ramp: &ramp, SamplePercent: &seven},
+			func(l *launch.Launch) bool { return l.SamplePercent == 7 && l.Ramp != nil }, nil},
+		{"empty ramp removes it", launch.StatusActive, PatchRequest{Ramp: &launch.Ramp{}},
+			func(l *launch.Launch) bool { return l.Ramp == nil && l.StepStartedAt.IsZero() && l.SamplePercent == 10 }, nil},
+		{"ramp validated", launch.StatusActive, PatchRequest{Ramp: &launch.Ramp{Steps: []launch.Step{{Percent: 20}, {Percent: 10}}}}, nil, launch.ErrInvalid},
+		{"no ramp change while promoting", launch.StatusPromoting, PatchRequest{Ramp: &ramp}, nil, launch.ErrConflict},
+		{"gates replaced", launch.StatusActive, PatchRequest{Gates: &launch.Gates{MinPairs: 5}},
+			func(l *launch.Launch) bool { return l.Gates == launch.Gates{MinPairs: 5} }, nil},
+		{"gates validated", launch.StatusActive, PatchRequest{Gates: &launch.Gates{Alpha: 2}}, nil, launch.ErrInvalid},
+		{"sampling fields", launch.StatusActive, PatchRequest{StickyKey: &sticky, IncludePaths: &include, ExcludePaths: &exclude, MaxRPS: &maxRPS},
+			func(l *launch.Launch) bool {
+				return l.StickyKey == sticky && slices.Equal(l.IncludePaths, include) && slices.Equal(l.ExcludePaths, exclude) && l.MaxRPS == 50
+			}, nil},
+		{"sticky key validated", launch.StatusActive, PatchRequest{StickyKey: &badSticky}, nil, launch.ErrInvalid},
 		{"promoted is final", launch.StatusPromoted, PatchRequest{Name: &name}, nil, launch.ErrConflict},
 		{"rolled back is final", launch.StatusRolledBack, PatchRequest{Name: &name}, nil, launch.ErrConflict},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := base()
 			l.Status = c.status
-			err := c.p.apply(l)
+			err := c.p.apply(l, now)
 			if c.err != nil {
 				if !errors.Is(err, c.err) {
 					t.Fatalf("error %v, want %v", err, c.err)

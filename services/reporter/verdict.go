@@ -1,0 +1,291 @@
+package reporter
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/darklaunch/darklaunch/pkg/launch"
+)
+
+// Verdict values.
+const (
+	VerdictPass         = "pass"
+	VerdictFail         = "fail"
+	VerdictInconclusive = "inconclusive"
+)
+
+// Check names, in the order a verdict lists them.
+const (
+	CheckPairs             = "pairs"
+	CheckMismatchRate      = "mismatch_rate"
+	CheckErrorRateDelta    = "error_rate_delta"
+	CheckLatencyRatioP50   = "latency_ratio_p50"
+	CheckLatencyRatioP95   = "latency_ratio_p95"
+	CheckLatencyRatioP99   = "latency_ratio_p99"
+	CheckLatencyRegression = "latency_regression"
+)
+
+// Verdict is the body of GET /v1/launches/{id}/verdict: the launch's gates
+// judged on the pairs of its window.
+type Verdict struct {
+	LaunchID string  `json:"launch_id"`
+	Verdict  string  `json:"verdict"`
+	Reasons  []string `json:"reasons"`
+	Checks   []Check `json:"checks"`
+	Window   Window  `json:"window"`
+	// Gates are the thresholds applied (the launch's, defaults filled in).
+	Gates launch.Gates `json:"gates"`
+	// GeneratedAt is when ClickHouse computed the window's numbers.
+	GeneratedAt time.Time `json:"generated_at"`
+}
+
+// Check is one gate: its measured value, its threshold, and whether it
+// passes.
+type Check struct {
+	Name      string  `json:"name"`
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold"`
+	OK        bool    `json:"ok"`
+}
+
+// Window is the set of pairs a verdict is computed on: those the mirror
+// received from From on (the current ramp step's start, or the launch's
+// creation).
+type Window struct {
+	From  time.Time `json:"from"`
+	Pairs uint64    `json:"pairs"`
+	// Step is the ramp step the window belongs to (absent without a ramp).
+	Step *int `json:"step,omitempty"`
+}
+
+// WindowStats are the numbers a verdict is computed from; they are what the
+// cache keeps, so a change of the gates applies to the next poll.
+type WindowStats struct {
+	GeneratedAt time.Time `json:"generated_at"`
+	FromUS      int64     `json:"from_us"`
+	Pairs       uint64    `json:"pairs"`
+	// Mismatches are noise-filtered, as the report's.
+	Mismatches uint64 `json:"mismatches"`
+	// ShadowErrors are pairs whose shadow answered 5xx or not at all;
+	// PrimaryErrors those whose primary answered 5xx.
+	ShadowErrors  uint64 `json:"shadow_errors"`
+	PrimaryErrors uint64 `json:"primary_errors"`
+	// Answered are the pairs the shadow answered; Slower those of them where
+	// the shadow took longer than the primary.
+	Answered uint64 `json:"answered"`
+	Slower   uint64 `json:"slower"`
+	// PrimaryUS and ShadowUS are p50, p95, p99 latencies in microseconds
+	// over the answered pairs (both sides over the same requests).
+	PrimaryUS [3]float64 `json:"primary_us"`
+	ShadowUS  [3]float64 `json:"shadow_us"`
+}
+
+// windowQuery computes a window's numbers in one pass. @suppressed is the
+// launch's suppressed noise paths, decided over its whole history as in the
+// report.
+const windowQuery = "SELECT count() AS pairs, " +
+	"countIf(" + mismatch + ") AS mismatches, " +
+	"countIf(shadow_error != '' OR shadow_status >= 500) AS shadow_errors, " +
+	"countIf(primary_status >= 500) AS primary_errors, " +
+	"countIf(shadow_error = '') AS answered, " +
+	"countIf(shadow_error = '' AND shadow_latency_us > primary_latency_us) AS slower, " +
+	"quantilesIf(0.5, 0.95, 0.99)(toFloat64(primary_latency_us), shadow_error = '') AS primary_us, " +
+	"quantilesIf(0.5, 0.95, 0.99)(toFloat64(shadow_latency_us), shadow_error = '') AS shadow_us" +
+	" FROM %s.comparisons FINAL WHERE launch_id = @launch AND received_at_us >= @from_us"
+
+// QueryWindow computes the numbers of a launch's pairs received from
+// fromUS (Unix microseconds) on: the noise candidates over the launch's
+// whole history first (as the report does), then the window in one query.
+func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th NoiseThresholds) (*WindowStats, error) {
+	launchArg := clickhouse.Named("launch", launchID)
+	cands, err := queryRows(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
+		func(rows driver.Rows) (s SuppressedPath, err error) {
+			err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
+			return s, err
+		}, launchArg, clickhouse.Named("min_count", th.MinCount))
+	if err != nil {
+		return nil, err
+	}
+	st := &WindowStats{GeneratedAt: time.Now().UTC(), FromUS: fromUS}
+	var primary, shadow []float64
+	row := conn.QueryRow(ctx, fmt.Sprintf(windowQuery, database), launchArg,
+		clickhouse.Named("suppressed", suppressedSet(suppressed(cands, th))), clickhouse.Named("from_us", fromUS))
+	if err := row.Scan(&st.Pairs, &st.Mismatches, &st.ShadowErrors, &st.PrimaryErrors, &st.Answered, &st.Slower, &primary, &shadow); err != nil {
+		return nil, fmt.Errorf("window query: %w", err)
+	}
+	for i := range 3 {
+		st.PrimaryUS[i], st.ShadowUS[i] = finite(primary, i), finite(shadow, i)
+	}
+	return st, nil
+}
+
+func finite(q []float64, i int) float64 {
+	if i >= len(q) || math.IsNaN(q[i]) || math.IsInf(q[i], 0) {
+		return 0
+	}
+	return q[i]
+}
+
+// VerdictWindow is where a launch's verdict window starts: the current
+// step's start while a ramped launch is active or paused (the evidence for
+// the step it is on), else the launch's creation (its whole history).
+func VerdictWindow(l *launch.Launch) (time.Time, *int) {
+	if l.Ramp != nil && len(l.Ramp.Steps) > 0 && (l.Status == launch.StatusActive || l.Status == launch.StatusPaused) && !l.StepStartedAt.IsZero() {
+		step := l.RampStep
+		return l.StepStartedAt, &step
+	}
+	return l.CreatedAt, nil
+}
+
+// SignTestPValue is the always-valid p-value of a mixture sequential
+// probability ratio test (mSPRT; Johari, Pekelis, Walsh 2017) that the
+// shadow is slower than the primary on more than half of the pairs: k of n
+// pairs slower, a Beta(1,1) (uniform) mixture over the alternative's
+// probability against 1/2. The Bayes factor is B(1+k, 1+n-k) / B(1,1) /
+// 0.5^n, computed in log space; the p-value is min(1, 1/BF). See
+// docs/api.md ("The latency test") for why this is valid under continuous
+// polling.
+func SignTestPValue(k, n uint64) float64 {
+	if n == 0 || k > n {
+		return 1
+	}
+	a, b := float64(1+k), float64(1+n-k)
+	logBF := lbeta(a, b) - lbeta(1, 1) + float64(n)*math.Ln2
+	if logBF <= 0 {
+		return 1
+	}
+	return math.Exp(-logBF)
+}
+
+func lbeta(a, b float64) float64 {
+	la, _ := math.Lgamma(a)
+	lb, _ := math.Lgamma(b)
+	lab, _ := math.Lgamma(a + b)
+	return la + lb - lab
+}
+
+// ComputeVerdict judges a window's numbers against the gates (defaults
+// already filled in): inconclusive below min_pairs, fail when any check
+// fails, pass otherwise.
+func ComputeVerdict(st *WindowStats, g launch.Gates) (verdict string, reasons []string, checks []Check) {
+	share := func(n uint64) float64 { return rate(n, st.Pairs) }
+	mismatchRate := share(st.Mismatches)
+	errDelta := share(st.ShadowErrors) - share(st.PrimaryErrors)
+	p := SignTestPValue(st.Slower, st.Answered)
+	slowerShare := rate4(st.Slower, st.Answered)
+	significant := p < g.Alpha && st.Answered > 0 && 2*st.Slower > st.Answered
+
+	checks = []Check{
+		{Name: CheckPairs, Value: float64(st.Pairs), Threshold: float64(g.MinPairs), OK: st.Pairs >= uint64(g.MinPairs)},
+		{Name: CheckMismatchRate, Value: round4(mismatchRate), Threshold: g.MaxMismatchRate, OK: mismatchRate <= g.MaxMismatchRate},
+		{Name: CheckErrorRateDelta, Value: round4(errDelta), Threshold: g.MaxErrorRateDelta, OK: errDelta <= g.MaxErrorRateDelta},
+	}
+	var fails, notes []string
+	if !checks[1].OK {
+		fails = append(fails, fmt.Sprintf("mismatch_rate %s (%d of %d pairs) is above %s", fmtRate(mismatchRate), st.Mismatches, st.Pairs, fmtRate(g.MaxMismatchRate)))
+	}
+	if !checks[2].OK {
+		fails = append(fails, fmt.Sprintf("error_rate_delta %s (shadow %d errors, primary %d, of %d pairs) is above %s",
+			fmtRate(errDelta), st.ShadowErrors, st.PrimaryErrors, st.Pairs, fmtRate(g.MaxErrorRateDelta)))
+	}
+	var exceeded []string
+	for i, q := range []struct {
+		name  string
+		label string
+		limit float64
+	}{
+		{CheckLatencyRatioP50, "p50", g.MaxLatencyRatio.P50},
+		{CheckLatencyRatioP95, "p95", g.MaxLatencyRatio.P95},
+		{CheckLatencyRatioP99, "p99", g.MaxLatencyRatio.P99},
+	} {
+		ratio := latencyRatio(st.ShadowUS[i], st.PrimaryUS[i])
+		over := ratio > q.limit
+		// A ratio over its bound fails only when the paired test shows the
+		// shadow slower: quantiles of a few hundred pairs move a lot from
+		// noise alone.
+		checks = append(checks, Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: !(over && significant)})
+		if over {
+			exceeded = append(exceeded, fmt.Sprintf("%s %.3g ms vs %.3g ms (ratio %.2f > %.2f)", q.label, st.ShadowUS[i]/1000, st.PrimaryUS[i]/1000, ratio, q.limit))
+		}
+	}
+	latencyFails := significant && len(exceeded) > 0
+	checks = append(checks, Check{Name: CheckLatencyRegression, Value: roundP(p), Threshold: g.Alpha, OK: !latencyFails})
+	switch {
+	case latencyFails:
+		fails = append(fails, fmt.Sprintf("latency regression: the shadow was slower on %d of %d pairs (%s; always-valid p = %.3g < alpha %g) and %s",
+			st.Slower, st.Answered, fmtRate(slowerShare), p, g.Alpha, strings.Join(exceeded, ", ")))
+	case len(exceeded) > 0:
+		notes = append(notes, fmt.Sprintf("latency %s, but the paired test does not show the shadow slower (slower on %d of %d pairs, p = %.3g, alpha %g)",
+			strings.Join(exceeded, ", "), st.Slower, st.Answered, p, g.Alpha))
+	}
+
+	switch {
+	case st.Pairs < uint64(g.MinPairs):
+		verdict = VerdictInconclusive
+		reasons = append(reasons, fmt.Sprintf("only %d of the %d pairs needed have been compared in the window", st.Pairs, g.MinPairs))
+		for _, f := range fails {
+			reasons = append(reasons, "so far: "+f)
+		}
+	case len(fails) > 0:
+		verdict = VerdictFail
+		reasons = fails
+	default:
+		verdict = VerdictPass
+		reasons = append(reasons, fmt.Sprintf("all gates pass on %d pairs", st.Pairs))
+	}
+	return verdict, append(reasons, notes...), checks
+}
+
+// latencyRatio is shadow/primary; a primary quantile of 0 (no pairs, or a
+// sub-microsecond answer) counts as 1 µs.
+func latencyRatio(shadow, primary float64) float64 {
+	if shadow <= 0 && primary <= 0 {
+		return 1
+	}
+	return shadow / math.Max(primary, 1)
+}
+
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+func rate4(n, of uint64) float64 { return round4(rate(n, of)) }
+
+// roundP keeps 4 significant digits of a p-value (they get very small).
+func roundP(p float64) float64 {
+	if p == 0 || p == 1 {
+		return p
+	}
+	e := math.Pow(10, math.Floor(math.Log10(p))-3)
+	return math.Round(p/e) * e
+}
+
+func fmtRate(r float64) string {
+	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.2f", 100*r), "0"), ".0") + "%"
+}
+
+// verdictFor computes a launch's verdict from its window's numbers (cached
+// in Redis and shared by concurrent polls, like the report).
+func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*Verdict, bool, error) {
+	from, step := VerdictWindow(l)
+	st, hit, err := cached(s, ctx, verdictCacheKey(l.ID, from.UnixMicro()), s.metrics.verdictQueries,
+		func(qctx context.Context, conn driver.Conn) (*WindowStats, error) {
+			return QueryWindow(qctx, conn, s.cfg.ClickHouseDatabase, l.ID, from.UnixMicro(), s.noise())
+		})
+	if err != nil {
+		return nil, false, fmt.Errorf("compute verdict of launch %s: %w", l.ID, err)
+	}
+	g := l.Gates.WithDefaults()
+	v := &Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt,
+		Window: Window{From: from.UTC(), Pairs: st.Pairs, Step: step}}
+	v.Verdict, v.Reasons, v.Checks = ComputeVerdict(st, g)
+	return v, hit, nil
+}
+
+func verdictCacheKey(launchID string, fromUS int64) string {
+	return fmt.Sprintf("%s%s:%d", verdictKeyPrefix, launchID, fromUS)
+}
