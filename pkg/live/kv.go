@@ -1,0 +1,125 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket is the KV bucket holding the taps' snapshots.
+const Bucket = "darklaunch_live"
+
+// MaxAge is how long a snapshot stays in the bucket after its tap last
+// wrote it: a tap that died (or stopped routing the launch) drops out of
+// Read within MaxAge.
+const MaxAge = 60 * time.Second
+
+// OpenBucket creates the bucket or updates its settings, and returns it.
+// It keeps only the latest snapshot of each key.
+func OpenBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "darklaunch live observations, one key per launch and tap: <launch_id>.<tap_id>",
+		History:     1,
+		TTL:         MaxAge,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", Bucket, err)
+	}
+	return kv, nil
+}
+
+// Key is the key of a tap's snapshot of a launch: "<launch_id>.<tap_id>",
+// with every character of the tap id that is not a letter, digit, '-', '_'
+// or '=' replaced by '_' (so the key has exactly two tokens). Two tap ids
+// that differ only in such characters share a key; the snapshot keeps the
+// tap id as given.
+func Key(launchID, tapID string) string {
+	return launchID + "." + sanitize(tapID)
+}
+
+func sanitize(id string) string {
+	if id == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		if keyChar(r) {
+			return r
+		}
+		return '_'
+	}, id)
+}
+
+func keyChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '='
+}
+
+func validLaunchID(id string) bool {
+	return id != "" && !strings.ContainsFunc(id, func(r rune) bool { return !keyChar(r) })
+}
+
+// Publish writes s under Key(s.LaunchID, s.TapID), replacing the tap's
+// previous snapshot of the launch. Errors about s wrap ErrInvalid.
+func Publish(ctx context.Context, kv jetstream.KeyValue, s Snapshot) error {
+	data, err := Encode(s)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, Key(s.LaunchID, s.TapID), data); err != nil {
+		return fmt.Errorf("publish live snapshot of %s: %w", s.LaunchID, err)
+	}
+	return nil
+}
+
+// Read returns the snapshots of every tap that wrote one for the launch
+// within MaxAge, sorted by tap id. Snapshots of any live step are returned:
+// Aggregate picks those of the current one. Entries that do not decode
+// (another Version, say) are left out and reported in an error wrapping
+// ErrMalformed, returned together with the snapshots that did decode;
+// any other error means nothing could be read.
+func Read(ctx context.Context, kv jetstream.KeyValue, launchID string) ([]Snapshot, error) {
+	if !validLaunchID(launchID) {
+		return nil, fmt.Errorf("%w: launch id %q cannot be part of a key", ErrInvalid, launchID)
+	}
+	// A watch delivers the latest value of every matching key, then nil:
+	// one consumer for all the taps instead of a key listing and a Get per
+	// key.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := kv.Watch(ctx, launchID+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read live snapshots of %s: %w", launchID, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []Snapshot
+	var bad []error
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read live snapshots of %s: %w", launchID, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read live snapshots of %s: watch closed", launchID)
+			}
+			if e == nil {
+				slices.SortFunc(out, func(a, b Snapshot) int { return strings.Compare(a.TapID, b.TapID) })
+				return out, errors.Join(bad...)
+			}
+			s, err := Decode(e.Value())
+			if err == nil && s.LaunchID != launchID {
+				err = fmt.Errorf("%w: launch id %q under the key of %q", ErrMalformed, s.LaunchID, launchID)
+			}
+			if err != nil {
+				bad = append(bad, fmt.Errorf("key %s: %w", e.Key(), err))
+				continue
+			}
+			out = append(out, s)
+		}
+	}
+}
