@@ -34,11 +34,11 @@ const (
 // Verdict is the body of GET /v1/launches/{id}/verdict: the launch's gates
 // judged on the pairs of its window.
 type Verdict struct {
-	LaunchID string  `json:"launch_id"`
-	Verdict  string  `json:"verdict"`
+	LaunchID string   `json:"launch_id"`
+	Verdict  string   `json:"verdict"`
 	Reasons  []string `json:"reasons"`
-	Checks   []Check `json:"checks"`
-	Window   Window  `json:"window"`
+	Checks   []Check  `json:"checks"`
+	Window   Window   `json:"window"`
 	// Gates are the thresholds applied (the launch's, defaults filled in).
 	Gates launch.Gates `json:"gates"`
 	// GeneratedAt is when ClickHouse computed the window's numbers.
