@@ -32,6 +32,8 @@ type Config struct {
 	AckTimeout   time.Duration `envconfig:"MIRROR_ACK_TIMEOUT" default:"10s" desc:"how long to wait for a JetStream ack before counting a publish as failed"`
 	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes and waiting for acks"`
 
+	LiveReportInterval time.Duration `envconfig:"MIRROR_LIVE_REPORT_INTERVAL" default:"2s" desc:"how often the live launch's counters (requests, errors, latency per version) are written to the KV bucket darklaunch_live for the promotion gates; also once at shutdown"`
+
 	RewriteHost bool `envconfig:"MIRROR_REWRITE_HOST" default:"false" desc:"send the primary URL's host as Host instead of the client's Host"`
 	XForwarded  bool `envconfig:"MIRROR_X_FORWARDED" default:"false" desc:"append the client address to X-Forwarded-For and set X-Forwarded-Host/Proto (off: the primary sees the headers the client sent)"`
 
@@ -96,6 +98,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ReadHeaderTimeout, 10*time.Second)
 	setDur(&c.ClientIdleTimeout, 120*time.Second)
 	setDur(&c.ShutdownTimeout, 15*time.Second)
+	setDur(&c.LiveReportInterval, 2*time.Second)
 	return c
 }
 
@@ -128,6 +131,8 @@ func (c Config) validate() (*url.URL, error) {
 		return nil, fmt.Errorf("%w: MIRROR_MAX_PENDING_ACKS %d must be at least 1", ErrConfig, c.MaxPending)
 	case c.MaxIdleConnsPerHost < 1:
 		return nil, fmt.Errorf("%w: MIRROR_MAX_IDLE_CONNS_PER_HOST %d must be at least 1", ErrConfig, c.MaxIdleConnsPerHost)
+	case c.LiveReportInterval < 0:
+		return nil, fmt.Errorf("%w: MIRROR_LIVE_REPORT_INTERVAL must not be negative", ErrConfig)
 	case c.ResponseHeaderTimeout < 0:
 		return nil, fmt.Errorf("%w: MIRROR_RESPONSE_HEADER_TIMEOUT must not be negative", ErrConfig)
 	}

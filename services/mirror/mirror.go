@@ -10,7 +10,10 @@
 // hash or a random number per launch; bodies are teed into bounded captures while they
 // stream, and finished envelopes go to a bounded queue with a non-blocking
 // send; publisher goroutines drain the queue. When NATS is down or slow,
-// envelopes are dropped and counted, never requests.
+// envelopes are dropped and counted, never requests. While a launch is
+// live, a goroutine writes its live counters to the KV bucket
+// darklaunch_live (package live) every few seconds, for the promotion
+// gates.
 package mirror
 
 import (
@@ -90,8 +93,12 @@ type Service struct {
 	stats   counters
 	latency prometheus.Histogram
 
-	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog atomic.Int64
-	ran                                                atomic.Bool
+	// liveKV is the live report bucket, owned by whoever reports (see
+	// reportLive); nil until opened and after a failed report.
+	liveKV jetstream.KeyValue
+
+	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
+	ran                                                                      atomic.Bool
 }
 
 // New validates cfg, binds the proxy and admin listeners and returns the
@@ -226,6 +233,7 @@ func (s *Service) Run(ctx context.Context) error {
 		} else {
 			background.Go(func() { s.streamLoop(ctx, js) })
 			background.Go(func() { s.watchLoop(ctx, js, nc) })
+			background.Go(func() { s.liveReportLoop(ctx, js) })
 			for range s.cfg.Publishers {
 				publishers.Go(func() { s.publisher(js, nc, draining) })
 			}
@@ -258,6 +266,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.dropQueued()
 	background.Wait()
+	// The requests have finished: the live counters are final.
+	if js != nil {
+		finalCtx, cancelFinal := context.WithTimeout(context.Background(), finalLiveReportTimeout)
+		s.reportLive(finalCtx, js)
+		cancelFinal()
+	}
 	s.buildMu.Lock()
 	s.builder.closeTargets()
 	s.buildMu.Unlock()

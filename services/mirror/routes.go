@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
@@ -44,7 +45,10 @@ type liveRoute struct {
 	l       *launch.Launch
 	sticky  stickyKey
 	filters bool
-	stats   *liveStats
+	// stats are the launch's live counters and step the live_percent step
+	// this table routes by, which counts the requests it routes.
+	stats *liveStats
+	step  *liveStep
 	// newProxy sends to the launch's shadow_url, primaryProxy to the
 	// primary; both count status classes into the launch's live stats.
 	newProxy, primaryProxy *httputil.ReverseProxy
@@ -305,11 +309,11 @@ func (b *routeBuilder) liveRoute(live []*launch.Launch) *liveRoute {
 		b.targets[l.ShadowURL] = tr
 	}
 	k, _ := b.sticky(l)
-	stats := b.s.live.get(l.ID)
+	stats, step := b.s.live.step(l.ID, l.LivePercent, time.Now())
 	s := b.s
-	newArm, primaryArm := &stats.arms[armNew], &stats.arms[armPrimary]
+	newArm, primaryArm := &step.arms[armNew], &step.arms[armPrimary]
 	return &liveRoute{
-		l: l, sticky: k, filters: hasFilters(l), stats: stats,
+		l: l, sticky: k, filters: hasFilters(l), stats: stats, step: step,
 		newProxy: &httputil.ReverseProxy{
 			Rewrite:    newRewrite(u, s.cfg),
 			Transport:  tr,

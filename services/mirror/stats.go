@@ -68,6 +68,9 @@ type counters struct {
 	// stickyMissing counts decisions made at random because the request
 	// lacked the launch's sticky key, by use (sampling, live routing).
 	stickyMissing [numUses]atomic.Uint64
+	// liveReports counts live snapshots written to the KV bucket,
+	// liveReportErrors the attempts that failed.
+	liveReports, liveReportErrors atomic.Uint64
 }
 
 // Stats is a snapshot of the tap's counters.
@@ -92,6 +95,11 @@ type Stats struct {
 	// made at random because the request lacked the launch's sticky key;
 	// LiveStickyKeyMissing the same for live routing decisions.
 	StickyKeyMissing, LiveStickyKeyMissing uint64
+	// LiveReports counts live snapshots written to the KV bucket
+	// darklaunch_live (one per live launch every
+	// MIRROR_LIVE_REPORT_INTERVAL, and at shutdown); LiveReportErrors the
+	// writes that failed.
+	LiveReports, LiveReportErrors uint64
 }
 
 // DroppedTotal sums Dropped over all reasons.
@@ -116,6 +124,9 @@ func (s *Service) Stats() Stats {
 
 		StickyKeyMissing:     s.stats.stickyMissing[useSample].Load(),
 		LiveStickyKeyMissing: s.stats.stickyMissing[useLive].Load(),
+
+		LiveReports:      s.stats.liveReports.Load(),
+		LiveReportErrors: s.stats.liveReportErrors.Load(),
 	}
 	for i, name := range reasonNames {
 		st.Dropped[name] = s.stats.dropped[i].Load()
@@ -169,6 +180,10 @@ func (s *Service) registerMetrics(reg prometheus.Registerer) {
 		}
 		return 0
 	})
+	counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown).",
+		&s.stats.liveReports, nil)
+	counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live.",
+		&s.stats.liveReportErrors, nil)
 	reg.MustRegister(newLiveCollector(&s.live))
 	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    metricPrefix + "primary_latency_seconds",

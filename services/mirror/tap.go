@@ -63,9 +63,9 @@ func (rt *routes) decide(r *http.Request, c *counters) (lr *liveRoute, toNew boo
 // counted and timed, the primary's being the control group the new version
 // is judged against.
 func (s *Service) serveLive(w http.ResponseWriter, r *http.Request, rt *routes, lr *liveRoute, toNew bool, mask uint64) {
-	arm := &lr.stats.arms[armPrimary]
+	arm := &lr.step.arms[armPrimary]
 	if toNew {
-		arm = &lr.stats.arms[armNew]
+		arm = &lr.step.arms[armNew]
 	}
 	arm.requests.Add(1)
 	start := time.Now()

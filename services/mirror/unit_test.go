@@ -81,6 +81,7 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		{"negative queue", Config{PrimaryURL: "http://primary", QueueSize: -1}},
 		{"negative publishers", Config{PrimaryURL: "http://primary", Publishers: -2}},
 		{"negative body limit", Config{PrimaryURL: "http://primary", BodyLimit: -1}},
+		{"negative live report interval", Config{PrimaryURL: "http://primary", LiveReportInterval: -time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Addr, tc.cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
