@@ -35,6 +35,8 @@ type env struct {
 
 type envOptions struct {
 	cacheTTL time.Duration
+	// controlInterval > 0 runs the ramp controller.
+	controlInterval time.Duration
 }
 
 func startEnv(t *testing.T, o envOptions) *env {
@@ -43,7 +45,8 @@ func startEnv(t *testing.T, o envOptions) *env {
 	chAddr := testenv.StartClickHouse(t)
 	e.redis = testenv.NewRedis(t)
 	e.redis.Start()
-	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second}
+	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second,
+		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter"}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()

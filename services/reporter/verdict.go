@@ -97,6 +97,10 @@ const windowQuery = "SELECT count() AS pairs, " +
 	"countIf(shadow_error = '' AND shadow_latency_us > primary_latency_us) AS slower, " +
 	"quantilesIf(0.5, 0.95, 0.99)(toFloat64(primary_latency_us), shadow_error = '') AS primary_us, " +
 	"quantilesIf(0.5, 0.95, 0.99)(toFloat64(shadow_latency_us), shadow_error = '') AS shadow_us" +
+	// ClickHouse 18.16 does not read a column that only a lambda inside
+	// an aggregate uses ("Unknown identifier: route", from mismatch);
+	// any(route) makes it read it.
+	", any(route) AS any_route" +
 	" FROM %s.comparisons FINAL WHERE launch_id = @launch AND received_at_us >= @from_us"
 
 // QueryWindow computes the numbers of a launch's pairs received from
@@ -114,9 +118,10 @@ func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID strin
 	}
 	st := &WindowStats{GeneratedAt: time.Now().UTC(), FromUS: fromUS}
 	var primary, shadow []float64
+	var anyRoute string
 	row := conn.QueryRow(ctx, fmt.Sprintf(windowQuery, database), launchArg,
 		clickhouse.Named("suppressed", suppressedSet(suppressed(cands, th))), clickhouse.Named("from_us", fromUS))
-	if err := row.Scan(&st.Pairs, &st.Mismatches, &st.ShadowErrors, &st.PrimaryErrors, &st.Answered, &st.Slower, &primary, &shadow); err != nil {
+	if err := row.Scan(&st.Pairs, &st.Mismatches, &st.ShadowErrors, &st.PrimaryErrors, &st.Answered, &st.Slower, &primary, &shadow, &anyRoute); err != nil {
 		return nil, fmt.Errorf("window query: %w", err)
 	}
 	for i := range 3 {
