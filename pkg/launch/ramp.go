@@ -213,8 +213,13 @@ func (l *Launch) normalizeRamp() error {
 	if err := validateSteps("ramp.live_steps", r.LiveSteps); err != nil {
 		return err
 	}
+	// The index counts shadow steps while the launch may still mirror, live
+	// steps while it is promoting; a finished launch keeps the last one.
 	n := len(r.Steps)
-	if l.Status == StatusPromoting {
+	switch l.Status {
+	case StatusPromoted, StatusRolledBack:
+		return nil
+	case StatusPromoting:
 		n = len(r.LiveSteps)
 	}
 	if l.RampStep < 0 || (n > 0 && l.RampStep >= n) || (n == 0 && l.RampStep != 0) {
