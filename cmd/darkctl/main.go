@@ -41,7 +41,8 @@ const usage = `darkctl: control darklaunch launches through the reporter API
 usage: darkctl [-reporter URL] [-json] <command> [flags] [args]
 
 commands:
-  create -name N -shadow URL [-service S] [-percent P] [-methods GET,HEAD] [-secondary URL] [-sticky header:X-User-Id]
+  create -name N -shadow URL [-service S] [-percent P] [-methods GET,HEAD] [-secondary URL]
+         [-sticky header:X-User-Id] [-fields '{"gates": {...}, "ramp": {...}, "compare": {...}}']
   list                          all launches
   show ID                       one launch
   percent ID P                  set the sample percentage
@@ -227,10 +228,17 @@ func (cmd *command) create(args []string) (int, error) {
 	methods := fs.String("methods", "", "comma-separated methods to mirror (default GET,HEAD,OPTIONS)")
 	secondary := fs.String("secondary", "", "a second instance of the primary's version, for noise cancellation")
 	sticky := fs.String("sticky", "", "sticky sampling key: header:NAME, cookie:NAME or query:NAME")
+	extra := fs.String("fields", "", `more launch fields as a JSON object, e.g. '{"gates": {"min_pairs": 500}, "ramp": {...}, "compare": {...}}'`)
 	if err := fs.Parse(args); err != nil {
 		return exitError, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	fields := map[string]any{"name": *name, "shadow_url": *shadow, "sample_percent": *percent}
+	fields := map[string]any{}
+	if *extra != "" {
+		if err := json.Unmarshal([]byte(*extra), &fields); err != nil {
+			return exitError, fmt.Errorf("%w: -fields is not a JSON object: %v", errUsage, err)
+		}
+	}
+	fields["name"], fields["shadow_url"], fields["sample_percent"] = *name, *shadow, *percent
 	for k, v := range map[string]string{"service": *service, "secondary_url": *secondary, "sticky_key": *sticky} {
 		if v != "" {
 			fields[k] = v

@@ -3,10 +3,15 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // darkctl runs the real binary against the stack's reporter.
@@ -71,6 +76,45 @@ func TestDarkctl(t *testing.T) {
 	if out, errOut, code := d.run("rollback", l.ID); code != 0 || !strings.Contains(out, "rolled_back") {
 		t.Fatalf("rollback: exit %d: %s %s", code, out, errOut)
 	}
+	// Verdict exit codes: inconclusive without data, pass on a clean
+	// shadow, fail on a failing one.
+	if out, errOut, code := d.run("verdict", l.ID); code != 2 || !strings.Contains(out, "inconclusive") {
+		t.Fatalf("verdict without traffic: exit %d: %s %s", code, out, errOut)
+	}
+	if _, _, code := d.run("wait", l.ID, "-timeout", "300ms", "-interval", "100ms"); code != 2 {
+		t.Fatalf("wait timing out: exit %d, want 2", code)
+	}
+	// Generous latency bounds: this checks exit codes, not this machine's noise.
+	gates := `{"include_paths": ["/api/users/**"], "gates": {"min_pairs": 20, "max_latency_ratio": {"p50": 1000, "p95": 1000, "p99": 1000}}}`
+	verdictAfterTraffic := func(shadowURL string, want int) {
+		t.Helper()
+		out, errOut, code := d.run("-json", "create", "-name", "verdict", "-shadow", shadowURL, "-percent", "100", "-fields", gates)
+		if code != 0 {
+			t.Fatalf("create: exit %d: %s", code, errOut)
+		}
+		var v launchJSON
+		_ = json.Unmarshal([]byte(out), &v)
+		s.waitMirrorSees()
+		for i := range 30 {
+			s.send("GET", "/api/users/"+strconv.Itoa(i+1), nil)
+		}
+		s.drained()
+		testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if n := s.rows(v.ID, ""); n < 30 {
+				return fmt.Errorf("%d rows", n)
+			}
+			return nil
+		})
+		if out, errOut, code := d.run("wait", v.ID, "-timeout", "20s", "-interval", "200ms"); code != want {
+			t.Fatalf("wait on %s: exit %d, want %d:\n%s%s", shadowURL, code, want, out, errOut)
+		}
+		if _, _, code := d.run("rollback", v.ID); code != 0 {
+			t.Fatalf("rollback: exit %d", code)
+		}
+	}
+	verdictAfterTraffic(s.shadow.URL, 0)                                          // identical route: pass
+	verdictAfterTraffic("http://127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)), 1) // shadow down: fail
+
 	// API and usage errors exit 3 with the API's message, never 0/1/2,
 	// which a pipeline reads as verdicts.
 	for _, args := range [][]string{
