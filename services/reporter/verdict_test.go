@@ -14,9 +14,12 @@ func TestSignTestPValue(t *testing.T) {
 	if p := SignTestPValue(0, 0); p != 1 {
 		t.Fatalf("no pairs: p = %v", p)
 	}
-	// Half slower is no evidence at all; all slower is overwhelming.
-	if p := SignTestPValue(50, 100); p != 1 {
-		t.Fatalf("50 of 100: p = %v, want 1", p)
+	// Half slower is no evidence at all, nor is a mostly faster shadow;
+	// all slower is overwhelming.
+	for _, k := range []uint64{0, 10, 50} {
+		if p := SignTestPValue(k, 100); p != 1 {
+			t.Fatalf("%d of 100: p = %v, want 1", k, p)
+		}
 	}
 	if p := SignTestPValue(100, 100); p > 1e-25 {
 		t.Fatalf("100 of 100: p = %v", p)

@@ -151,6 +151,8 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	}
 	s.reporter, err = reporter.New(load[reporter.Config](t, with(map[string]string{
 		"REPORTER_ADDR": "127.0.0.1:0", "REPORTER_ADMIN_ADDR": "127.0.0.1:0", "REPORTER_CACHE_TTL": "0s",
+		// A quick controller, so ramps with holds of a second move in a test.
+		"REPORTER_CONTROL_INTERVAL": "200ms", "REPORTER_LEASE_TTL": "2s",
 	})), logger("reporter"))
 	if err != nil {
 		t.Fatal(err)
