@@ -271,7 +271,8 @@ func TestAPI(t *testing.T) {
 			t.Fatalf("GET / = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 		}
 		page := string(data)
-		for _, want := range []string{"<title>darklaunch reporter</title>", "/v1/launches", "/report", "setInterval(refresh", "/examples/", "raw_mismatches", "noise.suppressed"} {
+		for _, want := range []string{"<title>darklaunch reporter</title>", "/v1/launches", "/report", "setInterval(refresh", "/examples/", "raw_mismatches", "noise.suppressed",
+			"/verdict", "rep.audit", "live_steps", "auto_rollback"} {
 			if !strings.Contains(page, want) {
 				t.Fatalf("dashboard lacks %q", want)
 			}
