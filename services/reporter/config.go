@@ -23,7 +23,7 @@ type Config struct {
 	NoiseMinRatio float64 `envconfig:"REPORTER_NOISE_MIN_RATIO" default:"0.5" desc:"a route's path is suppressed as noise only when also at least this share (over 0, at most 1) of its differences, over the pairs the secondary answered, appeared between primary and secondary (0: the default 0.5)"`
 	// The controller: see docs/api.md, "Ramps and the controller".
 	ControlInterval time.Duration `envconfig:"REPORTER_CONTROL_INTERVAL" default:"2s" desc:"how often the ramp controller looks at the launches it drives (advance, stay, roll back, promote) and renews their leases; 0 disables the controller in this process"`
-	LeaseTTL        time.Duration `envconfig:"REPORTER_LEASE_TTL" default:"10s" desc:"lifetime of a controller lease in the NATS KV bucket darklaunch_leases: when the reporter driving a launch dies, another takes over within this TTL plus one control interval; must be over twice REPORTER_CONTROL_INTERVAL"`
+	LeaseTTL        time.Duration `envconfig:"REPORTER_LEASE_TTL" default:"10s" desc:"lifetime of a controller lease in the NATS KV bucket darklaunch_leases: when the reporter driving a launch dies, another takes over within this TTL plus one control interval; at least twice REPORTER_CONTROL_INTERVAL"`
 	ID              string        `envconfig:"REPORTER_ID" default:"" desc:"this reporter's name in leases and audit entries (controller:<id>); empty: the host name and a random suffix"`
 	config.NATS
 	config.ClickHouse
