@@ -26,29 +26,27 @@ type Decision struct {
 // Stays reports whether the decision changes nothing.
 func (d Decision) Stays() bool { return d.Action == "" || d.Action == analytics.AuditGateFailed }
 
-// needsVerdict reports whether Decide needs the launch's verdict: only an
-// active launch with shadow ramp steps is judged (live steps advance on
-// time; see Decide).
-func needsVerdict(l *launch.Launch) bool {
-	return l.Status == launch.StatusActive && l.Ramp != nil && len(l.Ramp.Steps) > 0
-}
-
 // driven reports whether the controller has anything to do with a launch:
-// a ramped active launch, or a promoting one with live steps. Paused and
-// finished launches are left alone.
+// a ramped active launch (judged on compared pairs), or a promoting one
+// with live steps (judged on live traffic). Paused and finished launches
+// are left alone.
 func driven(l *launch.Launch) bool {
-	return needsVerdict(l) || (l.Status == launch.StatusPromoting && l.Ramp != nil && len(l.Ramp.LiveSteps) > 0)
+	return (l.Status == launch.StatusActive && l.Ramp != nil && len(l.Ramp.Steps) > 0) ||
+		(l.Status == launch.StatusPromoting && l.Ramp != nil && len(l.Ramp.LiveSteps) > 0)
 }
 
 // Decide is the controller's decision for a launch as read now, given its
-// verdict (needed when needsVerdict). It is a pure function of its inputs.
+// verdict (computed for every driven launch). It is a pure function of its
+// inputs.
 //
-//   - active with a ramp: a failing gate rolls back with auto_rollback (and
-//     is recorded as gate_failed without); an inconclusive verdict stays;
-//     a pass advances once the step's hold has passed since StepStartedAt,
-//     or after the last step promotes with auto_promote.
-//   - promoting: the live percentage steps through the ramp's live steps on
-//     hold time, and after the last one's hold the launch is promoted.
+//   - a failing gate rolls back with auto_rollback (and is recorded as
+//     gate_failed without); an inconclusive verdict stays; a pass advances
+//     once the step's hold has passed since StepStartedAt.
+//   - active with a ramp: advancing moves to the next shadow step, or after
+//     the last one promotes with auto_promote (at the first live step, or
+//     at 100%).
+//   - promoting (judged on live traffic): advancing moves live traffic to
+//     the next live step, or after the last one to 100% (promoted).
 //   - anything else (paused, promoted, rolled back, no ramp): stay.
 func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
 	if !driven(l) {
@@ -60,28 +58,15 @@ func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
 	}
 	held := now.Sub(l.StepStartedAt)
 	left := step.Hold.D() - held
-	if l.Status == launch.StatusPromoting {
-		steps := l.Ramp.LiveSteps
-		if left > 0 {
-			return Decision{Reason: fmt.Sprintf("live step %d of %d at %v%%: %s of its hold left", l.RampStep+1, len(steps), step.Percent, roundDur(left))}
-		}
-		if l.RampStep+1 < len(steps) {
-			next := steps[l.RampStep+1]
-			action := analytics.AuditLiveStep
-			if next.Percent == 100 {
-				action = analytics.AuditPromoted
-			}
-			return Decision{Action: action, Reason: fmt.Sprintf("live step %d of %d at %v%% held for %s; live traffic to %v%%",
-				l.RampStep+1, len(steps), step.Percent, step.Hold, next.Percent)}
-		}
-		return Decision{Action: analytics.AuditPromoted, Reason: fmt.Sprintf("last live step at %v%% held for %s; live traffic to 100%%", step.Percent, step.Hold)}
-	}
-
 	if v == nil {
 		return Decision{Reason: "no verdict"}
 	}
 	steps := l.Ramp.Steps
 	where := fmt.Sprintf("step %d of %d at %v%%", l.RampStep+1, len(steps), step.Percent)
+	if l.Status == launch.StatusPromoting {
+		steps = l.Ramp.LiveSteps
+		where = fmt.Sprintf("live step %d of %d at %v%%", l.RampStep+1, len(steps), step.Percent)
+	}
 	switch v.Verdict {
 	case VerdictFail:
 		why := strings.Join(v.Reasons, "; ")
@@ -92,6 +77,21 @@ func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
 	case VerdictPass:
 	default:
 		return Decision{Reason: fmt.Sprintf("inconclusive at %s: %s", where, strings.Join(v.Reasons, "; "))}
+	}
+	if l.Status == launch.StatusPromoting {
+		if left > 0 {
+			return Decision{Reason: fmt.Sprintf("live gates pass at %s; %s of its hold left", where, roundDur(left))}
+		}
+		passed := fmt.Sprintf("live gates passed on %d requests per version over %s at %s", v.Window.Pairs, roundDur(held), where)
+		if l.RampStep+1 < len(steps) {
+			next := steps[l.RampStep+1]
+			action := analytics.AuditLiveStep
+			if next.Percent == 100 {
+				action = analytics.AuditPromoted
+			}
+			return Decision{Action: action, Reason: fmt.Sprintf("%s; live traffic to %v%%", passed, next.Percent)}
+		}
+		return Decision{Action: analytics.AuditPromoted, Reason: passed + "; live traffic to 100%"}
 	}
 	if left > 0 {
 		return Decision{Reason: fmt.Sprintf("gates pass at %s; %s of its hold left", where, roundDur(left))}
@@ -278,13 +278,10 @@ func (c *controller) tick(ctx context.Context) {
 func (c *controller) drive(ctx context.Context, l *launch.Launch) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var v *Verdict
-	if needsVerdict(l) {
-		var err error
-		if v, err = c.verdict(ctx, l); err != nil {
-			c.log.Warn("controller: verdict", "launch_id", l.ID, "err", err)
-			return
-		}
+	v, err := c.verdict(ctx, l)
+	if err != nil {
+		c.log.Warn("controller: verdict", "launch_id", l.ID, "err", err)
+		return
 	}
 	now := time.Now().UTC()
 	d := Decide(l, v, now)

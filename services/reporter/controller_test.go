@@ -54,10 +54,13 @@ func TestDecide(t *testing.T) {
 		{"paused is left alone", ramped(launch.StatusPaused, 0, launch.Ramp{Steps: shadow, AutoRollback: true}), fail, time.Hour, "", ""},
 		{"no ramp", &launch.Launch{Status: launch.StatusActive}, fail, time.Hour, "", ""},
 		{"rolled back is final", ramped(launch.StatusRolledBack, 0, launch.Ramp{Steps: shadow, AutoRollback: true}), fail, time.Hour, "", ""},
-		{"live step holds", ramped(launch.StatusPromoting, 0, launch.Ramp{Steps: shadow, LiveSteps: live}), nil, 9 * time.Minute, "", "live step 1 of 2 at 10%: 1m of its hold left"},
-		{"live step advances", ramped(launch.StatusPromoting, 0, launch.Ramp{Steps: shadow, LiveSteps: live}), nil, 10 * time.Minute, analytics.AuditLiveStep, "live traffic to 50%"},
-		{"last live step completes", ramped(launch.StatusPromoting, 1, launch.Ramp{Steps: shadow, LiveSteps: live}), nil, 10 * time.Minute, analytics.AuditPromoted, "live traffic to 100%"},
-		{"live step to 100 completes", ramped(launch.StatusPromoting, 0, launch.Ramp{LiveSteps: steps(20, time.Minute, 100, time.Duration(0))}), nil, time.Minute, analytics.AuditPromoted, "to 100%"},
+		{"live step holds", ramped(launch.StatusPromoting, 0, launch.Ramp{Steps: shadow, LiveSteps: live}), pass, 9 * time.Minute, "", "live gates pass at live step 1 of 2 at 10%; 1m of its hold left"},
+		{"live step advances", ramped(launch.StatusPromoting, 0, launch.Ramp{Steps: shadow, LiveSteps: live}), pass, 10 * time.Minute, analytics.AuditLiveStep, "live traffic to 50%"},
+		{"last live step completes", ramped(launch.StatusPromoting, 1, launch.Ramp{Steps: shadow, LiveSteps: live}), pass, 10 * time.Minute, analytics.AuditPromoted, "live traffic to 100%"},
+		{"live step to 100 completes", ramped(launch.StatusPromoting, 0, launch.Ramp{LiveSteps: steps(20, time.Minute, 100, time.Duration(0))}), pass, time.Minute, analytics.AuditPromoted, "to 100%"},
+		{"thin live traffic stays", ramped(launch.StatusPromoting, 0, launch.Ramp{Steps: shadow, LiveSteps: live}), thin, time.Hour, "", "inconclusive at live step 1 of 2"},
+		{"failing live gate rolls back", ramped(launch.StatusPromoting, 1, launch.Ramp{Steps: shadow, LiveSteps: live, AutoRollback: true}), fail, time.Second, analytics.AuditRolledBack, "gate failed at live step 2 of 2"},
+		{"failing live gate without auto_rollback", ramped(launch.StatusPromoting, 1, launch.Ramp{Steps: shadow, LiveSteps: live}), fail, time.Second, analytics.AuditGateFailed, "auto_rollback is off"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := Decide(c.l, c.v, t0.Add(c.at))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
 )
@@ -360,4 +361,72 @@ func TestControllerDrives(t *testing.T) {
 			t.Fatalf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestControllerLiveGates: a promoting launch is judged on the live
+// traffic the taps report (KV darklaunch_live): clean live traffic steps it
+// to 100%, a failing new version is rolled back, and without live traffic
+// it waits.
+func TestControllerLiveGates(t *testing.T) {
+	e := startEnv(t, envOptions{cacheTTL: 0, controlInterval: 100 * time.Millisecond})
+	_, js := testenv.Connect(t, e.js.URL())
+	kv, err := live.OpenBucket(testenv.Context(t), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoting := func(name string) launch.Launch {
+		var l launch.Launch
+		e.ok(http.StatusCreated, "POST", "/v1/launches", map[string]any{"name": name, "shadow_url": "http://s", "sticky_key": "header:X-User-Id",
+			"ramp":  map[string]any{"live_steps": []map[string]any{{"percent": 50, "hold": "200ms"}}, "auto_rollback": true},
+			"gates": map[string]any{"min_pairs": 20}}, &l)
+		id := l.ID
+		e.ok(http.StatusOK, "POST", "/v1/launches/"+id+"/promote", nil, fresh(&l))
+		if l.Status != launch.StatusPromoting || l.LivePercent != 50 {
+			t.Fatalf("promote: %+v", l)
+		}
+		return l
+	}
+	report := func(l launch.Launch, tap string, newErrs uint64) {
+		side := func(errs uint64) live.Side {
+			s := live.Side{Requests: 100, Errors: errs, LatencyBuckets: make([]uint64, live.NumBuckets)}
+			s.LatencyBuckets[live.BucketOf(5*time.Millisecond)] = 100
+			return s
+		}
+		if err := live.Publish(testenv.Context(t), kv, live.Snapshot{V: live.Version, LaunchID: l.ID, TapID: tap, At: time.Now(),
+			Since: l.StepStartedAt.Add(10 * time.Millisecond), LivePercent: l.LivePercent, New: side(newErrs), Primary: side(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, bad, quiet := promoting("good"), promoting("bad"), promoting("quiet")
+	var v reporter.Verdict
+	e.ok(http.StatusOK, "GET", "/v1/launches/"+quiet.ID+"/verdict", nil, &v)
+	if v.Verdict != reporter.VerdictInconclusive || v.Window.Source != reporter.SourceLive || v.Checks[0].Name != "live_requests" {
+		t.Fatalf("live verdict without traffic: %+v", v)
+	}
+	report(good, "tap-1", 0)
+	report(good, "tap-2", 1)
+	report(bad, "tap-1", 40)
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var g, b launch.Launch
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+good.ID, nil, &g)
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+bad.ID, nil, &b)
+		if g.Status != launch.StatusPromoted || g.LivePercent != 100 || b.Status != launch.StatusRolledBack || b.LivePercent != 0 {
+			return fmt.Errorf("good %s %v, bad %s %v", g.Status, g.LivePercent, b.Status, b.LivePercent)
+		}
+		return nil
+	})
+	var q launch.Launch
+	e.ok(http.StatusOK, "GET", "/v1/launches/"+quiet.ID, nil, &q)
+	if q.Status != launch.StatusPromoting || q.LivePercent != 50 {
+		t.Fatalf("a live step without live traffic moved: %+v", q)
+	}
+	var rep reporter.Report
+	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+bad.ID+"/report", nil, &rep)
+		if len(rep.Audit) != 3 || rep.Audit[0].Action != analytics.AuditRolledBack || !strings.Contains(rep.Audit[0].Reason, "live error_rate_delta 40%") ||
+			!strings.HasPrefix(rep.Audit[0].Actor, "controller:") {
+			return fmt.Errorf("bad's audit %+v", rep.Audit)
+		}
+		return nil
+	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
@@ -47,6 +48,7 @@ type Service struct {
 	nc     atomic.Pointer[nats.Conn]
 	store  atomic.Pointer[launch.Store]
 	leases atomic.Pointer[kvLeases]
+	liveKV atomic.Pointer[jetstream.KeyValue]
 	ch     atomic.Pointer[chConn]
 
 	// id names this reporter in leases and audit entries.
@@ -244,6 +246,11 @@ func (s *Service) connectNATS(ctx context.Context) {
 		if err != nil {
 			return err
 		}
+		lkv, err := live.OpenBucket(actx, js)
+		if err != nil {
+			return err
+		}
+		s.liveKV.Store(&lkv)
 		leases, err := OpenLeases(actx, js, s.cfg.LeaseTTL)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 )
 
 // Verdict values.
@@ -29,7 +31,24 @@ const (
 	CheckLatencyRatioP95   = "latency_ratio_p95"
 	CheckLatencyRatioP99   = "latency_ratio_p99"
 	CheckLatencyRegression = "latency_regression"
+	// The checks of a promoting launch's verdict, on live traffic.
+	CheckLiveRequests        = "live_requests"
+	CheckLiveErrorRateDelta  = "live_error_rate_delta"
+	CheckLiveLatencyRatioP50 = "live_latency_ratio_p50"
+	CheckLiveLatencyRatioP95 = "live_latency_ratio_p95"
+	CheckLiveLatencyRatioP99 = "live_latency_ratio_p99"
 )
+
+// Window sources.
+const (
+	SourcePairs = "pairs"
+	SourceLive  = "live"
+)
+
+// liveSkew is how much earlier than step_started_at a tap's live snapshot
+// may say it started counting and still count for the step: clocks of the
+// taps and of the reporter differ a little.
+const liveSkew = 500 * time.Millisecond
 
 // Verdict is the body of GET /v1/launches/{id}/verdict: the launch's gates
 // judged on the pairs of its window.
@@ -58,8 +77,15 @@ type Check struct {
 // received from From on (the current ramp step's start, or the launch's
 // creation).
 type Window struct {
-	From  time.Time `json:"from"`
-	Pairs uint64    `json:"pairs"`
+	// Source is "pairs" (compared pairs in ClickHouse) or "live" (live
+	// traffic as the taps observed it, while promoting).
+	Source string    `json:"source"`
+	From   time.Time `json:"from"`
+	// Pairs are the compared pairs in the window; for a live window, the
+	// smaller of the two versions' request counts.
+	Pairs uint64 `json:"pairs"`
+	// Taps is how many taps' live snapshots were summed (live windows).
+	Taps int `json:"taps,omitempty"`
 	// Step is the ramp step the window belongs to (absent without a ramp).
 	Step *int `json:"step,omitempty"`
 }
@@ -277,9 +303,14 @@ func fmtRate(r float64) string {
 	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.2f", 100*r), "0"), ".0") + "%"
 }
 
-// verdictFor computes a launch's verdict from its window's numbers (cached
-// in Redis and shared by concurrent polls, like the report).
+// verdictFor computes a launch's verdict: on live traffic while it is
+// promoting, else from its window's compared pairs (cached in Redis and
+// shared by concurrent polls, like the report).
 func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*Verdict, bool, error) {
+	if l.Status == launch.StatusPromoting {
+		v, err := s.liveVerdict(ctx, l)
+		return v, false, err
+	}
 	from, step := VerdictWindow(l)
 	st, hit, err := cached(s, ctx, verdictCacheKey(l.ID, from.UnixMicro()), s.metrics.verdictQueries,
 		func(qctx context.Context, conn driver.Conn) (*WindowStats, error) {
@@ -290,9 +321,87 @@ func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*Verdict, b
 	}
 	g := l.Gates.WithDefaults()
 	v := &Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt,
-		Window: Window{From: from.UTC(), Pairs: st.Pairs, Step: step}}
+		Window: Window{Source: SourcePairs, From: from.UTC(), Pairs: st.Pairs, Step: step}}
 	v.Verdict, v.Reasons, v.Checks = ComputeVerdict(st, g)
 	return v, hit, nil
+}
+
+// liveVerdict judges a promoting launch on the live traffic of its current
+// live step, as the taps observed it (their snapshots in the NATS KV bucket
+// darklaunch_live).
+func (s *Service) liveVerdict(ctx context.Context, l *launch.Launch) (*Verdict, error) {
+	kv := s.liveKV.Load()
+	if kv == nil {
+		return nil, fmt.Errorf("%w: the live bucket %s is not open yet", errNotReady, live.Bucket)
+	}
+	snaps, err := live.Read(ctx, *kv, l.ID)
+	if err != nil && !errors.Is(err, live.ErrMalformed) {
+		return nil, fmt.Errorf("live verdict of launch %s: %w", l.ID, err)
+	}
+	if err != nil {
+		s.log.Warn("live snapshots left out", "launch_id", l.ID, "err", err)
+	}
+	from := l.StepStartedAt.Add(-liveSkew)
+	t := live.Aggregate(snaps, from)
+	g := l.Gates.WithDefaults()
+	step := l.RampStep
+	v := &Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: time.Now().UTC(),
+		Window: Window{Source: SourceLive, From: l.StepStartedAt.UTC(), Pairs: t.MinRequests(), Taps: t.Taps, Step: &step}}
+	v.Verdict, v.Reasons, v.Checks = ComputeLiveVerdict(t, g)
+	return v, nil
+}
+
+// ComputeLiveVerdict judges live totals against the gates: inconclusive
+// until both versions served min_pairs requests in the step, fail when the
+// new version's error rate exceeds the primary's by more than
+// max_error_rate_delta or a latency quantile ratio exceeds its bound, pass
+// otherwise. The two sides served different users (the sticky split), so
+// nothing is paired here: the thresholds apply to the step's totals.
+func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons []string, checks []Check) {
+	n := t.MinRequests()
+	delta := t.ErrorRateDelta()
+	checks = []Check{
+		{Name: CheckLiveRequests, Value: float64(n), Threshold: float64(g.MinPairs), OK: n >= uint64(g.MinPairs)},
+		{Name: CheckLiveErrorRateDelta, Value: round4(delta), Threshold: g.MaxErrorRateDelta, OK: delta <= g.MaxErrorRateDelta},
+	}
+	var fails []string
+	if !checks[1].OK {
+		fails = append(fails, fmt.Sprintf("live error_rate_delta %s (new version %d errors of %d requests, primary %d of %d; always-valid p %.3g) is above %s",
+			fmtRate(delta), t.New.Errors, t.New.Requests, t.Primary.Errors, t.Primary.Requests,
+			t.ErrorRateAlwaysValidP(g.MaxErrorRateDelta), fmtRate(g.MaxErrorRateDelta)))
+	}
+	for _, q := range []struct {
+		name  string
+		q     float64
+		limit float64
+	}{
+		{CheckLiveLatencyRatioP50, 0.5, g.MaxLatencyRatio.P50},
+		{CheckLiveLatencyRatioP95, 0.95, g.MaxLatencyRatio.P95},
+		{CheckLiveLatencyRatioP99, 0.99, g.MaxLatencyRatio.P99},
+	} {
+		ratio := t.LatencyRatio(q.q) // 0 when a side observed nothing
+		ok := ratio <= q.limit
+		checks = append(checks, Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: ok})
+		if !ok {
+			fails = append(fails, fmt.Sprintf("live latency p%g %.3g ms vs %.3g ms on the primary (ratio %.2f > %.2f)",
+				100*q.q, t.New.Quantile(q.q), t.Primary.Quantile(q.q), ratio, q.limit))
+		}
+	}
+	switch {
+	case n < uint64(g.MinPairs):
+		verdict = VerdictInconclusive
+		reasons = append(reasons, fmt.Sprintf("only %d of the %d requests needed on each version in this live step (new version %d, primary %d, from %d taps)",
+			n, g.MinPairs, t.New.Requests, t.Primary.Requests, t.Taps))
+		for _, f := range fails {
+			reasons = append(reasons, "so far: "+f)
+		}
+	case len(fails) > 0:
+		verdict, reasons = VerdictFail, fails
+	default:
+		verdict = VerdictPass
+		reasons = append(reasons, fmt.Sprintf("all live gates pass on %d requests of the new version and %d of the primary", t.New.Requests, t.Primary.Requests))
+	}
+	return verdict, reasons, checks
 }
 
 func verdictCacheKey(launchID string, fromUS int64) string {

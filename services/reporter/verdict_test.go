@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 )
 
 func TestSignTestPValue(t *testing.T) {
@@ -203,4 +204,43 @@ func mustTime(s string) time.Time {
 		panic(err)
 	}
 	return ts
+}
+
+// side is a live.Side of n requests with errs errors, all taking d.
+func side(n, errs uint64, d time.Duration) live.Side {
+	s := live.Side{Requests: n, Errors: errs, LatencyBuckets: make([]uint64, live.NumBuckets)}
+	s.LatencyBuckets[live.BucketOf(d)] = n
+	return s
+}
+
+func TestComputeLiveVerdict(t *testing.T) {
+	g := launch.Gates{MinPairs: 100}.WithDefaults()
+	for _, c := range []struct {
+		name        string
+		new, prim   live.Side
+		verdict     string
+		failed      []string
+		reasonsHave string
+	}{
+		{"clean", side(500, 1, 10*time.Millisecond), side(500, 1, 10*time.Millisecond), VerdictPass, nil, "all live gates pass"},
+		{"too few on one side", side(500, 0, 10*time.Millisecond), side(50, 0, 10*time.Millisecond), VerdictInconclusive, []string{CheckLiveRequests}, "only 50 of the 100 requests"},
+		{"nothing yet", live.Side{}, live.Side{}, VerdictInconclusive, []string{CheckLiveRequests}, "only 0"},
+		{"new version erroring", side(500, 50, 10*time.Millisecond), side(500, 2, 10*time.Millisecond), VerdictFail, []string{CheckLiveErrorRateDelta}, "live error_rate_delta 9.6%"},
+		{"new version slow", side(500, 0, 40*time.Millisecond), side(500, 0, 10*time.Millisecond), VerdictFail,
+			[]string{CheckLiveLatencyRatioP50, CheckLiveLatencyRatioP95, CheckLiveLatencyRatioP99}, "live latency p50"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tot := live.Aggregate([]live.Snapshot{{New: c.new, Primary: c.prim}}, time.Time{})
+			v, reasons, checks := ComputeLiveVerdict(tot, g)
+			var failed []string
+			for _, ch := range checks {
+				if !ch.OK {
+					failed = append(failed, ch.Name)
+				}
+			}
+			if v != c.verdict || strings.Join(failed, ",") != strings.Join(c.failed, ",") || !strings.Contains(strings.Join(reasons, "|"), c.reasonsHave) {
+				t.Fatalf("verdict %s, failed %v, reasons %q; want %s, %v, %q", v, failed, reasons, c.verdict, c.failed, c.reasonsHave)
+			}
+		})
+	}
 }
