@@ -80,6 +80,7 @@ func (s *stack) drive(users, clients int, every time.Duration) *traffic {
 				u := n.Add(1) % int64(users)
 				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/api/users/%d", s.mirror.Addr(), u+1), nil)
 				req.Header.Set("X-User-Id", fmt.Sprintf("user-%d", u))
+				req.Header.Set("X-Probe", "1") // the shadow marks what it serves (not a compared header)
 				res, err := s.client.Do(req)
 				if err != nil {
 					continue
@@ -159,14 +160,16 @@ func (s *stack) audit(id string) []string {
 var e2eGates = map[string]any{"min_pairs": 5}
 
 // TestRolloutPromotes: a clean shadow with a ramp 10 → 50 → 100 and
-// auto_promote is stepped up by the reporter's controller on real traffic
-// and promoted; then the mirror serves live traffic from the new version.
+// auto_promote is stepped up by the reporter's controller on real traffic,
+// promoted to 50% of live traffic, judged there on the live traffic the
+// mirror reports, and promoted to 100%; then the mirror serves live traffic
+// from the new version.
 func TestRolloutPromotes(t *testing.T) {
 	s := startStack(t, wrapShadow(markShadow(nil)))
 	created := s.createLaunchWith(map[string]any{
 		"shadow_url": s.shadow.URL, "sticky_key": "header:X-User-Id", "include_paths": []string{"/api/users/*"},
 		"ramp": map[string]any{"steps": []map[string]any{{"percent": 10, "hold": "1s"}, {"percent": 50, "hold": "1s"}, {"percent": 100, "hold": "1s"}},
-			"auto_promote": true, "auto_rollback": true},
+			"auto_promote": true, "auto_rollback": true, "live_steps": []map[string]any{{"percent": 50, "hold": "1s"}}},
 		"gates": e2eGates,
 	})
 	if created.SamplePercent != 10 {
@@ -174,17 +177,30 @@ func TestRolloutPromotes(t *testing.T) {
 	}
 	start := time.Now()
 	tr := s.drive(500, 4, 5*time.Millisecond)
-	var steps []float64
+	var steps []string
+	var liveVerdict verdictJSON
 	s.waitLaunch(created.ID, 40*time.Second, "promoted", func(l rolloutJSON) bool {
-		if len(steps) == 0 || steps[len(steps)-1] != l.SamplePercent {
-			steps = append(steps, l.SamplePercent)
+		st := fmt.Sprintf("sample %v", l.SamplePercent)
+		if l.Status != "active" {
+			st = fmt.Sprintf("live %v", l.LivePercent)
+		}
+		if len(steps) == 0 || steps[len(steps)-1] != st {
+			steps = append(steps, st)
+		}
+		if l.Status == "promoting" {
+			s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &liveVerdict)
 		}
 		return l.Status == "promoted"
 	})
 	tr.stop()
-	t.Logf("promoted after %s; sample percentages seen: %v; %d requests sent", time.Since(start).Round(time.Millisecond), steps, tr.sent.Load())
-	if fmt.Sprint(steps) != "[10 50 100]" {
-		t.Fatalf("sample percentages %v do not step up the ramp", steps)
+	t.Logf("promoted after %s; steps seen: %v; %d requests sent, %d answered by the new version (live)",
+		time.Since(start).Round(time.Millisecond), steps, tr.sent.Load(), tr.byShadow.Load())
+	if got := strings.Join(steps, ", "); got != "sample 10, sample 50, sample 100, live 50, live 100" {
+		t.Fatalf("steps %s do not follow the ramp", got)
+	}
+	t.Logf("live verdict while promoting: %s %q %+v", liveVerdict.Verdict, liveVerdict.Reasons, liveVerdict.Checks)
+	if liveVerdict.Verdict == "" || liveVerdict.Checks[0].Name != "live_requests" || tr.byShadow.Load() == 0 {
+		t.Fatalf("live verdict %+v; %d requests served by the new version", liveVerdict, tr.byShadow.Load())
 	}
 	var v verdictJSON
 	s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &v)
@@ -193,7 +209,7 @@ func TestRolloutPromotes(t *testing.T) {
 	if l.LivePercent != 100 || l.SamplePercent != 100 {
 		t.Fatalf("promoted launch %+v", l)
 	}
-	if a := strings.Join(s.audit(created.ID), ", "); a != "created by api, step_advanced by controller, step_advanced by controller, promoted by controller" {
+	if a := strings.Join(s.audit(created.ID), ", "); a != "created by api, step_advanced by controller, step_advanced by controller, promoted by controller, promoted by controller" {
 		t.Fatalf("audit: %s", a)
 	}
 
@@ -403,4 +419,52 @@ func (s *stack) waitMirrorSeesRevision(id string, rev uint64) {
 		}
 		return nil
 	})
+}
+
+// TestRolloutLiveRollback: a new version that starts failing while it
+// serves live traffic (promoting, 30%) is rolled back by the controller on
+// the live traffic the mirror reports; afterwards every request is served
+// by the primary.
+func TestRolloutLiveRollback(t *testing.T) {
+	var failing atomic.Bool
+	s := startStack(t, wrapShadow(markShadow(&failing)))
+	created := s.createLaunchWith(map[string]any{
+		"shadow_url": s.shadow.URL, "sticky_key": "header:X-User-Id", "include_paths": []string{"/api/users/*"},
+		"ramp": map[string]any{"steps": []map[string]any{{"percent": 10, "hold": "500ms"}}, "auto_promote": true, "auto_rollback": true,
+			"live_steps": []map[string]any{{"percent": 30, "hold": "1m"}}},
+		"gates": e2eGates,
+	})
+	tr := s.drive(500, 4, 5*time.Millisecond)
+	defer tr.stop()
+	s.waitLaunch(created.ID, 30*time.Second, "promoting", func(l rolloutJSON) bool { return l.Status == "promoting" })
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if tr.byShadow.Load() == 0 {
+			return fmt.Errorf("no live request served by the new version yet")
+		}
+		return nil
+	})
+	failing.Store(true)
+	broke := time.Now()
+	s.waitLaunch(created.ID, 30*time.Second, "rolled back", func(l rolloutJSON) bool { return l.Status == "rolled_back" })
+	t.Logf("rolled back %s after the new version started failing on live traffic", time.Since(broke).Round(time.Millisecond))
+	if a := s.audit(created.ID); len(a) != 3 || a[1] != "promoted by controller" || a[2] != "rolled_back by controller" {
+		t.Fatalf("audit %v", a)
+	}
+	testenv.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if r := s.mirror.Routing(created.ID); r.Live || r.Mirrored {
+			return fmt.Errorf("mirror routing %+v", r)
+		}
+		return nil
+	})
+	hits, served := s.shadowHits.Load(), tr.byShadow.Load()
+	for u := range 200 {
+		code, hdr, _ := s.do(s.mirror.Addr(), "GET", fmt.Sprintf("/api/users/%d", u+1), nil, "X-Probe", "1", "X-User-Id", fmt.Sprintf("user-%d", u))
+		if code != 200 || hdr.Get("X-Served-By") != "" {
+			t.Fatalf("request after the rollback: %d served by %q", code, hdr.Get("X-Served-By"))
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := s.shadowHits.Load(); got != hits || tr.byShadow.Load() != served {
+		t.Fatalf("the new version got %d requests after the rollback", got-hits)
+	}
 }

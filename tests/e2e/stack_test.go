@@ -133,6 +133,8 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	var err error
 	s.mirror, err = mirror.New(load[mirror.Config](t, with(map[string]string{
 		"MIRROR_ADDR": "127.0.0.1:0", "MIRROR_ADMIN_ADDR": "127.0.0.1:0", "MIRROR_PRIMARY_URL": s.primary.URL,
+		// Live snapshots often enough for live steps of a second.
+		"MIRROR_LIVE_REPORT_INTERVAL": "200ms",
 	})), logger("mirror"))
 	if err != nil {
 		t.Fatal(err)
