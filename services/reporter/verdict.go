@@ -364,7 +364,7 @@ func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons 
 		{Name: CheckLiveRequests, Value: float64(n), Threshold: float64(g.MinPairs), OK: n >= uint64(g.MinPairs)},
 		{Name: CheckLiveErrorRateDelta, Value: round4(delta), Threshold: g.MaxErrorRateDelta, OK: delta <= g.MaxErrorRateDelta},
 	}
-	var fails []string
+	var fails, notes []string
 	if !checks[1].OK {
 		fails = append(fails, fmt.Sprintf("live error_rate_delta %s (new version %d errors of %d requests, primary %d of %d; always-valid p %.3g) is above %s",
 			fmtRate(delta), t.New.Errors, t.New.Requests, t.Primary.Errors, t.Primary.Requests,
@@ -380,11 +380,20 @@ func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons 
 		{CheckLiveLatencyRatioP99, 0.99, g.MaxLatencyRatio.P99},
 	} {
 		ratio := t.LatencyRatio(q.q) // 0 when a side observed nothing
-		ok := ratio <= q.limit
+		// A quantile is judged only once each side has at least 5
+		// observations above it (10 for p50, 100 for p95, 500 for p99):
+		// below that it is one of the few slowest requests, noise.
+		need := uint64(math.Ceil(5 / (1 - q.q)))
+		enough := min(t.New.Observed(), t.Primary.Observed()) >= need
+		ok := ratio <= q.limit || !enough
 		checks = append(checks, Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: ok})
-		if !ok {
+		switch {
+		case !ok:
 			fails = append(fails, fmt.Sprintf("live latency p%g %.3g ms vs %.3g ms on the primary (ratio %.2f > %.2f)",
 				100*q.q, t.New.Quantile(q.q), t.Primary.Quantile(q.q), ratio, q.limit))
+		case ratio > q.limit:
+			notes = append(notes, fmt.Sprintf("live latency p%g ratio %.2f is above %.2f, but not judged before %d requests with a latency on each version",
+				100*q.q, ratio, q.limit, need))
 		}
 	}
 	switch {
@@ -401,7 +410,7 @@ func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons 
 		verdict = VerdictPass
 		reasons = append(reasons, fmt.Sprintf("all live gates pass on %d requests of the new version and %d of the primary", t.New.Requests, t.Primary.Requests))
 	}
-	return verdict, reasons, checks
+	return verdict, append(reasons, notes...), checks
 }
 
 func verdictCacheKey(launchID string, fromUS int64) string {

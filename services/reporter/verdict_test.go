@@ -228,6 +228,10 @@ func TestComputeLiveVerdict(t *testing.T) {
 		{"new version erroring", side(500, 50, 10*time.Millisecond), side(500, 2, 10*time.Millisecond), VerdictFail, []string{CheckLiveErrorRateDelta}, "live error_rate_delta 9.6%"},
 		{"new version slow", side(500, 0, 40*time.Millisecond), side(500, 0, 10*time.Millisecond), VerdictFail,
 			[]string{CheckLiveLatencyRatioP50, CheckLiveLatencyRatioP95, CheckLiveLatencyRatioP99}, "live latency p50"},
+		{"high quantiles need more requests", side(150, 0, 40*time.Millisecond), side(150, 0, 10*time.Millisecond), VerdictFail,
+			[]string{CheckLiveLatencyRatioP50, CheckLiveLatencyRatioP95}, "p99 ratio 4.00 is above 2.00, but not judged before 500 requests"},
+		{"too few for any quantile", side(120, 0, 40*time.Millisecond), side(9, 0, 10*time.Millisecond), VerdictInconclusive,
+			[]string{CheckLiveRequests}, "not judged before 10 requests"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tot := live.Aggregate([]live.Snapshot{{New: c.new, Primary: c.prim}}, time.Time{})

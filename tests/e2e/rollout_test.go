@@ -153,11 +153,15 @@ func (s *stack) audit(id string) []string {
 	return out
 }
 
-// The ramp's gates for these tests: a handful of pairs per step, the
-// default thresholds otherwise (latency included: here the shadow, replayed
-// directly by the runner, measures faster than the primary measured through
-// the mirror, p50 ratio about 0.9).
-var e2eGates = map[string]any{"min_pairs": 5}
+// The ramp's gates for these tests: a few dozen pairs per step, and
+// latency ratios looser than the defaults. The latencies here are a few
+// hundred microseconds on loopback, on a 2-core machine running the whole
+// stack under -race beside other tests: in a live step (no paired test,
+// a second of traffic) a scheduling hiccup moves a quantile by more than
+// 1.2x. Measured without load, the ratios are about 1 (the test logs them);
+// the latency gates themselves are tested on controlled numbers in
+// services/reporter.
+var e2eGates = map[string]any{"min_pairs": 20, "max_latency_ratio": map[string]any{"p50": 3, "p95": 5, "p99": 10}}
 
 // TestRolloutPromotes: a clean shadow with a ramp 10 → 50 → 100 and
 // auto_promote is stepped up by the reporter's controller on real traffic,
@@ -189,6 +193,11 @@ func TestRolloutPromotes(t *testing.T) {
 		}
 		if l.Status == "promoting" {
 			s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &liveVerdict)
+		}
+		if l.Status == "rolled_back" {
+			var r auditJSON
+			s.apiOK("GET", "/v1/launches/"+created.ID+"/report", nil, http.StatusOK, &r)
+			t.Fatalf("a clean launch was rolled back: %+v", r.Audit)
 		}
 		return l.Status == "promoted"
 	})
