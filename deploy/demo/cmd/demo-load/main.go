@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	dlclient "github.com/darklaunch/darklaunch/pkg/client"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
 func main() {
@@ -42,14 +44,19 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 		return err
 	}
 	ctx0 := context.Background()
-	launch := map[string]any{
-		"name": "demo " + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
+	fields := map[string]any{
+		"name": demoPrefix + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
 		"sample_percent": percent, "methods": []string{"GET"},
 	}
 	if secondary != "" {
-		launch["secondary_url"] = secondary
+		fields["secondary_url"] = secondary
 	}
-	l, err := api.Create(ctx0, launch)
+	// A rerun supersedes earlier demo launches: left active at 100% they
+	// would each mirror every request, multiplying the shadow's load.
+	if err := retireDemoLaunches(ctx0, api, service); err != nil {
+		return err
+	}
+	l, err := api.Create(ctx0, fields)
 	if err != nil {
 		return fmt.Errorf("create launch: %w", err)
 	}
@@ -145,6 +152,27 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 	fmt.Println("Stop the stack with: make down")
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d requests failed at the client", failed.Load())
+	}
+	return nil
+}
+
+// demoPrefix starts the name of every launch demo-load creates.
+const demoPrefix = "demo "
+
+func retireDemoLaunches(ctx context.Context, api *dlclient.Client, service string) error {
+	ls, err := api.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list launches: %w", err)
+	}
+	for _, old := range ls {
+		if old.Service != service || !strings.HasPrefix(old.Name, demoPrefix) ||
+			old.Status == launch.StatusRolledBack || old.Status == launch.StatusPromoted {
+			continue
+		}
+		if _, err := api.Action(ctx, old.ID, "rollback", "superseded by a new demo run"); err != nil {
+			return fmt.Errorf("roll back the earlier demo launch %s: %w", old.ID, err)
+		}
+		fmt.Printf("rolled back the earlier demo launch %s (%s)\n", old.ID, old.Name)
 	}
 	return nil
 }
