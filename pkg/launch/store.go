@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
 // Bucket is the NATS KV bucket holding one key per launch, the key being the
@@ -147,4 +149,13 @@ func validKey(id string) bool {
 		}
 	}
 	return true
+}
+
+// Setup creates (or updates) the streams and opens the launches bucket:
+// what a pipeline stage needs before it can take work.
+func Setup(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+		return nil, err
+	}
+	return OpenBucket(ctx, js)
 }

@@ -83,3 +83,16 @@ func bounded(ctx context.Context, d time.Duration) (context.Context, context.Can
 	}
 	return context.WithTimeout(ctx, d)
 }
+
+// Get is Until for a step that produces a value: it returns the value of
+// the first successful attempt, and false if ctx ended first.
+func Get[T any](ctx context.Context, log *slog.Logger, what string, b Backoff, attempt time.Duration,
+	f func(context.Context) (T, error)) (T, bool) {
+	var v T
+	ok := Until(ctx, log, what, b, attempt, func(ctx context.Context) error {
+		var err error
+		v, err = f(ctx)
+		return err
+	})
+	return v, ok
+}

@@ -94,3 +94,24 @@ func TestSleep(t *testing.T) {
 		t.Error("Sleep with a done context reported true")
 	}
 }
+
+func TestGet(t *testing.T) {
+	calls := 0
+	v, ok := Get(context.Background(), nil, "x", Backoff{Min: time.Millisecond, Max: time.Millisecond}, time.Second,
+		func(context.Context) (int, error) {
+			calls++
+			if calls < 3 {
+				return 0, errors.New("not yet")
+			}
+			return 42, nil
+		})
+	if !ok || v != 42 || calls != 3 {
+		t.Fatalf("Get = %d, %v after %d calls; want 42, true after 3", v, ok, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, ok := Get(ctx, nil, "x", Backoff{Min: time.Millisecond}, time.Second,
+		func(context.Context) (int, error) { return 0, errors.New("never") }); ok {
+		t.Fatal("Get succeeded with a cancelled context")
+	}
+}

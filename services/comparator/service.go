@@ -148,15 +148,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	var kv jetstream.KeyValue
-	if !s.retry(ctx, "create streams and launches bucket", func(ctx context.Context) error {
-		if err := stream.Ensure(ctx, s.js, stream.DefaultLimits); err != nil {
-			return err
-		}
-		var err error
-		kv, err = launch.OpenBucket(ctx, s.js)
-		return err
-	}) {
+	kv, ok := retry.Get(ctx, s.log, "create streams and launches bucket", s.backoff(), setupTimeout,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, s.js) })
+	if !ok {
 		return nil
 	}
 	watcher := launch.NewWatcher(kv, nc, s.log)
@@ -224,13 +218,10 @@ func (s *Service) consumerConfig() jetstream.ConsumerConfig {
 }
 
 func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) {
-	var cons jetstream.Consumer
-	ok := s.retry(ctx, "create consumer "+stream.ComparatorConsumer, func(ctx context.Context) error {
-		var err error
-		cons, err = stream.EnsureConsumer(ctx, s.js, stream.PairsStream, s.consumerConfig())
-		return err
-	})
-	return cons, ok
+	return retry.Get(ctx, s.log, "create consumer "+stream.ComparatorConsumer, s.backoff(), setupTimeout,
+		func(ctx context.Context) (jetstream.Consumer, error) {
+			return stream.EnsureConsumer(ctx, s.js, stream.PairsStream, s.consumerConfig())
+		})
 }
 
 func (s *Service) shutdownAdmin() {

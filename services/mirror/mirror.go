@@ -356,13 +356,9 @@ func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 // is read nothing is mirrored; when the watch breaks, the last snapshot stays
 // in force.
 func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) {
-	var kv jetstream.KeyValue
-	if !retry.Until(ctx, s.log, "open the launch bucket (mirroring nothing until then)", backoff(10*time.Second), opTimeout,
-		func(ctx context.Context) error {
-			var err error
-			kv, err = launch.OpenBucket(ctx, js)
-			return err
-		}) {
+	kv, ok := retry.Get(ctx, s.log, "open the launch bucket (mirroring nothing until then)", backoff(10*time.Second), opTimeout,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.OpenBucket(ctx, js) })
+	if !ok {
 		return
 	}
 	w := launch.NewWatcher(kv, nc, s.log)

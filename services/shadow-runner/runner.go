@@ -191,16 +191,8 @@ func (s *Service) retry(ctx context.Context, what string, f func(context.Context
 }
 
 func (s *Service) setupKV(ctx context.Context) (jetstream.KeyValue, bool) {
-	var kv jetstream.KeyValue
-	ok := s.retry(ctx, "create streams and launches bucket", func(ctx context.Context) error {
-		if err := stream.Ensure(ctx, s.js, stream.DefaultLimits); err != nil {
-			return err
-		}
-		b, err := launch.OpenBucket(ctx, s.js)
-		kv = b
-		return err
-	})
-	return kv, ok
+	return retry.Get(ctx, s.log, "create streams and launches bucket", backoff(), setupTimeout,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, s.js) })
 }
 
 // joinFleet opens the runners bucket, writes this runner's first heartbeat
@@ -241,13 +233,10 @@ func (s *Service) consumerConfig() jetstream.ConsumerConfig {
 }
 
 func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) {
-	var cons jetstream.Consumer
-	ok := s.retry(ctx, "create consumer "+stream.RunnerConsumer, func(ctx context.Context) error {
-		var err error
-		cons, err = stream.EnsureConsumer(ctx, s.js, stream.EnvelopesStream, s.consumerConfig())
-		return err
-	})
-	return cons, ok
+	return retry.Get(ctx, s.log, "create consumer "+stream.RunnerConsumer, backoff(), setupTimeout,
+		func(ctx context.Context) (jetstream.Consumer, error) {
+			return stream.EnsureConsumer(ctx, s.js, stream.EnvelopesStream, s.consumerConfig())
+		})
 }
 
 // watch runs the launch watcher; it restarts its KV watch on reconnects and
