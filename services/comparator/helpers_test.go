@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,14 +29,13 @@ type harness struct {
 	db   string
 	ch   driver.Conn // for the test's own queries; nil until query is first used
 	addr string      // ClickHouse native address
-	logs *testWriter
 }
 
 var nonIdent = regexp.MustCompile(`[^A-Za-z0-9_]+`)
 
 func newHarness(t *testing.T, chAddr string) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: newTestWriter(t), ctx: testenv.Context(t), ns: testenv.StartJetStream(t), addr: chAddr,
+	h := &harness{t: t, ctx: testenv.Context(t), ns: testenv.StartJetStream(t), addr: chAddr,
 		db: "cmp_" + strings.ToLower(nonIdent.ReplaceAllString(t.Name(), "_"))}
 	if len(h.db) > 60 {
 		h.db = h.db[:60]
@@ -77,39 +75,11 @@ func (r *running) stop(t *testing.T) {
 
 func (h *harness) start(cfg Config) *running {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := New(cfg, log)
+	svc, err := New(cfg, testenv.Logger(h.t, slog.LevelDebug))
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return &running{Service: svc, Running: testenv.Run(h.t, svc.Run)}
-}
-
-// testWriter sends logs to t.Log, so they show only for failed tests, and
-// drops what NATS callbacks log after the test is over.
-type testWriter struct {
-	t      *testing.T
-	mu     sync.Mutex
-	closed bool
-}
-
-func newTestWriter(t *testing.T) *testWriter {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.closed = true
-		w.mu.Unlock()
-	})
-	return w
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimSpace(string(p)))
-	}
-	return len(p), nil
 }
 
 // publish publishes a pair with its envelope id as Nats-Msg-Id (or msgID

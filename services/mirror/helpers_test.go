@@ -102,9 +102,7 @@ func (e *natsEnv) expectNone(t *testing.T) {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func testLogger(t *testing.T) *slog.Logger { return testenv.Logger(t, slog.LevelWarn) }
 
 // startMirror runs a tap in front of primaryURL until the test ends; stop
 // shuts it down early and checks that Run returned nil and every sampled

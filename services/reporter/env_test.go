@@ -75,8 +75,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 func (e *env) run(cfg reporter.Config) *reporter.Service {
 	t := e.t
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := reporter.New(cfg, log)
+	svc, err := reporter.New(cfg, testenv.Logger(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -249,25 +248,5 @@ func (s *shadow) requests() []seenRequest {
 	return append([]seenRequest(nil), s.seen...)
 }
 
-// testLogger logs to the test at warn level, and drops lines logged after
-// the test ended (NATS callbacks may fire late).
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(bytes.TrimRight(p, "\n")))
-	}
-	return len(p), nil
-}
+// testLogger logs to the test at warn level.
+func testLogger(t *testing.T) *slog.Logger { return testenv.Logger(t, slog.LevelWarn) }
