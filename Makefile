@@ -9,7 +9,7 @@ SERVICES := mirror shadow-runner comparator reporter
 export PATH := $(PATH):/usr/sbin
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all deps build test test-short vet bench demo up down status clean fmt
+.PHONY: all deps build test test-short vet check-tree bench demo up down status clean fmt
 
 all: build
 
@@ -26,11 +26,16 @@ build:
 	@echo "build bin/demo-app bin/demo-load"
 	@cd deploy/demo && $(GO) build -o ../../bin/demo-app ./cmd/demo-app && $(GO) build -o ../../bin/demo-load ./cmd/demo-load
 
+# Build outputs (executables, files over 1 MiB outside testdata/) never
+# enter git; CI fails here before running any test.
+check-tree:
+	@scripts/check-tree.sh
+
 vet:
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
 # Every module is tested on its own (each also builds alone with GOWORK=off).
-test: deps vet
+test: deps check-tree vet
 	@for m in $(MODULES); do \
 	  echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; \
 	done
