@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ type Server struct {
 	checks   map[string]Check
 	srv      *http.Server
 	ln       net.Listener
+	routes   []route
 	log      *slog.Logger
 }
 
@@ -39,11 +41,20 @@ func New(log *slog.Logger) *Server {
 // AddCheck registers a named health check.
 func (s *Server) AddCheck(name string, c Check) { s.checks[name] = c }
 
-// Handler returns the admin routes.
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// Handler returns the admin routes: /healthz, /metrics and those added
+// with Handle.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
+	for _, r := range s.routes {
+		mux.Handle(r.pattern, r.h)
+	}
 	return mux
 }
 
@@ -80,26 +91,78 @@ func Health(ctx context.Context, checks map[string]Check) (int, HealthReport) {
 	return http.StatusOK, rep
 }
 
-// Start listens on addr and serves in the background until Shutdown.
-func (s *Server) Start(addr string) error {
+// ShutdownTimeout bounds how long Serve waits for in-flight admin
+// requests (a slow /healthz check) once its context ends.
+const ShutdownTimeout = 5 * time.Second
+
+// Listen binds addr; each service calls it in New, so a busy port fails
+// construction and Addr is known before Run.
+func (s *Server) Listen(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
-		}
-	}()
+	return nil
+}
+
+// Handle adds a route beside /healthz and /metrics (the mirror's /livez).
+// Call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.routes = append(s.routes, route{pattern, h})
+}
+
+// Serve serves on the listener bound by Listen until ctx ends, then shuts
+// down, letting in-flight requests finish within ShutdownTimeout. It is
+// each service's one admin lifecycle, called from its Run. It returns nil
+// after a clean stop, or the error that stopped serving; the listener is
+// closed either way.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		return errors.New("admin: Serve before Listen")
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(s.ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("admin server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("admin server shutdown", "err", err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin server: %w", err)
+	}
 	return nil
 }
 
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Shutdown stops the server.
+// Start listens on addr and serves in the background until Shutdown.
+//
+// Deprecated: services call Listen in New and Serve in Run.
+func (s *Server) Start(addr string) error {
+	if err := s.Listen(addr); err != nil {
+		return err
+	}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops a server started with Start.
+//
+// Deprecated: Serve shuts down when its context ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.srv == nil {
 		return nil

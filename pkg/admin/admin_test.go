@@ -44,3 +44,40 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d", code)
 	}
 }
+
+// Serve is the admin lifecycle every service runs: Listen in New (the port
+// is known and a busy one fails construction), Serve in Run until the
+// context ends, extra routes beside /healthz and /metrics.
+func TestListenServeShutdown(t *testing.T) {
+	s := New(slog.New(slog.DiscardHandler))
+	s.Handle("GET /livez", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }))
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if busy := New(slog.New(slog.DiscardHandler)); busy.Listen(s.Addr()) == nil {
+		t.Fatal("Listen on a busy port succeeded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	for _, path := range []string{"/livez", "/healthz", "/metrics"} {
+		resp, err := http.Get("http://" + s.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s answered %d", path, resp.StatusCode)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve returned %v after its context ended", err)
+	}
+	if _, err := http.Get("http://" + s.Addr() + "/healthz"); err == nil {
+		t.Fatal("the admin port still answers after Serve returned")
+	}
+	if err := New(slog.New(slog.DiscardHandler)).Serve(context.Background()); err == nil {
+		t.Fatal("Serve without Listen returned nil")
+	}
+}

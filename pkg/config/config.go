@@ -37,7 +37,8 @@ type Logging struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json"`
 }
 
-// Load fills spec from the environment. With -h or --help among args it
+// Load fills spec from the environment and, when spec is a Validator,
+// validates it. With -h or --help among args it
 // prints the settings table to out and reports help=true; the caller exits.
 func Load(service string, spec any, args []string, out io.Writer) (help bool, err error) {
 	for _, a := range args {
@@ -47,7 +48,12 @@ func Load(service string, spec any, args []string, out io.Writer) (help bool, er
 		}
 	}
 	if err := envconfig.Process("", spec); err != nil {
-		return false, fmt.Errorf("%s settings: %w", service, err)
+		return false, fmt.Errorf("%s settings: %w: %w", service, ErrSettings, err)
+	}
+	if v, ok := spec.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return false, fmt.Errorf("%s settings: %w", service, err)
+		}
 	}
 	return false, nil
 }
