@@ -75,6 +75,9 @@ func logger(name string) *slog.Logger {
 type stackOptions struct {
 	// wrapShadow, when set, wraps the demo shadow's handler.
 	wrapShadow func(http.Handler) http.Handler
+	// serviceTime, when set, is the least time every answer of the
+	// primary, the shadow and the secondary takes.
+	serviceTime time.Duration
 }
 
 type stackOption func(*stackOptions)
@@ -83,6 +86,25 @@ type stackOption func(*stackOptions)
 func wrapShadow(wrap func(http.Handler) http.Handler) stackOption {
 	return func(o *stackOptions) { o.wrapShadow = wrap }
 }
+
+// withServiceTime makes every version take at least d per answer, as a
+// real service does. Tests that judge latency gates on identical versions
+// use it: on bare loopback an answer takes a few hundred microseconds, so
+// one scheduling hiccup on a loaded machine moves a quantile ratio past any
+// bound; with a service time that dominates the noise, identical versions
+// stay near a ratio of 1 and only a real regression moves it.
+func withServiceTime(d time.Duration) stackOption {
+	return func(o *stackOptions) { o.serviceTime = d }
+}
+
+// The slow route's injected delays: the shadow answers /api/search
+// slowFactor times later than the primary, a gap of searchDelay x
+// (slowFactor-1) that dominates this shared machine's noise (-race, 2 cores,
+// other tests beside).
+const (
+	searchDelay = 4 * time.Millisecond
+	slowFactor  = 10
+)
 
 func startStack(t *testing.T, options ...stackOption) *stack {
 	t.Helper()
@@ -95,14 +117,15 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	chAddr := testenv.StartClickHouse(t)
 	redisURL := testenv.StartRedis(t)
 
-	// A wide latency gap on the slow route, so the comparison is about the
-	// shadow and not about this shared machine's noise (-race, 2 cores).
-	opts := demo.Options{SearchDelay: 4 * time.Millisecond, SlowFactor: 10}
+	opts := demo.Options{SearchDelay: searchDelay, SlowFactor: slowFactor}
 	ph, _ := demo.Handler(demo.Primary, opts)
 	sh, _ := demo.Handler(demo.Shadow, opts)
 	sech, _ := demo.Handler(demo.Secondary, opts)
 	if o.wrapShadow != nil {
 		sh = o.wrapShadow(sh)
+	}
+	if o.serviceTime > 0 {
+		ph, sh, sech = takeAtLeast(o.serviceTime, ph), takeAtLeast(o.serviceTime, sh), takeAtLeast(o.serviceTime, sech)
 	}
 	s.primary = httptest.NewServer(ph)
 	s.shadow = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -344,4 +367,12 @@ func (s *stack) drained() mirror.Stats {
 		return nil
 	})
 	return st
+}
+
+// takeAtLeast delays h's answers so that each takes at least d.
+func takeAtLeast(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(d)
+		h.ServeHTTP(w, r)
+	})
 }
