@@ -61,6 +61,19 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s: Dockerfile %s does not exist", name, df)
 			}
 		}
+		if _, ok := specs[name]; ok {
+			// The four services share deploy/service.Dockerfile; SERVICE
+			// picks the module and its main package.
+			arg := ""
+			if svc.Build != nil && svc.Build.Args["SERVICE"] != nil {
+				arg = *svc.Build.Args["SERVICE"]
+			}
+			if arg != name {
+				t.Errorf("%s: build arg SERVICE is %q, want %q", name, arg, name)
+			} else if _, err := os.Stat(filepath.Join(root, "services", arg, "cmd", arg, "main.go")); err != nil {
+				t.Errorf("%s: build arg SERVICE=%s names no services/%s/cmd/%s: %v", name, arg, arg, arg, err)
+			}
+		}
 		var known []string
 		if spec, ok := specs[name]; ok {
 			if known, err = config.Keys(spec); err != nil {
