@@ -216,32 +216,17 @@ const insertColumns = `launch_id, envelope_id, ts, received_at_us, tap_id, metho
 // Insert writes rows in one batch. The INSERT names its columns: 18.16
 // rejects a batch without them.
 func Insert(ctx context.Context, conn driver.Conn, database string, rows []Row) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	batch, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.comparisons (%s)", database, insertColumns))
-	if err != nil {
-		return fmt.Errorf("prepare insert: %w", err)
-	}
 	now := time.Now().UTC()
-	for i := range rows {
-		r := &rows[i]
-		paths, kinds := orEmpty(r.DiffPaths), orEmpty(r.DiffKinds)
-		if err := batch.Append(r.LaunchID, r.EnvelopeID, r.TS.UTC(), r.TS.UnixMicro(), r.TapID, r.Method, r.Route, r.Path,
-			r.PrimaryStatus, r.ShadowStatus, r.PrimaryLatencyUS, r.ShadowLatencyUS,
-			b2u(r.Match), b2u(r.StatusMatch), b2u(r.ContentTypeMatch), b2u(r.BodyMatch), r.ShadowError, r.ShadowErrorKind,
-			paths, kinds, b2u(r.RequestBodyTruncated), b2u(r.PrimaryBodyTruncated), b2u(r.ShadowBodyTruncated),
-			r.CompareNote, now,
-			orEmpty(r.DiffGeneralized), bools(r.DiffNoise), r.Fingerprint, b2u(r.HasSecondary), r.SecondaryStatus, r.SecondaryLatencyUS,
-			r.SecondaryError, b2u(r.HeadersMatch), r.BodyFormat, r.DiffSummary, r.RulesRevision); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("append row %s: %w", r.EnvelopeID, err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d rows: %w", len(rows), err)
-	}
-	return nil
+	return insertBatch(ctx, conn, database, "comparisons", insertColumns, "rows", rows,
+		func(r *Row) (string, []any) {
+			return r.EnvelopeID, []any{r.LaunchID, r.EnvelopeID, r.TS.UTC(), r.TS.UnixMicro(), r.TapID, r.Method, r.Route, r.Path,
+				r.PrimaryStatus, r.ShadowStatus, r.PrimaryLatencyUS, r.ShadowLatencyUS,
+				b2u(r.Match), b2u(r.StatusMatch), b2u(r.ContentTypeMatch), b2u(r.BodyMatch), r.ShadowError, r.ShadowErrorKind,
+				orEmpty(r.DiffPaths), orEmpty(r.DiffKinds), b2u(r.RequestBodyTruncated), b2u(r.PrimaryBodyTruncated), b2u(r.ShadowBodyTruncated),
+				r.CompareNote, now,
+				orEmpty(r.DiffGeneralized), bools(r.DiffNoise), r.Fingerprint, b2u(r.HasSecondary), r.SecondaryStatus, r.SecondaryLatencyUS,
+				r.SecondaryError, b2u(r.HeadersMatch), r.BodyFormat, r.DiffSummary, r.RulesRevision}
+		})
 }
 
 func b2u(b bool) uint8 {

@@ -13,16 +13,7 @@ import (
 // twice reads back once with FINAL.
 func TestMigrateAndInsert(t *testing.T) {
 	ctx := testenv.Context(t)
-	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: "dl_test", User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for range 2 {
-		if err := Migrate(ctx, conn, "dl_test"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	conn := openTestDB(t, ctx, "dl_test", 2)
 	ts := time.Date(2026, 11, 26, 10, 0, 0, 123456000, time.UTC)
 	row := Row{LaunchID: "l1", EnvelopeID: "e1", TS: ts, Method: "GET", Route: "/users/{id}", Path: "/users/7",
 		PrimaryStatus: 200, ShadowStatus: 200, PrimaryLatencyUS: 1500, ShadowLatencyUS: 4500,
@@ -58,11 +49,7 @@ func TestMigrateAndInsert(t *testing.T) {
 // several processes migrating at once all succeed.
 func TestMigrateAddsColumns(t *testing.T) {
 	ctx := testenv.Context(t)
-	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: "old", User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openTestDB(t, ctx, "old", 0)
 	for _, s := range []string{"CREATE DATABASE old", fmt.Sprintf(comparisonsDDL, "old")} {
 		if err := conn.Exec(ctx, s); err != nil {
 			t.Fatal(err)

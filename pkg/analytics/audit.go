@@ -68,25 +68,11 @@ const auditColumns = `launch_id, ts, ts_us, action, from_status, to_status, samp
 // InsertAudit writes entries in one batch (the INSERT names its columns, as
 // 18.16 requires).
 func InsertAudit(ctx context.Context, conn driver.Conn, database string, entries []AuditEntry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	batch, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.audit (%s)", database, auditColumns))
-	if err != nil {
-		return fmt.Errorf("prepare audit insert: %w", err)
-	}
-	for i := range entries {
-		e := &entries[i]
-		if err := batch.Append(e.LaunchID, e.TS.UTC(), e.TS.UnixMicro(), e.Action, e.FromStatus, e.ToStatus,
-			e.SamplePercent, e.LivePercent, e.Actor, e.Reason, e.Details); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("append audit entry of %s: %w", e.LaunchID, err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d audit entries: %w", len(entries), err)
-	}
-	return nil
+	return insertBatch(ctx, conn, database, "audit", auditColumns, "audit entries", entries,
+		func(e *AuditEntry) (string, []any) {
+			return e.LaunchID, []any{e.LaunchID, e.TS.UTC(), e.TS.UnixMicro(), e.Action, e.FromStatus, e.ToStatus,
+				e.SamplePercent, e.LivePercent, e.Actor, e.Reason, e.Details}
+		})
 }
 
 // ReadAudit returns a launch's latest audit entries, newest first, at most

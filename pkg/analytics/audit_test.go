@@ -14,16 +14,7 @@ import (
 // bounded; every column is documented in docs/clickhouse.md.
 func TestAudit(t *testing.T) {
 	ctx := testenv.Context(t)
-	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: "dl_audit", User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for range 2 {
-		if err := Migrate(ctx, conn, "dl_audit"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	conn := openTestDB(t, ctx, "dl_audit", 2)
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	entries := []AuditEntry{
 		{LaunchID: "l1", TS: t0, Action: AuditCreated, ToStatus: "active", SamplePercent: 1, Actor: "api:127.0.0.1:5000", Reason: "deploy 42", Details: `{"ramp_step":0}`},

@@ -18,14 +18,7 @@ func TestSchemaDocs(t *testing.T) {
 		t.Fatalf("read the schema docs: %v", err)
 	}
 	ctx := testenv.Context(t)
-	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: "darklaunch", User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := Migrate(ctx, conn, "darklaunch"); err != nil {
-		t.Fatal(err)
-	}
+	conn := openTestDB(t, ctx, "darklaunch", 1)
 	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = 'darklaunch' AND table IN ('comparisons', 'examples')")
 	if err != nil {
 		t.Fatal(err)

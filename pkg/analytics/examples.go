@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -66,25 +65,11 @@ const exampleColumns = `launch_id, fingerprint, slot, envelope_id, ts, route, me
 
 // InsertExamples writes examples in one batch.
 func InsertExamples(ctx context.Context, conn driver.Conn, database string, ex []Example) error {
-	if len(ex) == 0 {
-		return nil
-	}
-	batch, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.examples (%s)", database, exampleColumns))
-	if err != nil {
-		return fmt.Errorf("prepare examples insert: %w", err)
-	}
 	now := time.Now().UTC()
-	for i := range ex {
-		e := &ex[i]
-		if err := batch.Append(e.LaunchID, e.Fingerprint, e.Slot, e.EnvelopeID, e.TS.UTC(), e.Route, e.Method, e.Path, e.Query,
-			orEmpty(e.DiffPaths), orEmpty(e.DiffKinds), e.RequestHeaders, e.RequestBody, e.PrimaryStatus, e.PrimaryHeaders, e.PrimaryBody,
-			e.ShadowStatus, e.ShadowHeaders, e.ShadowBody, e.ShadowError, now); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("append example %s: %w", e.EnvelopeID, err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d examples: %w", len(ex), err)
-	}
-	return nil
+	return insertBatch(ctx, conn, database, "examples", exampleColumns, "examples", ex,
+		func(e *Example) (string, []any) {
+			return e.EnvelopeID, []any{e.LaunchID, e.Fingerprint, e.Slot, e.EnvelopeID, e.TS.UTC(), e.Route, e.Method, e.Path, e.Query,
+				orEmpty(e.DiffPaths), orEmpty(e.DiffKinds), e.RequestHeaders, e.RequestBody, e.PrimaryStatus, e.PrimaryHeaders, e.PrimaryBody,
+				e.ShadowStatus, e.ShadowHeaders, e.ShadowBody, e.ShadowError, now}
+		})
 }

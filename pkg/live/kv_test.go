@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
@@ -13,9 +15,7 @@ import (
 // and tap, replacement of a tap's snapshot, other launches kept apart, and
 // an undecodable entry reported without hiding the good ones.
 func TestPublishAndRead(t *testing.T) {
-	srv := testenv.StartJetStream(t)
-	_, js := testenv.Connect(t, srv.URL())
-	ctx := testenv.Context(t)
+	ctx, js := testenv.Context(t), startJetStream(t)
 	kv, err := OpenBucket(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -92,9 +92,7 @@ func TestPublishAndRead(t *testing.T) {
 
 // Read reads many taps' snapshots, more than the watch's buffer holds.
 func TestReadManyTaps(t *testing.T) {
-	srv := testenv.StartJetStream(t)
-	_, js := testenv.Connect(t, srv.URL())
-	ctx := testenv.Context(t)
+	ctx, js := testenv.Context(t), startJetStream(t)
 	kv, err := OpenBucket(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -115,4 +113,11 @@ func TestReadManyTaps(t *testing.T) {
 	if tot := Aggregate(got, since); len(got) != n || tot.Taps != n || tot.New.Requests != n {
 		t.Errorf("%d snapshots, totals %+v", len(got), tot)
 	}
+}
+
+// startJetStream starts an embedded JetStream server for the test and
+// connects to it.
+func startJetStream(t *testing.T) jetstream.JetStream {
+	_, js := testenv.Connect(t, testenv.StartJetStream(t).URL())
+	return js
 }

@@ -20,6 +20,18 @@ import (
 	runner "github.com/darklaunch/darklaunch/services/shadow-runner"
 )
 
+// serviceSpecs are the four services' configuration structs by service
+// name (the name in docker-compose.yml and the section in
+// docs/configuration.md).
+func serviceSpecs() map[string]any {
+	return map[string]any{
+		"mirror":        &mirror.Config{},
+		"shadow-runner": &runner.Config{},
+		"comparator":    &comparator.Config{},
+		"reporter":      &reporter.Config{},
+	}
+}
+
 func TestComposeFile(t *testing.T) {
 	root, _ := filepath.Abs("../..")
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
@@ -31,12 +43,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose.yml does not load: %v", err)
 	}
-	specs := map[string]any{
-		"mirror":        &mirror.Config{},
-		"shadow-runner": &runner.Config{},
-		"comparator":    &comparator.Config{},
-		"reporter":      &reporter.Config{},
-	}
+	specs := serviceSpecs()
 	demoKeys := []string{"DEMO_ADDR", "DEMO_VARIANT"}
 	for name := range specs {
 		if _, ok := project.Services[name]; !ok {

@@ -6,10 +6,6 @@ import (
 	"testing"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
-	"github.com/darklaunch/darklaunch/services/comparator"
-	"github.com/darklaunch/darklaunch/services/mirror"
-	"github.com/darklaunch/darklaunch/services/reporter"
-	runner "github.com/darklaunch/darklaunch/services/shadow-runner"
 )
 
 // docs/configuration.md is generated from the binaries' -h output; this
@@ -19,9 +15,7 @@ func TestConfigurationDocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, spec := range map[string]any{
-		"mirror": &mirror.Config{}, "shadow-runner": &runner.Config{}, "comparator": &comparator.Config{}, "reporter": &reporter.Config{},
-	} {
+	for name, spec := range serviceSpecs() {
 		_, section, ok := strings.Cut(string(doc), "## "+name+"\n")
 		if !ok {
 			t.Errorf("docs/configuration.md has no section for %s", name)

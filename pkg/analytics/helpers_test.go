@@ -1,0 +1,28 @@
+package analytics
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/darklaunch/darklaunch/pkg/testenv"
+)
+
+// openTestDB starts a private clickhouse-server and opens database on it,
+// closed when the test ends. With migrate > 0 it applies the schema that
+// many times (more than once proves Migrate idempotent).
+func openTestDB(t *testing.T, ctx context.Context, database string, migrate int) driver.Conn {
+	t.Helper()
+	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: database, User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	for range migrate {
+		if err := Migrate(ctx, conn, database); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
+}
