@@ -4,16 +4,13 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // TestMigrateAndInsert runs against a real clickhouse-server: the schema
 // applies twice (idempotent), named-column batches insert, and a pair stored
 // twice reads back once with FINAL.
 func TestMigrateAndInsert(t *testing.T) {
-	ctx := testenv.Context(t)
-	conn := openTestDB(t, ctx, "dl_test", 2)
+	ctx, conn := openTestDB(t, "dl_test", 2)
 	ts := time.Date(2026, 11, 26, 10, 0, 0, 123456000, time.UTC)
 	row := Row{LaunchID: "l1", EnvelopeID: "e1", TS: ts, Method: "GET", Route: "/users/{id}", Path: "/users/7",
 		PrimaryStatus: 200, ShadowStatus: 200, PrimaryLatencyUS: 1500, ShadowLatencyUS: 4500,
@@ -48,8 +45,7 @@ func TestMigrateAndInsert(t *testing.T) {
 // A table created by the first schema version gains the added columns, and
 // several processes migrating at once all succeed.
 func TestMigrateAddsColumns(t *testing.T) {
-	ctx := testenv.Context(t)
-	conn := openTestDB(t, ctx, "old", 0)
+	ctx, conn := openTestDB(t, "old", 0)
 	for _, s := range []string{"CREATE DATABASE old", fmt.Sprintf(comparisonsDDL, "old")} {
 		if err := conn.Exec(ctx, s); err != nil {
 			t.Fatal(err)

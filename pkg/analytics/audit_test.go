@@ -5,16 +5,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // TestAudit runs against a real clickhouse-server: entries insert by named
 // columns and read back newest first, to the microsecond, per launch and
 // bounded; every column is documented in docs/clickhouse.md.
 func TestAudit(t *testing.T) {
-	ctx := testenv.Context(t)
-	conn := openTestDB(t, ctx, "dl_audit", 2)
+	ctx, conn := openTestDB(t, "dl_audit", 2)
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	entries := []AuditEntry{
 		{LaunchID: "l1", TS: t0, Action: AuditCreated, ToStatus: "active", SamplePercent: 1, Actor: "api:127.0.0.1:5000", Reason: "deploy 42", Details: `{"ramp_step":0}`},

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // docs/clickhouse.md is the analysts' contract: every column of the real
@@ -17,8 +15,7 @@ func TestSchemaDocs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read the schema docs: %v", err)
 	}
-	ctx := testenv.Context(t)
-	conn := openTestDB(t, ctx, "darklaunch", 1)
+	ctx, conn := openTestDB(t, "darklaunch", 1)
 	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = 'darklaunch' AND table IN ('comparisons', 'examples')")
 	if err != nil {
 		t.Fatal(err)

@@ -10,10 +10,12 @@ import (
 )
 
 // openTestDB starts a private clickhouse-server and opens database on it,
-// closed when the test ends. With migrate > 0 it applies the schema that
-// many times (more than once proves Migrate idempotent).
-func openTestDB(t *testing.T, ctx context.Context, database string, migrate int) driver.Conn {
+// closed when the test ends, with the test's context. With migrate > 0 it
+// applies the schema that many times (more than once proves Migrate
+// idempotent).
+func openTestDB(t *testing.T, database string, migrate int) (context.Context, driver.Conn) {
 	t.Helper()
+	ctx := testenv.Context(t)
 	conn, err := Open(ctx, Options{Addr: testenv.StartClickHouse(t), Database: database, User: "default"})
 	if err != nil {
 		t.Fatal(err)
@@ -24,5 +26,5 @@ func openTestDB(t *testing.T, ctx context.Context, database string, migrate int)
 			t.Fatal(err)
 		}
 	}
-	return conn
+	return ctx, conn
 }
