@@ -45,7 +45,8 @@ var (
 	// ErrNotFound is returned for an unknown launch id.
 	ErrNotFound = errors.New("launch not found")
 	// ErrConflict is returned when a state change is not allowed from the
-	// launch's current status (e.g. resuming a rolled-back launch).
+	// launch's current status (e.g. resuming a rolled-back launch); the
+	// error is a *TransitionError that says which (transition.go).
 	ErrConflict = errors.New("launch state conflict")
 )
 
@@ -104,23 +105,6 @@ func (l *Launch) Mirrored() bool { return l.Status == StatusActive && l.SamplePe
 // requests whose user falls within LivePercent) to the new version.
 func (l *Launch) Live() bool {
 	return (l.Status == StatusPromoting || l.Status == StatusPromoted) && l.LivePercent > 0
-}
-
-// SetLive sets the share of live traffic the new version serves: the launch
-// is promoting below 100% and promoted (complete) at 100%.
-func (l *Launch) SetLive(percent float64) error {
-	if percent <= 0 || percent > 100 || percent != percent {
-		return fmt.Errorf("%w: live_percent %v must be above 0 and at most 100", ErrInvalid, percent)
-	}
-	if l.Status == StatusRolledBack || l.Status == StatusPromoted {
-		return fmt.Errorf("%w: launch is %s; it cannot be promoted", ErrConflict, l.Status)
-	}
-	l.LivePercent = percent
-	l.Status = StatusPromoting
-	if percent == 100 {
-		l.Status = StatusPromoted
-	}
-	return nil
 }
 
 // AllowsMethod reports whether requests with this method may be mirrored.
@@ -207,32 +191,4 @@ func validateURL(field, raw string) error {
 		return fmt.Errorf("%w: %s %q must not carry a query or fragment", ErrInvalid, field, raw)
 	}
 	return nil
-}
-
-// Transition returns the status an action leads to from the current one, or
-// ErrConflict. Promoted and rolled-back launches are final.
-func Transition(from Status, action string) (Status, error) {
-	final := from == StatusPromoted || from == StatusRolledBack
-	if from == StatusPromoting && (action == "pause" || action == "resume") {
-		// Live traffic is being served by the new version: the way back is
-		// a rollback, not a pause.
-		return from, fmt.Errorf("%w: launch is promoting; it cannot %s (roll back instead)", ErrConflict, action)
-	}
-	var to Status
-	switch action {
-	case "pause":
-		to = StatusPaused
-	case "resume":
-		to = StatusActive
-	case "promote":
-		to = StatusPromoted
-	case "rollback":
-		to = StatusRolledBack
-	default:
-		return from, fmt.Errorf("%w: unknown action %q", ErrInvalid, action)
-	}
-	if final && to != from {
-		return from, fmt.Errorf("%w: launch is %s; it cannot %s", ErrConflict, from, action)
-	}
-	return to, nil
 }

@@ -20,12 +20,12 @@ import (
 
 // actions are the POST /v1/launches/{id}/<action> state changes besides
 // promote, which has its own handler (live steps).
-var actions = []string{"pause", "resume", "rollback"}
+var actions = []launch.Action{launch.ActionPause, launch.ActionResume, launch.ActionRollback}
 
 // auditActions name each action's audit entry.
-var auditActions = map[string]string{
-	"pause": analytics.AuditPaused, "resume": analytics.AuditResumed,
-	"promote": analytics.AuditPromoted, "rollback": analytics.AuditRolledBack,
+var auditActions = map[launch.Action]string{
+	launch.ActionPause: analytics.AuditPaused, launch.ActionResume: analytics.AuditResumed,
+	launch.ActionPromote: analytics.AuditPromoted, launch.ActionRollback: analytics.AuditRolledBack,
 }
 
 func (s *Service) routes() http.Handler {
@@ -35,7 +35,7 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("GET /v1/launches/{id}", s.api(s.getLaunch))
 	mux.HandleFunc("PATCH /v1/launches/{id}", s.api(s.patchLaunch))
 	for _, a := range actions {
-		mux.HandleFunc("POST /v1/launches/{id}/"+a, s.api(s.actionHandler(a)))
+		mux.HandleFunc("POST /v1/launches/{id}/"+string(a), s.api(s.actionHandler(a)))
 	}
 	mux.HandleFunc("POST /v1/launches/{id}/promote", s.api(s.promoteLaunch))
 	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
@@ -297,18 +297,8 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 		Methods: req.Methods, Compare: req.Compare, StickyKey: req.StickyKey,
 		IncludePaths: req.IncludePaths, ExcludePaths: req.ExcludePaths, MaxRPS: req.MaxRPS, Ramp: req.Ramp, Gates: req.Gates,
 	}
-	if req.SamplePercent != nil {
-		nl.SamplePercent = *req.SamplePercent
-	}
-	if nl.Ramp != nil && len(nl.Ramp.Steps) > 0 {
-		// A ramped launch starts at its first step.
-		first := nl.Ramp.Steps[0].Percent
-		if req.SamplePercent != nil && *req.SamplePercent != first {
-			return fmt.Errorf("%w: sample_percent %v differs from ramp.steps[0].percent %v: a ramped launch starts at its first step (omit sample_percent)",
-				launch.ErrInvalid, *req.SamplePercent, first)
-		}
-		nl.SamplePercent = first
-		nl.StepStartedAt = time.Now().UTC()
+	if err := nl.Begin(req.SamplePercent, time.Now().UTC()); err != nil {
+		return err
 	}
 	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
 		return store.Create(ctx, nl)
@@ -356,110 +346,19 @@ func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// PatchRequest is the body of PATCH /v1/launches/{id}. Absent (or null)
-// fields are left as they are.
+// PatchRequest is the body of PATCH /v1/launches/{id}: the fields to
+// change (absent or null ones are left as they are) and a reason.
 type PatchRequest struct {
-	Name      *string `json:"name"`
-	ShadowURL *string `json:"shadow_url"`
-	// SecondaryURL "" removes the secondary.
-	SecondaryURL  *string   `json:"secondary_url"`
-	SamplePercent *float64  `json:"sample_percent"`
-	Methods       *[]string `json:"methods"`
-	// Compare replaces the launch's rules as a whole ({} restores the
-	// defaults): merging rule lists field by field would leave no way to
-	// remove one entry.
-	Compare      *compare.Rules `json:"compare"`
-	StickyKey    *string        `json:"sticky_key"`
-	IncludePaths *[]string      `json:"include_paths"`
-	ExcludePaths *[]string      `json:"exclude_paths"`
-	MaxRPS       *float64       `json:"max_rps"`
-	// Ramp replaces the ramp and restarts it at its first step; a ramp with
-	// neither steps nor live_steps ({}) removes it.
-	Ramp *launch.Ramp `json:"ramp"`
-	// Gates replace the gates as a whole ({} restores the defaults).
-	Gates *launch.Gates `json:"gates"`
+	launch.Patch
 	// Reason is recorded in the audit log; it changes nothing.
 	Reason string `json:"reason"`
 }
 
-func (p *PatchRequest) empty() bool {
-	return p.Name == nil && p.ShadowURL == nil && p.SecondaryURL == nil && p.SamplePercent == nil &&
-		p.Methods == nil && p.Compare == nil && p.StickyKey == nil && p.IncludePaths == nil && p.ExcludePaths == nil &&
-		p.MaxRPS == nil && p.Ramp == nil && p.Gates == nil
-}
-
-// apply changes l as the patch says and validates the result.
-func (p *PatchRequest) apply(l *launch.Launch, now time.Time) error {
-	if l.Status == launch.StatusPromoted || l.Status == launch.StatusRolledBack {
-		return fmt.Errorf("%w: launch is %s; a finished launch cannot be changed", launch.ErrConflict, l.Status)
-	}
-	if p.Name != nil {
-		l.Name = *p.Name
-	}
-	if p.ShadowURL != nil {
-		l.ShadowURL = *p.ShadowURL
-	}
-	if p.SecondaryURL != nil {
-		l.SecondaryURL = *p.SecondaryURL
-	}
-	if p.Compare != nil {
-		l.Compare = *p.Compare
-	}
-	if p.StickyKey != nil {
-		l.StickyKey = *p.StickyKey
-	}
-	if p.IncludePaths != nil {
-		l.IncludePaths = append([]string(nil), *p.IncludePaths...)
-	}
-	if p.ExcludePaths != nil {
-		l.ExcludePaths = append([]string(nil), *p.ExcludePaths...)
-	}
-	if p.MaxRPS != nil {
-		l.MaxRPS = *p.MaxRPS
-	}
-	if p.Gates != nil {
-		l.Gates = *p.Gates
-	}
-	if p.Ramp != nil {
-		if l.Status == launch.StatusPromoting {
-			return fmt.Errorf("%w: launch is promoting; its ramp cannot change (roll back, or promote to finish)", launch.ErrConflict)
-		}
-		l.RampStep = 0
-		l.StepStartedAt = time.Time{}
-		l.Ramp = nil
-		if len(p.Ramp.Steps) > 0 || len(p.Ramp.LiveSteps) > 0 {
-			r := *p.Ramp
-			l.Ramp = &r
-			l.StepStartedAt = now
-			if len(r.Steps) > 0 {
-				l.SamplePercent = r.Steps[0].Percent
-			}
-		}
-	}
-	// Set after the ramp: a manual percentage in the same PATCH wins.
-	if p.SamplePercent != nil {
-		l.SamplePercent = *p.SamplePercent
-	}
-	if p.Methods != nil {
-		l.Methods = append([]string(nil), *p.Methods...)
-	}
-	return l.Normalize()
-}
-
 // changed is the patch's fields that were set, for the audit log.
 func (p *PatchRequest) changed() map[string]any {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil
-	}
 	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
+	if b, err := json.Marshal(p.Patch); err != nil || json.Unmarshal(b, &m) != nil {
 		return nil
-	}
-	for k, v := range m {
-		if v == nil || k == "reason" {
-			delete(m, k)
-		}
 	}
 	return m
 }
@@ -469,13 +368,13 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
-	if req.empty() {
+	if req.Patch.Empty() {
 		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare, sticky_key, include_paths, exclude_paths, max_rps, ramp, gates"}
 	}
 	var from launch.Status
 	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 		from = l.Status
-		return req.apply(l, time.Now().UTC())
+		return l.ApplyPatch(req.Patch, time.Now().UTC())
 	})
 	if err != nil {
 		return err
@@ -514,7 +413,7 @@ type ActionRequest struct {
 	Reason string `json:"reason"`
 }
 
-func (s *Service) actionHandler(action string) apiFunc {
+func (s *Service) actionHandler(action launch.Action) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		var req ActionRequest
 		if err := decodeBody(w, r, &req, false); err != nil {
@@ -524,21 +423,15 @@ func (s *Service) actionHandler(action string) apiFunc {
 		now := time.Now().UTC()
 		l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 			from = l.Status
-			to, err := launch.Transition(l.Status, action)
-			if err != nil {
-				return err
+			switch action {
+			case launch.ActionPause:
+				return l.Pause()
+			case launch.ActionResume:
+				return l.Resume(now)
+			case launch.ActionRollback:
+				return l.Rollback()
 			}
-			l.Status = to
-			switch {
-			case action == "rollback":
-				// All live traffic back to the primary.
-				l.LivePercent = 0
-			case action == "resume" && from == launch.StatusPaused && l.Ramp != nil:
-				// Nothing was mirrored while paused: the step's hold and
-				// its verdict window start afresh.
-				l.StepStartedAt = now
-			}
-			return nil
+			return fmt.Errorf("%w: unknown action %q", launch.ErrInvalid, action)
 		})
 		if err != nil {
 			return err
@@ -549,9 +442,9 @@ func (s *Service) actionHandler(action string) apiFunc {
 }
 
 // changed logs, counts and audits an action and answers the launch.
-func (s *Service) changed(w http.ResponseWriter, r *http.Request, l *launch.Launch, action string, from launch.Status, reason string, details any) {
+func (s *Service) changed(w http.ResponseWriter, r *http.Request, l *launch.Launch, action launch.Action, from launch.Status, reason string, details any) {
 	reason = clip(reason)
-	s.metrics.actions.WithLabelValues(action).Inc()
+	s.metrics.actions.WithLabelValues(string(action)).Inc()
 	s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
 		"live_percent", l.LivePercent, "reason", reason, "revision", l.Revision, "actor", actor(r))
 	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, details))
@@ -576,55 +469,16 @@ func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, &req, false); err != nil {
 		return err
 	}
-	explicit := req.LiveSteps != nil
 	var from launch.Status
 	now := time.Now().UTC()
 	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 		from = l.Status
-		switch l.Status {
-		case launch.StatusRolledBack:
-			return fmt.Errorf("%w: launch is rolled_back; it cannot promote", launch.ErrConflict)
-		case launch.StatusPromoted, launch.StatusPromoting:
-			if explicit {
-				return fmt.Errorf("%w: launch is %s; live_steps apply only to a launch not yet promoted", launch.ErrConflict, l.Status)
-			}
-			if l.Status == launch.StatusPromoting {
-				return advanceToFull(l, now)
-			}
-			return nil // promoting a promoted launch changes nothing
-		}
-		steps := req.LiveSteps
-		if explicit {
-			if l.Ramp == nil {
-				l.Ramp = &launch.Ramp{}
-			}
-			r := *l.Ramp
-			r.LiveSteps = steps
-			l.Ramp = &r
-			if len(r.Steps) == 0 && len(r.LiveSteps) == 0 {
-				l.Ramp = nil
-			}
-		} else if l.Ramp != nil {
-			steps = l.Ramp.LiveSteps
-		}
-		if err := promote(l, steps, now); err != nil {
-			return err
-		}
-		return l.Normalize()
+		return l.Promote(req.LiveSteps, now)
 	})
 	if err != nil {
 		return err
 	}
-	s.changed(w, r, l, "promote", from, req.Reason, map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps})
-	return nil
-}
-
-// advanceToFull completes a promotion: 100% of live traffic now.
-func advanceToFull(l *launch.Launch, now time.Time) error {
-	if err := l.SetLive(100); err != nil {
-		return err
-	}
-	l.StepStartedAt = now
+	s.changed(w, r, l, launch.ActionPromote, from, req.Reason, map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps})
 	return nil
 }
 

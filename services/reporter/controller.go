@@ -117,61 +117,23 @@ func roundDur(d time.Duration) launch.Duration {
 	return launch.Duration(d)
 }
 
-// Apply makes a decision's change to l (the launch as read before a write).
+// Apply makes a decision's change to l (the launch as read before a write)
+// through the launch's transitions: the next shadow step, promotion (at
+// the first live step or at once), the next live step or completion, or a
+// rollback.
 func Apply(l *launch.Launch, d Decision, now time.Time) error {
 	switch d.Action {
 	case analytics.AuditStepAdvanced:
-		l.RampStep++
-		l.SamplePercent = l.Ramp.Steps[l.RampStep].Percent
-		l.StepStartedAt = now
+		return l.AdvanceStep(now)
 	case analytics.AuditPromoted, analytics.AuditLiveStep:
 		if l.Status == launch.StatusPromoting {
-			return advanceLive(l, now)
+			return l.AdvanceLive(now)
 		}
-		return promote(l, l.Ramp.LiveSteps, now)
+		return l.Promote(nil, now)
 	case analytics.AuditRolledBack:
-		to, err := launch.Transition(l.Status, "rollback")
-		if err != nil {
-			return err
-		}
-		l.Status = to
-		l.LivePercent = 0
-	default:
-		return fmt.Errorf("decision %q changes nothing", d.Action)
+		return l.Rollback()
 	}
-	return nil
-}
-
-// promote starts serving live traffic from the new version: at the first
-// live step's percentage (RampStep then counts live steps), or at 100% at
-// once without steps.
-func promote(l *launch.Launch, liveSteps []launch.Step, now time.Time) error {
-	to := 100.0
-	if len(liveSteps) > 0 {
-		to = liveSteps[0].Percent
-	}
-	if err := l.SetLive(to); err != nil {
-		return err
-	}
-	l.RampStep = 0
-	l.StepStartedAt = now
-	return nil
-}
-
-// advanceLive moves a promoting launch to its next live step, or to 100%
-// after the last.
-func advanceLive(l *launch.Launch, now time.Time) error {
-	steps := l.Ramp.LiveSteps
-	if l.RampStep+1 < len(steps) {
-		if err := l.SetLive(steps[l.RampStep+1].Percent); err != nil {
-			return err
-		}
-		l.RampStep++
-	} else if err := l.SetLive(100); err != nil {
-		return err
-	}
-	l.StepStartedAt = now
-	return nil
+	return fmt.Errorf("decision %q changes nothing", d.Action)
 }
 
 // launchStore is what the controller needs of launch.Store.

@@ -8,9 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -108,86 +106,6 @@ func TestDecodeBody(t *testing.T) {
 			var he *httpError
 			if !errors.As(err, &he) || he.code != c.code || !strings.Contains(he.msg, c.msg) {
 				t.Fatalf("error %v, want %d mentioning %q", err, c.code, c.msg)
-			}
-		})
-	}
-}
-
-func TestPatchApply(t *testing.T) {
-	base := func() *launch.Launch {
-		return &launch.Launch{Name: "n", Service: "svc", ShadowURL: "http://s", SamplePercent: 10,
-			Methods: []string{"GET"}, Status: launch.StatusActive,
-			Compare: compare.Rules{ArrayKeys: map[string]string{"$.items": "id"}}}
-	}
-	zero, name, badURL := 0.0, "renamed", "/foo"
-	empty := []string{}
-	secondary, noSecondary := "http://primary-2", ""
-	rules := compare.Rules{IgnorePaths: []string{"$.a"}}
-	badRules := compare.Rules{IgnorePaths: []string{"a"}}
-	now := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
-	ramp := launch.Ramp{Steps: []launch.Step{{Percent: 2, Hold: launch.Duration(time.Minute)}, {Percent: 20}}}
-	seven, maxRPS := 7.0, 50.0
-	sticky, badSticky := "header:X-User-Id", "body:user"
-	include, exclude := []string{"/api/**"}, []string{"/api/admin/**"}
-	for _, c := range []struct {
-		name   string
-		status launch.Status
-		p      PatchRequest
-		check  func(*launch.Launch) bool
-		err    error
-	}{
-		{"zero percent is not absent", launch.StatusActive, PatchRequest{SamplePercent: &zero},
-			func(l *launch.Launch) bool { return l.SamplePercent == 0 && l.Name == "n" }, nil},
-		{"name only", launch.StatusPaused, PatchRequest{Name: &name},
-			func(l *launch.Launch) bool { return l.Name == "renamed" && l.SamplePercent == 10 }, nil},
-		{"empty methods reset to defaults", launch.StatusActive, PatchRequest{Methods: &empty},
-			func(l *launch.Launch) bool { return slices.Equal(l.Methods, launch.DefaultMethods) }, nil},
-		{"revalidated", launch.StatusActive, PatchRequest{ShadowURL: &badURL}, nil, launch.ErrInvalid},
-		{"secondary set", launch.StatusActive, PatchRequest{SecondaryURL: &secondary},
-			func(l *launch.Launch) bool {
-				return l.SecondaryURL == secondary && l.Compare.ArrayKeys["$.items"] == "id"
-			}, nil},
-		{"secondary removed", launch.StatusActive, PatchRequest{SecondaryURL: &noSecondary},
-			func(l *launch.Launch) bool { return l.SecondaryURL == "" }, nil},
-		{"secondary validated", launch.StatusActive, PatchRequest{SecondaryURL: &badURL}, nil, launch.ErrInvalid},
-		{"rules replaced", launch.StatusActive, PatchRequest{Compare: &rules},
-			func(l *launch.Launch) bool {
-				return slices.Equal(l.Compare.IgnorePaths, []string{"$.a"}) && l.Compare.ArrayKeys == nil
-			}, nil},
-		{"rules validated", launch.StatusActive, PatchRequest{Compare: &badRules}, nil, compare.ErrInvalidRules},
-		{"ramp restarts at its first step", launch.StatusActive, PatchRequest{Ramp: &ramp},
-			func(l *launch.Launch) bool {
-				return l.Ramp != nil && l.SamplePercent == 2 && l.RampStep == 0 && l.StepStartedAt.Equal(now)
-			}, nil},
-		{"manual percent with a ramp wins", launch.StatusActive, PatchRequest{Ramp: &ramp, SamplePercent: &seven},
-			func(l *launch.Launch) bool { return l.SamplePercent == 7 && l.Ramp != nil }, nil},
-		{"empty ramp removes it", launch.StatusActive, PatchRequest{Ramp: &launch.Ramp{}},
-			func(l *launch.Launch) bool { return l.Ramp == nil && l.StepStartedAt.IsZero() && l.SamplePercent == 10 }, nil},
-		{"ramp validated", launch.StatusActive, PatchRequest{Ramp: &launch.Ramp{Steps: []launch.Step{{Percent: 20}, {Percent: 10}}}}, nil, launch.ErrInvalid},
-		{"no ramp change while promoting", launch.StatusPromoting, PatchRequest{Ramp: &ramp}, nil, launch.ErrConflict},
-		{"gates replaced", launch.StatusActive, PatchRequest{Gates: &launch.Gates{MinPairs: 5}},
-			func(l *launch.Launch) bool { return l.Gates == launch.Gates{MinPairs: 5} }, nil},
-		{"gates validated", launch.StatusActive, PatchRequest{Gates: &launch.Gates{Alpha: 2}}, nil, launch.ErrInvalid},
-		{"sampling fields", launch.StatusActive, PatchRequest{StickyKey: &sticky, IncludePaths: &include, ExcludePaths: &exclude, MaxRPS: &maxRPS},
-			func(l *launch.Launch) bool {
-				return l.StickyKey == sticky && slices.Equal(l.IncludePaths, include) && slices.Equal(l.ExcludePaths, exclude) && l.MaxRPS == 50
-			}, nil},
-		{"sticky key validated", launch.StatusActive, PatchRequest{StickyKey: &badSticky}, nil, launch.ErrInvalid},
-		{"promoted is final", launch.StatusPromoted, PatchRequest{Name: &name}, nil, launch.ErrConflict},
-		{"rolled back is final", launch.StatusRolledBack, PatchRequest{Name: &name}, nil, launch.ErrConflict},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			l := base()
-			l.Status = c.status
-			err := c.p.apply(l, now)
-			if c.err != nil {
-				if !errors.Is(err, c.err) {
-					t.Fatalf("error %v, want %v", err, c.err)
-				}
-				return
-			}
-			if err != nil || !c.check(l) {
-				t.Fatalf("apply: %v, launch %+v", err, l)
 			}
 		})
 	}
