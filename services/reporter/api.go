@@ -14,6 +14,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
@@ -132,20 +133,15 @@ func (s *Service) instrument(next http.Handler) http.Handler {
 	})
 }
 
-// errorBody is every API error: {"error": "..."}.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: msg})
+	writeJSON(w, code, api.ErrorBody{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		code = http.StatusInternalServerError
-		b, _ = json.Marshal(errorBody{Error: "encode response: " + err.Error()})
+		b, _ = json.Marshal(api.ErrorBody{Error: "encode response: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -261,42 +257,17 @@ func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) erro
 	})
 }
 
-// CreateRequest is the body of POST /v1/launches.
-type CreateRequest struct {
-	Name         string `json:"name"`
-	Service      string `json:"service"`
-	ShadowURL    string `json:"shadow_url"`
-	SecondaryURL string `json:"secondary_url"`
-	// SamplePercent defaults to 0, or to the ramp's first step.
-	SamplePercent *float64 `json:"sample_percent"`
-	Methods       []string `json:"methods"`
-	// Compare are the launch's comparison rules (docs/compare.md).
-	Compare      compare.Rules `json:"compare"`
-	StickyKey    string        `json:"sticky_key"`
-	IncludePaths []string      `json:"include_paths"`
-	ExcludePaths []string      `json:"exclude_paths"`
-	MaxRPS       float64       `json:"max_rps"`
-	Ramp         *launch.Ramp  `json:"ramp"`
-	Gates        launch.Gates  `json:"gates"`
-	// Reason is recorded in the audit log.
-	Reason string `json:"reason"`
-}
-
 // actor names the caller of an API request in the audit log: the TCP
 // peer (a proxy in front of the reporter shows as itself; forwarding
 // headers are not trusted).
 func actor(r *http.Request) string { return "api:" + r.RemoteAddr }
 
 func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
-	var req CreateRequest
+	var req api.CreateRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
-	nl := launch.Launch{
-		Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL, SecondaryURL: req.SecondaryURL,
-		Methods: req.Methods, Compare: req.Compare, StickyKey: req.StickyKey,
-		IncludePaths: req.IncludePaths, ExcludePaths: req.ExcludePaths, MaxRPS: req.MaxRPS, Ramp: req.Ramp, Gates: req.Gates,
-	}
+	nl := req.Launch()
 	if err := nl.Begin(req.SamplePercent, time.Now().UTC()); err != nil {
 		return err
 	}
@@ -316,11 +287,6 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// LaunchList is the body of GET /v1/launches.
-type LaunchList struct {
-	Launches []*launch.Launch `json:"launches"`
-}
-
 func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
 	ls, err := withStore(s, r, func(ctx context.Context, store *launch.Store) ([]*launch.Launch, error) {
 		return store.List(ctx)
@@ -331,7 +297,7 @@ func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
 	if ls == nil {
 		ls = []*launch.Launch{}
 	}
-	writeJSON(w, http.StatusOK, LaunchList{Launches: ls})
+	writeJSON(w, http.StatusOK, api.LaunchList{Launches: ls})
 	return nil
 }
 
@@ -346,25 +312,17 @@ func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// PatchRequest is the body of PATCH /v1/launches/{id}: the fields to
-// change (absent or null ones are left as they are) and a reason.
-type PatchRequest struct {
-	launch.Patch
-	// Reason is recorded in the audit log; it changes nothing.
-	Reason string `json:"reason"`
-}
-
-// changed is the patch's fields that were set, for the audit log.
-func (p *PatchRequest) changed() map[string]any {
+// patched is the fields a patch sets, for the audit log.
+func patched(p launch.Patch) map[string]any {
 	var m map[string]any
-	if b, err := json.Marshal(p.Patch); err != nil || json.Unmarshal(b, &m) != nil {
+	if b, err := json.Marshal(p); err != nil || json.Unmarshal(b, &m) != nil {
 		return nil
 	}
 	return m
 }
 
 func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
-	var req PatchRequest
+	var req api.PatchRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
@@ -384,7 +342,7 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 		"sample_percent", l.SamplePercent, "methods", l.Methods, "compare", rulesLog(l.Compare), "sticky_key", l.StickyKey,
 		"include_paths", l.IncludePaths, "exclude_paths", l.ExcludePaths, "max_rps", l.MaxRPS, "ramp", jsonLog(l.Ramp),
 		"gates", jsonLog(l.Gates), "revision", l.Revision, "actor", actor(r))
-	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": req.changed(), "ramp_step": l.RampStep}))
+	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": patched(req.Patch), "ramp_step": l.RampStep}))
 	writeJSON(w, http.StatusOK, l)
 	return nil
 }
@@ -407,15 +365,9 @@ func rulesLog(r compare.Rules) string {
 	return string(b)
 }
 
-// ActionRequest is the optional body of the pause, resume and rollback
-// actions.
-type ActionRequest struct {
-	Reason string `json:"reason"`
-}
-
 func (s *Service) actionHandler(action launch.Action) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var req ActionRequest
+		var req api.ActionRequest
 		if err := decodeBody(w, r, &req, false); err != nil {
 			return err
 		}
@@ -451,21 +403,12 @@ func (s *Service) changed(w http.ResponseWriter, r *http.Request, l *launch.Laun
 	writeJSON(w, http.StatusOK, l)
 }
 
-// PromoteRequest is the optional body of POST /v1/launches/{id}/promote.
-type PromoteRequest struct {
-	Reason string `json:"reason"`
-	// LiveSteps step live traffic to the new version (they replace
-	// ramp.live_steps); absent: the ramp's live steps, or 100% at once; []:
-	// 100% at once.
-	LiveSteps []launch.Step `json:"live_steps"`
-}
-
 // promoteLaunch makes the new version serve live traffic: at the first
 // live step's percentage (promoting; the controller steps it up) or at
 // 100% at once (promoted). On a promoting launch it completes the promotion
 // (100% now); on a promoted one it is a no-op.
 func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
-	var req PromoteRequest
+	var req api.PromoteRequest
 	if err := decodeBody(w, r, &req, false); err != nil {
 		return err
 	}
@@ -484,7 +427,7 @@ func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Service) getVerdict(w http.ResponseWriter, r *http.Request) error {
 	var hit bool
-	v, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*Verdict, error) {
+	v, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*api.Verdict, error) {
 		l, err := store.Get(ctx, r.PathValue("id"))
 		if err != nil {
 			return nil, err
@@ -508,7 +451,7 @@ func (s *Service) getVerdict(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
 	var hit bool
-	rep, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*Report, error) {
+	rep, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*api.Report, error) {
 		l, err := store.Get(ctx, r.PathValue("id"))
 		if err != nil {
 			return nil, err
@@ -518,7 +461,7 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
 			return nil, fmt.Errorf("compute report of launch %s: %w", l.ID, err)
 		}
 		hit = cached
-		return &Report{Launch: l, Stats: *st}, nil
+		return &api.Report{Launch: l, Stats: *st}, nil
 	})
 	if err != nil {
 		return err

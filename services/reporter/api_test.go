@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
@@ -41,7 +42,7 @@ func TestAPI(t *testing.T) {
 		if got.ID != l.ID || got.Revision != l.Revision || got.Name != l.Name {
 			t.Fatalf("get = %+v, want %+v", got, l)
 		}
-		var list reporter.LaunchList
+		var list api.LaunchList
 		e.ok(http.StatusOK, "GET", "/v1/launches", nil, &list)
 		if !slices.ContainsFunc(list.Launches, func(x *launch.Launch) bool { return x.ID == l.ID }) {
 			t.Fatalf("list %+v lacks %s", list.Launches, l.ID)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -48,7 +49,7 @@ func driven(l *launch.Launch) bool {
 //   - promoting (judged on live traffic): advancing moves live traffic to
 //     the next live step, or after the last one to 100% (promoted).
 //   - anything else (paused, promoted, rolled back, no ramp): stay.
-func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
+func Decide(l *launch.Launch, v *api.Verdict, now time.Time) Decision {
 	if !driven(l) {
 		return Decision{}
 	}
@@ -68,13 +69,13 @@ func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
 		where = fmt.Sprintf("live step %d of %d at %v%%", l.RampStep+1, len(steps), step.Percent)
 	}
 	switch v.Verdict {
-	case VerdictFail:
+	case api.VerdictFail:
 		why := strings.Join(v.Reasons, "; ")
 		if l.Ramp.AutoRollback {
 			return Decision{Action: analytics.AuditRolledBack, Reason: fmt.Sprintf("gate failed at %s: %s", where, why)}
 		}
 		return Decision{Action: analytics.AuditGateFailed, Reason: fmt.Sprintf("gate failed at %s (auto_rollback is off: waiting for a person): %s", where, why)}
-	case VerdictPass:
+	case api.VerdictPass:
 	default:
 		return Decision{Reason: fmt.Sprintf("inconclusive at %s: %s", where, strings.Join(v.Reasons, "; "))}
 	}
@@ -164,8 +165,8 @@ type controller struct {
 	actor    string
 	store    launchStore
 	leases   leaser
-	verdict  func(context.Context, *launch.Launch) (*Verdict, error)
-	audit    func(analytics.AuditEntry)
+	verdict  func(context.Context, *launch.Launch) (*api.Verdict, error)
+	audit    func(api.AuditEntry)
 	interval time.Duration
 	timeout  time.Duration
 	log      *slog.Logger

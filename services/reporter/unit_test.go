@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -16,14 +17,14 @@ func TestToQuantiles(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		in   []float64
-		want Quantiles
+		want api.Quantiles
 	}{
-		{"values", []float64{1.5, 2.25, 3}, Quantiles{1.5, 2.25, 3}},
-		{"empty set is nan in ClickHouse", []float64{math.NaN(), math.NaN(), math.NaN()}, Quantiles{}},
-		{"infinite", []float64{math.Inf(1), 2, math.Inf(-1)}, Quantiles{0, 2, 0}},
-		{"short", []float64{4}, Quantiles{P50: 4}},
-		{"nil", nil, Quantiles{}},
-		{"float noise rounded to the microsecond", []float64{2.8999999999999995, 57.050000000000004, 0.0004}, Quantiles{2.9, 57.05, 0}},
+		{"values", []float64{1.5, 2.25, 3}, api.Quantiles{P50: 1.5, P95: 2.25, P99: 3}},
+		{"empty set is nan in ClickHouse", []float64{math.NaN(), math.NaN(), math.NaN()}, api.Quantiles{}},
+		{"infinite", []float64{math.Inf(1), 2, math.Inf(-1)}, api.Quantiles{P50: 0, P95: 2, P99: 0}},
+		{"short", []float64{4}, api.Quantiles{P50: 4}},
+		{"nil", nil, api.Quantiles{}},
+		{"float noise rounded to the microsecond", []float64{2.8999999999999995, 57.050000000000004, 0.0004}, api.Quantiles{P50: 2.9, P95: 57.05, P99: 0}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := toQuantiles(c.in); got != c.want {
@@ -34,7 +35,7 @@ func TestToQuantiles(t *testing.T) {
 }
 
 func TestNoiseThresholds(t *testing.T) {
-	th := NoiseThresholds{MinCount: 5, MinRatio: 0.5}
+	th := api.NoiseThresholds{MinCount: 5, MinRatio: 0.5}
 	for _, c := range []struct {
 		raw, noisy uint64
 		want       bool
@@ -53,10 +54,10 @@ func TestNoiseThresholds(t *testing.T) {
 		}
 	}
 	// A ratio like 0.7 is not a float-exact product: 7 of 10 is 70 %.
-	if !(NoiseThresholds{MinCount: 1, MinRatio: 0.7}).Suppresses(10, 7) {
+	if !(api.NoiseThresholds{MinCount: 1, MinRatio: 0.7}).Suppresses(10, 7) {
 		t.Error("7 of 10 is not at 0.7")
 	}
-	got := suppressed([]SuppressedPath{{Route: "/a", Path: "$.id", Raw: 50, Noisy: 48}, {Route: "/a", Path: "$.x", Raw: 50, Noisy: 4}}, th)
+	got := suppressed([]api.SuppressedPath{{Route: "/a", Path: "$.id", Raw: 50, Noisy: 48}, {Route: "/a", Path: "$.x", Raw: 50, Noisy: 4}}, th)
 	want := "noisy in 48 of 50 differences (96%) between primary and secondary; suppressed from 5 noisy and 50%"
 	if len(got) != 1 || got[0].Reason != want || got[0].Ratio != 0.96 {
 		t.Fatalf("suppressed = %+v, want one with reason %q", got, want)
@@ -94,7 +95,7 @@ func TestDecodeBody(t *testing.T) {
 		{"too big", `{"reason": "` + strings.Repeat("x", maxBodyBytes) + `"}`, false, 413, "larger than"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var dst ActionRequest
+			var dst api.ActionRequest
 			r := httptest.NewRequest("POST", "/", strings.NewReader(c.body))
 			err := decodeBody(httptest.NewRecorder(), r, &dst, c.required)
 			if c.code == 0 {
