@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
@@ -102,9 +103,9 @@ func TestPipelineThousandRequests(t *testing.T) {
 		}
 	}
 	search := rep.Routes[route("/api/search")]
-	if search.Latency.Shadow.P95 < 3*search.Latency.Primary.P95 {
+	if search.LatencyMS.Shadow.P95 < 3*search.LatencyMS.Primary.P95 {
 		t.Errorf("slow route: shadow p95 %.2f ms is not several times the primary's %.2f ms",
-			search.Latency.Shadow.P95, search.Latency.Primary.P95)
+			search.LatencyMS.Shadow.P95, search.LatencyMS.Primary.P95)
 	}
 	inv := rep.Routes[route("/api/inventory/{id}")]
 	if inv.Mismatches != 25 { // every 10th of 250 requests answers 500
@@ -133,7 +134,7 @@ func TestPostMirroredOnlyWhenListed(t *testing.T) {
 	}
 	hits := s.shadowHits.Load()
 
-	var patched launchJSON
+	var patched launch.Launch
 	s.apiOK("PATCH", "/v1/launches/"+l.ID, map[string]any{"methods": []string{"GET", "POST"}}, 200, &patched)
 	if !slices.Contains(patched.Methods, "POST") {
 		t.Fatalf("patched methods %v", patched.Methods)
@@ -166,7 +167,7 @@ func TestRollbackStopsMirroring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rolled launchJSON
+	var rolled launch.Launch
 	s.apiOK("POST", "/v1/launches/"+l.ID+"/rollback", map[string]string{"reason": "e2e"}, 200, &rolled)
 	if rolled.Status != "rolled_back" {
 		t.Fatalf("status after rollback: %s", rolled.Status)
@@ -200,7 +201,7 @@ func TestRollbackStopsMirroring(t *testing.T) {
 	if m, err := envelopes.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("envelope published after rollback: %d bytes", len(m.Data))
 	}
-	var got launchJSON
+	var got launch.Launch
 	s.apiOK("GET", "/v1/launches/"+l.ID, nil, 200, &got)
 	if got.Status != "rolled_back" {
 		t.Fatalf("launch status %s", got.Status)
