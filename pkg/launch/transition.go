@@ -107,12 +107,8 @@ func (l *Launch) Begin(samplePercent *float64, now time.Time) error {
 // Pause stops mirroring: active or paused → paused. A promoting launch
 // cannot pause (its way back is a rollback), a finished one not at all.
 func (l *Launch) Pause() error {
-	to, err := Transition(l.Status, ActionPause)
-	if err != nil {
-		return err
-	}
-	l.Status = to
-	return nil
+	_, err := l.move(ActionPause)
+	return err
 }
 
 // Resume mirrors again: paused or active → active. Resuming a paused
@@ -120,28 +116,33 @@ func (l *Launch) Pause() error {
 // mirrored while paused, so the step's hold and its verdict window start
 // afresh. Refused like Pause.
 func (l *Launch) Resume(now time.Time) error {
-	from := l.Status
-	to, err := Transition(from, ActionResume)
-	if err != nil {
-		return err
-	}
-	l.Status = to
-	if from == StatusPaused && l.Ramp != nil {
+	from, err := l.move(ActionResume)
+	if err == nil && from == StatusPaused && l.Ramp != nil {
 		l.StepStartedAt = now
 	}
-	return nil
+	return err
 }
 
 // Rollback sends all live traffic back to the primary (LivePercent 0) and
 // stops mirroring: any status but promoted → rolled_back.
 func (l *Launch) Rollback() error {
-	to, err := Transition(l.Status, ActionRollback)
-	if err != nil {
+	if _, err := l.move(ActionRollback); err != nil {
 		return err
 	}
-	l.Status = to
 	l.LivePercent = 0
 	return nil
+}
+
+// move makes the status change Transition allows for a pause, resume or
+// rollback, and returns the status the launch left.
+func (l *Launch) move(a Action) (Status, error) {
+	from := l.Status
+	to, err := Transition(from, a)
+	if err != nil {
+		return from, err
+	}
+	l.Status = to
+	return from, nil
 }
 
 // Promote makes the new version serve live traffic.
