@@ -20,8 +20,13 @@ import (
 )
 
 // actions are the POST /v1/launches/{id}/<action> state changes besides
-// promote, which has its own handler (live steps).
-var actions = []launch.Action{launch.ActionPause, launch.ActionResume, launch.ActionRollback}
+// promote, which has its own handler (live steps), each with the launch's
+// transition it makes.
+var actions = map[launch.Action]func(*launch.Launch, time.Time) error{
+	launch.ActionPause:    func(l *launch.Launch, _ time.Time) error { return l.Pause() },
+	launch.ActionResume:   (*launch.Launch).Resume,
+	launch.ActionRollback: func(l *launch.Launch, _ time.Time) error { return l.Rollback() },
+}
 
 // auditActions name each action's audit entry.
 var auditActions = map[launch.Action]string{
@@ -35,8 +40,8 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("GET /v1/launches", s.api(s.listLaunches))
 	mux.HandleFunc("GET /v1/launches/{id}", s.api(s.getLaunch))
 	mux.HandleFunc("PATCH /v1/launches/{id}", s.api(s.patchLaunch))
-	for _, a := range actions {
-		mux.HandleFunc("POST /v1/launches/{id}/"+string(a), s.api(s.actionHandler(a)))
+	for a, do := range actions {
+		mux.HandleFunc("POST /v1/launches/{id}/"+string(a), s.api(s.actionHandler(a, do)))
 	}
 	mux.HandleFunc("POST /v1/launches/{id}/promote", s.api(s.promoteLaunch))
 	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
@@ -250,6 +255,24 @@ func withStore[T any](s *Service, r *http.Request, op func(context.Context, *lau
 	return op(ctx, store)
 }
 
+// withPathLaunch reads the launch named in the path and runs op on it,
+// both bounded by the query timeout.
+func withPathLaunch[T any](s *Service, r *http.Request, op func(context.Context, *launch.Launch) (T, error)) (T, error) {
+	return withStore(s, r, func(ctx context.Context, store *launch.Store) (T, error) {
+		l, err := store.Get(ctx, r.PathValue("id"))
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return op(ctx, l)
+	})
+}
+
+// pathLaunch reads the launch named in the path.
+func (s *Service) pathLaunch(r *http.Request) (*launch.Launch, error) {
+	return withPathLaunch(s, r, func(_ context.Context, l *launch.Launch) (*launch.Launch, error) { return l, nil })
+}
+
 // updateLaunch applies change to the launch named in the path.
 func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) error) (*launch.Launch, error) {
 	return withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
@@ -302,9 +325,7 @@ func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
-	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Get(ctx, r.PathValue("id"))
-	})
+	l, err := s.pathLaunch(r)
 	if err != nil {
 		return err
 	}
@@ -365,42 +386,42 @@ func rulesLog(r compare.Rules) string {
 	return string(b)
 }
 
-func (s *Service) actionHandler(action launch.Action) apiFunc {
+func (s *Service) actionHandler(action launch.Action, do func(*launch.Launch, time.Time) error) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		var req api.ActionRequest
 		if err := decodeBody(w, r, &req, false); err != nil {
 			return err
 		}
-		var from launch.Status
-		now := time.Now().UTC()
-		l, err := s.updateLaunch(r, func(l *launch.Launch) error {
-			from = l.Status
-			switch action {
-			case launch.ActionPause:
-				return l.Pause()
-			case launch.ActionResume:
-				return l.Resume(now)
-			case launch.ActionRollback:
-				return l.Rollback()
-			}
-			return fmt.Errorf("%w: unknown action %q", launch.ErrInvalid, action)
-		})
-		if err != nil {
-			return err
-		}
-		s.changed(w, r, l, action, from, req.Reason, nil)
-		return nil
+		return s.transition(w, r, action, req.Reason, do, nil)
 	}
 }
 
-// changed logs, counts and audits an action and answers the launch.
-func (s *Service) changed(w http.ResponseWriter, r *http.Request, l *launch.Launch, action launch.Action, from launch.Status, reason string, details any) {
+// transition makes a status change of the launch named in the path with do
+// (one of the launch's transitions, given the time now), then logs, counts
+// and audits it (with details of the changed launch, when given) and
+// answers the launch.
+func (s *Service) transition(w http.ResponseWriter, r *http.Request, action launch.Action, reason string,
+	do func(*launch.Launch, time.Time) error, details func(*launch.Launch) any) error {
+	var from launch.Status
+	now := time.Now().UTC()
+	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
+		from = l.Status
+		return do(l, now)
+	})
+	if err != nil {
+		return err
+	}
+	var d any
+	if details != nil {
+		d = details(l)
+	}
 	reason = clip(reason)
 	s.metrics.actions.WithLabelValues(string(action)).Inc()
 	s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
 		"live_percent", l.LivePercent, "reason", reason, "revision", l.Revision, "actor", actor(r))
-	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, details))
+	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, d))
 	writeJSON(w, http.StatusOK, l)
+	return nil
 }
 
 // promoteLaunch makes the new version serve live traffic: at the first
@@ -412,50 +433,29 @@ func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, &req, false); err != nil {
 		return err
 	}
-	var from launch.Status
-	now := time.Now().UTC()
-	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
-		from = l.Status
-		return l.Promote(req.LiveSteps, now)
+	promote := func(l *launch.Launch, now time.Time) error { return l.Promote(req.LiveSteps, now) }
+	return s.transition(w, r, launch.ActionPromote, req.Reason, promote, func(l *launch.Launch) any {
+		return map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps}
 	})
-	if err != nil {
-		return err
-	}
-	s.changed(w, r, l, launch.ActionPromote, from, req.Reason, map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps})
-	return nil
 }
 
 func (s *Service) getVerdict(w http.ResponseWriter, r *http.Request) error {
 	var hit bool
-	v, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*api.Verdict, error) {
-		l, err := store.Get(ctx, r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
-		v, cached, err := s.verdictFor(ctx, l)
-		hit = cached
+	v, err := withPathLaunch(s, r, func(ctx context.Context, l *launch.Launch) (v *api.Verdict, err error) {
+		v, hit, err = s.verdictFor(ctx, l)
 		return v, err
 	})
 	if err != nil {
 		return err
 	}
-	cache := "miss"
-	if hit {
-		cache = "hit"
-	}
 	s.metrics.verdicts.WithLabelValues(v.Verdict).Inc()
-	w.Header().Set("X-Darklaunch-Cache", cache)
-	writeJSON(w, http.StatusOK, v)
+	writeCached(w, v, hit)
 	return nil
 }
 
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
 	var hit bool
-	rep, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*api.Report, error) {
-		l, err := store.Get(ctx, r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
+	rep, err := withPathLaunch(s, r, func(ctx context.Context, l *launch.Launch) (*api.Report, error) {
 		st, cached, err := s.stats(ctx, l.ID)
 		if err != nil {
 			return nil, fmt.Errorf("compute report of launch %s: %w", l.ID, err)
@@ -466,14 +466,24 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cache := "miss"
-	if hit {
-		cache = "hit"
-	}
-	s.metrics.reports.WithLabelValues(cache).Inc()
-	w.Header().Set("X-Darklaunch-Cache", cache)
-	writeJSON(w, http.StatusOK, rep)
+	s.metrics.reports.WithLabelValues(cacheLabel(hit)).Inc()
+	writeCached(w, rep, hit)
 	return nil
+}
+
+// cacheLabel is "hit" for an answer from the cache, else "miss".
+func cacheLabel(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+// writeCached answers v, saying in X-Darklaunch-Cache whether it came from
+// the cache.
+func writeCached(w http.ResponseWriter, v any, hit bool) {
+	w.Header().Set("X-Darklaunch-Cache", cacheLabel(hit))
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {

@@ -10,7 +10,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/darklaunch/darklaunch/pkg/api"
-	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
 const examplesQuery = "SELECT envelope_id, ts, route, method, path, query, diff_paths, diff_kinds," +
@@ -59,9 +58,7 @@ func headersJSON(s string) json.RawMessage {
 }
 
 func (s *Service) getExamples(w http.ResponseWriter, r *http.Request) error {
-	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Get(ctx, r.PathValue("id"))
-	})
+	l, err := s.pathLaunch(r)
 	if err != nil {
 		return err
 	}
