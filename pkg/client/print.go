@@ -41,40 +41,45 @@ func PrintReport(w io.Writer, r *api.Report) {
 	}
 	tw.Flush()
 	if len(r.Diffs) > 0 {
-		fmt.Fprintln(w, "\nDifferences (shadow against primary)")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PATH\tKIND\tCOUNT\tNOISY")
-		for _, d := range r.Diffs {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", d.Path, d.Kind, d.Count, d.Noisy)
-		}
-		tw.Flush()
+		section(w, "Differences (shadow against primary)", "PATH\tKIND\tCOUNT\tNOISY", func(tw io.Writer) {
+			for _, d := range r.Diffs {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", d.Path, d.Kind, d.Count, d.Noisy)
+			}
+		})
 	}
 	if len(r.Noise.Suppressed) > 0 {
-		fmt.Fprintf(w, "\nSuppressed as noise (at least %d noisy and %.0f%% of a path's differences also differ between primary and secondary)\n",
+		title := fmt.Sprintf("Suppressed as noise (at least %d noisy and %.0f%% of a path's differences also differ between primary and secondary)",
 			r.Noise.MinCount, 100*r.Noise.MinRatio)
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ROUTE\tPATH\tNOISY\tOF\tRATIO")
-		for _, n := range r.Noise.Suppressed {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f%%\n", n.Route, n.Path, n.Noisy, n.Raw, 100*n.Ratio)
-		}
-		tw.Flush()
+		section(w, title, "ROUTE\tPATH\tNOISY\tOF\tRATIO", func(tw io.Writer) {
+			for _, n := range r.Noise.Suppressed {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f%%\n", n.Route, n.Path, n.Noisy, n.Raw, 100*n.Ratio)
+			}
+		})
 	}
 	if len(r.Classes) > 0 {
-		fmt.Fprintln(w, "\nTop diff classes (examples: GET /v1/launches/<id>/examples/<class>)")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLASS\tROUTE\tCOUNT\tSHARE\tEXAMPLES\tDIFFERENCES")
-		for i, c := range r.Classes {
-			if i == maxClassesShown {
-				fmt.Fprintf(tw, "... %d more\t\t\t\t\t\n", len(r.Classes)-i)
-				break
+		section(w, "Top diff classes (examples: GET /v1/launches/<id>/examples/<class>)", "CLASS\tROUTE\tCOUNT\tSHARE\tEXAMPLES\tDIFFERENCES", func(tw io.Writer) {
+			for i, c := range r.Classes {
+				if i == maxClassesShown {
+					fmt.Fprintf(tw, "... %d more\t\t\t\t\t\n", len(r.Classes)-i)
+					break
+				}
+				diffs := make([]string, len(c.Diffs))
+				for j, d := range c.Diffs {
+					diffs[j] = d.Path + " " + d.Kind
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f%%\t%d\t%s\n", c.Fingerprint, c.Route, c.Count, 100*c.ShareOfRoute, len(c.Examples), strings.Join(diffs, ", "))
 			}
-			diffs := make([]string, len(c.Diffs))
-			for j, d := range c.Diffs {
-				diffs[j] = d.Path + " " + d.Kind
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f%%\t%d\t%s\n", c.Fingerprint, c.Route, c.Count, 100*c.ShareOfRoute, len(c.Examples), strings.Join(diffs, ", "))
-		}
-		tw.Flush()
+		})
 	}
 	fmt.Fprintln(w, strings.Repeat("-", 72))
+}
+
+// section writes a table of the report after a blank line and its title:
+// the header, then the rows rows writes, aligned in columns.
+func section(w io.Writer, title, header string, rows func(tw io.Writer)) {
+	fmt.Fprintf(w, "\n%s\n", title)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	tw.Flush()
 }
