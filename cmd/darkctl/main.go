@@ -124,11 +124,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		}
 		return exitOK, cmd.printLaunches(ls...)
 	case "show":
-		id, _, err := cmd.idArgs("show", args, nil)
-		if err != nil {
-			return exitError, err
-		}
-		l, err := cmd.c.Get(cmd.ctx, id)
+		l, err := fetch(cmd, name, args, cmd.c.Get)
 		if err != nil {
 			return exitError, err
 		}
@@ -163,11 +159,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		}
 		return exitOK, cmd.printLaunches(l)
 	case "report":
-		id, _, err := cmd.idArgs("report", args, nil)
-		if err != nil {
-			return exitError, err
-		}
-		r, err := cmd.c.Report(cmd.ctx, id)
+		r, err := fetch(cmd, name, args, cmd.c.Report)
 		if err != nil {
 			return exitError, err
 		}
@@ -177,11 +169,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		client.PrintReport(cmd.out, r)
 		return exitOK, nil
 	case "verdict":
-		id, _, err := cmd.idArgs("verdict", args, nil)
-		if err != nil {
-			return exitError, err
-		}
-		v, err := cmd.c.Verdict(cmd.ctx, id)
+		v, err := fetch(cmd, name, args, cmd.c.Verdict)
 		if err != nil {
 			return exitError, err
 		}
@@ -193,6 +181,16 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		return exitOK, nil
 	}
 	return exitError, fmt.Errorf("%w: unknown command %q (darkctl help)", errUsage, name)
+}
+
+// fetch reads one launch id from args and returns what get answers for it.
+func fetch[T any](cmd *command, name string, args []string, get func(context.Context, string) (T, error)) (T, error) {
+	id, _, err := cmd.idArgs(name, args, nil)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return get(cmd.ctx, id)
 }
 
 // idArgs parses flags (if fs is given) around one launch id.
