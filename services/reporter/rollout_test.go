@@ -53,6 +53,21 @@ func check(t *testing.T, v api.Verdict, name string) api.Check {
 	return api.Check{}
 }
 
+// waitAudit polls a launch's report until its audit log holds n entries
+// (they are written in the background) and returns them, newest first.
+func (e *env) waitAudit(id string, n int) []api.AuditEntry {
+	e.t.Helper()
+	var rep api.Report
+	testenv.CheckFor(e.t, 10*time.Second, 100*time.Millisecond, func() error {
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+id+"/report", nil, &rep)
+		if len(rep.Audit) != n {
+			return fmt.Errorf("audit %+v", rep.Audit)
+		}
+		return nil
+	})
+	return rep.Audit
+}
+
 // fresh zeroes l for a JSON answer: decoding into a used struct keeps the
 // fields the answer omits (ramp when it is removed).
 func fresh(l *launch.Launch) *launch.Launch {
@@ -257,15 +272,7 @@ func TestRolloutAPI(t *testing.T) {
 		}
 
 		// The audit log, newest first, in the report.
-		var rep api.Report
-		testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-			e.ok(http.StatusOK, "GET", "/v1/launches/"+r.ID+"/report", nil, &rep)
-			if len(rep.Audit) != 3 {
-				return fmt.Errorf("audit %+v", rep.Audit)
-			}
-			return nil
-		})
-		a := rep.Audit
+		a := e.waitAudit(r.ID, 3)
 		if a[0].Action != analytics.AuditRolledBack || a[0].FromStatus != "promoting" || a[0].ToStatus != "rolled_back" || a[0].Reason != "errors on live" ||
 			a[1].Action != analytics.AuditPromoted || a[1].LivePercent != 30 || a[1].ToStatus != "promoting" ||
 			a[2].Action != analytics.AuditCreated || a[2].FromStatus != "" || !strings.HasPrefix(a[0].Actor, "api:127.0.0.1:") || a[0].TS.Before(a[1].TS) {
@@ -326,16 +333,9 @@ func TestControllerDrives(t *testing.T) {
 		return nil
 	})
 
-	var rep api.Report
-	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-		e.ok(http.StatusOK, "GET", "/v1/launches/"+good.ID+"/report", nil, &rep)
-		if len(rep.Audit) != 3 {
-			return fmt.Errorf("audit %+v", rep.Audit)
-		}
-		return nil
-	})
+	audit := e.waitAudit(good.ID, 3)
 	var actions []string
-	for _, a := range rep.Audit {
+	for _, a := range audit {
 		actions = append(actions, a.Action+" by "+a.Actor)
 	}
 	want := []string{"promoted by controller:test-reporter", "step_advanced by controller:test-reporter", "created by api:"}
@@ -344,9 +344,10 @@ func TestControllerDrives(t *testing.T) {
 			t.Fatalf("audit %q, want %q", actions, want)
 		}
 	}
-	if !strings.Contains(rep.Audit[0].Reason, "gates passed on 30 pairs") || !strings.Contains(rep.Audit[0].Details, `"checks"`) {
-		t.Fatalf("controller audit entry %+v", rep.Audit[0])
+	if !strings.Contains(audit[0].Reason, "gates passed on 30 pairs") || !strings.Contains(audit[0].Details, `"checks"`) {
+		t.Fatalf("controller audit entry %+v", audit[0])
 	}
+	var rep api.Report
 	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
 		e.ok(http.StatusOK, "GET", "/v1/launches/"+bad.ID+"/report", nil, &rep)
 		if len(rep.Audit) != 2 || rep.Audit[0].Action != analytics.AuditRolledBack || !strings.Contains(rep.Audit[0].Reason, "mismatch_rate 100%") {
