@@ -1,5 +1,14 @@
-// Package launch holds the launch model (what to mirror, where, how much)
-// and its store: one key per launch in a NATS KV bucket, updated with
+// Package launch holds the launch model (what to mirror, where, how much),
+// its state machine and its store.
+//
+// The state machine is the launch's methods (transition.go, patch.go):
+// Pause, Resume, Rollback, Promote, AdvanceStep, AdvanceLive and
+// ApplyPatch make a change with all of its side effects (live_percent,
+// ramp_step, step_started_at, sample_percent) or refuse it with a
+// *TransitionError that matches ErrConflict. The reporter's API handlers
+// and its ramp controller both call them.
+//
+// The store keeps one key per launch in a NATS KV bucket, updated with
 // optimistic concurrency. Taps watch the bucket, so a change reaches every
 // mirror without restart.
 package launch
