@@ -24,6 +24,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/client"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
@@ -123,11 +124,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		}
 		return exitOK, cmd.printLaunches(ls...)
 	case "show":
-		id, _, err := cmd.idArgs("show", args, nil)
-		if err != nil {
-			return exitError, err
-		}
-		l, err := cmd.c.Get(cmd.ctx, id)
+		l, err := fetch(cmd, name, args, cmd.c.Get)
 		if err != nil {
 			return exitError, err
 		}
@@ -144,7 +141,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		if err != nil {
 			return exitError, fmt.Errorf("%w: percentage %q is not a number", errUsage, rest[0])
 		}
-		l, err := cmd.c.Patch(cmd.ctx, id, map[string]any{"sample_percent": p})
+		l, err := cmd.c.Patch(cmd.ctx, id, api.PatchRequest{Patch: launch.Patch{SamplePercent: &p}})
 		if err != nil {
 			return exitError, err
 		}
@@ -156,17 +153,13 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		if err != nil {
 			return exitError, err
 		}
-		l, err := cmd.c.Action(cmd.ctx, id, name, *reason)
+		l, err := cmd.c.Action(cmd.ctx, id, launch.Action(name), *reason)
 		if err != nil {
 			return exitError, err
 		}
 		return exitOK, cmd.printLaunches(l)
 	case "report":
-		id, _, err := cmd.idArgs("report", args, nil)
-		if err != nil {
-			return exitError, err
-		}
-		r, err := cmd.c.Report(cmd.ctx, id)
+		r, err := fetch(cmd, name, args, cmd.c.Report)
 		if err != nil {
 			return exitError, err
 		}
@@ -176,11 +169,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		client.PrintReport(cmd.out, r)
 		return exitOK, nil
 	case "verdict":
-		id, _, err := cmd.idArgs("verdict", args, nil)
-		if err != nil {
-			return exitError, err
-		}
-		v, err := cmd.c.Verdict(cmd.ctx, id)
+		v, err := fetch(cmd, name, args, cmd.c.Verdict)
 		if err != nil {
 			return exitError, err
 		}
@@ -192,6 +181,16 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		return exitOK, nil
 	}
 	return exitError, fmt.Errorf("%w: unknown command %q (darkctl help)", errUsage, name)
+}
+
+// fetch reads one launch id from args and returns what get answers for it.
+func fetch[T any](cmd *command, name string, args []string, get func(context.Context, string) (T, error)) (T, error) {
+	id, _, err := cmd.idArgs(name, args, nil)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return get(cmd.ctx, id)
 }
 
 // idArgs parses flags (if fs is given) around one launch id.
@@ -232,22 +231,25 @@ func (cmd *command) create(args []string) (int, error) {
 	if err := fs.Parse(args); err != nil {
 		return exitError, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	fields := map[string]any{}
+	var req api.CreateRequest
 	if *extra != "" {
-		if err := json.Unmarshal([]byte(*extra), &fields); err != nil {
-			return exitError, fmt.Errorf("%w: -fields is not a JSON object: %v", errUsage, err)
+		dec := json.NewDecoder(strings.NewReader(*extra))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return exitError, fmt.Errorf("%w: -fields is not a JSON object of launch fields: %v", errUsage, err)
 		}
 	}
-	fields["name"], fields["shadow_url"], fields["sample_percent"] = *name, *shadow, *percent
-	for k, v := range map[string]string{"service": *service, "secondary_url": *secondary, "sticky_key": *sticky} {
+	// The flags win over -fields.
+	req.Name, req.ShadowURL, req.SamplePercent = *name, *shadow, percent
+	for field, v := range map[*string]string{&req.Service: *service, &req.SecondaryURL: *secondary, &req.StickyKey: *sticky} {
 		if v != "" {
-			fields[k] = v
+			*field = v
 		}
 	}
 	if *methods != "" {
-		fields["methods"] = strings.Split(*methods, ",")
+		req.Methods = strings.Split(*methods, ",")
 	}
-	l, err := cmd.c.Create(cmd.ctx, fields)
+	l, err := cmd.c.Create(cmd.ctx, req)
 	if err != nil {
 		return exitError, err
 	}
@@ -267,13 +269,13 @@ func (cmd *command) wait(args []string) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(cmd.ctx, *timeout)
 	defer cancel()
-	var last *client.Verdict
+	var last *api.Verdict
 	for {
 		v, err := cmd.c.Verdict(ctx, id)
 		switch {
 		case err == nil:
 			last = v
-			if v.Verdict == client.Pass || v.Verdict == client.Fail {
+			if v.Verdict == api.VerdictPass || v.Verdict == api.VerdictFail {
 				return verdictCode(v.Verdict), cmd.printVerdict(v)
 			}
 		case errors.Is(err, client.ErrNotFound), ctx.Err() == nil && isClientError(err):
@@ -300,9 +302,9 @@ func isClientError(err error) bool {
 
 func verdictCode(v string) int {
 	switch v {
-	case client.Pass:
+	case api.VerdictPass:
 		return exitOK
-	case client.Fail:
+	case api.VerdictFail:
 		return exitFail
 	}
 	return exitInconclusive
@@ -330,7 +332,7 @@ func (cmd *command) printLaunches(ls ...*launch.Launch) error {
 	return tw.Flush()
 }
 
-func (cmd *command) printVerdict(v *client.Verdict) error {
+func (cmd *command) printVerdict(v *api.Verdict) error {
 	if cmd.json {
 		return cmd.printJSON(v)
 	}

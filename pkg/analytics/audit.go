@@ -7,6 +7,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/darklaunch/darklaunch/pkg/api"
 )
 
 // Audit actions: every state change of a launch writes one.
@@ -44,32 +46,13 @@ const auditDDL = `CREATE TABLE IF NOT EXISTS %s.audit (
 PARTITION BY toYYYYMM(ts)
 ORDER BY (launch_id, ts_us)`
 
-// AuditEntry is one row of the audit table.
-type AuditEntry struct {
-	LaunchID string    `json:"launch_id"`
-	TS       time.Time `json:"ts"`
-	Action   string    `json:"action"`
-	// FromStatus and ToStatus are the launch's status before and after.
-	FromStatus    string  `json:"from_status"`
-	ToStatus      string  `json:"to_status"`
-	SamplePercent float64 `json:"sample_percent"`
-	LivePercent   float64 `json:"live_percent"`
-	// Actor is who or what made the change: "api:<remote address>" or
-	// "controller:<reporter id>".
-	Actor  string `json:"actor"`
-	Reason string `json:"reason"`
-	// Details is a JSON object with what else the change concerned (the
-	// patched fields, the step, the verdict's numbers).
-	Details string `json:"details"`
-}
-
 const auditColumns = `launch_id, ts, ts_us, action, from_status, to_status, sample_percent, live_percent, actor, reason, details`
 
 // InsertAudit writes entries in one batch (the INSERT names its columns, as
 // 18.16 requires).
-func InsertAudit(ctx context.Context, conn driver.Conn, database string, entries []AuditEntry) error {
+func InsertAudit(ctx context.Context, conn driver.Conn, database string, entries []api.AuditEntry) error {
 	return insertBatch(ctx, conn, database, "audit", auditColumns, "audit entries", entries,
-		func(e *AuditEntry) (string, []any) {
+		func(e *api.AuditEntry) (string, []any) {
 			return e.LaunchID, []any{e.LaunchID, e.TS.UTC(), e.TS.UnixMicro(), e.Action, e.FromStatus, e.ToStatus,
 				e.SamplePercent, e.LivePercent, e.Actor, e.Reason, e.Details}
 		})
@@ -77,16 +60,16 @@ func InsertAudit(ctx context.Context, conn driver.Conn, database string, entries
 
 // ReadAudit returns a launch's latest audit entries, newest first, at most
 // limit.
-func ReadAudit(ctx context.Context, conn driver.Conn, database, launchID string, limit int) ([]AuditEntry, error) {
+func ReadAudit(ctx context.Context, conn driver.Conn, database, launchID string, limit int) ([]api.AuditEntry, error) {
 	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT launch_id, ts_us, action, from_status, to_status, sample_percent, live_percent, actor, reason, details"+
 		" FROM %s.audit WHERE launch_id = @launch ORDER BY ts_us DESC LIMIT %d", database, limit), clickhouse.Named("launch", launchID))
 	if err != nil {
 		return nil, fmt.Errorf("audit query: %w", err)
 	}
 	defer rows.Close()
-	out := []AuditEntry{}
+	out := []api.AuditEntry{}
 	for rows.Next() {
-		var e AuditEntry
+		var e api.AuditEntry
 		var us int64
 		if err := rows.Scan(&e.LaunchID, &us, &e.Action, &e.FromStatus, &e.ToStatus, &e.SamplePercent, &e.LivePercent,
 			&e.Actor, &e.Reason, &e.Details); err != nil {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/api"
 )
 
 // TestAudit runs against a real clickhouse-server: entries insert by named
@@ -13,7 +15,7 @@ import (
 func TestAudit(t *testing.T) {
 	ctx, conn := openTestDB(t, "dl_audit", 2)
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	entries := []AuditEntry{
+	entries := []api.AuditEntry{
 		{LaunchID: "l1", TS: t0, Action: AuditCreated, ToStatus: "active", SamplePercent: 1, Actor: "api:127.0.0.1:5000", Reason: "deploy 42", Details: `{"ramp_step":0}`},
 		// Same second, one microsecond later: ordered by ts_us.
 		{LaunchID: "l1", TS: t0.Add(time.Microsecond), Action: AuditStepAdvanced, FromStatus: "active", ToStatus: "active", SamplePercent: 10, Actor: "controller:r1"},
@@ -33,7 +35,7 @@ func TestAudit(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("read %d entries of l1, want 3: %+v", len(got), got)
 	}
-	for i, want := range []AuditEntry{entries[2], entries[1], entries[0]} {
+	for i, want := range []api.AuditEntry{entries[2], entries[1], entries[0]} {
 		g := got[i]
 		if !g.TS.Equal(want.TS) || g.Action != want.Action || g.FromStatus != want.FromStatus || g.ToStatus != want.ToStatus ||
 			g.SamplePercent != want.SamplePercent || g.Actor != want.Actor || g.Reason != want.Reason || g.Details != want.Details || g.LaunchID != "l1" {

@@ -1,5 +1,14 @@
-// Package launch holds the launch model (what to mirror, where, how much)
-// and its store: one key per launch in a NATS KV bucket, updated with
+// Package launch holds the launch model (what to mirror, where, how much),
+// its state machine and its store.
+//
+// The state machine is the launch's methods (transition.go, patch.go):
+// Pause, Resume, Rollback, Promote, AdvanceStep, AdvanceLive and
+// ApplyPatch make a change with all of its side effects (live_percent,
+// ramp_step, step_started_at, sample_percent) or refuse it with a
+// *TransitionError that matches ErrConflict. The reporter's API handlers
+// and its ramp controller both call them.
+//
+// The store keeps one key per launch in a NATS KV bucket, updated with
 // optimistic concurrency. Taps watch the bucket, so a change reaches every
 // mirror without restart.
 package launch
@@ -45,7 +54,8 @@ var (
 	// ErrNotFound is returned for an unknown launch id.
 	ErrNotFound = errors.New("launch not found")
 	// ErrConflict is returned when a state change is not allowed from the
-	// launch's current status (e.g. resuming a rolled-back launch).
+	// launch's current status (e.g. resuming a rolled-back launch); the
+	// error is a *TransitionError that says which (transition.go).
 	ErrConflict = errors.New("launch state conflict")
 )
 
@@ -104,23 +114,6 @@ func (l *Launch) Mirrored() bool { return l.Status == StatusActive && l.SamplePe
 // requests whose user falls within LivePercent) to the new version.
 func (l *Launch) Live() bool {
 	return (l.Status == StatusPromoting || l.Status == StatusPromoted) && l.LivePercent > 0
-}
-
-// SetLive sets the share of live traffic the new version serves: the launch
-// is promoting below 100% and promoted (complete) at 100%.
-func (l *Launch) SetLive(percent float64) error {
-	if percent <= 0 || percent > 100 || percent != percent {
-		return fmt.Errorf("%w: live_percent %v must be above 0 and at most 100", ErrInvalid, percent)
-	}
-	if l.Status == StatusRolledBack || l.Status == StatusPromoted {
-		return fmt.Errorf("%w: launch is %s; it cannot be promoted", ErrConflict, l.Status)
-	}
-	l.LivePercent = percent
-	l.Status = StatusPromoting
-	if percent == 100 {
-		l.Status = StatusPromoted
-	}
-	return nil
 }
 
 // AllowsMethod reports whether requests with this method may be mirrored.
@@ -207,32 +200,4 @@ func validateURL(field, raw string) error {
 		return fmt.Errorf("%w: %s %q must not carry a query or fragment", ErrInvalid, field, raw)
 	}
 	return nil
-}
-
-// Transition returns the status an action leads to from the current one, or
-// ErrConflict. Promoted and rolled-back launches are final.
-func Transition(from Status, action string) (Status, error) {
-	final := from == StatusPromoted || from == StatusRolledBack
-	if from == StatusPromoting && (action == "pause" || action == "resume") {
-		// Live traffic is being served by the new version: the way back is
-		// a rollback, not a pause.
-		return from, fmt.Errorf("%w: launch is promoting; it cannot %s (roll back instead)", ErrConflict, action)
-	}
-	var to Status
-	switch action {
-	case "pause":
-		to = StatusPaused
-	case "resume":
-		to = StatusActive
-	case "promote":
-		to = StatusPromoted
-	case "rollback":
-		to = StatusRolledBack
-	default:
-		return from, fmt.Errorf("%w: unknown action %q", ErrInvalid, action)
-	}
-	if final && to != from {
-		return from, fmt.Errorf("%w: launch is %s; it cannot %s", ErrConflict, from, action)
-	}
-	return to, nil
 }

@@ -40,33 +40,6 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
-func TestTransition(t *testing.T) {
-	cases := []struct {
-		from   Status
-		action string
-		to     Status
-		err    error
-	}{
-		{StatusActive, "pause", StatusPaused, nil},
-		{StatusPaused, "resume", StatusActive, nil},
-		{StatusActive, "rollback", StatusRolledBack, nil},
-		{StatusPaused, "promote", StatusPromoted, nil},
-		{StatusRolledBack, "resume", StatusRolledBack, ErrConflict},
-		{StatusPromoted, "rollback", StatusPromoted, ErrConflict},
-		{StatusRolledBack, "rollback", StatusRolledBack, nil}, // idempotent
-		{StatusActive, "explode", StatusActive, ErrInvalid},
-		{StatusPromoting, "pause", StatusPromoting, ErrConflict},
-		{StatusPromoting, "rollback", StatusRolledBack, nil},
-		{StatusPromoting, "promote", StatusPromoted, nil},
-	}
-	for _, c := range cases {
-		to, err := Transition(c.from, c.action)
-		if to != c.to || !errors.Is(err, c.err) || (c.err == nil && err != nil) {
-			t.Errorf("%s --%s--> %s, %v; want %s, %v", c.from, c.action, to, err, c.to, c.err)
-		}
-	}
-}
-
 func TestNormalizeRules(t *testing.T) {
 	l := Launch{Name: "x", ShadowURL: "http://s", SecondaryURL: "http://primary-2:8080",
 		Compare: compare.Rules{IgnorePaths: []string{"$..updated_at"}, ArrayKeys: map[string]string{"$.items": "id"}}}
@@ -77,24 +50,5 @@ func TestNormalizeRules(t *testing.T) {
 	err := bad.Normalize()
 	if !errors.Is(err, ErrInvalid) || !errors.Is(err, compare.ErrInvalidRules) || !strings.Contains(err.Error(), "ignore_paths[1]") {
 		t.Fatalf("bad rule: %v; want ErrInvalid and ErrInvalidRules naming ignore_paths[1]", err)
-	}
-}
-
-func TestSetLive(t *testing.T) {
-	l := Launch{Status: StatusActive}
-	if err := l.SetLive(10); err != nil || l.Status != StatusPromoting || !l.Live() || l.Mirrored() {
-		t.Fatalf("10%%: %v %+v", err, l)
-	}
-	if err := l.SetLive(100); err != nil || l.Status != StatusPromoted || !l.Live() {
-		t.Fatalf("100%%: %v %+v", err, l)
-	}
-	if err := l.SetLive(50); !errors.Is(err, ErrConflict) {
-		t.Fatalf("after completion: %v", err)
-	}
-	for _, bad := range []float64{0, -1, 101} {
-		l := Launch{Status: StatusActive}
-		if err := l.SetLive(bad); !errors.Is(err, ErrInvalid) {
-			t.Errorf("SetLive(%v): %v", bad, err)
-		}
 	}
 }

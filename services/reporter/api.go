@@ -14,18 +14,24 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
 // actions are the POST /v1/launches/{id}/<action> state changes besides
-// promote, which has its own handler (live steps).
-var actions = []string{"pause", "resume", "rollback"}
+// promote, which has its own handler (live steps), each with the launch's
+// transition it makes.
+var actions = map[launch.Action]func(*launch.Launch, time.Time) error{
+	launch.ActionPause:    func(l *launch.Launch, _ time.Time) error { return l.Pause() },
+	launch.ActionResume:   (*launch.Launch).Resume,
+	launch.ActionRollback: func(l *launch.Launch, _ time.Time) error { return l.Rollback() },
+}
 
 // auditActions name each action's audit entry.
-var auditActions = map[string]string{
-	"pause": analytics.AuditPaused, "resume": analytics.AuditResumed,
-	"promote": analytics.AuditPromoted, "rollback": analytics.AuditRolledBack,
+var auditActions = map[launch.Action]string{
+	launch.ActionPause: analytics.AuditPaused, launch.ActionResume: analytics.AuditResumed,
+	launch.ActionPromote: analytics.AuditPromoted, launch.ActionRollback: analytics.AuditRolledBack,
 }
 
 func (s *Service) routes() http.Handler {
@@ -34,8 +40,8 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("GET /v1/launches", s.api(s.listLaunches))
 	mux.HandleFunc("GET /v1/launches/{id}", s.api(s.getLaunch))
 	mux.HandleFunc("PATCH /v1/launches/{id}", s.api(s.patchLaunch))
-	for _, a := range actions {
-		mux.HandleFunc("POST /v1/launches/{id}/"+a, s.api(s.actionHandler(a)))
+	for a, do := range actions {
+		mux.HandleFunc("POST /v1/launches/{id}/"+string(a), s.api(s.actionHandler(a, do)))
 	}
 	mux.HandleFunc("POST /v1/launches/{id}/promote", s.api(s.promoteLaunch))
 	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
@@ -132,20 +138,15 @@ func (s *Service) instrument(next http.Handler) http.Handler {
 	})
 }
 
-// errorBody is every API error: {"error": "..."}.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: msg})
+	writeJSON(w, code, api.ErrorBody{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		code = http.StatusInternalServerError
-		b, _ = json.Marshal(errorBody{Error: "encode response: " + err.Error()})
+		b, _ = json.Marshal(api.ErrorBody{Error: "encode response: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -254,32 +255,29 @@ func withStore[T any](s *Service, r *http.Request, op func(context.Context, *lau
 	return op(ctx, store)
 }
 
+// withPathLaunch reads the launch named in the path and runs op on it,
+// both bounded by the query timeout.
+func withPathLaunch[T any](s *Service, r *http.Request, op func(context.Context, *launch.Launch) (T, error)) (T, error) {
+	return withStore(s, r, func(ctx context.Context, store *launch.Store) (T, error) {
+		l, err := store.Get(ctx, r.PathValue("id"))
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return op(ctx, l)
+	})
+}
+
+// pathLaunch reads the launch named in the path.
+func (s *Service) pathLaunch(r *http.Request) (*launch.Launch, error) {
+	return withPathLaunch(s, r, func(_ context.Context, l *launch.Launch) (*launch.Launch, error) { return l, nil })
+}
+
 // updateLaunch applies change to the launch named in the path.
 func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) error) (*launch.Launch, error) {
 	return withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
 		return store.Update(ctx, r.PathValue("id"), change)
 	})
-}
-
-// CreateRequest is the body of POST /v1/launches.
-type CreateRequest struct {
-	Name         string `json:"name"`
-	Service      string `json:"service"`
-	ShadowURL    string `json:"shadow_url"`
-	SecondaryURL string `json:"secondary_url"`
-	// SamplePercent defaults to 0, or to the ramp's first step.
-	SamplePercent *float64 `json:"sample_percent"`
-	Methods       []string `json:"methods"`
-	// Compare are the launch's comparison rules (docs/compare.md).
-	Compare      compare.Rules `json:"compare"`
-	StickyKey    string        `json:"sticky_key"`
-	IncludePaths []string      `json:"include_paths"`
-	ExcludePaths []string      `json:"exclude_paths"`
-	MaxRPS       float64       `json:"max_rps"`
-	Ramp         *launch.Ramp  `json:"ramp"`
-	Gates        launch.Gates  `json:"gates"`
-	// Reason is recorded in the audit log.
-	Reason string `json:"reason"`
 }
 
 // actor names the caller of an API request in the audit log: the TCP
@@ -288,27 +286,13 @@ type CreateRequest struct {
 func actor(r *http.Request) string { return "api:" + r.RemoteAddr }
 
 func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
-	var req CreateRequest
+	var req api.CreateRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
-	nl := launch.Launch{
-		Name: req.Name, Service: req.Service, ShadowURL: req.ShadowURL, SecondaryURL: req.SecondaryURL,
-		Methods: req.Methods, Compare: req.Compare, StickyKey: req.StickyKey,
-		IncludePaths: req.IncludePaths, ExcludePaths: req.ExcludePaths, MaxRPS: req.MaxRPS, Ramp: req.Ramp, Gates: req.Gates,
-	}
-	if req.SamplePercent != nil {
-		nl.SamplePercent = *req.SamplePercent
-	}
-	if nl.Ramp != nil && len(nl.Ramp.Steps) > 0 {
-		// A ramped launch starts at its first step.
-		first := nl.Ramp.Steps[0].Percent
-		if req.SamplePercent != nil && *req.SamplePercent != first {
-			return fmt.Errorf("%w: sample_percent %v differs from ramp.steps[0].percent %v: a ramped launch starts at its first step (omit sample_percent)",
-				launch.ErrInvalid, *req.SamplePercent, first)
-		}
-		nl.SamplePercent = first
-		nl.StepStartedAt = time.Now().UTC()
+	nl := req.Launch()
+	if err := nl.Begin(req.SamplePercent, time.Now().UTC()); err != nil {
+		return err
 	}
 	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
 		return store.Create(ctx, nl)
@@ -326,11 +310,6 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// LaunchList is the body of GET /v1/launches.
-type LaunchList struct {
-	Launches []*launch.Launch `json:"launches"`
-}
-
 func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
 	ls, err := withStore(s, r, func(ctx context.Context, store *launch.Store) ([]*launch.Launch, error) {
 		return store.List(ctx)
@@ -341,14 +320,12 @@ func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
 	if ls == nil {
 		ls = []*launch.Launch{}
 	}
-	writeJSON(w, http.StatusOK, LaunchList{Launches: ls})
+	writeJSON(w, http.StatusOK, api.LaunchList{Launches: ls})
 	return nil
 }
 
 func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
-	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Get(ctx, r.PathValue("id"))
-	})
+	l, err := s.pathLaunch(r)
 	if err != nil {
 		return err
 	}
@@ -356,126 +333,27 @@ func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// PatchRequest is the body of PATCH /v1/launches/{id}. Absent (or null)
-// fields are left as they are.
-type PatchRequest struct {
-	Name      *string `json:"name"`
-	ShadowURL *string `json:"shadow_url"`
-	// SecondaryURL "" removes the secondary.
-	SecondaryURL  *string   `json:"secondary_url"`
-	SamplePercent *float64  `json:"sample_percent"`
-	Methods       *[]string `json:"methods"`
-	// Compare replaces the launch's rules as a whole ({} restores the
-	// defaults): merging rule lists field by field would leave no way to
-	// remove one entry.
-	Compare      *compare.Rules `json:"compare"`
-	StickyKey    *string        `json:"sticky_key"`
-	IncludePaths *[]string      `json:"include_paths"`
-	ExcludePaths *[]string      `json:"exclude_paths"`
-	MaxRPS       *float64       `json:"max_rps"`
-	// Ramp replaces the ramp and restarts it at its first step; a ramp with
-	// neither steps nor live_steps ({}) removes it.
-	Ramp *launch.Ramp `json:"ramp"`
-	// Gates replace the gates as a whole ({} restores the defaults).
-	Gates *launch.Gates `json:"gates"`
-	// Reason is recorded in the audit log; it changes nothing.
-	Reason string `json:"reason"`
-}
-
-func (p *PatchRequest) empty() bool {
-	return p.Name == nil && p.ShadowURL == nil && p.SecondaryURL == nil && p.SamplePercent == nil &&
-		p.Methods == nil && p.Compare == nil && p.StickyKey == nil && p.IncludePaths == nil && p.ExcludePaths == nil &&
-		p.MaxRPS == nil && p.Ramp == nil && p.Gates == nil
-}
-
-// apply changes l as the patch says and validates the result.
-func (p *PatchRequest) apply(l *launch.Launch, now time.Time) error {
-	if l.Status == launch.StatusPromoted || l.Status == launch.StatusRolledBack {
-		return fmt.Errorf("%w: launch is %s; a finished launch cannot be changed", launch.ErrConflict, l.Status)
-	}
-	if p.Name != nil {
-		l.Name = *p.Name
-	}
-	if p.ShadowURL != nil {
-		l.ShadowURL = *p.ShadowURL
-	}
-	if p.SecondaryURL != nil {
-		l.SecondaryURL = *p.SecondaryURL
-	}
-	if p.Compare != nil {
-		l.Compare = *p.Compare
-	}
-	if p.StickyKey != nil {
-		l.StickyKey = *p.StickyKey
-	}
-	if p.IncludePaths != nil {
-		l.IncludePaths = append([]string(nil), *p.IncludePaths...)
-	}
-	if p.ExcludePaths != nil {
-		l.ExcludePaths = append([]string(nil), *p.ExcludePaths...)
-	}
-	if p.MaxRPS != nil {
-		l.MaxRPS = *p.MaxRPS
-	}
-	if p.Gates != nil {
-		l.Gates = *p.Gates
-	}
-	if p.Ramp != nil {
-		if l.Status == launch.StatusPromoting {
-			return fmt.Errorf("%w: launch is promoting; its ramp cannot change (roll back, or promote to finish)", launch.ErrConflict)
-		}
-		l.RampStep = 0
-		l.StepStartedAt = time.Time{}
-		l.Ramp = nil
-		if len(p.Ramp.Steps) > 0 || len(p.Ramp.LiveSteps) > 0 {
-			r := *p.Ramp
-			l.Ramp = &r
-			l.StepStartedAt = now
-			if len(r.Steps) > 0 {
-				l.SamplePercent = r.Steps[0].Percent
-			}
-		}
-	}
-	// Set after the ramp: a manual percentage in the same PATCH wins.
-	if p.SamplePercent != nil {
-		l.SamplePercent = *p.SamplePercent
-	}
-	if p.Methods != nil {
-		l.Methods = append([]string(nil), *p.Methods...)
-	}
-	return l.Normalize()
-}
-
-// changed is the patch's fields that were set, for the audit log.
-func (p *PatchRequest) changed() map[string]any {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil
-	}
+// patched is the fields a patch sets, for the audit log.
+func patched(p launch.Patch) map[string]any {
 	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
+	if b, err := json.Marshal(p); err != nil || json.Unmarshal(b, &m) != nil {
 		return nil
-	}
-	for k, v := range m {
-		if v == nil || k == "reason" {
-			delete(m, k)
-		}
 	}
 	return m
 }
 
 func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
-	var req PatchRequest
+	var req api.PatchRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
-	if req.empty() {
+	if req.Patch.Empty() {
 		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare, sticky_key, include_paths, exclude_paths, max_rps, ramp, gates"}
 	}
 	var from launch.Status
 	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 		from = l.Status
-		return req.apply(l, time.Now().UTC())
+		return l.ApplyPatch(req.Patch, time.Now().UTC())
 	})
 	if err != nil {
 		return err
@@ -485,7 +363,7 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 		"sample_percent", l.SamplePercent, "methods", l.Methods, "compare", rulesLog(l.Compare), "sticky_key", l.StickyKey,
 		"include_paths", l.IncludePaths, "exclude_paths", l.ExcludePaths, "max_rps", l.MaxRPS, "ramp", jsonLog(l.Ramp),
 		"gates", jsonLog(l.Gates), "revision", l.Revision, "actor", actor(r))
-	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": req.changed(), "ramp_step": l.RampStep}))
+	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": patched(req.Patch), "ramp_step": l.RampStep}))
 	writeJSON(w, http.StatusOK, l)
 	return nil
 }
@@ -508,63 +386,42 @@ func rulesLog(r compare.Rules) string {
 	return string(b)
 }
 
-// ActionRequest is the optional body of the pause, resume and rollback
-// actions.
-type ActionRequest struct {
-	Reason string `json:"reason"`
-}
-
-func (s *Service) actionHandler(action string) apiFunc {
+func (s *Service) actionHandler(action launch.Action, do func(*launch.Launch, time.Time) error) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var req ActionRequest
+		var req api.ActionRequest
 		if err := decodeBody(w, r, &req, false); err != nil {
 			return err
 		}
-		var from launch.Status
-		now := time.Now().UTC()
-		l, err := s.updateLaunch(r, func(l *launch.Launch) error {
-			from = l.Status
-			to, err := launch.Transition(l.Status, action)
-			if err != nil {
-				return err
-			}
-			l.Status = to
-			switch {
-			case action == "rollback":
-				// All live traffic back to the primary.
-				l.LivePercent = 0
-			case action == "resume" && from == launch.StatusPaused && l.Ramp != nil:
-				// Nothing was mirrored while paused: the step's hold and
-				// its verdict window start afresh.
-				l.StepStartedAt = now
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		s.changed(w, r, l, action, from, req.Reason, nil)
-		return nil
+		return s.transition(w, r, action, req.Reason, do, nil)
 	}
 }
 
-// changed logs, counts and audits an action and answers the launch.
-func (s *Service) changed(w http.ResponseWriter, r *http.Request, l *launch.Launch, action string, from launch.Status, reason string, details any) {
+// transition makes a status change of the launch named in the path with do
+// (one of the launch's transitions, given the time now), then logs, counts
+// and audits it (with details of the changed launch, when given) and
+// answers the launch.
+func (s *Service) transition(w http.ResponseWriter, r *http.Request, action launch.Action, reason string,
+	do func(*launch.Launch, time.Time) error, details func(*launch.Launch) any) error {
+	var from launch.Status
+	now := time.Now().UTC()
+	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
+		from = l.Status
+		return do(l, now)
+	})
+	if err != nil {
+		return err
+	}
+	var d any
+	if details != nil {
+		d = details(l)
+	}
 	reason = clip(reason)
-	s.metrics.actions.WithLabelValues(action).Inc()
+	s.metrics.actions.WithLabelValues(string(action)).Inc()
 	s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
 		"live_percent", l.LivePercent, "reason", reason, "revision", l.Revision, "actor", actor(r))
-	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, details))
+	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, d))
 	writeJSON(w, http.StatusOK, l)
-}
-
-// PromoteRequest is the optional body of POST /v1/launches/{id}/promote.
-type PromoteRequest struct {
-	Reason string `json:"reason"`
-	// LiveSteps step live traffic to the new version (they replace
-	// ramp.live_steps); absent: the ramp's live steps, or 100% at once; []:
-	// 100% at once.
-	LiveSteps []launch.Step `json:"live_steps"`
+	return nil
 }
 
 // promoteLaunch makes the new version serve live traffic: at the first
@@ -572,111 +429,61 @@ type PromoteRequest struct {
 // 100% at once (promoted). On a promoting launch it completes the promotion
 // (100% now); on a promoted one it is a no-op.
 func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
-	var req PromoteRequest
+	var req api.PromoteRequest
 	if err := decodeBody(w, r, &req, false); err != nil {
 		return err
 	}
-	explicit := req.LiveSteps != nil
-	var from launch.Status
-	now := time.Now().UTC()
-	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
-		from = l.Status
-		switch l.Status {
-		case launch.StatusRolledBack:
-			return fmt.Errorf("%w: launch is rolled_back; it cannot promote", launch.ErrConflict)
-		case launch.StatusPromoted, launch.StatusPromoting:
-			if explicit {
-				return fmt.Errorf("%w: launch is %s; live_steps apply only to a launch not yet promoted", launch.ErrConflict, l.Status)
-			}
-			if l.Status == launch.StatusPromoting {
-				return advanceToFull(l, now)
-			}
-			return nil // promoting a promoted launch changes nothing
-		}
-		steps := req.LiveSteps
-		if explicit {
-			if l.Ramp == nil {
-				l.Ramp = &launch.Ramp{}
-			}
-			r := *l.Ramp
-			r.LiveSteps = steps
-			l.Ramp = &r
-			if len(r.Steps) == 0 && len(r.LiveSteps) == 0 {
-				l.Ramp = nil
-			}
-		} else if l.Ramp != nil {
-			steps = l.Ramp.LiveSteps
-		}
-		if err := promote(l, steps, now); err != nil {
-			return err
-		}
-		return l.Normalize()
+	promote := func(l *launch.Launch, now time.Time) error { return l.Promote(req.LiveSteps, now) }
+	return s.transition(w, r, launch.ActionPromote, req.Reason, promote, func(l *launch.Launch) any {
+		return map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps}
 	})
-	if err != nil {
-		return err
-	}
-	s.changed(w, r, l, "promote", from, req.Reason, map[string]any{"live_percent": l.LivePercent, "live_steps": req.LiveSteps})
-	return nil
-}
-
-// advanceToFull completes a promotion: 100% of live traffic now.
-func advanceToFull(l *launch.Launch, now time.Time) error {
-	if err := l.SetLive(100); err != nil {
-		return err
-	}
-	l.StepStartedAt = now
-	return nil
 }
 
 func (s *Service) getVerdict(w http.ResponseWriter, r *http.Request) error {
 	var hit bool
-	v, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*Verdict, error) {
-		l, err := store.Get(ctx, r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
-		v, cached, err := s.verdictFor(ctx, l)
-		hit = cached
+	v, err := withPathLaunch(s, r, func(ctx context.Context, l *launch.Launch) (v *api.Verdict, err error) {
+		v, hit, err = s.verdictFor(ctx, l)
 		return v, err
 	})
 	if err != nil {
 		return err
 	}
-	cache := "miss"
-	if hit {
-		cache = "hit"
-	}
 	s.metrics.verdicts.WithLabelValues(v.Verdict).Inc()
-	w.Header().Set("X-Darklaunch-Cache", cache)
-	writeJSON(w, http.StatusOK, v)
+	writeCached(w, v, hit)
 	return nil
 }
 
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
 	var hit bool
-	rep, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*Report, error) {
-		l, err := store.Get(ctx, r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
+	rep, err := withPathLaunch(s, r, func(ctx context.Context, l *launch.Launch) (*api.Report, error) {
 		st, cached, err := s.stats(ctx, l.ID)
 		if err != nil {
 			return nil, fmt.Errorf("compute report of launch %s: %w", l.ID, err)
 		}
 		hit = cached
-		return &Report{Launch: l, Stats: *st}, nil
+		return &api.Report{Launch: l, Stats: *st}, nil
 	})
 	if err != nil {
 		return err
 	}
-	cache := "miss"
-	if hit {
-		cache = "hit"
-	}
-	s.metrics.reports.WithLabelValues(cache).Inc()
-	w.Header().Set("X-Darklaunch-Cache", cache)
-	writeJSON(w, http.StatusOK, rep)
+	s.metrics.reports.WithLabelValues(cacheLabel(hit)).Inc()
+	writeCached(w, rep, hit)
 	return nil
+}
+
+// cacheLabel is "hit" for an answer from the cache, else "miss".
+func cacheLabel(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+// writeCached answers v, saying in X-Darklaunch-Cache whether it came from
+// the cache.
+func writeCached(w http.ResponseWriter, v any, hit bool) {
+	w.Header().Set("X-Darklaunch-Cache", cacheLabel(hit))
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
@@ -41,7 +42,7 @@ func TestAPI(t *testing.T) {
 		if got.ID != l.ID || got.Revision != l.Revision || got.Name != l.Name {
 			t.Fatalf("get = %+v, want %+v", got, l)
 		}
-		var list reporter.LaunchList
+		var list api.LaunchList
 		e.ok(http.StatusOK, "GET", "/v1/launches", nil, &list)
 		if !slices.ContainsFunc(list.Launches, func(x *launch.Launch) bool { return x.ID == l.ID }) {
 			t.Fatalf("list %+v lacks %s", list.Launches, l.ID)
@@ -304,18 +305,24 @@ func TestAPI(t *testing.T) {
 	})
 }
 
+// newUnreachableConfig is the configuration of a reporter whose NATS is
+// js (stopped by the caller, or not) and whose ClickHouse does not listen.
+func newUnreachableConfig(t *testing.T, js *testenv.JetStream) reporter.Config {
+	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: time.Second, QueryTimeout: 5 * time.Second}
+	cfg.NATSURL = js.URL()
+	cfg.ClickHouseAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens there
+	cfg.ClickHouseDatabase, cfg.ClickHouseUser = testDB, "default"
+	cfg.RedisURL = testenv.StartRedis(t)
+	return cfg
+}
+
 // TestDependenciesLate: New binds and serves before NATS and ClickHouse are
 // reachable; the API answers 503 until they are, then works.
 func TestDependenciesLate(t *testing.T) {
 	js := testenv.StartJetStream(t)
 	js.Stop()
 	e := &env{t: t, js: js}
-	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: time.Second, QueryTimeout: 5 * time.Second}
-	cfg.NATSURL = js.URL()
-	cfg.ClickHouseAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens there
-	cfg.ClickHouseDatabase, cfg.ClickHouseUser = testDB, "default"
-	cfg.RedisURL = testenv.StartRedis(t)
-	e.svc = e.run(cfg)
+	e.svc = e.run(newUnreachableConfig(t, js))
 
 	e.apiError(503, "GET", "/v1/launches", nil, "not connected")
 	res, data := e.do("GET", "/healthz", nil)

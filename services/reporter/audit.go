@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -25,8 +26,8 @@ const (
 
 // newAuditEntry describes a change of l (as stored after the change) made
 // by actor.
-func newAuditEntry(l *launch.Launch, action string, from launch.Status, actor, reason string, details any) analytics.AuditEntry {
-	e := analytics.AuditEntry{LaunchID: l.ID, TS: l.UpdatedAt, Action: action, FromStatus: string(from), ToStatus: string(l.Status),
+func newAuditEntry(l *launch.Launch, action string, from launch.Status, actor, reason string, details any) api.AuditEntry {
+	e := api.AuditEntry{LaunchID: l.ID, TS: l.UpdatedAt, Action: action, FromStatus: string(from), ToStatus: string(l.Status),
 		SamplePercent: l.SamplePercent, LivePercent: l.LivePercent, Actor: actor, Reason: clip(reason), Details: "{}"}
 	if e.TS.IsZero() {
 		e.TS = time.Now().UTC()
@@ -50,7 +51,7 @@ func clip(s string) string {
 // audit queues an entry for the audit log. It never blocks: the change it
 // records is already made, and losing the record (counted) is better than
 // holding up the API or the controller.
-func (s *Service) audit(e analytics.AuditEntry) {
+func (s *Service) audit(e api.AuditEntry) {
 	s.auditMu.Lock()
 	defer s.auditMu.Unlock()
 	if s.auditClosed {
@@ -80,7 +81,7 @@ func (s *Service) closeAudit() {
 // and drained. One attempt per batch: a failure is logged and counted.
 func (s *Service) writeAudit() {
 	for e := range s.auditCh {
-		batch := []analytics.AuditEntry{e}
+		batch := []api.AuditEntry{e}
 	more:
 		for len(batch) < auditBatch {
 			select {

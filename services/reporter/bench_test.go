@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
 )
@@ -69,7 +70,7 @@ func BenchmarkQueryStats(b *testing.B) {
 			batch = batch[:0]
 		}
 	}
-	th := reporter.NoiseThresholds{MinCount: 5, MinRatio: 0.5}
+	th := api.NoiseThresholds{MinCount: 5, MinRatio: 0.5}
 	st, err := reporter.QueryStats(ctx, conn, testDB, launchID, th)
 	if err != nil {
 		b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 )
 
 // cacheOpTimeout bounds one Redis call: the cache is an optimisation and
@@ -25,8 +26,8 @@ const cacheLogEvery = 10 * time.Second
 // Redis cache. Concurrent calls for one launch on a cold cache share one
 // ClickHouse computation. A failing Redis is logged and counted, never
 // returned: the report is then computed in ClickHouse.
-func (s *Service) stats(ctx context.Context, launchID string) (*Stats, bool, error) {
-	return cached(s, ctx, cacheKey(launchID), s.metrics.reportQueries, func(qctx context.Context, conn driver.Conn) (*Stats, error) {
+func (s *Service) stats(ctx context.Context, launchID string) (*api.Stats, bool, error) {
+	return cached(s, ctx, cacheKey(launchID), s.metrics.reportQueries, func(qctx context.Context, conn driver.Conn) (*api.Stats, error) {
 		s.reportQueries.Add(1)
 		start := time.Now()
 		st, err := QueryStats(qctx, conn, s.cfg.ClickHouseDatabase, launchID, s.noise())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -48,7 +49,7 @@ func driven(l *launch.Launch) bool {
 //   - promoting (judged on live traffic): advancing moves live traffic to
 //     the next live step, or after the last one to 100% (promoted).
 //   - anything else (paused, promoted, rolled back, no ramp): stay.
-func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
+func Decide(l *launch.Launch, v *api.Verdict, now time.Time) Decision {
 	if !driven(l) {
 		return Decision{}
 	}
@@ -68,13 +69,13 @@ func Decide(l *launch.Launch, v *Verdict, now time.Time) Decision {
 		where = fmt.Sprintf("live step %d of %d at %v%%", l.RampStep+1, len(steps), step.Percent)
 	}
 	switch v.Verdict {
-	case VerdictFail:
+	case api.VerdictFail:
 		why := strings.Join(v.Reasons, "; ")
 		if l.Ramp.AutoRollback {
 			return Decision{Action: analytics.AuditRolledBack, Reason: fmt.Sprintf("gate failed at %s: %s", where, why)}
 		}
 		return Decision{Action: analytics.AuditGateFailed, Reason: fmt.Sprintf("gate failed at %s (auto_rollback is off: waiting for a person): %s", where, why)}
-	case VerdictPass:
+	case api.VerdictPass:
 	default:
 		return Decision{Reason: fmt.Sprintf("inconclusive at %s: %s", where, strings.Join(v.Reasons, "; "))}
 	}
@@ -117,61 +118,23 @@ func roundDur(d time.Duration) launch.Duration {
 	return launch.Duration(d)
 }
 
-// Apply makes a decision's change to l (the launch as read before a write).
+// Apply makes a decision's change to l (the launch as read before a write)
+// through the launch's transitions: the next shadow step, promotion (at
+// the first live step or at once), the next live step or completion, or a
+// rollback.
 func Apply(l *launch.Launch, d Decision, now time.Time) error {
 	switch d.Action {
 	case analytics.AuditStepAdvanced:
-		l.RampStep++
-		l.SamplePercent = l.Ramp.Steps[l.RampStep].Percent
-		l.StepStartedAt = now
+		return l.AdvanceStep(now)
 	case analytics.AuditPromoted, analytics.AuditLiveStep:
 		if l.Status == launch.StatusPromoting {
-			return advanceLive(l, now)
+			return l.AdvanceLive(now)
 		}
-		return promote(l, l.Ramp.LiveSteps, now)
+		return l.Promote(nil, now)
 	case analytics.AuditRolledBack:
-		to, err := launch.Transition(l.Status, "rollback")
-		if err != nil {
-			return err
-		}
-		l.Status = to
-		l.LivePercent = 0
-	default:
-		return fmt.Errorf("decision %q changes nothing", d.Action)
+		return l.Rollback()
 	}
-	return nil
-}
-
-// promote starts serving live traffic from the new version: at the first
-// live step's percentage (RampStep then counts live steps), or at 100% at
-// once without steps.
-func promote(l *launch.Launch, liveSteps []launch.Step, now time.Time) error {
-	to := 100.0
-	if len(liveSteps) > 0 {
-		to = liveSteps[0].Percent
-	}
-	if err := l.SetLive(to); err != nil {
-		return err
-	}
-	l.RampStep = 0
-	l.StepStartedAt = now
-	return nil
-}
-
-// advanceLive moves a promoting launch to its next live step, or to 100%
-// after the last.
-func advanceLive(l *launch.Launch, now time.Time) error {
-	steps := l.Ramp.LiveSteps
-	if l.RampStep+1 < len(steps) {
-		if err := l.SetLive(steps[l.RampStep+1].Percent); err != nil {
-			return err
-		}
-		l.RampStep++
-	} else if err := l.SetLive(100); err != nil {
-		return err
-	}
-	l.StepStartedAt = now
-	return nil
+	return fmt.Errorf("decision %q changes nothing", d.Action)
 }
 
 // launchStore is what the controller needs of launch.Store.
@@ -202,8 +165,8 @@ type controller struct {
 	actor    string
 	store    launchStore
 	leases   leaser
-	verdict  func(context.Context, *launch.Launch) (*Verdict, error)
-	audit    func(analytics.AuditEntry)
+	verdict  func(context.Context, *launch.Launch) (*api.Verdict, error)
+	audit    func(api.AuditEntry)
 	interval time.Duration
 	timeout  time.Duration
 	log      *slog.Logger

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
@@ -22,8 +23,8 @@ func steps(spec ...any) []launch.Step {
 	return out
 }
 
-func verdictOf(v string, pairs uint64, reasons ...string) *Verdict {
-	return &Verdict{Verdict: v, Reasons: reasons, Window: Window{Pairs: pairs}}
+func verdictOf(v string, pairs uint64, reasons ...string) *api.Verdict {
+	return &api.Verdict{Verdict: v, Reasons: reasons, Window: api.Window{Pairs: pairs}}
 }
 
 func TestDecide(t *testing.T) {
@@ -33,11 +34,11 @@ func TestDecide(t *testing.T) {
 	}
 	shadow := steps(1, 5*time.Minute, 10, 10*time.Minute, 50, 30*time.Minute)
 	live := steps(10, 10*time.Minute, 50, 10*time.Minute)
-	pass, fail, thin := verdictOf(VerdictPass, 500), verdictOf(VerdictFail, 500, "mismatch_rate 5% is above 1%"), verdictOf(VerdictInconclusive, 3, "only 3 of the 100 pairs")
+	pass, fail, thin := verdictOf(api.VerdictPass, 500), verdictOf(api.VerdictFail, 500, "mismatch_rate 5% is above 1%"), verdictOf(api.VerdictInconclusive, 3, "only 3 of the 100 pairs")
 	for _, c := range []struct {
 		name   string
 		l      *launch.Launch
-		v      *Verdict
+		v      *api.Verdict
 		at     time.Duration
 		action string
 		reason string
@@ -211,7 +212,7 @@ type harness struct {
 	store    *fakeStore
 	mu       sync.Mutex
 	verdicts map[string]string // launch id → verdict the next computations give
-	audit    []analytics.AuditEntry
+	audit    []api.AuditEntry
 	asked    map[string]int // verdict computations per launch
 }
 
@@ -240,17 +241,17 @@ func (h *harness) actions(id string) []string {
 func (h *harness) controller() *controller {
 	return &controller{
 		actor: "controller:test", store: h.store, leases: &grantAll{held: map[string]bool{}},
-		verdict: func(_ context.Context, l *launch.Launch) (*Verdict, error) {
+		verdict: func(_ context.Context, l *launch.Launch) (*api.Verdict, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.asked[l.ID]++
 			v := h.verdicts[l.ID]
 			if v == "" {
-				v = VerdictInconclusive
+				v = api.VerdictInconclusive
 			}
 			return verdictOf(v, 200, "scripted "+v), nil
 		},
-		audit: func(e analytics.AuditEntry) {
+		audit: func(e api.AuditEntry) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.audit = append(h.audit, e)
@@ -286,7 +287,7 @@ func TestControllerTiming(t *testing.T) {
 			h.store.put(l)
 		}
 		for _, id := range []string{"advance", "bad", "manual-fail", "paused", "override"} {
-			h.setVerdict(id, VerdictPass)
+			h.setVerdict(id, api.VerdictPass)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		c := h.controller()
@@ -327,8 +328,8 @@ func TestControllerTiming(t *testing.T) {
 		h.store.Update(t.Context(), "override", func(l *launch.Launch) error { l.SamplePercent = 7; return nil })
 		// "bad" starts failing: rolled back at the next tick, not after its
 		// hold. "manual-fail" too, without auto_rollback.
-		h.setVerdict("bad", VerdictFail)
-		h.setVerdict("manual-fail", VerdictFail)
+		h.setVerdict("bad", api.VerdictFail)
+		h.setVerdict("manual-fail", api.VerdictFail)
 		at(5*time.Minute + 3*time.Second)
 		expect("bad", launch.StatusRolledBack, 1, 10, 0)
 		expect("override", launch.StatusActive, 1, 7, 0)
@@ -405,7 +406,7 @@ func TestControllerRespectsConcurrentChange(t *testing.T) {
 		start := time.Now().UTC()
 		h.store.put(launch.Launch{ID: "l", Status: launch.StatusActive, SamplePercent: 1, StepStartedAt: start,
 			Ramp: &launch.Ramp{Steps: steps(1, time.Minute, 10, time.Minute)}})
-		h.setVerdict("l", VerdictPass)
+		h.setVerdict("l", api.VerdictPass)
 		c := h.controller()
 		time.Sleep(time.Minute)
 		// A person pauses the launch while the controller decides to

@@ -85,7 +85,7 @@ func (e *env) run(cfg reporter.Config) *reporter.Service {
 	return svc
 }
 
-var client = &http.Client{Timeout: 30 * time.Second}
+var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // do sends a request to the API; body is sent as is when it is a string,
 // else as JSON. Extra headers come in name, value pairs.
@@ -119,7 +119,7 @@ func request(t *testing.T, method, url string, body any, headers ...string) (*ht
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	res, err := client.Do(req)
+	res, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -5,51 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/api"
 )
-
-// ExampleList is the body of GET /v1/launches/{id}/examples/{fingerprint}.
-type ExampleList struct {
-	LaunchID    string    `json:"launch_id"`
-	Fingerprint string    `json:"fingerprint"`
-	Examples    []Example `json:"examples"`
-}
-
-// Example is one stored example pair of a diff class, as the comparator
-// wrote it: headers and bodies are already redacted.
-type Example struct {
-	EnvelopeID string          `json:"envelope_id"`
-	TS         time.Time       `json:"ts"`
-	Route      string          `json:"route"`
-	Method     string          `json:"method"`
-	Path       string          `json:"path"`
-	Query      string          `json:"query"`
-	Diffs      []PathKind      `json:"diffs"`
-	Request    ExampleRequest  `json:"request"`
-	Primary    ExampleResponse `json:"primary"`
-	Shadow     ExampleResponse `json:"shadow"`
-}
-
-// ExampleRequest is the mirrored request of an example.
-type ExampleRequest struct {
-	// Headers is an object of header arrays.
-	Headers json.RawMessage `json:"headers"`
-	Body    string          `json:"body"`
-}
-
-// ExampleResponse is one side's answer; Status 0 with Error when the
-// shadow failed.
-type ExampleResponse struct {
-	Status  uint16          `json:"status"`
-	Headers json.RawMessage `json:"headers"`
-	Body    string          `json:"body"`
-	Error   string          `json:"error,omitempty"`
-}
 
 const examplesQuery = "SELECT envelope_id, ts, route, method, path, query, diff_paths, diff_kinds," +
 	" request_headers, request_body, primary_status, primary_headers, primary_body," +
@@ -58,26 +19,26 @@ const examplesQuery = "SELECT envelope_id, ts, route, method, path, query, diff_
 
 // QueryExamples reads a diff class's stored examples; none for a class
 // without any (or an unknown fingerprint).
-func QueryExamples(ctx context.Context, conn driver.Conn, database, launchID, fingerprint string) ([]Example, error) {
+func QueryExamples(ctx context.Context, conn driver.Conn, database, launchID, fingerprint string) ([]api.Example, error) {
 	ex, err := queryRows(ctx, conn, "examples", fmt.Sprintf(examplesQuery, database, maxExamples),
-		func(rows driver.Rows) (e Example, err error) {
+		func(rows driver.Rows) (e api.Example, err error) {
 			var paths, kinds []string
 			var reqH, primH, shH string
 			err = rows.Scan(&e.EnvelopeID, &e.TS, &e.Route, &e.Method, &e.Path, &e.Query, &paths, &kinds,
 				&reqH, &e.Request.Body, &e.Primary.Status, &primH, &e.Primary.Body,
 				&e.Shadow.Status, &shH, &e.Shadow.Body, &e.Shadow.Error)
 			e.TS = e.TS.UTC()
-			e.Diffs = make([]PathKind, 0, len(paths))
+			e.Diffs = make([]api.PathKind, 0, len(paths))
 			for i, p := range paths {
 				if i < len(kinds) {
-					e.Diffs = append(e.Diffs, PathKind{Path: p, Kind: kinds[i]})
+					e.Diffs = append(e.Diffs, api.PathKind{Path: p, Kind: kinds[i]})
 				}
 			}
 			e.Request.Headers, e.Primary.Headers, e.Shadow.Headers = headersJSON(reqH), headersJSON(primH), headersJSON(shH)
 			return e, err
 		}, clickhouse.Named("launch", launchID), clickhouse.Named("fingerprint", fingerprint))
 	if ex == nil {
-		ex = []Example{}
+		ex = []api.Example{}
 	}
 	return ex, err
 }
@@ -97,9 +58,7 @@ func headersJSON(s string) json.RawMessage {
 }
 
 func (s *Service) getExamples(w http.ResponseWriter, r *http.Request) error {
-	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Get(ctx, r.PathValue("id"))
-	})
+	l, err := s.pathLaunch(r)
 	if err != nil {
 		return err
 	}
@@ -114,6 +73,6 @@ func (s *Service) getExamples(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("read examples of launch %s class %s: %w", l.ID, fp, err)
 	}
-	writeJSON(w, http.StatusOK, ExampleList{LaunchID: l.ID, Fingerprint: fp, Examples: ex})
+	writeJSON(w, http.StatusOK, api.ExampleList{LaunchID: l.ID, Fingerprint: fp, Examples: ex})
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
@@ -63,11 +63,11 @@ func startLeaseNode(t *testing.T, url, name string, ttl, interval time.Duration)
 	ls := crashable{n.leases, &n.crashed}
 	c := &controller{
 		actor: "controller:" + name, store: launch.NewStore(kv), leases: ls,
-		verdict: func(context.Context, *launch.Launch) (*Verdict, error) {
+		verdict: func(context.Context, *launch.Launch) (*api.Verdict, error) {
 			n.verdicts.Add(1)
-			return verdictOf(VerdictInconclusive, 0, "no pairs"), nil
+			return verdictOf(api.VerdictInconclusive, 0, "no pairs"), nil
 		},
-		audit: func(analytics.AuditEntry) {}, interval: interval, timeout: 5 * time.Second, log: discardLogger(), noted: map[string]string{},
+		audit: func(api.AuditEntry) {}, interval: interval, timeout: 5 * time.Second, log: discardLogger(), noted: map[string]string{},
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
 )
@@ -134,11 +135,11 @@ func TestReportNoise(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var rep reporter.Report
+	var rep api.Report
 	e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &rep)
 
 	// 52 rows: 51 answered (1 identical), 1 failed; 4 without a secondary.
-	wantTotals := reporter.Totals{Compared: 52, ShadowErrors: 1, RawMismatches: 50, WithSecondary: 48,
+	wantTotals := api.Totals{Compared: 52, ShadowErrors: 1, RawMismatches: 50, WithSecondary: 48,
 		Mismatches: 1 + 4 + 6 + 1} // /status $.state, /below, /ratio, /plain
 	wantTotals.MismatchRate = float64(wantTotals.Mismatches) / 52
 	wantTotals.RawMismatchRate = 50.0 / 52
@@ -160,7 +161,7 @@ func TestReportNoise(t *testing.T) {
 
 	// Counted over the pairs the secondary answered, most noisy (relatively)
 	// first.
-	wantSuppressed := []reporter.SuppressedPath{
+	wantSuppressed := []api.SuppressedPath{
 		{Route: "/status", Path: "$.request_id", Raw: 13, Noisy: 13, Ratio: 1},
 		{Route: "/items", Path: "$.items[*].ts", Raw: 7, Noisy: 6, Ratio: 0.8571},
 		{Route: "/status", Path: "$.generated_at", Raw: 12, Noisy: 10, Ratio: 0.8333},
@@ -222,14 +223,14 @@ func TestReportNoise(t *testing.T) {
 	}
 	wantClasses := []struct {
 		fp, route string
-		diffs     []reporter.PathKind
+		diffs     []api.PathKind
 		routeN    float64
 		examples  []string
 	}{
-		{"fp-ratio", "/ratio", []reporter.PathKind{{"$.b", "value_changed"}}, 11, nil},
-		{"fp-below", "/below", []reporter.PathKind{{"$.b", "value_changed"}}, 8, exampleIDs(ex, "fp-below")},
-		{"fp-plain", "/plain", []reporter.PathKind{{"$.items[*].price", "value_changed"}, {"$.name", "missing_field"}, {"status", "status"}}, 1, nil},
-		{"fp-status-state", "/status", []reporter.PathKind{{"$.state", "value_changed"}}, 17, nil},
+		{"fp-ratio", "/ratio", []api.PathKind{{Path: "$.b", Kind: "value_changed"}}, 11, nil},
+		{"fp-below", "/below", []api.PathKind{{Path: "$.b", Kind: "value_changed"}}, 8, exampleIDs(ex, "fp-below")},
+		{"fp-plain", "/plain", []api.PathKind{{Path: "$.items[*].price", Kind: "value_changed"}, {Path: "$.name", Kind: "missing_field"}, {Path: "status", Kind: "status"}}, 1, nil},
+		{"fp-status-state", "/status", []api.PathKind{{Path: "$.state", Kind: "value_changed"}}, 17, nil},
 	}
 	if len(rep.Classes) != len(wantClasses) {
 		t.Fatalf("classes = %+v, want %d", rep.Classes, len(wantClasses))
@@ -249,18 +250,18 @@ func TestReportNoise(t *testing.T) {
 
 	t.Run("thresholds", func(t *testing.T) {
 		for _, c := range []struct {
-			th         reporter.NoiseThresholds
+			th         api.NoiseThresholds
 			mismatches uint64
 			suppressed []string
 		}{
 			// One more noisy difference needed: /at's 5 pairs count now.
-			{reporter.NoiseThresholds{MinCount: 6, MinRatio: 0.5}, 12 + 6, []string{"/items $.items[*].ts", "/status $.request_id", "/status $.generated_at"}},
+			{api.NoiseThresholds{MinCount: 6, MinRatio: 0.5}, 12 + 6, []string{"/items $.items[*].ts", "/status $.request_id", "/status $.generated_at"}},
 			// A lower ratio takes /ratio's $.b (5 of 11) in.
-			{reporter.NoiseThresholds{MinCount: 5, MinRatio: 0.45}, 12 - 6, []string{"/items $.items[*].ts", "/status $.request_id", "/status $.generated_at", "/at $.b", "/ratio $.b"}},
+			{api.NoiseThresholds{MinCount: 5, MinRatio: 0.45}, 12 - 6, []string{"/items $.items[*].ts", "/status $.request_id", "/status $.generated_at", "/at $.b", "/ratio $.b"}},
 			// No path has 14 noisy differences: only per-request noise is
 			// discounted (/status's 2 pairs without a secondary and 2 whose
 			// secondary agreed, /at's 6, /items's 1 count again).
-			{reporter.NoiseThresholds{MinCount: 14, MinRatio: 0.5}, 12 + 4 + 6 + 1, nil},
+			{api.NoiseThresholds{MinCount: 14, MinRatio: 0.5}, 12 + 4 + 6 + 1, nil},
 		} {
 			st, err := reporter.QueryStats(ctx, e.ch, testDB, l.ID, c.th)
 			if err != nil {
@@ -280,7 +281,7 @@ func TestReportNoise(t *testing.T) {
 	})
 
 	t.Run("examples endpoint", func(t *testing.T) {
-		var list reporter.ExampleList
+		var list api.ExampleList
 		e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/examples/fp-below", nil, &list)
 		if list.LaunchID != l.ID || list.Fingerprint != "fp-below" || len(list.Examples) != 2 {
 			t.Fatalf("examples = %+v", list)
@@ -288,14 +289,14 @@ func TestReportNoise(t *testing.T) {
 		want := exampleIDs(ex, "fp-below")
 		for i, x := range list.Examples { // in slot order
 			if x.EnvelopeID != want[i] || x.Route != "/below" || x.Method != "GET" || x.Query != "a=1" || x.TS.Second() != n.start.Add(time.Duration(20+i)*time.Second).Second() ||
-				!slices.Equal(x.Diffs, []reporter.PathKind{{"$.b", "value_changed"}}) ||
+				!slices.Equal(x.Diffs, []api.PathKind{{Path: "$.b", Kind: "value_changed"}}) ||
 				string(x.Request.Headers) != `{"Authorization":["[redacted]"],"Accept":["application/json"]}` ||
 				x.Primary.Status != 200 || string(x.Primary.Headers) != `{"Content-Type":["application/json"]}` || x.Primary.Body != `{"b":1,"password":"[redacted]"}` ||
 				string(x.Shadow.Headers) != `"not json"` || x.Shadow.Body != `{"b":2,"password":"[redacted]"}` || x.Shadow.Error != "" {
 				t.Errorf("example %d = %+v (request headers %s)", i, x, x.Request.Headers)
 			}
 		}
-		var none reporter.ExampleList
+		var none api.ExampleList
 		res, data := e.do("GET", "/v1/launches/"+l.ID+"/examples/0123456789abcdef", nil)
 		if res.StatusCode != 200 || json.Unmarshal(data, &none) != nil || none.Examples == nil || len(none.Examples) != 0 ||
 			!strings.Contains(string(data), `"examples":[]`) {

@@ -14,151 +14,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/darklaunch/darklaunch/pkg/analytics"
-	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/api"
 )
-
-// Report is the body of GET /v1/launches/{id}/report: the launch as it is
-// now plus its comparison statistics as of GeneratedAt.
-type Report struct {
-	Launch *launch.Launch `json:"launch"`
-	Stats
-}
-
-// Stats are a launch's comparison statistics, computed in ClickHouse.
-type Stats struct {
-	// GeneratedAt is when ClickHouse computed these numbers (a cached report
-	// keeps the time of its computation).
-	GeneratedAt time.Time    `json:"generated_at"`
-	Totals      Totals       `json:"totals"`
-	LatencyMS   Latency      `json:"latency_ms"`
-	Routes      []RouteStats `json:"routes"`
-	Diffs       []DiffCount  `json:"diffs"`
-	// Noise says which differences were not counted as mismatches because
-	// the primary's own version is not deterministic there.
-	Noise Noise `json:"noise"`
-	// Classes are the mismatches grouped by fingerprint, most frequent
-	// first.
-	Classes []DiffClass `json:"classes"`
-	// Audit are the launch's latest state changes, newest first (at most
-	// 100).
-	Audit []analytics.AuditEntry `json:"audit"`
-}
-
-// Totals count the launch's compared pairs.
-type Totals struct {
-	// Compared is every stored pair, shadow errors included.
-	Compared uint64 `json:"compared"`
-	// Mismatches are pairs where the shadow answered with at least one
-	// difference that is neither per-request noise nor at a suppressed
-	// path (see Noise).
-	Mismatches uint64 `json:"mismatches"`
-	// ShadowErrors are pairs where the shadow did not answer (timeout,
-	// refused, reset...).
-	ShadowErrors uint64 `json:"shadow_errors"`
-	// MismatchRate is Mismatches / Compared, 0 when nothing was compared.
-	MismatchRate float64 `json:"mismatch_rate"`
-	// ShadowErrorRate is ShadowErrors / Compared, 0 when nothing was compared.
-	ShadowErrorRate float64 `json:"shadow_error_rate"`
-	// RawMismatches are pairs where the shadow answered and anything
-	// differed, noise included (match = 0).
-	RawMismatches uint64 `json:"raw_mismatches"`
-	// RawMismatchRate is RawMismatches / Compared.
-	RawMismatchRate float64 `json:"raw_mismatch_rate"`
-	// WithSecondary are pairs the secondary answered too, so per-request
-	// noise could be told apart.
-	WithSecondary uint64 `json:"with_secondary"`
-}
-
-// Quantiles are latency quantiles in milliseconds.
-type Quantiles struct {
-	P50 float64 `json:"p50"`
-	P95 float64 `json:"p95"`
-	P99 float64 `json:"p99"`
-}
-
-// Latency holds the primary's latency over every pair and the shadow's over
-// the pairs where it answered.
-type Latency struct {
-	Primary Quantiles `json:"primary"`
-	Shadow  Quantiles `json:"shadow"`
-}
-
-// RouteStats are the totals and latencies of one route and method.
-type RouteStats struct {
-	Route         string  `json:"route"`
-	Method        string  `json:"method"`
-	Compared      uint64  `json:"compared"`
-	Mismatches    uint64  `json:"mismatches"`
-	ShadowErrors  uint64  `json:"shadow_errors"`
-	LatencyMS     Latency `json:"latency_ms"`
-	RawMismatches uint64  `json:"raw_mismatches"`
-	WithSecondary uint64  `json:"with_secondary"`
-}
-
-// DiffCount is how often one generalized path ($.items[*].price) differed
-// in one way, and how often of those the difference was per-request noise.
-type DiffCount struct {
-	Path  string `json:"path"`
-	Kind  string `json:"kind"`
-	Count uint64 `json:"count"`
-	Noisy uint64 `json:"noisy"`
-}
-
-// NoiseThresholds decide when a path is mostly noise: at least MinCount of
-// its differences, and at least MinRatio of them, also appeared between
-// primary and secondary in the same request.
-type NoiseThresholds struct {
-	MinCount uint64  `json:"min_count"`
-	MinRatio float64 `json:"min_ratio"`
-}
-
-// Suppresses reports whether a path with raw differences of which noisy
-// were per-request noise is suppressed.
-func (t NoiseThresholds) Suppresses(raw, noisy uint64) bool {
-	return raw > 0 && noisy >= t.MinCount && float64(noisy)/float64(raw) >= t.MinRatio
-}
-
-// Noise is the report's noise section.
-type Noise struct {
-	NoiseThresholds
-	// Suppressed are the (route, generalized path) whose differences are
-	// all counted as noise, most noisy first.
-	Suppressed []SuppressedPath `json:"suppressed"`
-}
-
-// SuppressedPath is one suppressed (route, generalized path) and why.
-type SuppressedPath struct {
-	Route  string  `json:"route"`
-	Path   string  `json:"path"`
-	Raw    uint64  `json:"raw"`
-	Noisy  uint64  `json:"noisy"`
-	Ratio  float64 `json:"ratio"`
-	Reason string  `json:"reason"`
-}
-
-// DiffClass is one class of mismatches: pairs of a route whose real (not
-// per-request noise) differences have the same set of (generalized path,
-// kind).
-type DiffClass struct {
-	Fingerprint string     `json:"fingerprint"`
-	Route       string     `json:"route"`
-	Diffs       []PathKind `json:"diffs"`
-	Count       uint64     `json:"count"`
-	FirstSeen   time.Time  `json:"first_seen"`
-	LastSeen    time.Time  `json:"last_seen"`
-	// ShareOfRoute is Count / the route's compared pairs (every method).
-	ShareOfRoute float64 `json:"share_of_route"`
-	// Examples are envelope ids of stored examples
-	// (GET /v1/launches/{id}/examples/{fingerprint}).
-	Examples []string `json:"examples"`
-}
-
-// PathKind is one difference: where and how.
-type PathKind struct {
-	Path string `json:"path"`
-	Kind string `json:"kind"`
-}
 
 // The queries below must run on ClickHouse 18.16 and on current releases:
 // no window functions, no server-side query parameters (@name is bound by
@@ -255,16 +112,16 @@ const (
 // the routes with the totals and the diff classes. The database name must
 // be a plain identifier (analytics.Open checks it). A launch with no rows
 // gets zeros and empty lists.
-func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string, th NoiseThresholds) (*Stats, error) {
-	st := &Stats{GeneratedAt: time.Now().UTC(), Routes: []RouteStats{}, Diffs: []DiffCount{},
-		Noise: Noise{NoiseThresholds: th, Suppressed: []SuppressedPath{}}, Classes: []DiffClass{},
-		Audit: []analytics.AuditEntry{}}
+func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string, th api.NoiseThresholds) (*api.Stats, error) {
+	st := &api.Stats{GeneratedAt: time.Now().UTC(), Routes: []api.RouteStats{}, Diffs: []api.DiffCount{},
+		Noise: api.Noise{NoiseThresholds: th, Suppressed: []api.SuppressedPath{}}, Classes: []api.DiffClass{},
+		Audit: []api.AuditEntry{}}
 	launchArg := clickhouse.Named("launch", launchID)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		cands, err := queryRows(gctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
-			func(rows driver.Rows) (s SuppressedPath, err error) {
+			func(rows driver.Rows) (s api.SuppressedPath, err error) {
 				err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
 				return s, err
 			}, launchArg, clickhouse.Named("min_count", th.MinCount))
@@ -273,7 +130,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 	})
 	g.Go(func() error {
 		diffs, err := queryRows(gctx, conn, "diffs", fmt.Sprintf(diffsQuery, database, maxDiffs),
-			func(rows driver.Rows) (d DiffCount, err error) {
+			func(rows driver.Rows) (d api.DiffCount, err error) {
 				err = rows.Scan(&d.Path, &d.Kind, &d.Count, &d.Noisy)
 				return d, err
 			}, launchArg)
@@ -293,7 +150,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		if err != nil {
 			return err
 		}
-		st.Totals = Totals{Compared: totals.Compared, Mismatches: totals.Mismatches, ShadowErrors: totals.ShadowErrors,
+		st.Totals = api.Totals{Compared: totals.Compared, Mismatches: totals.Mismatches, ShadowErrors: totals.ShadowErrors,
 			RawMismatches: totals.RawMismatches, WithSecondary: totals.WithSecondary}
 		st.Totals.MismatchRate = rate(st.Totals.Mismatches, st.Totals.Compared)
 		st.Totals.RawMismatchRate = rate(st.Totals.RawMismatches, st.Totals.Compared)
@@ -303,7 +160,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 	})
 	g.Go(func() error {
 		classes, err := queryRows(gctx, conn, "classes", fmt.Sprintf(classesQuery, database, maxClasses),
-			func(rows driver.Rows) (c DiffClass, err error) {
+			func(rows driver.Rows) (c api.DiffClass, err error) {
 				var firstUS, lastUS int64
 				var diffset []string
 				var routeTotal uint64
@@ -326,22 +183,22 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 }
 
 // queryRoutes runs routesQuery: the routes, and the totals row.
-func queryRoutes(ctx context.Context, conn driver.Conn, query string, args []any) ([]RouteStats, RouteStats, error) {
-	var totals RouteStats
+func queryRoutes(ctx context.Context, conn driver.Conn, query string, args []any) ([]api.RouteStats, api.RouteStats, error) {
+	var totals api.RouteStats
 	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, totals, fmt.Errorf("routes query: %w", err)
 	}
 	defer rows.Close()
-	scan := func(r *RouteStats, scan func(...any) error) error {
+	scan := func(r *api.RouteStats, scan func(...any) error) error {
 		var primary, shadow []float64
 		err := scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &r.RawMismatches, &r.WithSecondary, &primary, &shadow)
-		r.LatencyMS = Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
+		r.LatencyMS = api.Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
 		return err
 	}
-	var out []RouteStats
+	var out []api.RouteStats
 	for rows.Next() {
-		var r RouteStats
+		var r api.RouteStats
 		if err := scan(&r, rows.Scan); err != nil {
 			return nil, totals, fmt.Errorf("routes query: %w", err)
 		}
@@ -360,8 +217,8 @@ func queryRoutes(ctx context.Context, conn driver.Conn, query string, args []any
 
 // suppressed keeps the candidates the thresholds suppress and explains
 // each.
-func suppressed(cands []SuppressedPath, th NoiseThresholds) []SuppressedPath {
-	var out []SuppressedPath
+func suppressed(cands []api.SuppressedPath, th api.NoiseThresholds) []api.SuppressedPath {
+	var out []api.SuppressedPath
 	for _, c := range cands {
 		if !th.Suppresses(c.Raw, c.Noisy) {
 			continue
@@ -377,7 +234,7 @@ func suppressed(cands []SuppressedPath, th NoiseThresholds) []SuppressedPath {
 // suppressedSet is the @suppressed array: "route\tpath" per suppressed
 // path, after an empty string that matches nothing (concat(route, '\t',
 // path) is never empty) so the array is never empty.
-func suppressedSet(s []SuppressedPath) []string {
+func suppressedSet(s []api.SuppressedPath) []string {
 	set := make([]string, 0, len(s)+1)
 	set = append(set, "")
 	for _, p := range s {
@@ -387,13 +244,13 @@ func suppressedSet(s []SuppressedPath) []string {
 }
 
 // pathKinds splits "path\tkind" strings.
-func pathKinds(set []string) []PathKind {
-	out := make([]PathKind, 0, len(set))
+func pathKinds(set []string) []api.PathKind {
+	out := make([]api.PathKind, 0, len(set))
 	for _, s := range set {
 		p, k, _ := strings.Cut(s, "\t")
-		out = append(out, PathKind{Path: p, Kind: k})
+		out = append(out, api.PathKind{Path: p, Kind: k})
 	}
-	slices.SortFunc(out, func(a, b PathKind) int {
+	slices.SortFunc(out, func(a, b api.PathKind) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
 			return c
 		}
@@ -440,12 +297,12 @@ func queryRows[T any](ctx context.Context, conn driver.Conn, name, query string,
 // an empty set are nan in ClickHouse and JSON cannot encode NaN, so a
 // missing or non-finite value becomes 0. Values are rounded to the
 // microsecond the data was measured in, dropping float noise.
-func toQuantiles(q []float64) Quantiles {
+func toQuantiles(q []float64) api.Quantiles {
 	at := func(i int) float64 {
 		if i >= len(q) || math.IsNaN(q[i]) || math.IsInf(q[i], 0) {
 			return 0
 		}
 		return math.Round(q[i]*1000) / 1000
 	}
-	return Quantiles{P50: at(0), P95: at(1), P99: at(2)}
+	return api.Quantiles{P50: at(0), P95: at(1), P99: at(2)}
 }

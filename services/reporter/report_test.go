@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
 )
@@ -31,11 +32,11 @@ func interpolated(values []float64, q float64) float64 {
 	return v[lo] + (pos-float64(lo))*(v[lo+1]-v[lo])
 }
 
-func quantilesOf(values []float64) reporter.Quantiles {
-	return reporter.Quantiles{P50: interpolated(values, 0.5), P95: interpolated(values, 0.95), P99: interpolated(values, 0.99)}
+func quantilesOf(values []float64) api.Quantiles {
+	return api.Quantiles{P50: interpolated(values, 0.5), P95: interpolated(values, 0.95), P99: interpolated(values, 0.99)}
 }
 
-func checkQuantiles(t *testing.T, what string, got, want reporter.Quantiles) {
+func checkQuantiles(t *testing.T, what string, got, want api.Quantiles) {
 	t.Helper()
 	// The reporter rounds to the microsecond.
 	const tol = 0.0011
@@ -116,7 +117,7 @@ func TestReport(t *testing.T) {
 		l := e.create("report", 10)
 		primaryMS, shadowMS := seed(t, &e, l.ID)
 
-		var rep reporter.Report
+		var rep api.Report
 		res := e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &rep)
 		if c := res.Header.Get("X-Darklaunch-Cache"); c != "miss" {
 			t.Errorf("first report: X-Darklaunch-Cache %q, want miss", c)
@@ -127,7 +128,7 @@ func TestReport(t *testing.T) {
 		if time.Since(rep.GeneratedAt) > time.Minute || rep.GeneratedAt.After(time.Now().Add(time.Second)) {
 			t.Errorf("generated_at %s is not now", rep.GeneratedAt)
 		}
-		wantTotals := reporter.Totals{Compared: 100, Mismatches: 10, ShadowErrors: 4, MismatchRate: 0.1, ShadowErrorRate: 0.04,
+		wantTotals := api.Totals{Compared: 100, Mismatches: 10, ShadowErrors: 4, MismatchRate: 0.1, ShadowErrorRate: 0.04,
 			RawMismatches: 10, RawMismatchRate: 0.1}
 		if rep.Totals != wantTotals {
 			t.Errorf("totals = %+v, want %+v", rep.Totals, wantTotals)
@@ -147,12 +148,12 @@ func TestReport(t *testing.T) {
 		if orders.Route != "/orders" || orders.Method != "POST" || orders.Compared != 40 || orders.Mismatches != 4 || orders.RawMismatches != 4 || orders.ShadowErrors != 4 {
 			t.Errorf("orders route = %+v", orders)
 		}
-		checkQuantiles(t, "users primary", users.LatencyMS.Primary, reporter.Quantiles{P50: 30.5, P95: 57.05, P99: 59.41})
-		checkQuantiles(t, "users shadow", users.LatencyMS.Shadow, reporter.Quantiles{P50: 61, P95: 114.1, P99: 118.82})
-		checkQuantiles(t, "orders primary", orders.LatencyMS.Primary, reporter.Quantiles{P50: 5, P95: 5, P99: 5})
-		checkQuantiles(t, "orders shadow (errors excluded)", orders.LatencyMS.Shadow, reporter.Quantiles{P50: 10, P95: 10, P99: 10})
+		checkQuantiles(t, "users primary", users.LatencyMS.Primary, api.Quantiles{P50: 30.5, P95: 57.05, P99: 59.41})
+		checkQuantiles(t, "users shadow", users.LatencyMS.Shadow, api.Quantiles{P50: 61, P95: 114.1, P99: 118.82})
+		checkQuantiles(t, "orders primary", orders.LatencyMS.Primary, api.Quantiles{P50: 5, P95: 5, P99: 5})
+		checkQuantiles(t, "orders shadow (errors excluded)", orders.LatencyMS.Shadow, api.Quantiles{P50: 10, P95: 10, P99: 10})
 
-		wantDiffs := []reporter.DiffCount{
+		wantDiffs := []api.DiffCount{
 			{Path: "$.name", Kind: "value_changed", Count: 6},
 			{Path: "$.total", Kind: "type_changed", Count: 4},
 			{Path: "$.email", Kind: "missing", Count: 3},
@@ -201,15 +202,15 @@ func TestReport(t *testing.T) {
 		if err := analytics.Insert(testenv.Context(t), e.ch, testDB, []analytics.Row{good, bad, worse}); err != nil {
 			t.Fatal(err)
 		}
-		var rep reporter.Report
+		var rep api.Report
 		e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &rep)
 		if rep.Totals.Compared != 3 || rep.Totals.Mismatches != 3 || len(rep.Noise.Suppressed) != 0 ||
-			!slices.Equal(rep.Diffs, []reporter.DiffCount{{Path: "$.a", Kind: "value_changed", Count: 1},
+			!slices.Equal(rep.Diffs, []api.DiffCount{{Path: "$.a", Kind: "value_changed", Count: 1},
 				{Path: "$.d[0]", Kind: "missing_field", Count: 1}, {Path: "$.e", Kind: "extra_field", Count: 1}}) {
 			t.Fatalf("report = %+v, diffs %+v", rep.Totals, rep.Diffs)
 		}
 		if len(rep.Classes) != 1 || rep.Classes[0].Fingerprint != "fp-worse" ||
-			!slices.Equal(rep.Classes[0].Diffs, []reporter.PathKind{{Path: "$.d[0]", Kind: "missing_field"}, {Path: "$.e", Kind: "extra_field"}}) {
+			!slices.Equal(rep.Classes[0].Diffs, []api.PathKind{{Path: "$.d[0]", Kind: "missing_field"}, {Path: "$.e", Kind: "extra_field"}}) {
 			t.Fatalf("classes = %+v", rep.Classes)
 		}
 	})
@@ -218,7 +219,7 @@ func TestReport(t *testing.T) {
 		// The API never passes such an id (the store refuses it), but the
 		// query must treat any id as a value, not as SQL.
 		ctx := testenv.Context(t)
-		st, err := reporter.QueryStats(ctx, e.ch, testDB, `x' OR launch_id != '`, reporter.NoiseThresholds{MinCount: 1, MinRatio: 0.01})
+		st, err := reporter.QueryStats(ctx, e.ch, testDB, `x' OR launch_id != '`, api.NoiseThresholds{MinCount: 1, MinRatio: 0.01})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,9 +231,9 @@ func TestReport(t *testing.T) {
 
 func TestReportCache(t *testing.T) {
 	e := startEnv(t, envOptions{cacheTTL: time.Minute})
-	report := func(id string) (string, reporter.Report) {
+	report := func(id string) (string, api.Report) {
 		t.Helper()
-		var rep reporter.Report
+		var rep api.Report
 		res := e.ok(http.StatusOK, "GET", "/v1/launches/"+id+"/report", nil, &rep)
 		return res.Header.Get("X-Darklaunch-Cache"), rep
 	}
@@ -270,12 +271,12 @@ func TestReportCache(t *testing.T) {
 		const n = 24
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		results := make([]reporter.Report, n)
+		results := make([]api.Report, n)
 		codes := make([]int, n)
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				var rep reporter.Report
+				var rep api.Report
 				res, data := request(t, "GET", e.base+"/v1/launches/"+cold.ID+"/report", nil)
 				codes[i] = res.StatusCode
 				if res.StatusCode == 200 {

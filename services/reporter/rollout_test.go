@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
-	"github.com/darklaunch/darklaunch/services/reporter"
 )
 
 // pairs inserts n comparison rows for a launch received at ts: clean ones
@@ -35,14 +35,14 @@ func (e *env) pairs(launchID, prefix string, n int, ts time.Time, change func(i 
 	}
 }
 
-func (e *env) verdict(id string) (reporter.Verdict, string) {
+func (e *env) verdict(id string) (api.Verdict, string) {
 	e.t.Helper()
-	var v reporter.Verdict
+	var v api.Verdict
 	res := e.ok(http.StatusOK, "GET", "/v1/launches/"+id+"/verdict", nil, &v)
 	return v, res.Header.Get("X-Darklaunch-Cache")
 }
 
-func check(t *testing.T, v reporter.Verdict, name string) reporter.Check {
+func check(t *testing.T, v api.Verdict, name string) api.Check {
 	t.Helper()
 	for _, c := range v.Checks {
 		if c.Name == name {
@@ -50,7 +50,22 @@ func check(t *testing.T, v reporter.Verdict, name string) reporter.Check {
 		}
 	}
 	t.Fatalf("verdict has no check %s: %+v", name, v.Checks)
-	return reporter.Check{}
+	return api.Check{}
+}
+
+// waitAudit polls a launch's report until its audit log holds n entries
+// (they are written in the background) and returns them, newest first.
+func (e *env) waitAudit(id string, n int) []api.AuditEntry {
+	e.t.Helper()
+	var rep api.Report
+	testenv.CheckFor(e.t, 10*time.Second, 100*time.Millisecond, func() error {
+		e.ok(http.StatusOK, "GET", "/v1/launches/"+id+"/report", nil, &rep)
+		if len(rep.Audit) != n {
+			return fmt.Errorf("audit %+v", rep.Audit)
+		}
+		return nil
+	})
+	return rep.Audit
 }
 
 // fresh zeroes l for a JSON answer: decoding into a used struct keeps the
@@ -142,7 +157,7 @@ func TestRolloutAPI(t *testing.T) {
 		e.ok(http.StatusCreated, "POST", "/v1/launches", map[string]any{"name": "judged", "shadow_url": "http://s",
 			"ramp": map[string]any{"steps": []map[string]any{{"percent": 10, "hold": "1h"}}}, "gates": map[string]any{"min_pairs": 100}}, &l)
 		v, _ := e.verdict(l.ID)
-		if v.Verdict != reporter.VerdictInconclusive || v.Window.Pairs != 0 || !v.Window.From.Equal(l.StepStartedAt) || v.Window.Step == nil ||
+		if v.Verdict != api.VerdictInconclusive || v.Window.Pairs != 0 || !v.Window.From.Equal(l.StepStartedAt) || v.Window.Step == nil ||
 			len(v.Checks) != 7 || check(t, v, "pairs").OK || v.Gates.MinPairs != 100 || v.Gates.MaxMismatchRate != 0.01 || len(v.Reasons) == 0 {
 			t.Fatalf("verdict without pairs: %+v", v)
 		}
@@ -154,7 +169,7 @@ func TestRolloutAPI(t *testing.T) {
 		e.pairs(l.ID, "new", 150, time.Now(), nil)
 		time.Sleep(600 * time.Millisecond) // the empty window's cached numbers expire
 		v, cache := e.verdict(l.ID)
-		if v.Verdict != reporter.VerdictPass || v.Window.Pairs != 150 || cache != "miss" {
+		if v.Verdict != api.VerdictPass || v.Window.Pairs != 150 || cache != "miss" {
 			t.Fatalf("clean window: %s %+v", cache, v)
 		}
 		if v2, cache := e.verdict(l.ID); cache != "hit" || v2.Verdict != v.Verdict || !v2.GeneratedAt.Equal(v.GeneratedAt) {
@@ -162,7 +177,7 @@ func TestRolloutAPI(t *testing.T) {
 		}
 		// A change of the gates applies at the next poll, cache or not.
 		e.ok(http.StatusOK, "PATCH", "/v1/launches/"+l.ID, map[string]any{"gates": map[string]any{"min_pairs": 1000}}, nil)
-		if v, _ := e.verdict(l.ID); v.Verdict != reporter.VerdictInconclusive || v.Gates.MinPairs != 1000 {
+		if v, _ := e.verdict(l.ID); v.Verdict != api.VerdictInconclusive || v.Gates.MinPairs != 1000 {
 			t.Fatalf("after raising min_pairs: %+v", v)
 		}
 
@@ -175,7 +190,7 @@ func TestRolloutAPI(t *testing.T) {
 			}
 		})
 		v, _ = e.verdict(bad.ID)
-		if v.Verdict != reporter.VerdictFail || check(t, v, "mismatch_rate").Value != 0.1 || check(t, v, "error_rate_delta").Value != 0.1 ||
+		if v.Verdict != api.VerdictFail || check(t, v, "mismatch_rate").Value != 0.1 || check(t, v, "error_rate_delta").Value != 0.1 ||
 			check(t, v, "mismatch_rate").OK || check(t, v, "error_rate_delta").OK || !check(t, v, "latency_regression").OK || v.Window.Step != nil {
 			t.Fatalf("bad shadow: %+v", v)
 		}
@@ -192,7 +207,7 @@ func TestRolloutAPI(t *testing.T) {
 		})
 		v, _ = e.verdict(slow.ID)
 		reg := check(t, v, "latency_regression")
-		if v.Verdict != reporter.VerdictFail || reg.OK || reg.Value >= 1e-20 || check(t, v, "latency_ratio_p50").Value < 1.9 || check(t, v, "latency_ratio_p50").OK {
+		if v.Verdict != api.VerdictFail || reg.OK || reg.Value >= 1e-20 || check(t, v, "latency_ratio_p50").Value < 1.9 || check(t, v, "latency_ratio_p50").OK {
 			t.Fatalf("slow shadow: %+v", v)
 		}
 		e.apiError(404, "GET", "/v1/launches/nope/verdict", nil, "not found")
@@ -257,15 +272,7 @@ func TestRolloutAPI(t *testing.T) {
 		}
 
 		// The audit log, newest first, in the report.
-		var rep reporter.Report
-		testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-			e.ok(http.StatusOK, "GET", "/v1/launches/"+r.ID+"/report", nil, &rep)
-			if len(rep.Audit) != 3 {
-				return fmt.Errorf("audit %+v", rep.Audit)
-			}
-			return nil
-		})
-		a := rep.Audit
+		a := e.waitAudit(r.ID, 3)
 		if a[0].Action != analytics.AuditRolledBack || a[0].FromStatus != "promoting" || a[0].ToStatus != "rolled_back" || a[0].Reason != "errors on live" ||
 			a[1].Action != analytics.AuditPromoted || a[1].LivePercent != 30 || a[1].ToStatus != "promoting" ||
 			a[2].Action != analytics.AuditCreated || a[2].FromStatus != "" || !strings.HasPrefix(a[0].Actor, "api:127.0.0.1:") || a[0].TS.Before(a[1].TS) {
@@ -326,16 +333,9 @@ func TestControllerDrives(t *testing.T) {
 		return nil
 	})
 
-	var rep reporter.Report
-	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-		e.ok(http.StatusOK, "GET", "/v1/launches/"+good.ID+"/report", nil, &rep)
-		if len(rep.Audit) != 3 {
-			return fmt.Errorf("audit %+v", rep.Audit)
-		}
-		return nil
-	})
+	audit := e.waitAudit(good.ID, 3)
 	var actions []string
-	for _, a := range rep.Audit {
+	for _, a := range audit {
 		actions = append(actions, a.Action+" by "+a.Actor)
 	}
 	want := []string{"promoted by controller:test-reporter", "step_advanced by controller:test-reporter", "created by api:"}
@@ -344,9 +344,10 @@ func TestControllerDrives(t *testing.T) {
 			t.Fatalf("audit %q, want %q", actions, want)
 		}
 	}
-	if !strings.Contains(rep.Audit[0].Reason, "gates passed on 30 pairs") || !strings.Contains(rep.Audit[0].Details, `"checks"`) {
-		t.Fatalf("controller audit entry %+v", rep.Audit[0])
+	if !strings.Contains(audit[0].Reason, "gates passed on 30 pairs") || !strings.Contains(audit[0].Details, `"checks"`) {
+		t.Fatalf("controller audit entry %+v", audit[0])
 	}
+	var rep api.Report
 	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
 		e.ok(http.StatusOK, "GET", "/v1/launches/"+bad.ID+"/report", nil, &rep)
 		if len(rep.Audit) != 2 || rep.Audit[0].Action != analytics.AuditRolledBack || !strings.Contains(rep.Audit[0].Reason, "mismatch_rate 100%") {
@@ -398,9 +399,9 @@ func TestControllerLiveGates(t *testing.T) {
 		}
 	}
 	good, bad, quiet := promoting("good"), promoting("bad"), promoting("quiet")
-	var v reporter.Verdict
+	var v api.Verdict
 	e.ok(http.StatusOK, "GET", "/v1/launches/"+quiet.ID+"/verdict", nil, &v)
-	if v.Verdict != reporter.VerdictInconclusive || v.Window.Source != reporter.SourceLive || v.Checks[0].Name != "live_requests" {
+	if v.Verdict != api.VerdictInconclusive || v.Window.Source != api.SourceLive || v.Checks[0].Name != "live_requests" {
 		t.Fatalf("live verdict without traffic: %+v", v)
 	}
 	report(good, "tap-1", 0)
@@ -420,7 +421,7 @@ func TestControllerLiveGates(t *testing.T) {
 	if q.Status != launch.StatusPromoting || q.LivePercent != 50 {
 		t.Fatalf("a live step without live traffic moved: %+v", q)
 	}
-	var rep reporter.Report
+	var rep api.Report
 	testenv.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
 		e.ok(http.StatusOK, "GET", "/v1/launches/"+bad.ID+"/report", nil, &rep)
 		if len(rep.Audit) != 3 || rep.Audit[0].Action != analytics.AuditRolledBack || !strings.Contains(rep.Audit[0].Reason, "live error_rate_delta 40%") ||

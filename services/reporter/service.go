@@ -21,6 +21,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
@@ -54,7 +55,7 @@ type Service struct {
 	// id names this reporter in leases and audit entries.
 	id string
 	// auditCh queues audit entries for writeAudit; closed at shutdown.
-	auditCh     chan analytics.AuditEntry
+	auditCh     chan api.AuditEntry
 	auditMu     sync.Mutex
 	auditClosed bool
 
@@ -122,7 +123,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	ropts.DialerRetries = 1
 	ropts.ContextTimeoutEnabled = true
 
-	s := &Service{cfg: cfg, log: log, admin: admin.New(log), id: cfg.ID, auditCh: make(chan analytics.AuditEntry, auditQueueSize)}
+	s := &Service{cfg: cfg, log: log, admin: admin.New(log), id: cfg.ID, auditCh: make(chan api.AuditEntry, auditQueueSize)}
 	s.metrics = newMetrics(s.admin.Registry)
 	s.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -306,7 +307,7 @@ func (s *Service) runController(ctx context.Context) {
 	leases := s.leases.Load()
 	c := &controller{
 		actor: "controller:" + s.id, store: s.store.Load(), leases: leases,
-		verdict: func(ctx context.Context, l *launch.Launch) (*Verdict, error) {
+		verdict: func(ctx context.Context, l *launch.Launch) (*api.Verdict, error) {
 			v, _, err := s.verdictFor(ctx, l)
 			if err == nil {
 				s.metrics.verdicts.WithLabelValues(v.Verdict).Inc()
@@ -341,8 +342,8 @@ func defaultID() string {
 func (s *Service) ID() string { return s.id }
 
 // noise is the thresholds reports apply.
-func (s *Service) noise() NoiseThresholds {
-	return NoiseThresholds{MinCount: s.cfg.NoiseMinCount, MinRatio: s.cfg.NoiseMinRatio}
+func (s *Service) noise() api.NoiseThresholds {
+	return api.NoiseThresholds{MinCount: s.cfg.NoiseMinCount, MinRatio: s.cfg.NoiseMinRatio}
 }
 
 func (s *Service) launchStore() (*launch.Store, error) {

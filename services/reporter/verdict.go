@@ -11,84 +11,15 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
-)
-
-// Verdict values.
-const (
-	VerdictPass         = "pass"
-	VerdictFail         = "fail"
-	VerdictInconclusive = "inconclusive"
-)
-
-// Check names, in the order a verdict lists them.
-const (
-	CheckPairs             = "pairs"
-	CheckMismatchRate      = "mismatch_rate"
-	CheckErrorRateDelta    = "error_rate_delta"
-	CheckLatencyRatioP50   = "latency_ratio_p50"
-	CheckLatencyRatioP95   = "latency_ratio_p95"
-	CheckLatencyRatioP99   = "latency_ratio_p99"
-	CheckLatencyRegression = "latency_regression"
-	// The checks of a promoting launch's verdict, on live traffic.
-	CheckLiveRequests        = "live_requests"
-	CheckLiveErrorRateDelta  = "live_error_rate_delta"
-	CheckLiveLatencyRatioP50 = "live_latency_ratio_p50"
-	CheckLiveLatencyRatioP95 = "live_latency_ratio_p95"
-	CheckLiveLatencyRatioP99 = "live_latency_ratio_p99"
-)
-
-// Window sources.
-const (
-	SourcePairs = "pairs"
-	SourceLive  = "live"
 )
 
 // liveSkew is how much earlier than step_started_at a tap's live snapshot
 // may say it started counting and still count for the step: clocks of the
 // taps and of the reporter differ a little.
 const liveSkew = 500 * time.Millisecond
-
-// Verdict is the body of GET /v1/launches/{id}/verdict: the launch's gates
-// judged on the pairs of its window.
-type Verdict struct {
-	LaunchID string   `json:"launch_id"`
-	Verdict  string   `json:"verdict"`
-	Reasons  []string `json:"reasons"`
-	Checks   []Check  `json:"checks"`
-	Window   Window   `json:"window"`
-	// Gates are the thresholds applied (the launch's, defaults filled in).
-	Gates launch.Gates `json:"gates"`
-	// GeneratedAt is when ClickHouse computed the window's numbers.
-	GeneratedAt time.Time `json:"generated_at"`
-}
-
-// Check is one gate: its measured value, its threshold, and whether it
-// passes.
-type Check struct {
-	Name      string  `json:"name"`
-	Value     float64 `json:"value"`
-	Threshold float64 `json:"threshold"`
-	OK        bool    `json:"ok"`
-}
-
-// Window is the set of pairs a verdict is computed on: those the mirror
-// received from From on (the current ramp step's start, or the launch's
-// creation).
-type Window struct {
-	// Source is "pairs" (compared pairs in ClickHouse) or "live" (live
-	// traffic as the taps observed it, while promoting).
-	Source string    `json:"source"`
-	From   time.Time `json:"from"`
-	// Pairs are the compared pairs in the window; for a live window, the
-	// smaller of the two versions' request counts.
-	Pairs uint64 `json:"pairs"`
-	// Taps is how many taps' live snapshots were summed (live windows).
-	Taps int `json:"taps,omitempty"`
-	// Step is the ramp step the window belongs to (absent without a ramp).
-	Step *int `json:"step,omitempty"`
-}
 
 // WindowStats are the numbers a verdict is computed from; they are what the
 // cache keeps, so a change of the gates applies to the next poll.
@@ -132,10 +63,10 @@ const windowQuery = "SELECT count() AS pairs, " +
 // QueryWindow computes the numbers of a launch's pairs received from
 // fromUS (Unix microseconds) on: the noise candidates over the launch's
 // whole history first (as the report does), then the window in one query.
-func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th NoiseThresholds) (*WindowStats, error) {
+func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
 	launchArg := clickhouse.Named("launch", launchID)
 	cands, err := queryRows(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
-		func(rows driver.Rows) (s SuppressedPath, err error) {
+		func(rows driver.Rows) (s api.SuppressedPath, err error) {
 			err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
 			return s, err
 		}, launchArg, clickhouse.Named("min_count", th.MinCount))
@@ -208,7 +139,7 @@ func lbeta(a, b float64) float64 {
 // ComputeVerdict judges a window's numbers against the gates (defaults
 // already filled in): inconclusive below min_pairs, fail when any check
 // fails, pass otherwise.
-func ComputeVerdict(st *WindowStats, g launch.Gates) (verdict string, reasons []string, checks []Check) {
+func ComputeVerdict(st *WindowStats, g launch.Gates) (verdict string, reasons []string, checks []api.Check) {
 	share := func(n uint64) float64 { return rate(n, st.Pairs) }
 	mismatchRate := share(st.Mismatches)
 	errDelta := share(st.ShadowErrors) - share(st.PrimaryErrors)
@@ -216,10 +147,10 @@ func ComputeVerdict(st *WindowStats, g launch.Gates) (verdict string, reasons []
 	slowerShare := rate4(st.Slower, st.Answered)
 	significant := p < g.Alpha
 
-	checks = []Check{
-		{Name: CheckPairs, Value: float64(st.Pairs), Threshold: float64(g.MinPairs), OK: st.Pairs >= uint64(g.MinPairs)},
-		{Name: CheckMismatchRate, Value: round4(mismatchRate), Threshold: g.MaxMismatchRate, OK: mismatchRate <= g.MaxMismatchRate},
-		{Name: CheckErrorRateDelta, Value: round4(errDelta), Threshold: g.MaxErrorRateDelta, OK: errDelta <= g.MaxErrorRateDelta},
+	checks = []api.Check{
+		{Name: api.CheckPairs, Value: float64(st.Pairs), Threshold: float64(g.MinPairs), OK: st.Pairs >= uint64(g.MinPairs)},
+		{Name: api.CheckMismatchRate, Value: round4(mismatchRate), Threshold: g.MaxMismatchRate, OK: mismatchRate <= g.MaxMismatchRate},
+		{Name: api.CheckErrorRateDelta, Value: round4(errDelta), Threshold: g.MaxErrorRateDelta, OK: errDelta <= g.MaxErrorRateDelta},
 	}
 	var fails, notes []string
 	if !checks[1].OK {
@@ -235,22 +166,22 @@ func ComputeVerdict(st *WindowStats, g launch.Gates) (verdict string, reasons []
 		label string
 		limit float64
 	}{
-		{CheckLatencyRatioP50, "p50", g.MaxLatencyRatio.P50},
-		{CheckLatencyRatioP95, "p95", g.MaxLatencyRatio.P95},
-		{CheckLatencyRatioP99, "p99", g.MaxLatencyRatio.P99},
+		{api.CheckLatencyRatioP50, "p50", g.MaxLatencyRatio.P50},
+		{api.CheckLatencyRatioP95, "p95", g.MaxLatencyRatio.P95},
+		{api.CheckLatencyRatioP99, "p99", g.MaxLatencyRatio.P99},
 	} {
 		ratio := latencyRatio(st.ShadowUS[i], st.PrimaryUS[i])
 		over := ratio > q.limit
 		// A ratio over its bound fails only when the paired test shows the
 		// shadow slower: quantiles of a few hundred pairs move a lot from
 		// noise alone.
-		checks = append(checks, Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: !(over && significant)})
+		checks = append(checks, api.Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: !(over && significant)})
 		if over {
 			exceeded = append(exceeded, fmt.Sprintf("%s %.3g ms vs %.3g ms (ratio %.2f > %.2f)", q.label, st.ShadowUS[i]/1000, st.PrimaryUS[i]/1000, ratio, q.limit))
 		}
 	}
 	latencyFails := significant && len(exceeded) > 0
-	checks = append(checks, Check{Name: CheckLatencyRegression, Value: roundP(p), Threshold: g.Alpha, OK: !latencyFails})
+	checks = append(checks, api.Check{Name: api.CheckLatencyRegression, Value: roundP(p), Threshold: g.Alpha, OK: !latencyFails})
 	switch {
 	case latencyFails:
 		fails = append(fails, fmt.Sprintf("latency regression: the shadow was slower on %d of %d pairs (%s; always-valid p = %.3g < alpha %g) and %s",
@@ -262,16 +193,16 @@ func ComputeVerdict(st *WindowStats, g launch.Gates) (verdict string, reasons []
 
 	switch {
 	case st.Pairs < uint64(g.MinPairs):
-		verdict = VerdictInconclusive
+		verdict = api.VerdictInconclusive
 		reasons = append(reasons, fmt.Sprintf("only %d of the %d pairs needed have been compared in the window", st.Pairs, g.MinPairs))
 		for _, f := range fails {
 			reasons = append(reasons, "so far: "+f)
 		}
 	case len(fails) > 0:
-		verdict = VerdictFail
+		verdict = api.VerdictFail
 		reasons = fails
 	default:
-		verdict = VerdictPass
+		verdict = api.VerdictPass
 		reasons = append(reasons, fmt.Sprintf("all gates pass on %d pairs", st.Pairs))
 	}
 	return verdict, append(reasons, notes...), checks
@@ -306,7 +237,7 @@ func fmtRate(r float64) string {
 // verdictFor computes a launch's verdict: on live traffic while it is
 // promoting, else from its window's compared pairs (cached in Redis and
 // shared by concurrent polls, like the report).
-func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*Verdict, bool, error) {
+func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*api.Verdict, bool, error) {
 	if l.Status == launch.StatusPromoting {
 		v, err := s.liveVerdict(ctx, l)
 		return v, false, err
@@ -320,8 +251,8 @@ func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*Verdict, b
 		return nil, false, fmt.Errorf("compute verdict of launch %s: %w", l.ID, err)
 	}
 	g := l.Gates.WithDefaults()
-	v := &Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt,
-		Window: Window{Source: SourcePairs, From: from.UTC(), Pairs: st.Pairs, Step: step}}
+	v := &api.Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt,
+		Window: api.Window{Source: api.SourcePairs, From: from.UTC(), Pairs: st.Pairs, Step: step}}
 	v.Verdict, v.Reasons, v.Checks = ComputeVerdict(st, g)
 	return v, hit, nil
 }
@@ -329,7 +260,7 @@ func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*Verdict, b
 // liveVerdict judges a promoting launch on the live traffic of its current
 // live step, as the taps observed it (their snapshots in the NATS KV bucket
 // darklaunch_live).
-func (s *Service) liveVerdict(ctx context.Context, l *launch.Launch) (*Verdict, error) {
+func (s *Service) liveVerdict(ctx context.Context, l *launch.Launch) (*api.Verdict, error) {
 	kv := s.liveKV.Load()
 	if kv == nil {
 		return nil, fmt.Errorf("%w: the live bucket %s is not open yet", errNotReady, live.Bucket)
@@ -345,8 +276,8 @@ func (s *Service) liveVerdict(ctx context.Context, l *launch.Launch) (*Verdict, 
 	t := live.Aggregate(snaps, from)
 	g := l.Gates.WithDefaults()
 	step := l.RampStep
-	v := &Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: time.Now().UTC(),
-		Window: Window{Source: SourceLive, From: l.StepStartedAt.UTC(), Pairs: t.MinRequests(), Taps: t.Taps, Step: &step}}
+	v := &api.Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: time.Now().UTC(),
+		Window: api.Window{Source: api.SourceLive, From: l.StepStartedAt.UTC(), Pairs: t.MinRequests(), Taps: t.Taps, Step: &step}}
 	v.Verdict, v.Reasons, v.Checks = ComputeLiveVerdict(t, g)
 	return v, nil
 }
@@ -357,12 +288,12 @@ func (s *Service) liveVerdict(ctx context.Context, l *launch.Launch) (*Verdict, 
 // max_error_rate_delta or a latency quantile ratio exceeds its bound, pass
 // otherwise. The two sides served different users (the sticky split), so
 // nothing is paired here: the thresholds apply to the step's totals.
-func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons []string, checks []Check) {
+func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons []string, checks []api.Check) {
 	n := t.MinRequests()
 	delta := t.ErrorRateDelta()
-	checks = []Check{
-		{Name: CheckLiveRequests, Value: float64(n), Threshold: float64(g.MinPairs), OK: n >= uint64(g.MinPairs)},
-		{Name: CheckLiveErrorRateDelta, Value: round4(delta), Threshold: g.MaxErrorRateDelta, OK: delta <= g.MaxErrorRateDelta},
+	checks = []api.Check{
+		{Name: api.CheckLiveRequests, Value: float64(n), Threshold: float64(g.MinPairs), OK: n >= uint64(g.MinPairs)},
+		{Name: api.CheckLiveErrorRateDelta, Value: round4(delta), Threshold: g.MaxErrorRateDelta, OK: delta <= g.MaxErrorRateDelta},
 	}
 	var fails, notes []string
 	if !checks[1].OK {
@@ -375,9 +306,9 @@ func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons 
 		q     float64
 		limit float64
 	}{
-		{CheckLiveLatencyRatioP50, 0.5, g.MaxLatencyRatio.P50},
-		{CheckLiveLatencyRatioP95, 0.95, g.MaxLatencyRatio.P95},
-		{CheckLiveLatencyRatioP99, 0.99, g.MaxLatencyRatio.P99},
+		{api.CheckLiveLatencyRatioP50, 0.5, g.MaxLatencyRatio.P50},
+		{api.CheckLiveLatencyRatioP95, 0.95, g.MaxLatencyRatio.P95},
+		{api.CheckLiveLatencyRatioP99, 0.99, g.MaxLatencyRatio.P99},
 	} {
 		ratio := t.LatencyRatio(q.q) // 0 when a side observed nothing
 		// A quantile is judged only once each side has at least 5
@@ -386,7 +317,7 @@ func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons 
 		need := uint64(math.Ceil(5 / (1 - q.q)))
 		enough := min(t.New.Observed(), t.Primary.Observed()) >= need
 		ok := ratio <= q.limit || !enough
-		checks = append(checks, Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: ok})
+		checks = append(checks, api.Check{Name: q.name, Value: round4(ratio), Threshold: q.limit, OK: ok})
 		switch {
 		case !ok:
 			fails = append(fails, fmt.Sprintf("live latency p%g %.3g ms vs %.3g ms on the primary (ratio %.2f > %.2f)",
@@ -398,16 +329,16 @@ func ComputeLiveVerdict(t live.Totals, g launch.Gates) (verdict string, reasons 
 	}
 	switch {
 	case n < uint64(g.MinPairs):
-		verdict = VerdictInconclusive
+		verdict = api.VerdictInconclusive
 		reasons = append(reasons, fmt.Sprintf("only %d of the %d requests needed on each version in this live step (new version %d, primary %d, from %d taps)",
 			n, g.MinPairs, t.New.Requests, t.Primary.Requests, t.Taps))
 		for _, f := range fails {
 			reasons = append(reasons, "so far: "+f)
 		}
 	case len(fails) > 0:
-		verdict, reasons = VerdictFail, fails
+		verdict, reasons = api.VerdictFail, fails
 	default:
-		verdict = VerdictPass
+		verdict = api.VerdictPass
 		reasons = append(reasons, fmt.Sprintf("all live gates pass on %d requests of the new version and %d of the primary", t.New.Requests, t.Primary.Requests))
 	}
 	return verdict, append(reasons, notes...), checks

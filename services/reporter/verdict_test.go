@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
 )
@@ -119,28 +120,28 @@ func TestComputeVerdict(t *testing.T) {
 		failed  []string // checks not ok
 		reason  string
 	}{
-		{"clean", func(*WindowStats) {}, VerdictPass, nil, "all gates pass on 1000 pairs"},
-		{"no pairs", func(st *WindowStats) { *st = WindowStats{} }, VerdictInconclusive, []string{CheckPairs}, "only 0 of the 100 pairs"},
+		{"clean", func(*WindowStats) {}, api.VerdictPass, nil, "all gates pass on 1000 pairs"},
+		{"no pairs", func(st *WindowStats) { *st = WindowStats{} }, api.VerdictInconclusive, []string{api.CheckPairs}, "only 0 of the 100 pairs"},
 		{"thin data that looks bad is still inconclusive", func(st *WindowStats) {
 			st.Pairs, st.Answered, st.Mismatches, st.Slower = 20, 20, 10, 10
-		}, VerdictInconclusive, []string{CheckPairs, CheckMismatchRate}, "so far: mismatch_rate 50%"},
-		{"mismatches", func(st *WindowStats) { st.Mismatches = 20 }, VerdictFail, []string{CheckMismatchRate}, "mismatch_rate 2% (20 of 1000 pairs) is above 1%"},
-		{"mismatches at the threshold pass", func(st *WindowStats) { st.Mismatches = 10 }, VerdictPass, nil, ""},
-		{"shadow errors", func(st *WindowStats) { st.ShadowErrors, st.Answered = 30, 970 }, VerdictFail, []string{CheckErrorRateDelta}, "error_rate_delta 3%"},
-		{"errors on both sides cancel", func(st *WindowStats) { st.ShadowErrors, st.PrimaryErrors = 30, 28 }, VerdictPass, nil, ""},
+		}, api.VerdictInconclusive, []string{api.CheckPairs, api.CheckMismatchRate}, "so far: mismatch_rate 50%"},
+		{"mismatches", func(st *WindowStats) { st.Mismatches = 20 }, api.VerdictFail, []string{api.CheckMismatchRate}, "mismatch_rate 2% (20 of 1000 pairs) is above 1%"},
+		{"mismatches at the threshold pass", func(st *WindowStats) { st.Mismatches = 10 }, api.VerdictPass, nil, ""},
+		{"shadow errors", func(st *WindowStats) { st.ShadowErrors, st.Answered = 30, 970 }, api.VerdictFail, []string{api.CheckErrorRateDelta}, "error_rate_delta 3%"},
+		{"errors on both sides cancel", func(st *WindowStats) { st.ShadowErrors, st.PrimaryErrors = 30, 28 }, api.VerdictPass, nil, ""},
 		{"slower and over the ratio", func(st *WindowStats) {
 			st.Slower = 900
 			st.ShadowUS = [3]float64{1300, 2200, 3100}
-		}, VerdictFail, []string{CheckLatencyRatioP50, CheckLatencyRegression}, "latency regression: the shadow was slower on 900 of 1000 pairs"},
-		{"slower but within the ratios", func(st *WindowStats) { st.Slower = 900 }, VerdictPass, nil, ""},
+		}, api.VerdictFail, []string{api.CheckLatencyRatioP50, api.CheckLatencyRegression}, "latency regression: the shadow was slower on 900 of 1000 pairs"},
+		{"slower but within the ratios", func(st *WindowStats) { st.Slower = 900 }, api.VerdictPass, nil, ""},
 		{"over the ratio but not significantly slower", func(st *WindowStats) {
 			st.Slower = 500
 			st.ShadowUS = [3]float64{1000, 2000, 9000}
-		}, VerdictPass, nil, "the paired test does not show the shadow slower"},
+		}, api.VerdictPass, nil, "the paired test does not show the shadow slower"},
 		{"shadow failing everywhere", func(st *WindowStats) {
 			st.Answered, st.Slower, st.ShadowErrors = 0, 0, 1000
 			st.ShadowUS = [3]float64{}
-		}, VerdictFail, []string{CheckErrorRateDelta}, ""},
+		}, api.VerdictFail, []string{api.CheckErrorRateDelta}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			st := clean()
@@ -149,7 +150,7 @@ func TestComputeVerdict(t *testing.T) {
 			if v != c.verdict {
 				t.Fatalf("verdict %s, want %s; reasons %q; checks %+v", v, c.verdict, reasons, checks)
 			}
-			names := []string{CheckPairs, CheckMismatchRate, CheckErrorRateDelta, CheckLatencyRatioP50, CheckLatencyRatioP95, CheckLatencyRatioP99, CheckLatencyRegression}
+			names := []string{api.CheckPairs, api.CheckMismatchRate, api.CheckErrorRateDelta, api.CheckLatencyRatioP50, api.CheckLatencyRatioP95, api.CheckLatencyRatioP99, api.CheckLatencyRegression}
 			if len(checks) != len(names) {
 				t.Fatalf("checks %+v", checks)
 			}
@@ -222,16 +223,16 @@ func TestComputeLiveVerdict(t *testing.T) {
 		failed      []string
 		reasonsHave string
 	}{
-		{"clean", side(500, 1, 10*time.Millisecond), side(500, 1, 10*time.Millisecond), VerdictPass, nil, "all live gates pass"},
-		{"too few on one side", side(500, 0, 10*time.Millisecond), side(50, 0, 10*time.Millisecond), VerdictInconclusive, []string{CheckLiveRequests}, "only 50 of the 100 requests"},
-		{"nothing yet", live.Side{}, live.Side{}, VerdictInconclusive, []string{CheckLiveRequests}, "only 0"},
-		{"new version erroring", side(500, 50, 10*time.Millisecond), side(500, 2, 10*time.Millisecond), VerdictFail, []string{CheckLiveErrorRateDelta}, "live error_rate_delta 9.6%"},
-		{"new version slow", side(500, 0, 40*time.Millisecond), side(500, 0, 10*time.Millisecond), VerdictFail,
-			[]string{CheckLiveLatencyRatioP50, CheckLiveLatencyRatioP95, CheckLiveLatencyRatioP99}, "live latency p50"},
-		{"high quantiles need more requests", side(150, 0, 40*time.Millisecond), side(150, 0, 10*time.Millisecond), VerdictFail,
-			[]string{CheckLiveLatencyRatioP50, CheckLiveLatencyRatioP95}, "p99 ratio 4.00 is above 2.00, but not judged before 500 requests"},
-		{"too few for any quantile", side(120, 0, 40*time.Millisecond), side(9, 0, 10*time.Millisecond), VerdictInconclusive,
-			[]string{CheckLiveRequests}, "not judged before 10 requests"},
+		{"clean", side(500, 1, 10*time.Millisecond), side(500, 1, 10*time.Millisecond), api.VerdictPass, nil, "all live gates pass"},
+		{"too few on one side", side(500, 0, 10*time.Millisecond), side(50, 0, 10*time.Millisecond), api.VerdictInconclusive, []string{api.CheckLiveRequests}, "only 50 of the 100 requests"},
+		{"nothing yet", live.Side{}, live.Side{}, api.VerdictInconclusive, []string{api.CheckLiveRequests}, "only 0"},
+		{"new version erroring", side(500, 50, 10*time.Millisecond), side(500, 2, 10*time.Millisecond), api.VerdictFail, []string{api.CheckLiveErrorRateDelta}, "live error_rate_delta 9.6%"},
+		{"new version slow", side(500, 0, 40*time.Millisecond), side(500, 0, 10*time.Millisecond), api.VerdictFail,
+			[]string{api.CheckLiveLatencyRatioP50, api.CheckLiveLatencyRatioP95, api.CheckLiveLatencyRatioP99}, "live latency p50"},
+		{"high quantiles need more requests", side(150, 0, 40*time.Millisecond), side(150, 0, 10*time.Millisecond), api.VerdictFail,
+			[]string{api.CheckLiveLatencyRatioP50, api.CheckLiveLatencyRatioP95}, "p99 ratio 4.00 is above 2.00, but not judged before 500 requests"},
+		{"too few for any quantile", side(120, 0, 40*time.Millisecond), side(9, 0, 10*time.Millisecond), api.VerdictInconclusive,
+			[]string{api.CheckLiveRequests}, "not judged before 10 requests"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tot := live.Aggregate([]live.Snapshot{{New: c.new, Primary: c.prim}}, time.Time{})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
@@ -55,7 +56,7 @@ func TestDarkctl(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("create: exit %d: %s", code, errOut)
 	}
-	var l launchJSON
+	var l launch.Launch
 	if err := json.Unmarshal([]byte(out), &l); err != nil || l.ID == "" || l.SamplePercent != 10 {
 		t.Fatalf("create printed %q (%v)", out, err)
 	}
@@ -92,7 +93,7 @@ func TestDarkctl(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("create: exit %d: %s", code, errOut)
 		}
-		var v launchJSON
+		var v launch.Launch
 		_ = json.Unmarshal([]byte(out), &v)
 		s.waitMirrorSees()
 		for i := range 30 {

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
-	"github.com/darklaunch/darklaunch/services/reporter"
 )
 
 // stampResponses is a shadow that adds a random request id and the time
@@ -25,7 +26,7 @@ func stampResponses(next http.Handler) http.Handler {
 }
 
 // routeOf finds a route in a report.
-func routeOf(t *testing.T, rep *reporter.Report, route string) reporter.RouteStats {
+func routeOf(t *testing.T, rep *api.Report, route string) api.RouteStats {
 	t.Helper()
 	for _, r := range rep.Routes {
 		if r.Route == route {
@@ -33,7 +34,7 @@ func routeOf(t *testing.T, rep *reporter.Report, route string) reporter.RouteSta
 		}
 	}
 	t.Fatalf("report has no route %s: %+v", route, rep.Routes)
-	return reporter.RouteStats{}
+	return api.RouteStats{}
 }
 
 // With a secondary configured, a route whose answers carry a random
@@ -68,7 +69,7 @@ func TestNoiseCancelled(t *testing.T) {
 		t.Fatalf("the secondary got %d requests for %d mirrored", hits, mirrored)
 	}
 
-	var rep reporter.Report
+	var rep api.Report
 	s.apiOK("GET", "/v1/launches/"+l.ID+"/report", nil, http.StatusOK, &rep)
 	if rep.Totals.Compared != mirrored || rep.Totals.WithSecondary != mirrored || rep.Totals.ShadowErrors != 0 {
 		t.Fatalf("totals %+v: want %d compared, all with a secondary, no shadow error", rep.Totals, mirrored)
@@ -114,13 +115,13 @@ func TestNoiseCancelled(t *testing.T) {
 		t.Fatalf("classes %+v, want the orders regression only", rep.Classes)
 	}
 	c := rep.Classes[0]
-	wantDiffs := []reporter.PathKind{{Path: "$.currency", Kind: "missing_field"}, {Path: "$.total", Kind: "type_changed"}}
+	wantDiffs := []api.PathKind{{Path: "$.currency", Kind: "missing_field"}, {Path: "$.total", Kind: "type_changed"}}
 	if c.Route != "/api/orders/{id}" || c.Count != n || c.ShareOfRoute != 1 || !slices.Equal(c.Diffs, wantDiffs) ||
 		len(c.Fingerprint) != 16 || c.FirstSeen.IsZero() || c.LastSeen.Before(c.FirstSeen) {
 		t.Errorf("class %+v, want %d of /api/orders/{id} with %v", c, n, wantDiffs)
 	}
 	// The examples of a class are written beside its rows; poll for them.
-	var ex reporter.ExampleList
+	var ex api.ExampleList
 	testenv.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		s.apiOK("GET", "/v1/launches/"+l.ID+"/examples/"+c.Fingerprint, nil, http.StatusOK, &ex)
 		if len(ex.Examples) == 0 {
@@ -157,7 +158,7 @@ func TestIgnoreRuleByPatch(t *testing.T) {
 		t.Fatalf("%d of 20 orders pairs mismatched before the rule, want all", n)
 	}
 
-	var patched launchJSON
+	var patched launch.Launch
 	s.apiOK("PATCH", "/v1/launches/"+l.ID, map[string]any{"compare": map[string]any{"ignore_paths": []string{"$.total", "$.currency"}}},
 		http.StatusOK, &patched)
 	if patched.Revision <= l.Revision {
@@ -183,7 +184,7 @@ func TestIgnoreRuleByPatch(t *testing.T) {
 	if n := s.rows(l.ID, "route = '/api/orders/{id}' AND rules_revision < "+fmt.Sprint(patched.Revision)+" AND match = 1"); n != 0 {
 		t.Fatalf("%d orders pairs compared before the rule match", n)
 	}
-	var rep reporter.Report
+	var rep api.Report
 	s.apiOK("GET", "/v1/launches/"+l.ID+"/report", nil, http.StatusOK, &rep)
 	orders := routeOf(t, &rep, "/api/orders/{id}")
 	before := s.rows(l.ID, "route = '/api/orders/{id}' AND rules_revision < "+fmt.Sprint(patched.Revision))

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
@@ -110,13 +111,13 @@ func TestPipelineThousandRequests(t *testing.T) {
 	gapMS := float64((slowFactor-1)*searchDelay) / float64(time.Millisecond)
 	shadowDelayMS := float64(slowFactor*searchDelay) / float64(time.Millisecond)
 	t.Logf("slow route latency: primary p50 %.2f p95 %.2f ms, shadow p50 %.2f p95 %.2f ms (injected gap %.0f ms)",
-		search.Latency.Primary.P50, search.Latency.Primary.P95, search.Latency.Shadow.P50, search.Latency.Shadow.P95, gapMS)
-	if d := search.Latency.Shadow.P50 - search.Latency.Primary.P50; d < gapMS/2 {
+		search.LatencyMS.Primary.P50, search.LatencyMS.Primary.P95, search.LatencyMS.Shadow.P50, search.LatencyMS.Shadow.P95, gapMS)
+	if d := search.LatencyMS.Shadow.P50 - search.LatencyMS.Primary.P50; d < gapMS/2 {
 		t.Errorf("slow route: the shadow's median %.2f ms is only %.2f ms above the primary's %.2f ms, want at least %.0f (half the injected gap)",
-			search.Latency.Shadow.P50, d, search.Latency.Primary.P50, gapMS/2)
+			search.LatencyMS.Shadow.P50, d, search.LatencyMS.Primary.P50, gapMS/2)
 	}
-	if search.Latency.Shadow.P95 < shadowDelayMS {
-		t.Errorf("slow route: shadow p95 %.2f ms is below its injected delay of %.0f ms", search.Latency.Shadow.P95, shadowDelayMS)
+	if search.LatencyMS.Shadow.P95 < shadowDelayMS {
+		t.Errorf("slow route: shadow p95 %.2f ms is below its injected delay of %.0f ms", search.LatencyMS.Shadow.P95, shadowDelayMS)
 	}
 	inv := rep.Routes[route("/api/inventory/{id}")]
 	if inv.Mismatches != 25 { // every 10th of 250 requests answers 500
@@ -145,7 +146,7 @@ func TestPostMirroredOnlyWhenListed(t *testing.T) {
 	}
 	hits := s.shadowHits.Load()
 
-	var patched launchJSON
+	var patched launch.Launch
 	s.apiOK("PATCH", "/v1/launches/"+l.ID, map[string]any{"methods": []string{"GET", "POST"}}, 200, &patched)
 	if !slices.Contains(patched.Methods, "POST") {
 		t.Fatalf("patched methods %v", patched.Methods)
@@ -178,7 +179,7 @@ func TestRollbackStopsMirroring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rolled launchJSON
+	var rolled launch.Launch
 	s.apiOK("POST", "/v1/launches/"+l.ID+"/rollback", map[string]string{"reason": "e2e"}, 200, &rolled)
 	if rolled.Status != "rolled_back" {
 		t.Fatalf("status after rollback: %s", rolled.Status)
@@ -212,7 +213,7 @@ func TestRollbackStopsMirroring(t *testing.T) {
 	if m, err := envelopes.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("envelope published after rollback: %d bytes", len(m.Data))
 	}
-	var got launchJSON
+	var got launch.Launch
 	s.apiOK("GET", "/v1/launches/"+l.ID, nil, 200, &got)
 	if got.Status != "rolled_back" {
 		t.Fatalf("launch status %s", got.Status)

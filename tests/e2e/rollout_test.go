@@ -11,45 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
-// rolloutJSON is the part of a launch the rollout tests read.
-type rolloutJSON struct {
-	ID            string  `json:"id"`
-	Status        string  `json:"status"`
-	SamplePercent float64 `json:"sample_percent"`
-	LivePercent   float64 `json:"live_percent"`
-	RampStep      int     `json:"ramp_step"`
-	Revision      uint64  `json:"revision"`
-}
-
-type verdictJSON struct {
-	Verdict string   `json:"verdict"`
-	Reasons []string `json:"reasons"`
-	Checks  []struct {
-		Name      string  `json:"name"`
-		Value     float64 `json:"value"`
-		Threshold float64 `json:"threshold"`
-		OK        bool    `json:"ok"`
-	} `json:"checks"`
-	Window struct {
-		Pairs uint64 `json:"pairs"`
-	} `json:"window"`
-}
-
-type auditJSON struct {
-	Audit []struct {
-		Action string `json:"action"`
-		Actor  string `json:"actor"`
-		Reason string `json:"reason"`
-	} `json:"audit"`
-}
-
-func (s *stack) launch(id string) rolloutJSON {
+func (s *stack) launch(id string) launch.Launch {
 	s.t.Helper()
-	var l rolloutJSON
+	var l launch.Launch
 	s.apiOK("GET", "/v1/launches/"+id, nil, http.StatusOK, &l)
 	return l
 }
@@ -135,9 +104,9 @@ func markShadow(failing *atomic.Bool) func(http.Handler) http.Handler {
 }
 
 // waitStatus polls the launch until cond holds, logging each new state.
-func (s *stack) waitLaunch(id string, timeout time.Duration, what string, cond func(rolloutJSON) bool) rolloutJSON {
+func (s *stack) waitLaunch(id string, timeout time.Duration, what string, cond func(launch.Launch) bool) launch.Launch {
 	s.t.Helper()
-	var l rolloutJSON
+	var l launch.Launch
 	var last string
 	testenv.CheckFor(s.t, timeout, 50*time.Millisecond, func() error {
 		l = s.launch(id)
@@ -146,7 +115,7 @@ func (s *stack) waitLaunch(id string, timeout time.Duration, what string, cond f
 			last = st
 		}
 		if !cond(l) {
-			var v verdictJSON
+			var v api.Verdict
 			s.apiOK("GET", "/v1/launches/"+id+"/verdict", nil, http.StatusOK, &v)
 			return fmt.Errorf("waiting for %s; launch %s; verdict %s on %d pairs: %q", what, last, v.Verdict, v.Window.Pairs, v.Reasons)
 		}
@@ -157,7 +126,7 @@ func (s *stack) waitLaunch(id string, timeout time.Duration, what string, cond f
 
 func (s *stack) audit(id string) []string {
 	s.t.Helper()
-	var r auditJSON
+	var r api.Report
 	s.apiOK("GET", "/v1/launches/"+id+"/report", nil, http.StatusOK, &r)
 	var out []string
 	for i := len(r.Audit) - 1; i >= 0; i-- { // oldest first
@@ -201,8 +170,8 @@ func TestRolloutPromotes(t *testing.T) {
 	start := time.Now()
 	tr := s.drive(500, 4, 5*time.Millisecond)
 	var steps []string
-	var liveVerdict verdictJSON
-	s.waitLaunch(created.ID, 40*time.Second, "promoted", func(l rolloutJSON) bool {
+	var liveVerdict api.Verdict
+	s.waitLaunch(created.ID, 40*time.Second, "promoted", func(l launch.Launch) bool {
 		st := fmt.Sprintf("sample %v", l.SamplePercent)
 		if l.Status != "active" {
 			st = fmt.Sprintf("live %v", l.LivePercent)
@@ -214,7 +183,7 @@ func TestRolloutPromotes(t *testing.T) {
 			s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &liveVerdict)
 		}
 		if l.Status == "rolled_back" {
-			var r auditJSON
+			var r api.Report
 			s.apiOK("GET", "/v1/launches/"+created.ID+"/report", nil, http.StatusOK, &r)
 			t.Fatalf("a clean launch was rolled back: %+v", r.Audit)
 		}
@@ -230,7 +199,7 @@ func TestRolloutPromotes(t *testing.T) {
 	if liveVerdict.Verdict == "" || liveVerdict.Checks[0].Name != "live_requests" || tr.byShadow.Load() == 0 {
 		t.Fatalf("live verdict %+v; %d requests served by the new version", liveVerdict, tr.byShadow.Load())
 	}
-	var v verdictJSON
+	var v api.Verdict
 	s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &v)
 	t.Logf("verdict over the whole launch after promotion: %s %+v", v.Verdict, v.Checks)
 	l := s.launch(created.ID)
@@ -275,10 +244,10 @@ func TestRolloutRollsBack(t *testing.T) {
 	})
 	tr := s.drive(500, 4, 5*time.Millisecond)
 	defer tr.stop()
-	s.waitLaunch(created.ID, 30*time.Second, "step 2", func(l rolloutJSON) bool { return l.RampStep == 1 })
+	s.waitLaunch(created.ID, 30*time.Second, "step 2", func(l launch.Launch) bool { return l.RampStep == 1 })
 	failing.Store(true)
 	broke := time.Now()
-	s.waitLaunch(created.ID, 30*time.Second, "rolled back", func(l rolloutJSON) bool { return l.Status == "rolled_back" })
+	s.waitLaunch(created.ID, 30*time.Second, "rolled back", func(l launch.Launch) bool { return l.Status == "rolled_back" })
 	t.Logf("rolled back %s after the shadow started failing", time.Since(broke).Round(time.Millisecond))
 	a := s.audit(created.ID)
 	if len(a) != 3 || a[2] != "rolled_back by controller" {
@@ -334,7 +303,7 @@ func TestRolloutNoTraffic(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Second)
 	polls := 0
 	for time.Now().Before(deadline) {
-		var v verdictJSON
+		var v api.Verdict
 		s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &v)
 		if v.Verdict != "inconclusive" || v.Window.Pairs != 0 || len(v.Checks) != 7 || v.Checks[0].Name != "pairs" || v.Checks[0].OK {
 			t.Fatalf("verdict without traffic: %+v", v)
@@ -408,7 +377,7 @@ func TestStickySampling(t *testing.T) {
 		}
 	}
 
-	var patched rolloutJSON
+	var patched launch.Launch
 	s.apiOK("PATCH", "/v1/launches/"+created.ID, map[string]any{"sample_percent": 50}, http.StatusOK, &patched)
 	s.waitMirrorSeesRevision(created.ID, patched.Revision)
 	send()
@@ -464,7 +433,7 @@ func TestRolloutLiveRollback(t *testing.T) {
 	})
 	tr := s.drive(500, 4, 5*time.Millisecond)
 	defer tr.stop()
-	s.waitLaunch(created.ID, 30*time.Second, "promoting", func(l rolloutJSON) bool { return l.Status == "promoting" })
+	s.waitLaunch(created.ID, 30*time.Second, "promoting", func(l launch.Launch) bool { return l.Status == "promoting" })
 	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if tr.byShadow.Load() == 0 {
 			return fmt.Errorf("no live request served by the new version yet")
@@ -473,7 +442,7 @@ func TestRolloutLiveRollback(t *testing.T) {
 	})
 	failing.Store(true)
 	broke := time.Now()
-	s.waitLaunch(created.ID, 30*time.Second, "rolled back", func(l rolloutJSON) bool { return l.Status == "rolled_back" })
+	s.waitLaunch(created.ID, 30*time.Second, "rolled back", func(l launch.Launch) bool { return l.Status == "rolled_back" })
 	t.Logf("rolled back %s after the new version started failing on live traffic", time.Since(broke).Round(time.Millisecond))
 	if a := s.audit(created.ID); len(a) != 3 || a[1] != "promoted by controller" || a[2] != "rolled_back by controller" {
 		t.Fatalf("audit %v", a)

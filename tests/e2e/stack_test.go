@@ -23,8 +23,9 @@ import (
 
 	"github.com/darklaunch/darklaunch/deploy/demo"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
-	"github.com/darklaunch/darklaunch/pkg/client"
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/comparator"
 	"github.com/darklaunch/darklaunch/services/mirror"
@@ -270,29 +271,20 @@ func (s *stack) apiOK(method, path string, body any, want int, out any) {
 	}
 }
 
-type launchJSON struct {
-	ID            string   `json:"id"`
-	Status        string   `json:"status"`
-	SamplePercent float64  `json:"sample_percent"`
-	Methods       []string `json:"methods"`
-	SecondaryURL  string   `json:"secondary_url"`
-	Revision      uint64   `json:"revision"`
-}
-
-func (s *stack) createLaunch(shadowURL string, percent float64, methods ...string) launchJSON {
+func (s *stack) createLaunch(shadowURL string, percent float64, methods ...string) launch.Launch {
 	s.t.Helper()
 	return s.createLaunchWith(map[string]any{"shadow_url": shadowURL, "sample_percent": percent, "methods": methods})
 }
 
 // createLaunchWith creates a launch of the default service named after the
 // test, with fields as given.
-func (s *stack) createLaunchWith(fields map[string]any) launchJSON {
+func (s *stack) createLaunchWith(fields map[string]any) launch.Launch {
 	s.t.Helper()
 	body := map[string]any{"name": s.t.Name(), "service": "default"}
 	for k, v := range fields {
 		body[k] = v
 	}
-	var l launchJSON
+	var l launch.Launch
 	s.apiOK("POST", "/v1/launches", body, http.StatusCreated, &l)
 	if l.ID == "" || l.Status != "active" {
 		s.t.Fatalf("created launch %+v", l)
@@ -300,9 +292,9 @@ func (s *stack) createLaunchWith(fields map[string]any) launchJSON {
 	return l
 }
 
-func (s *stack) report(id string) client.Report {
+func (s *stack) report(id string) api.Report {
 	s.t.Helper()
-	var r client.Report
+	var r api.Report
 	s.apiOK("GET", "/v1/launches/"+id+"/report", nil, http.StatusOK, &r)
 	return r
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	dlclient "github.com/darklaunch/darklaunch/pkg/client"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
@@ -39,24 +40,21 @@ func main() {
 
 func run(mirror, reporter, shadow, secondary, service string, percent float64, duration time.Duration, workers, rate int) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	api, err := dlclient.New(reporter)
+	reporterAPI, err := dlclient.New(reporter)
 	if err != nil {
 		return err
 	}
 	ctx0 := context.Background()
-	fields := map[string]any{
-		"name": demoPrefix + time.Now().Format("15:04:05"), "service": service, "shadow_url": shadow,
-		"sample_percent": percent, "methods": []string{"GET"},
-	}
-	if secondary != "" {
-		fields["secondary_url"] = secondary
+	req := api.CreateRequest{
+		Name: demoPrefix + time.Now().Format("15:04:05"), Service: service, ShadowURL: shadow,
+		SecondaryURL: secondary, SamplePercent: &percent, Methods: []string{"GET"},
 	}
 	// A rerun supersedes earlier demo launches: left active at 100% they
 	// would each mirror every request, multiplying the shadow's load.
-	if err := retireDemoLaunches(ctx0, api, service); err != nil {
+	if err := retireDemoLaunches(ctx0, reporterAPI, service); err != nil {
 		return err
 	}
-	l, err := api.Create(ctx0, fields)
+	l, err := reporterAPI.Create(ctx0, req)
 	if err != nil {
 		return fmt.Errorf("create launch: %w", err)
 	}
@@ -129,12 +127,12 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 	fmt.Printf("sent %d requests through the mirror in %s; %d client-visible failures\n", sent.Load(), duration, failed.Load())
 
 	// Wait until the comparisons stop growing: the pipeline has caught up.
-	var rep *dlclient.Report
+	var rep *api.Report
 	var last uint64
 	stable := 0
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline) && stable < 3; {
 		time.Sleep(time.Second)
-		if rep, err = api.Report(ctx0, l.ID); err != nil {
+		if rep, err = reporterAPI.Report(ctx0, l.ID); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 		if rep.Totals.Compared == last && last > 0 {
@@ -159,8 +157,8 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 // demoPrefix starts the name of every launch demo-load creates.
 const demoPrefix = "demo "
 
-func retireDemoLaunches(ctx context.Context, api *dlclient.Client, service string) error {
-	ls, err := api.List(ctx)
+func retireDemoLaunches(ctx context.Context, reporterAPI *dlclient.Client, service string) error {
+	ls, err := reporterAPI.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list launches: %w", err)
 	}
@@ -169,7 +167,7 @@ func retireDemoLaunches(ctx context.Context, api *dlclient.Client, service strin
 			old.Status == launch.StatusRolledBack || old.Status == launch.StatusPromoted {
 			continue
 		}
-		if _, err := api.Action(ctx, old.ID, "rollback", "superseded by a new demo run"); err != nil {
+		if _, err := reporterAPI.Action(ctx, old.ID, launch.ActionRollback, "superseded by a new demo run"); err != nil {
 			return fmt.Errorf("roll back the earlier demo launch %s: %w", old.ID, err)
 		}
 		fmt.Printf("rolled back the earlier demo launch %s (%s)\n", old.ID, old.Name)
