@@ -45,3 +45,32 @@ func Sum(c prometheus.Collector) float64 {
 	}
 	return sum
 }
+
+// Label is the value of one label of a metric ("" when it has none).
+func Label(m prometheus.Metric, name string) string {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		return ""
+	}
+	for _, l := range d.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// ByLabel reads every series of a vector into a map from the value of
+// one of its labels to the series' value.
+func ByLabel(c prometheus.Collector, name string) map[string]float64 {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	out := map[string]float64{}
+	for m := range ch {
+		out[Label(m, name)] += Value(m)
+	}
+	return out
+}

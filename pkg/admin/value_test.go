@@ -19,6 +19,9 @@ func TestValueAndSum(t *testing.T) {
 	if Int(c) != 3 || Value(g) != -2 || Uint(v.WithLabelValues("b")) != 4 || Value(h) != 0 {
 		t.Errorf("values: c %v g %v v.b %v h %v", Value(c), Value(g), Value(v.WithLabelValues("b")), Value(h))
 	}
+	if by := ByLabel(v, "k"); by["a"] != 1 || by["b"] != 4 || Label(v.WithLabelValues("a"), "k") != "a" {
+		t.Errorf("by label %v", by)
+	}
 	if Sum(v) != 5 || Sum(c) != 3 {
 		t.Errorf("sums: v %v c %v", Sum(v), Sum(c))
 	}
