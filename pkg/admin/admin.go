@@ -141,6 +141,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
+// Close releases the listener of a server that will not Serve (a service
+// built and never run). Serve closes it by itself.
+func (s *Server) Close() error {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Close()
+}
+
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 

@@ -379,3 +379,9 @@ func (s *Stage) handBack() {
 		m.Nak(0)
 	}
 }
+
+// Get is Stage.Retry for a start-up step that produces a value: the value
+// of the first successful attempt, and false if ctx ended first.
+func Get[T any](ctx context.Context, s *Stage, what string, f func(context.Context) (T, error)) (T, bool) {
+	return retry.Get(ctx, s.log, what, s.cfg.Backoff, s.cfg.SetupTimeout, f)
+}

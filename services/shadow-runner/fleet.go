@@ -147,7 +147,7 @@ func (f *fleet) run(ctx context.Context, tick func()) {
 		err := f.heartbeat(hctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			f.m.pHeartbeatFailed.Inc()
+			f.m.heartbeatFailed.Inc()
 			f.log.Warn("runner heartbeat failed; others may stop counting this runner", "err", err)
 		}
 		lctx, cancel := context.WithTimeout(ctx, f.stepTimeout)
@@ -200,7 +200,7 @@ func (f *fleet) noteCollision(value []byte) {
 	first := !f.collision
 	f.collision = true
 	f.mu.Unlock()
-	f.m.pIDCollisions.Inc()
+	f.m.idCollisions.Inc()
 	if first {
 		f.log.Error("another runner heartbeats under the same RUNNER_ID; give each process its own id, or max_rps is shared among too few runners",
 			"key", f.key, "other_started_at", other.StartedAt)
@@ -251,8 +251,7 @@ func (f *fleet) recount() {
 	}
 	n++ // this runner, whether or not its own key is visible
 	if old := f.n.Swap(int64(n)); old != int64(n) {
-		f.m.runners.Store(int64(n))
-		f.m.pRunners.Set(float64(n))
+		f.m.runners.Set(float64(n))
 		f.log.Info("live runners changed; max_rps shares follow", "runners", n, "was", old)
 	}
 }
