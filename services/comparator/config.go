@@ -36,30 +36,17 @@ type Config struct {
 	ackWaitOverride time.Duration
 }
 
-// DefaultConfig returns the settings with their documented defaults, for
-// callers (tests, the end-to-end harness) that do not read the environment.
+// DefaultConfig returns the settings with their documented defaults (the
+// default tags), for callers that do not read the environment.
 func DefaultConfig() Config {
-	return Config{
-		NATS: config.NATS{NATSURL: "nats://127.0.0.1:4222"},
-		ClickHouse: config.ClickHouse{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "darklaunch",
-			ClickHouseUser: "default"},
-		Logging:         config.Logging{LogLevel: "info", LogFormat: "text"},
-		AdminAddr:       ":8083",
-		BatchSize:       1000,
-		BatchBytes:      64 << 20,
-		FlushInterval:   time.Second,
-		InsertTimeout:   10 * time.Second,
-		RetryMax:        5 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-		MaxDiffs:        100,
-		MaxDepth:        64,
-		MaxBodyBytes:    8 << 20,
-	}
+	var c Config
+	_ = config.Defaults(&c) // the tags parse: TestConfigNormalize
+	return c
 }
 
-// normalize fills derived defaults and rejects settings the comparator
-// cannot work with.
-func (c *Config) normalize() error {
+// Validate rejects settings the comparator cannot work with; config.Load
+// calls it on the environment's settings, New on a Config built in Go.
+func (c *Config) Validate() error {
 	switch {
 	case c.BatchSize < 1:
 		return fmt.Errorf("%w: COMPARATOR_BATCH_SIZE must be at least 1, got %d", ErrConfig, c.BatchSize)
@@ -84,6 +71,19 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	case c.ClickHouseAddr == "":
 		return fmt.Errorf("%w: CLICKHOUSE_ADDR is required", ErrConfig)
+	}
+	return nil
+}
+
+// normalize gives the zero fields of a Config built in Go their defaults,
+// validates it, and computes the derived value: MaxAckPending 0 is
+// 4 x BatchSize.
+func (c *Config) normalize() error {
+	if err := config.Defaults(c); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 4 * c.BatchSize
