@@ -385,3 +385,20 @@ func (s *Stage) handBack() {
 func Get[T any](ctx context.Context, s *Stage, what string, f func(context.Context) (T, error)) (T, bool) {
 	return retry.Get(ctx, s.log, what, s.cfg.Backoff, s.cfg.SetupTimeout, f)
 }
+
+// Consumer is the durable pull consumer of a stage shared by all its
+// processes: explicit acks, delivering the whole stream. ackWait is how
+// long a delivery may go unsettled before the server redelivers it,
+// maxAckPending bounds the deliveries unsettled across every process, and
+// maxDeliver the deliveries of one message (-1: no bound).
+func Consumer(durable, description string, ackWait time.Duration, maxAckPending, maxDeliver int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   description,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: maxAckPending,
+		MaxDeliver:    maxDeliver,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}

@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -38,11 +39,7 @@ type Config struct {
 
 // DefaultConfig returns the settings with their documented defaults (the
 // default tags), for callers that do not read the environment.
-func DefaultConfig() Config {
-	var c Config
-	_ = config.Defaults(&c) // the tags parse: TestConfigNormalize
-	return c
-}
+func DefaultConfig() Config { return config.Default[Config]() }
 
 // Validate rejects settings the comparator cannot work with; config.Load
 // calls it on the environment's settings, New on a Config built in Go.
@@ -79,16 +76,9 @@ func (c *Config) Validate() error {
 // validates it, and computes the derived value: MaxAckPending 0 is
 // 4 x BatchSize.
 func (c *Config) normalize() error {
-	if err := config.Defaults(c); err != nil {
-		return err
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 4 * c.BatchSize
-	}
-	return nil
+	err := config.Prepare(c)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 4*c.BatchSize)
+	return err
 }
 
 // ackWait is the consumer's redelivery deadline. A pair waits at most a

@@ -176,17 +176,12 @@ func (s *Service) openClickHouse(ctx context.Context) error {
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       stream.ComparatorConsumer,
-		Description:   "comparator: compares pairs and stores them in ClickHouse (shared by every comparator process)",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.ackWait(),
-		MaxAckPending: s.cfg.MaxAckPending,
-		// Every pair is retried until it is stored: the only failure that
-		// repeats is ClickHouse being unavailable, which must not drop rows.
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
+	// Every pair is retried until it is stored (MaxDeliver -1): the only
+	// failure that repeats is ClickHouse being unavailable, which must not
+	// drop rows.
+	return stage.Consumer(stream.ComparatorConsumer,
+		"comparator: compares pairs and stores them in ClickHouse (shared by every comparator process)",
+		s.cfg.ackWait(), s.cfg.MaxAckPending, -1)
 }
 
 // backoff spaces every retry of this service: start-up, fetches, inserts.

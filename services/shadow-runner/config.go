@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -45,16 +46,14 @@ type Config struct {
 
 // DefaultConfig returns the settings with their documented defaults (the
 // default tags), for callers that do not read the environment.
-func DefaultConfig() Config {
-	var c Config
-	_ = config.Defaults(&c) // the tags parse: TestDefaults
-	return c
-}
+func DefaultConfig() Config { return config.Default[Config]() }
 
 // Validate rejects settings the runner cannot work with; config.Load calls
 // it on the environment's settings, New on a Config built in Go.
 func (c *Config) Validate() error {
 	switch {
+	case c.NATSURL == "":
+		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	case c.Concurrency < 1:
 		return fmt.Errorf("%w: RUNNER_CONCURRENCY must be at least 1, got %d", ErrConfig, c.Concurrency)
 	case c.Timeout <= 0:
@@ -76,8 +75,6 @@ func (c *Config) Validate() error {
 	case c.HeartbeatTTL < 2*c.HeartbeatInterval:
 		return fmt.Errorf("%w: RUNNER_HEARTBEAT_TTL (%s) must be at least 2 x RUNNER_HEARTBEAT_INTERVAL (%s), or a live runner's key can expire between two heartbeats",
 			ErrConfig, c.HeartbeatTTL, c.HeartbeatInterval)
-	case c.NATSURL == "":
-		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	}
 	return nil
 }
@@ -86,15 +83,10 @@ func (c *Config) Validate() error {
 // validates it, and computes the derived values: MaxAckPending 0 is
 // 8 x Concurrency, an empty ID is hostname-pid.
 func (c *Config) normalize() error {
-	if err := config.Defaults(c); err != nil {
+	if err := config.Prepare(c); err != nil {
 		return err
 	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 8 * c.Concurrency
-	}
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 8*c.Concurrency)
 	if c.ID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

@@ -163,15 +163,9 @@ func (s *Service) pruneLimiters() {
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       stream.RunnerConsumer,
-		Description:   "shadow-runner: replays envelopes against shadows (shared by every runner process)",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.ackWait(),
-		MaxAckPending: s.cfg.MaxAckPending,
-		MaxDeliver:    s.cfg.MaxDeliver,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
+	return stage.Consumer(stream.RunnerConsumer,
+		"shadow-runner: replays envelopes against shadows (shared by every runner process)",
+		s.cfg.ackWait(), s.cfg.MaxAckPending, s.cfg.MaxDeliver)
 }
 
 // Handle processes one delivery to completion: it acks, retries or
