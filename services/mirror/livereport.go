@@ -65,7 +65,7 @@ func (s *Service) reportLive(ctx context.Context, js jetstream.JetStream) {
 		s.liveReportFailed(ctx, lr.l.ID, err)
 		return
 	}
-	s.stats.liveReports.Add(1)
+	s.stats.liveReports.Inc()
 }
 
 func (s *Service) liveReportFailed(ctx context.Context, launchID string, err error) {
@@ -73,7 +73,7 @@ func (s *Service) liveReportFailed(ctx context.Context, launchID string, err err
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return
 	}
-	s.stats.liveReportErrors.Add(1)
+	s.stats.liveReportErrors.Inc()
 	s.logThrottled(&s.lastLiveReportErrLog, slog.LevelWarn, "live report not written; the promotion gates see this tap's counters late",
 		"launch", launchID, "err", err)
 }
