@@ -24,14 +24,13 @@ type Check func(ctx context.Context) error
 type Server struct {
 	Registry *prometheus.Registry
 	checks   map[string]Check
-	srv      *http.Server
 	ln       net.Listener
 	routes   []route
 	log      *slog.Logger
 }
 
 // New returns a server with a fresh registry holding Go and process
-// collectors. Add checks before calling Start.
+// collectors. Add checks and routes before calling Serve.
 func New(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -152,29 +151,3 @@ func (s *Server) Close() error {
 
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Start listens on addr and serves in the background until Shutdown.
-//
-// Deprecated: services call Listen in New and Serve in Run.
-func (s *Server) Start(addr string) error {
-	if err := s.Listen(addr); err != nil {
-		return err
-	}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	return nil
-}
-
-// Shutdown stops a server started with Start.
-//
-// Deprecated: Serve shuts down when its context ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
-		return nil
-	}
-	return s.srv.Shutdown(ctx)
-}
