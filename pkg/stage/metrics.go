@@ -45,12 +45,8 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, cfg *Config) *metrics {
-	p, u := cfg.MetricPrefix, cfg.Unit
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Name: p + name, Help: help})
-		reg.MustRegister(c)
-		return c
-	}
+	d, u := admin.Metrics{Reg: reg, Prefix: cfg.MetricPrefix}, cfg.Unit
+	counter := d.Counter
 	m := &metrics{
 		received:           counter(u+"_received_total", "Deliveries of "+u+", redeliveries included."),
 		redelivered:        counter("redelivered_total", "Deliveries of "+u+" the server had delivered before (a crash, a nak or an ack deadline)."),
@@ -61,12 +57,9 @@ func newMetrics(reg prometheus.Registerer, cfg *Config) *metrics {
 		fetchFailures:      counter("fetch_failures_total", "Pulls from the consumer that failed (retried with backoff)."),
 		panics:             counter("handler_panics_total", "Handler panics recovered (the delivery is handed back)."),
 		consumerSetups:     counter("consumer_setups_total", "Times the durable consumer was created or updated: once at start, again when it vanished."),
-		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "dead_lettered_total",
-			Help: "Deliveries moved to the dead-letter stream, by reason."}, []string{"reason"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "in_flight",
-			Help: "Deliveries of " + u + " being processed or held, not yet settled."}),
+		deadLettered:       d.CounterVec("dead_lettered_total", "Deliveries moved to the dead-letter stream, by reason.", "reason"),
+		inFlight:           d.Gauge("in_flight", "Deliveries of "+u+" being processed or held, not yet settled."),
 	}
-	reg.MustRegister(m.deadLettered, m.inFlight)
 	for _, r := range append(cfg.DeadLetterReasons, ReasonMaxDeliver) {
 		m.deadLettered.WithLabelValues(r)
 	}

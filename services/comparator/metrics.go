@@ -48,32 +48,24 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: name, Help: help})
-		reg.MustRegister(c)
-		return c
+	d := admin.Metrics{Reg: reg, Prefix: "darklaunch_comparator_"}
+	return &metrics{
+		inserted:        d.Counter("rows_inserted_total", "Comparison rows written to ClickHouse."),
+		batches:         d.Counter("batches_total", "Batches inserted into ClickHouse."),
+		insertFailures:  d.Counter("insert_failures_total", "Failed ClickHouse insert attempts; the batch is kept and retried."),
+		mismatches:      d.Counter("mismatches_total", "Inserted rows whose shadow response did not match the primary's (shadow failures included)."),
+		duplicates:      d.Counter("duplicates_total", "Messages whose envelope id was already in the batch being built."),
+		withSecondary:   d.Counter("pairs_with_secondary_total", "Inserted rows whose secondary answered, so noise cancellation applied."),
+		noisyDiffs:      d.Counter("noisy_diffs_total", "Diffs of inserted rows marked as noise: the secondary differed from the primary there too."),
+		examples:        d.Counter("examples_written_total", "Redacted example pairs written to the examples table."),
+		exampleFailures: d.Counter("example_failures_total", "Example inserts that failed (best-effort: the batch's rows are stored and acked anyway)."),
+		pending:         d.Gauge("batch_pending_pairs", "Pairs in the batch being built or inserted, not yet acknowledged."),
+		batchLatency: d.Histogram("batch_latency_seconds",
+			"From the first pair of a batch being fetched to the batch being inserted and acknowledged.",
+			[]float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}),
+		insertDuration: d.Histogram("insert_duration_seconds", "Duration of successful ClickHouse inserts.",
+			prometheus.ExponentialBuckets(0.001, 2.5, 12)),
 	}
-	m := &metrics{
-		inserted:        counter("rows_inserted_total", "Comparison rows written to ClickHouse."),
-		batches:         counter("batches_total", "Batches inserted into ClickHouse."),
-		insertFailures:  counter("insert_failures_total", "Failed ClickHouse insert attempts; the batch is kept and retried."),
-		mismatches:      counter("mismatches_total", "Inserted rows whose shadow response did not match the primary's (shadow failures included)."),
-		duplicates:      counter("duplicates_total", "Messages whose envelope id was already in the batch being built."),
-		withSecondary:   counter("pairs_with_secondary_total", "Inserted rows whose secondary answered, so noise cancellation applied."),
-		noisyDiffs:      counter("noisy_diffs_total", "Diffs of inserted rows marked as noise: the secondary differed from the primary there too."),
-		examples:        counter("examples_written_total", "Redacted example pairs written to the examples table."),
-		exampleFailures: counter("example_failures_total", "Example inserts that failed (best-effort: the batch's rows are stored and acked anyway)."),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: "batch_pending_pairs",
-			Help: "Pairs in the batch being built or inserted, not yet acknowledged."}),
-		batchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: "batch_latency_seconds",
-			Help:    "From the first pair of a batch being fetched to the batch being inserted and acknowledged.",
-			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}}),
-		insertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: "insert_duration_seconds",
-			Help:    "Duration of successful ClickHouse inserts.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
-	}
-	reg.MustRegister(m.pending, m.batchLatency, m.insertDuration)
-	return m
 }
 
 func (m *metrics) snapshot(st stage.Stats) Stats {

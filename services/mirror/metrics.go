@@ -81,37 +81,24 @@ const metricPrefix = "darklaunch_mirror_"
 // newMetrics declares the tap's own collectors; the gauges that read the
 // service's state (queue, routes) are registered by registerMetrics.
 func newMetrics(reg prometheus.Registerer) *metrics {
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Name: metricPrefix + name, Help: help})
-		reg.MustRegister(c)
-		return c
-	}
-	vec := func(name, help, label string) *prometheus.CounterVec {
-		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + name, Help: help}, []string{label})
-		reg.MustRegister(v)
-		return v
-	}
+	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
 	m := &metrics{
-		proxied:     counter("requests_total", "Requests proxied to the primary."),
-		proxyErrors: counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
-		sampled:     counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
-		published:   counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricPrefix + "publish_pending",
-			Help: "Envelopes published and awaiting a JetStream ack."}),
-		liveReports:      counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown)."),
-		liveReportErrors: counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live."),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    metricPrefix + "primary_latency_seconds",
-			Help:    "Primary latency of sampled requests, from receiving the request to the end of the response body.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 100µs .. 13s
-		}),
+		proxied:          d.Counter("requests_total", "Requests proxied to the primary."),
+		proxyErrors:      d.Counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
+		sampled:          d.Counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
+		published:        d.Counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
+		pending:          d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
+		liveReports:      d.Counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown)."),
+		liveReportErrors: d.Counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live."),
+		latency: d.Histogram("primary_latency_seconds",
+			"Primary latency of sampled requests, from receiving the request to the end of the response body.",
+			prometheus.ExponentialBuckets(0.0001, 2, 18)), // 100µs .. 13s
 	}
-	reg.MustRegister(m.pending, m.latency)
-	dropped := vec("envelopes_dropped_total", "Envelopes given up, by reason.", "reason")
+	dropped := d.CounterVec("envelopes_dropped_total", "Envelopes given up, by reason.", "reason")
 	for i, name := range reasonNames {
 		m.dropped[i] = dropped.WithLabelValues(name)
 	}
-	sticky := vec("sticky_key_missing_total",
+	sticky := d.CounterVec("sticky_key_missing_total",
 		"Decisions (per request and launch) made at random because the request lacked the launch's sticky key; use: sample or live.", "use")
 	for i, use := range useNames {
 		m.stickyMissing[i] = sticky.WithLabelValues(use)
@@ -189,9 +176,7 @@ func (s *Service) drop(r dropReason, n int) {
 // gauges that read the service's state.
 func (s *Service) registerMetrics(reg prometheus.Registerer) {
 	s.stats = newMetrics(reg)
-	gauge := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metricPrefix + name, Help: help}, f))
-	}
+	gauge := admin.Metrics{Reg: reg, Prefix: metricPrefix}.GaugeFunc
 	gauge("queue_depth", "Envelopes waiting to be published.", func() float64 { return float64(len(s.queue)) })
 	gauge("queue_capacity", "Size of the publish queue (MIRROR_QUEUE_SIZE).", func() float64 { return float64(cap(s.queue)) })
 	gauge("queue_bytes", "Captured body bytes held by queued envelopes.", func() float64 { return float64(s.queueBytes.Load()) })

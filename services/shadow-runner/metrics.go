@@ -80,44 +80,29 @@ const (
 var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Name: metricPrefix + name, Help: help})
-		reg.MustRegister(c)
-		return c
-	}
-	vec := func(name, help, label string) *prometheus.CounterVec {
-		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + name, Help: help}, []string{label})
-		reg.MustRegister(v)
-		return v
-	}
-	histogram := func(name, help string) prometheus.Histogram {
-		h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: metricPrefix + name, Help: help,
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
-		reg.MustRegister(h)
-		return h
-	}
+	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
+	latency := prometheus.ExponentialBuckets(0.0005, 2, 16)
 	m := &metrics{
-		replayed:          counter("replays_total", "Requests replayed to a shadow, failed ones included."),
-		secondaryReplayed: counter("secondary_replays_total", "Requests replayed to a launch's secondary (noise cancellation), failed ones included."),
-		shadowFailures: vec("shadow_failures_total",
+		replayed:          d.Counter("replays_total", "Requests replayed to a shadow, failed ones included."),
+		secondaryReplayed: d.Counter("secondary_replays_total", "Requests replayed to a launch's secondary (noise cancellation), failed ones included."),
+		shadowFailures: d.CounterVec("shadow_failures_total",
 			"Replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
-		secondaryFailures: vec("secondary_failures_total",
+		secondaryFailures: d.CounterVec("secondary_failures_total",
 			"Secondary replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
-		skipped:       vec("skipped_total", "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited).", "reason"),
-		published:     counter("pairs_published_total", "Pairs stored in the pairs stream."),
-		publishFailed: counter("publish_failures_total", "Pair publishes that failed (the envelope is retried)."),
-		truncatedReq:  counter("truncated_requests_total", "Replays whose request body had been truncated by the tap (sent as captured)."),
-		latency:       histogram("replay_latency_seconds", "Time from sending a replay to the end of the shadow's body."),
-		secondaryLatency: histogram("secondary_latency_seconds",
-			"Time from sending a replay to the end of the secondary's body."),
-		runners: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricPrefix + "runners",
-			Help: "Live runners this one counts in the darklaunch_runners bucket (itself included); each launch's max_rps is split by this."}),
-		heartbeatFailed:  counter("heartbeat_failures_total", "Heartbeats into the darklaunch_runners bucket that failed."),
-		idCollisions:     counter("runner_id_collisions_total", "Heartbeats that found this runner's key written by another process with the same RUNNER_ID."),
+		skipped:       d.CounterVec("skipped_total", "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited).", "reason"),
+		published:     d.Counter("pairs_published_total", "Pairs stored in the pairs stream."),
+		publishFailed: d.Counter("publish_failures_total", "Pair publishes that failed (the envelope is retried)."),
+		truncatedReq:  d.Counter("truncated_requests_total", "Replays whose request body had been truncated by the tap (sent as captured)."),
+		latency:       d.Histogram("replay_latency_seconds", "Time from sending a replay to the end of the shadow's body.", latency),
+		secondaryLatency: d.Histogram("secondary_latency_seconds",
+			"Time from sending a replay to the end of the secondary's body.", latency),
+		runners: d.Gauge("runners",
+			"Live runners this one counts in the darklaunch_runners bucket (itself included); each launch's max_rps is split by this."),
+		heartbeatFailed:  d.Counter("heartbeat_failures_total", "Heartbeats into the darklaunch_runners bucket that failed."),
+		idCollisions:     d.Counter("runner_id_collisions_total", "Heartbeats that found this runner's key written by another process with the same RUNNER_ID."),
 		shadowFailure:    map[string]prometheus.Counter{},
 		secondaryFailure: map[string]prometheus.Counter{},
 	}
-	reg.MustRegister(m.runners)
 	m.runners.Set(1)
 	// Children resolved once (zero series for dashboards, no lookup per envelope).
 	m.skippedRolledBack = m.skipped.WithLabelValues(skipRolledBack)
