@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/live"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 )
 
 // liveReportTimeout bounds one live report (opening the bucket included).
@@ -24,16 +25,7 @@ const finalLiveReportTimeout = 2 * time.Second
 // itself, once the requests in flight have finished, so that the final
 // counts are complete and no report of this loop can overwrite them.
 func (s *Service) liveReportLoop(ctx context.Context, js jetstream.JetStream) {
-	t := time.NewTicker(s.cfg.LiveReportInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.reportLive(ctx, js)
-	}
+	retry.Every(ctx, s.cfg.LiveReportInterval, func() { s.reportLive(ctx, js) })
 }
 
 // reportLive writes one snapshot of the live launch this tap routes (if
