@@ -314,35 +314,32 @@ func (b *routeBuilder) liveRoute(live []*launch.Launch) *liveRoute {
 	newArm, primaryArm := &step.arms[armNew], &step.arms[armPrimary]
 	return &liveRoute{
 		l: l, sticky: k, filters: hasFilters(l), stats: stats, step: step,
-		newProxy: &httputil.ReverseProxy{
-			Rewrite:    newRewrite(u, s.cfg),
-			Transport:  tr,
-			BufferPool: s.pool,
-			ErrorLog:   s.errLog,
-			ModifyResponse: func(res *http.Response) error {
-				newArm.status(res.StatusCode)
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				s.newVersionError(w, r, err, l.ID, newArm)
-			},
+		newProxy: s.armProxy(newRewrite(u, s.cfg), tr, newArm, func(w http.ResponseWriter, r *http.Request, err error) {
+			s.newVersionError(w, r, err, l.ID, newArm)
+		}),
+		primaryProxy: s.armProxy(s.rewrite, s.transport, primaryArm, func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				primaryArm.classes[classError].Add(1)
+			}
+			s.errorHandler(w, r, err)
+		}),
+	}
+}
+
+// armProxy is a live route's proxy to one version: it counts every status
+// the version answers in its arm, and hands failures to onErr.
+func (s *Service) armProxy(rewrite func(*httputil.ProxyRequest), tr http.RoundTripper, arm *versionStats,
+	onErr func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:    rewrite,
+		Transport:  tr,
+		BufferPool: s.pool,
+		ErrorLog:   s.errLog,
+		ModifyResponse: func(res *http.Response) error {
+			arm.status(res.StatusCode)
+			return nil
 		},
-		primaryProxy: &httputil.ReverseProxy{
-			Rewrite:    s.rewrite,
-			Transport:  s.transport,
-			BufferPool: s.pool,
-			ErrorLog:   s.errLog,
-			ModifyResponse: func(res *http.Response) error {
-				primaryArm.status(res.StatusCode)
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				if !errors.Is(err, context.Canceled) {
-					primaryArm.classes[classError].Add(1)
-				}
-				s.errorHandler(w, r, err)
-			},
-		},
+		ErrorHandler: onErr,
 	}
 }
 
