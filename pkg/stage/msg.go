@@ -50,12 +50,17 @@ func (m *Msg) Ack(ctx context.Context) error {
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.s.cfg.OpTimeout)
 	defer cancel()
-	return m.acked(m.raw.DoubleAck(actx))
+	err := m.acked(m.raw.DoubleAck(actx))
+	if err != nil {
+		m.s.log.Warn("ack not confirmed; the message may be redelivered", "subject", m.Subject(), "err", err)
+	}
+	return err
 }
 
 // AckNoWait acknowledges the delivery without waiting for the server (a
 // batch's many acks); the final flush of the connection at shutdown still
-// pushes it out.
+// pushes it out. A failure is counted, not logged: the caller logs once
+// for its batch.
 func (m *Msg) AckNoWait() error {
 	if !m.settle() {
 		return nil
@@ -66,7 +71,6 @@ func (m *Msg) AckNoWait() error {
 func (m *Msg) acked(err error) error {
 	if err != nil {
 		m.s.m.ackFailures.Inc()
-		m.s.log.Warn("ack not confirmed; the message may be redelivered", "subject", m.Subject(), "err", err)
 		return err
 	}
 	m.s.m.acks.Inc()
