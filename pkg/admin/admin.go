@@ -24,14 +24,13 @@ type Check func(ctx context.Context) error
 type Server struct {
 	Registry *prometheus.Registry
 	checks   map[string]Check
-	srv      *http.Server
 	ln       net.Listener
 	routes   []route
 	log      *slog.Logger
 }
 
 // New returns a server with a fresh registry holding Go and process
-// collectors. Add checks before calling Start.
+// collectors. Add checks and routes before calling Serve.
 func New(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -141,31 +140,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Addr is the address the server listens on (useful with port 0).
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Start listens on addr and serves in the background until Shutdown.
-//
-// Deprecated: services call Listen in New and Serve in Run.
-func (s *Server) Start(addr string) error {
-	if err := s.Listen(addr); err != nil {
-		return err
-	}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	return nil
-}
-
-// Shutdown stops a server started with Start.
-//
-// Deprecated: Serve shuts down when its context ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
+// Close releases the listener of a server that will not Serve (a service
+// built and never run). Serve closes it by itself.
+func (s *Server) Close() error {
+	if s.ln == nil {
 		return nil
 	}
-	return s.srv.Shutdown(ctx)
+	return s.ln.Close()
 }
+
+// Addr is the address the server listens on (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -17,10 +17,13 @@ func TestHealthAndMetrics(t *testing.T) {
 	down := errors.New("dial tcp: connection refused")
 	var redisErr error
 	s.AddCheck("redis", func(context.Context) error { return redisErr })
-	if err := s.Start("127.0.0.1:0"); err != nil {
+	if err := s.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Shutdown(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + s.Addr() + path)
 		if err != nil {

@@ -114,3 +114,24 @@ func setDefault(f reflect.Value, def string) error {
 	}
 	return nil
 }
+
+// Prepare is what a service's New does with a Config built in Go: the zero
+// fields take their defaults (Defaults), then the settings are validated
+// (Validate), exactly as config.Load validates those of the environment.
+func Prepare(spec Validator) error {
+	if err := Defaults(spec); err != nil {
+		return err
+	}
+	return spec.Validate()
+}
+
+// Default returns a T with every field at its default tag: what a service
+// reads from an empty environment. A default tag that does not parse is a
+// programming error, and panics.
+func Default[T any]() T {
+	var c T
+	if err := Defaults(&c); err != nil {
+		panic(err)
+	}
+	return c
+}

@@ -92,3 +92,32 @@ func TestLoadValidates(t *testing.T) {
 		t.Fatalf("Load gave %v, N=%d", err, v.N)
 	}
 }
+
+func TestDefaultAndPrepare(t *testing.T) {
+	type spec struct {
+		NATS
+		N int `default:"3"`
+	}
+	if s := Default[spec](); s.N != 3 || s.NATSURL != "nats://127.0.0.1:4222" {
+		t.Errorf("Default: %+v", s)
+	}
+	v := &prepared{}
+	if err := Prepare(v); err != nil || v.N != 2 {
+		t.Errorf("Prepare: %v, %+v", err, v)
+	}
+	v = &prepared{N: -1}
+	if err := Prepare(v); err == nil {
+		t.Error("Prepare did not validate")
+	}
+}
+
+type prepared struct {
+	N int `default:"2"`
+}
+
+func (v *prepared) Validate() error {
+	if v.N < 0 {
+		return ErrSettings
+	}
+	return nil
+}

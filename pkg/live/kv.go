@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
 // Bucket is the KV bucket holding the taps' snapshots.
@@ -22,17 +24,7 @@ const MaxAge = 60 * time.Second
 // OpenBucket creates the bucket or updates its settings, and returns it.
 // It keeps only the latest snapshot of each key.
 func OpenBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "darklaunch live observations, one key per launch and tap: <launch_id>.<tap_id>",
-		History:     1,
-		TTL:         MaxAge,
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open KV bucket %s: %w", Bucket, err)
-	}
-	return kv, nil
+	return stream.OpenKV(ctx, js, Bucket, "darklaunch live observations, one key per launch and tap: <launch_id>.<tap_id>", MaxAge)
 }
 
 // Key is the key of a tap's snapshot of a launch: "<launch_id>.<tap_id>",

@@ -96,3 +96,22 @@ func Get[T any](ctx context.Context, log *slog.Logger, what string, b Backoff, a
 	})
 	return v, ok
 }
+
+// Every calls f every d, the first time d from now, until ctx ends; it
+// returns when ctx ends (never during a call of f). Periodic work (a
+// heartbeat, a report) is written this way rather than as a ticker loop.
+func Every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if ctx.Err() != nil { // select picks at random when both are ready
+			return
+		}
+		f()
+	}
+}

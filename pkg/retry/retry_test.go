@@ -115,3 +115,25 @@ func TestGet(t *testing.T) {
 		t.Fatal("Get succeeded with a cancelled context")
 	}
 }
+
+func TestEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		Every(ctx, time.Millisecond, func() {
+			if n++; n == 3 {
+				cancel()
+			}
+		})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after its context ended")
+	}
+	if n != 3 {
+		t.Errorf("f called %d times, want 3 (none after the cancel)", n)
+	}
+}

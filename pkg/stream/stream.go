@@ -156,3 +156,16 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, stage, subject stri
 	}
 	return nil
 }
+
+// OpenKV creates a KV bucket keeping one value per key, on file storage,
+// whose keys expire ttl after their last write (0: never), or brings an
+// existing bucket's settings in line.
+func OpenKV(ctx context.Context, js jetstream.JetStream, bucket, description string, ttl time.Duration) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucket, Description: description, History: 1, TTL: ttl, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}

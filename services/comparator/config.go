@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -36,30 +37,13 @@ type Config struct {
 	ackWaitOverride time.Duration
 }
 
-// DefaultConfig returns the settings with their documented defaults, for
-// callers (tests, the end-to-end harness) that do not read the environment.
-func DefaultConfig() Config {
-	return Config{
-		NATS: config.NATS{NATSURL: "nats://127.0.0.1:4222"},
-		ClickHouse: config.ClickHouse{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "darklaunch",
-			ClickHouseUser: "default"},
-		Logging:         config.Logging{LogLevel: "info", LogFormat: "text"},
-		AdminAddr:       ":8083",
-		BatchSize:       1000,
-		BatchBytes:      64 << 20,
-		FlushInterval:   time.Second,
-		InsertTimeout:   10 * time.Second,
-		RetryMax:        5 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-		MaxDiffs:        100,
-		MaxDepth:        64,
-		MaxBodyBytes:    8 << 20,
-	}
-}
+// DefaultConfig returns the settings with their documented defaults (the
+// default tags), for callers that do not read the environment.
+func DefaultConfig() Config { return config.Default[Config]() }
 
-// normalize fills derived defaults and rejects settings the comparator
-// cannot work with.
-func (c *Config) normalize() error {
+// Validate rejects settings the comparator cannot work with; config.Load
+// calls it on the environment's settings, New on a Config built in Go.
+func (c *Config) Validate() error {
 	switch {
 	case c.BatchSize < 1:
 		return fmt.Errorf("%w: COMPARATOR_BATCH_SIZE must be at least 1, got %d", ErrConfig, c.BatchSize)
@@ -85,10 +69,16 @@ func (c *Config) normalize() error {
 	case c.ClickHouseAddr == "":
 		return fmt.Errorf("%w: CLICKHOUSE_ADDR is required", ErrConfig)
 	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 4 * c.BatchSize
-	}
 	return nil
+}
+
+// normalize gives the zero fields of a Config built in Go their defaults,
+// validates it, and computes the derived value: MaxAckPending 0 is
+// 4 x BatchSize.
+func (c *Config) normalize() error {
+	err := config.Prepare(c)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 4*c.BatchSize)
+	return err
 }
 
 // ackWait is the consumer's redelivery deadline. A pair waits at most a

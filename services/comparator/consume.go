@@ -8,8 +8,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/retry"
-	"github.com/darklaunch/darklaunch/pkg/stream"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/darklaunch/darklaunch/pkg/stage"
 )
 
 const (
@@ -27,7 +26,7 @@ const (
 // acknowledge once they are stored.
 type batch struct {
 	rows []analytics.Row
-	msgs []jetstream.Msg
+	msgs []*stage.Msg
 	// examples are written after the rows, best-effort; claims are their
 	// slots, freed again if the write fails.
 	examples []analytics.Example
@@ -42,10 +41,10 @@ type batch struct {
 }
 
 func newBatch(size int) *batch {
-	return &batch{rows: make([]analytics.Row, 0, size), msgs: make([]jetstream.Msg, 0, size), ids: make(map[string]struct{}, size)}
+	return &batch{rows: make([]analytics.Row, 0, size), msgs: make([]*stage.Msg, 0, size), ids: make(map[string]struct{}, size)}
 }
 
-func (b *batch) take(msg jetstream.Msg, fetched time.Time) {
+func (b *batch) take(msg *stage.Msg, fetched time.Time) {
 	if len(b.msgs) == 0 {
 		b.started, b.touched = fetched, fetched
 	}
@@ -68,62 +67,48 @@ func (b *batch) reset() {
 	b.examples, b.claims = nil, nil
 }
 
-// consume pulls pairs into a batch and inserts it when it is full or its
-// first pair has waited FlushInterval, until ctx is done; then it inserts
-// what it holds. It pulls only what fits in the batch, and nothing while an
-// insert is failing, so a ClickHouse outage holds at most one batch here
-// and leaves the rest in the stream.
-func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
-	b := newBatch(s.cfg.BatchSize)
-	// A message can be as large as the server's max payload; the byte
-	// budget always leaves room for one, or the pull would never return it.
-	slack := msgOverhead
-	if nc := s.nc.Load(); nc != nil {
-		slack += int(nc.MaxPayload())
+// Next says what the stage's next pull may bring: the batch is flushed
+// when it is full (by count or bytes) or its first pair has waited
+// FlushInterval; otherwise the pull asks only for what fits in the batch,
+// and nothing is pulled while a flush is in progress, so a ClickHouse
+// outage holds at most one batch here and leaves the rest in the stream.
+func (s *Service) Next() stage.Pull {
+	b := s.b
+	s.m.pending.Set(float64(len(b.msgs)))
+	if n := len(b.msgs); n > 0 && (n >= s.cfg.BatchSize || s.budget-b.bytes < s.slack || time.Since(b.started) >= s.cfg.FlushInterval) {
+		return stage.Pull{Flush: true}
 	}
-	budget := max(s.cfg.BatchBytes, 2*slack)
-	bo := s.backoff()
-	for ctx.Err() == nil {
-		if n := len(b.msgs); n > 0 && (n >= s.cfg.BatchSize || budget-b.bytes < slack || time.Since(b.started) >= s.cfg.FlushInterval) {
-			s.flush(ctx, b)
-			continue
-		}
-		wait := min(idleFetchWait, s.cfg.FlushInterval)
-		if len(b.msgs) > 0 {
-			wait = min(idleFetchWait, s.cfg.FlushInterval-time.Since(b.started))
-		}
-		fetched := time.Now()
-		mb, err := cons.Fetch(s.cfg.BatchSize-len(b.msgs),
-			jetstream.FetchMaxWait(max(wait, minFetchWait)), jetstream.FetchMaxBytes(budget-b.bytes))
-		if err == nil {
-			for msg := range mb.Messages() {
-				s.handle(ctx, b, msg, fetched)
-			}
-			err = mb.Error()
-		}
-		s.m.pending.Set(float64(len(b.msgs)))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			delay := bo.Next()
-			s.log.Warn("fetching pairs failed; retrying", "in", delay, "err", err)
-			retry.Sleep(ctx, delay)
-			continue
-		}
-		bo.Reset()
-	}
+	wait := min(idleFetchWait, s.cfg.FlushInterval)
 	if len(b.msgs) > 0 {
-		s.drain(ctx, b)
+		wait = min(idleFetchWait, s.cfg.FlushInterval-time.Since(b.started))
 	}
+	s.fetched = time.Now()
+	return stage.Pull{Max: s.cfg.BatchSize - len(b.msgs), MaxBytes: s.budget - b.bytes, Wait: max(wait, minFetchWait)}
+}
+
+// Flush inserts the batch (see flush). On shutdown the stage calls it
+// under COMPARATOR_SHUTDOWN_TIMEOUT; pairs it could not store are handed
+// back by the stage for immediate redelivery.
+func (s *Service) Flush(ctx context.Context) {
+	if len(s.b.msgs) > 0 {
+		s.flush(ctx, s.b)
+	}
+}
+
+// Handle adds one pair to the batch, or dead-letters it. The pair is
+// compared under its launch's current rules, and when it is the first of
+// its diff class to fall in a free example slot, its redacted example is
+// added to the batch too. Every pair of the batch is acked by the flush
+// that stores it.
+func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
+	s.handle(ctx, s.b, msg, s.fetched)
 }
 
 // handle adds one message to the batch, or dead-letters it. The pair is
 // compared under its launch's current rules, and when it is the first of
 // its diff class to fall in a free example slot, its redacted example is
 // added to the batch too.
-func (s *Service) handle(ctx context.Context, b *batch, msg jetstream.Msg, fetched time.Time) {
-	s.m.received.add(1)
+func (s *Service) handle(ctx context.Context, b *batch, msg *stage.Msg, fetched time.Time) {
 	pair, err := envelope.DecodePair(msg.Data())
 	var row analytics.Row
 	var rules *compare.Ruleset
@@ -136,14 +121,14 @@ func (s *Service) handle(ctx context.Context, b *batch, msg jetstream.Msg, fetch
 		row.RulesRevision = rev
 	}
 	if err != nil {
-		s.deadLetter(ctx, msg, err)
+		msg.DeadLetter(ctx, reasonMalformed, err)
 		return
 	}
 	b.take(msg, fetched)
 	if _, dup := b.ids[row.EnvelopeID]; dup {
 		// Published twice outside the duplicate window, or redelivered:
 		// one row, both messages acked with the batch.
-		s.m.duplicates.add(1)
+		s.m.duplicates.Inc()
 		return
 	}
 	b.ids[row.EnvelopeID] = struct{}{}
@@ -154,28 +139,6 @@ func (s *Service) handle(ctx context.Context, b *batch, msg jetstream.Msg, fetch
 			b.examples = append(b.examples, BuildExample(pair, &row, rules))
 			b.claims = append(b.claims, c)
 		}
-	}
-}
-
-// deadLetter moves a malformed message to the dead-letter stream and acks
-// it; if the dead-letter publish fails the message is left for redelivery.
-func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, cause error) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	log := s.log.With("subject", msg.Subject(), "reason", cause)
-	if err := stream.DeadLetter(dctx, s.js, Stage, msg.Subject(), msg.Data(), cause); err != nil {
-		log.Error("cannot dead-letter a malformed pair; it will be redelivered", "err", err)
-		if err := msg.NakWithDelay(s.cfg.RetryMax); err != nil {
-			log.Warn("nak failed; the pair is redelivered after the ack deadline", "err", err)
-		}
-		return
-	}
-	s.m.deadLettered.add(1)
-	log.Warn("dead-lettered a malformed pair")
-	// Waiting for the ack's confirmation keeps a malformed message from
-	// being dead-lettered twice in the common case.
-	if err := msg.DoubleAck(dctx); err != nil {
-		log.Warn("ack of a dead-lettered pair failed; it may be dead-lettered again", "err", err)
 	}
 }
 
@@ -199,7 +162,7 @@ func (s *Service) flush(ctx context.Context, b *batch) bool {
 			s.writeExamples(ctx, examples, claims)
 			return true
 		}
-		s.m.insertFailures.add(1)
+		s.m.insertFailures.Inc()
 		if ctx.Err() != nil {
 			return false
 		}
@@ -222,7 +185,7 @@ func (s *Service) flush(ctx context.Context, b *batch) bool {
 func (s *Service) committed(b *batch, took time.Duration) {
 	failed := 0
 	for _, msg := range b.msgs {
-		if err := msg.Ack(); err != nil {
+		if err := msg.AckNoWait(); err != nil {
 			failed++
 		}
 	}
@@ -245,11 +208,11 @@ func (s *Service) committed(b *batch, took time.Duration) {
 			}
 		}
 	}
-	s.m.inserted.add(len(b.rows))
-	s.m.batches.add(1)
-	s.m.mismatches.add(mismatches)
-	s.m.withSecondary.add(withSecondary)
-	s.m.noisyDiffs.add(noisy)
+	s.m.inserted.Add(float64(len(b.rows)))
+	s.m.batches.Inc()
+	s.m.mismatches.Add(float64(mismatches))
+	s.m.withSecondary.Add(float64(withSecondary))
+	s.m.noisyDiffs.Add(float64(noisy))
 	s.m.insertDuration.Observe(took.Seconds())
 	s.m.batchLatency.Observe(time.Since(b.started).Seconds())
 	s.log.Debug("batch stored", "rows", len(b.rows), "messages", len(b.msgs), "took", took)
@@ -269,14 +232,14 @@ func (s *Service) writeExamples(ctx context.Context, examples []analytics.Exampl
 	err := analytics.InsertExamples(ictx, s.ch.Load(), s.cfg.ClickHouseDatabase, examples)
 	cancel()
 	if err != nil {
-		s.m.exampleFailures.add(1)
+		s.m.exampleFailures.Inc()
 		for _, c := range claims {
 			s.slots.release(c.key, c.slot)
 		}
 		s.log.Warn("writing example pairs failed; their slots stay free for later pairs", "examples", len(examples), "err", err)
 		return
 	}
-	s.m.examples.add(len(examples))
+	s.m.examples.Add(float64(len(examples)))
 }
 
 // pause waits d, keeping the batch alive meanwhile; false if ctx ended.
@@ -312,18 +275,4 @@ func (s *Service) keepAlive(b *batch) {
 		s.log.Warn("could not extend the ack deadline of held pairs", "failed", failed, "held", len(b.msgs))
 	}
 	b.touched = time.Now()
-}
-
-// drain stores the last batch at shutdown, for at most ShutdownTimeout; if
-// that fails it hands the pairs back for immediate redelivery.
-func (s *Service) drain(ctx context.Context, b *batch) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if s.flush(fctx, b) {
-		return
-	}
-	s.log.Warn("could not store the last batch before shutdown; its pairs will be redelivered", "rows", len(b.rows))
-	for _, msg := range b.msgs {
-		_ = msg.Nak()
-	}
 }

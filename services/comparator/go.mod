@@ -7,7 +7,6 @@ require (
 	github.com/darklaunch/darklaunch/pkg v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
-	github.com/sourcegraph/conc v0.3.0
 )
 
 require (

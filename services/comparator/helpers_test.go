@@ -45,9 +45,12 @@ func newHarness(t *testing.T, chAddr string) *harness {
 }
 
 // config is a fast-flushing configuration pointing at the harness.
-func (h *harness) config() Config {
+func (h *harness) config() Config { return h.configFor(h.ns.URL()) }
+
+// configFor is config against another NATS server.
+func (h *harness) configFor(natsURL string) Config {
 	cfg := DefaultConfig()
-	cfg.NATSURL = h.ns.URL()
+	cfg.NATSURL = natsURL
 	cfg.ClickHouseAddr = h.addr
 	cfg.ClickHouseDatabase = h.db
 	cfg.AdminAddr = "127.0.0.1:0"

@@ -1,12 +1,13 @@
 package comparator
 
 import (
-	"sync/atomic"
-
+	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Stats are the comparator's counters since New.
+// Stats are the comparator's counters since New, read from the collectors
+// /metrics serves.
 type Stats struct {
 	// Received counts pair messages taken from the stream, malformed
 	// ones and redeliveries included.
@@ -35,20 +36,11 @@ type Stats struct {
 	ExampleFailures uint64
 }
 
-// counter is a Prometheus counter that tests can also read.
-type counter struct {
-	n atomic.Uint64
-	c prometheus.Counter
-}
-
-func (c *counter) add(n int) {
-	c.n.Add(uint64(n))
-	c.c.Add(float64(n))
-}
-
+// metrics are the comparator's own collectors; deliveries, acks and dead
+// letters are the stage runtime's.
 type metrics struct {
-	received, inserted, batches, insertFailures, deadLettered, mismatches, duplicates counter
-	withSecondary, noisyDiffs, examples, exampleFailures                              counter
+	inserted, batches, insertFailures, mismatches, duplicates prometheus.Counter
+	withSecondary, noisyDiffs, examples, exampleFailures      prometheus.Counter
 
 	pending        prometheus.Gauge
 	batchLatency   prometheus.Histogram
@@ -56,50 +48,38 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{}
-	for _, c := range []struct {
-		c          *counter
-		name, help string
-	}{
-		{&m.received, "pairs_received_total", "Pair messages taken from the stream, malformed ones and redeliveries included."},
-		{&m.inserted, "rows_inserted_total", "Comparison rows written to ClickHouse."},
-		{&m.batches, "batches_total", "Batches inserted into ClickHouse."},
-		{&m.insertFailures, "insert_failures_total", "Failed ClickHouse insert attempts; the batch is kept and retried."},
-		{&m.deadLettered, "dead_lettered_total", "Malformed pair messages moved to the dead-letter stream."},
-		{&m.mismatches, "mismatches_total", "Inserted rows whose shadow response did not match the primary's (shadow failures included)."},
-		{&m.duplicates, "duplicates_total", "Messages whose envelope id was already in the batch being built."},
-		{&m.withSecondary, "pairs_with_secondary_total", "Inserted rows whose secondary answered, so noise cancellation applied."},
-		{&m.noisyDiffs, "noisy_diffs_total", "Diffs of inserted rows marked as noise: the secondary differed from the primary there too."},
-		{&m.examples, "examples_written_total", "Redacted example pairs written to the examples table."},
-		{&m.exampleFailures, "example_failures_total", "Example inserts that failed (best-effort: the batch's rows are stored and acked anyway)."},
-	} {
-		c.c.c = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: c.name, Help: c.help})
-		reg.MustRegister(c.c.c)
+	d := admin.Metrics{Reg: reg, Prefix: "darklaunch_comparator_"}
+	return &metrics{
+		inserted:        d.Counter("rows_inserted_total", "Comparison rows written to ClickHouse."),
+		batches:         d.Counter("batches_total", "Batches inserted into ClickHouse."),
+		insertFailures:  d.Counter("insert_failures_total", "Failed ClickHouse insert attempts; the batch is kept and retried."),
+		mismatches:      d.Counter("mismatches_total", "Inserted rows whose shadow response did not match the primary's (shadow failures included)."),
+		duplicates:      d.Counter("duplicates_total", "Messages whose envelope id was already in the batch being built."),
+		withSecondary:   d.Counter("pairs_with_secondary_total", "Inserted rows whose secondary answered, so noise cancellation applied."),
+		noisyDiffs:      d.Counter("noisy_diffs_total", "Diffs of inserted rows marked as noise: the secondary differed from the primary there too."),
+		examples:        d.Counter("examples_written_total", "Redacted example pairs written to the examples table."),
+		exampleFailures: d.Counter("example_failures_total", "Example inserts that failed (best-effort: the batch's rows are stored and acked anyway)."),
+		pending:         d.Gauge("batch_pending_pairs", "Pairs in the batch being built or inserted, not yet acknowledged."),
+		batchLatency: d.Histogram("batch_latency_seconds",
+			"From the first pair of a batch being fetched to the batch being inserted and acknowledged.",
+			[]float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}),
+		insertDuration: d.Histogram("insert_duration_seconds", "Duration of successful ClickHouse inserts.",
+			prometheus.ExponentialBuckets(0.001, 2.5, 12)),
 	}
-	m.pending = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: "batch_pending_pairs",
-		Help: "Pairs in the batch being built or inserted, not yet acknowledged."})
-	m.batchLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: "batch_latency_seconds",
-		Help:    "From the first pair of a batch being fetched to the batch being inserted and acknowledged.",
-		Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}})
-	m.insertDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "darklaunch", Subsystem: "comparator", Name: "insert_duration_seconds",
-		Help:    "Duration of successful ClickHouse inserts.",
-		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)})
-	reg.MustRegister(m.pending, m.batchLatency, m.insertDuration)
-	return m
 }
 
-func (m *metrics) snapshot() Stats {
+func (m *metrics) snapshot(st stage.Stats) Stats {
 	return Stats{
-		Received:        m.received.n.Load(),
-		Inserted:        m.inserted.n.Load(),
-		Batches:         m.batches.n.Load(),
-		InsertFailures:  m.insertFailures.n.Load(),
-		DeadLettered:    m.deadLettered.n.Load(),
-		Mismatches:      m.mismatches.n.Load(),
-		Duplicates:      m.duplicates.n.Load(),
-		WithSecondary:   m.withSecondary.n.Load(),
-		NoisyDiffs:      m.noisyDiffs.n.Load(),
-		Examples:        m.examples.n.Load(),
-		ExampleFailures: m.exampleFailures.n.Load(),
+		Received:        uint64(st.Received),
+		Inserted:        admin.Uint(m.inserted),
+		Batches:         admin.Uint(m.batches),
+		InsertFailures:  admin.Uint(m.insertFailures),
+		DeadLettered:    uint64(st.DeadLetteredTotal()),
+		Mismatches:      admin.Uint(m.mismatches),
+		Duplicates:      admin.Uint(m.duplicates),
+		WithSecondary:   admin.Uint(m.withSecondary),
+		NoisyDiffs:      admin.Uint(m.noisyDiffs),
+		Examples:        admin.Uint(m.examples),
+		ExampleFailures: admin.Uint(m.exampleFailures),
 	}
 }

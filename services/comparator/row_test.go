@@ -267,8 +267,8 @@ func TestConfigNormalize(t *testing.T) {
 	} {
 		c := DefaultConfig()
 		mut(&c)
-		if err := c.normalize(); !errors.Is(err, ErrConfig) {
-			t.Errorf("normalize(%+v) = %v, want ErrConfig", c, err)
+		if err := c.Validate(); !errors.Is(err, ErrConfig) {
+			t.Errorf("Validate(%+v) = %v, want ErrConfig", c, err)
 		}
 	}
 }

@@ -16,20 +16,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/retry"
+	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/sourcegraph/conc"
 )
 
 // Stage is this service's name in dead-letter subjects.
@@ -38,44 +35,40 @@ const Stage = "comparator"
 const (
 	// setupTimeout bounds one start-up attempt (connect, migrate, create).
 	setupTimeout = 15 * time.Second
-	// publishTimeout bounds a dead-letter publish and its ack.
-	publishTimeout = 5 * time.Second
 	// minBackoff is the first retry delay.
 	minBackoff = 100 * time.Millisecond
+	// reasonMalformed labels every dead letter of the comparator: a
+	// message that is not a pair it can compare.
+	reasonMalformed = "malformed"
 )
 
-var (
-	// ErrNotConnected is reported by the health checks before the
-	// connections exist or while NATS is disconnected.
-	ErrNotConnected = errors.New("not connected")
-	errRunTwice     = errors.New("comparator: Run called twice")
-)
+// ErrNotConnected is reported by the ClickHouse health check before the
+// connection exists.
+var ErrNotConnected = errors.New("not connected")
 
-// Service is one comparator process.
+// Service is one comparator process: the batching handler its stage runs.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	admin *admin.Server
-	m     *metrics
-	cmp   compare.Comparer
+	cfg Config
+	log *slog.Logger
+	st  *stage.Stage
+	m   *metrics
+	cmp compare.Comparer
 
-	nc atomic.Pointer[nats.Conn]
 	ch atomic.Pointer[chConn]
-	js jetstream.JetStream
 
-	// rules and slots belong to the consume loop.
-	rules *rulesCache
-	slots *exampleSlots
-
-	ready     chan struct{}
-	readyOnce sync.Once
-	ran       atomic.Bool
+	// rules, slots, the batch and the byte budget belong to the stage's
+	// fetching goroutine (Handle, Next, Flush).
+	rules         *rulesCache
+	slots         *exampleSlots
+	b             *batch
+	budget, slack int
+	fetched       time.Time
 }
 
 // chConn boxes the ClickHouse connection (an interface) for atomic.Pointer.
 type chConn struct{ driver.Conn }
 
-// New validates cfg, starts the admin server on cfg.AdminAddr and returns a
+// New validates cfg, binds the admin server on cfg.AdminAddr and returns a
 // service ready to Run. It does not touch NATS or ClickHouse.
 func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err := cfg.normalize(); err != nil {
@@ -84,40 +77,37 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: log, ready: make(chan struct{}),
+	s := &Service{cfg: cfg, log: log,
 		cmp:   compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
-		slots: newExampleSlots(maxTrackedClasses)}
-	s.admin = admin.New(log)
-	s.m = newMetrics(s.admin.Registry)
-	s.admin.AddCheck("nats", s.checkNATS)
-	s.admin.AddCheck("clickhouse", s.checkClickHouse)
-	if err := s.admin.Start(cfg.AdminAddr); err != nil {
-		return nil, fmt.Errorf("admin server on %s: %w", cfg.AdminAddr, err)
+		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize)}
+	st, err := stage.New(stage.Config{
+		Name: Stage, NATSURL: cfg.NATSURL, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
+		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
+		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout,
+		Backoff: s.backoff(), SetupTimeout: setupTimeout,
+	}, s, log)
+	if err != nil {
+		return nil, err
 	}
+	s.st = st
+	s.m = newMetrics(st.Admin().Registry)
+	st.Admin().AddCheck("clickhouse", s.checkClickHouse)
 	return s, nil
 }
 
 // AdminAddr is the address /healthz and /metrics are served on.
-func (s *Service) AdminAddr() string { return s.admin.Addr() }
+func (s *Service) AdminAddr() string { return s.st.AdminAddr() }
 
 // Stats returns the counters since New.
-func (s *Service) Stats() Stats { return s.m.snapshot() }
+func (s *Service) Stats() Stats { return s.m.snapshot(s.st.Stats()) }
+
+// Stage is the runtime the comparator runs in.
+func (s *Service) Stage() *stage.Stage { return s.st }
 
 // Ready is closed once the comparator is connected to NATS and ClickHouse,
 // the schema is applied, the launches are loaded, the consumer exists and
 // pairs are being pulled.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
-
-func (s *Service) checkNATS(context.Context) error {
-	nc := s.nc.Load()
-	if nc == nil {
-		return fmt.Errorf("NATS: %w", ErrNotConnected)
-	}
-	if st := nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("NATS: %w: connection is %s", ErrNotConnected, st)
-	}
-	return nil
-}
+func (s *Service) Ready() <-chan struct{} { return s.st.Ready() }
 
 func (s *Service) checkClickHouse(ctx context.Context) error {
 	ch := s.ch.Load()
@@ -132,60 +122,42 @@ func (s *Service) checkClickHouse(ctx context.Context) error {
 // acknowledges it, and closes everything. It returns nil after a clean
 // shutdown; NATS and ClickHouse being down is retried, not an error.
 func (s *Service) Run(ctx context.Context) error {
-	if !s.ran.CompareAndSwap(false, true) {
-		return errRunTwice
-	}
-	defer s.shutdownAdmin()
-
-	nc, err := stream.Connect(s.cfg.NATSURL, "comparator", s.log)
-	if err != nil {
-		// With retry-on-failed-connect this only fails on a bad URL or
-		// option, which no retry fixes.
-		return err
-	}
-	s.nc.Store(nc)
-	defer stream.Close(nc, publishTimeout, s.log)
-	if s.js, err = jetstream.New(nc); err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	kv, ok := retry.Get(ctx, s.log, "create streams and launches bucket", s.backoff(), setupTimeout,
-		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, s.js) })
-	if !ok {
-		return nil
-	}
-	watcher := launch.NewWatcher(kv, nc, s.log)
-	s.rules = newRulesCache(kvSource{w: watcher, s: launch.NewStore(kv)}, s.log)
-	var wg conc.WaitGroup
-	defer wg.Wait() // before the NATS connection closes
-	wg.Go(func() {
-		// Restarts its KV watch by itself; the last snapshot stays in
-		// force meanwhile.
-		_ = watcher.Run(ctx)
-	})
-	if !s.retry(ctx, "connect to ClickHouse and apply the schema", s.openClickHouse) {
-		return nil
-	}
 	defer func() {
 		if ch := s.ch.Load(); ch != nil {
 			_ = ch.Close()
 		}
 	}()
-	cons, ok := s.setupConsumer(ctx)
+	return s.st.Run(ctx)
+}
+
+// Start opens and watches the launches bucket (the compare rules),
+// connects to ClickHouse and applies the schema, and waits for the
+// launches to load: pairs compared before would each cost a KV read
+// instead of a map lookup.
+func (s *Service) Start(ctx context.Context) error {
+	js := s.st.JetStream()
+	kv, ok := stage.Get(ctx, s.st, "create streams and launches bucket",
+		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, js) })
 	if !ok {
-		return nil
+		return ctx.Err()
 	}
-	// Pairs compared before the launches are loaded would each cost a KV
-	// read instead of a map lookup.
+	watcher := launch.NewWatcher(kv, s.st.Conn(), s.log)
+	s.rules = newRulesCache(kvSource{w: watcher, s: launch.NewStore(kv)}, s.log)
+	// Restarts its KV watch by itself; the last snapshot stays in force
+	// meanwhile.
+	s.st.Go(func() { _ = watcher.Run(ctx) })
+	if !s.st.Retry(ctx, "connect to ClickHouse and apply the schema", s.openClickHouse) {
+		return ctx.Err()
+	}
 	select {
 	case <-watcher.Ready():
 	case <-ctx.Done():
-		return nil
+		return ctx.Err()
 	}
-	s.log.Info("comparator started", "batch_size", s.cfg.BatchSize, "flush_interval", s.cfg.FlushInterval,
-		"max_ack_pending", s.cfg.MaxAckPending, "ack_wait", s.cfg.ackWait(), "admin", s.AdminAddr())
-	s.readyOnce.Do(func() { close(s.ready) })
-	s.consume(ctx, cons)
-	s.log.Info("comparator stopped", "stats", s.Stats())
+	// A message can be as large as the server's max payload; the byte
+	// budget always leaves room for one, or the pull would never return it.
+	s.slack = msgOverhead + int(s.st.Conn().MaxPayload())
+	s.budget = max(s.cfg.BatchBytes, 2*s.slack)
 	return nil
 }
 
@@ -204,39 +176,15 @@ func (s *Service) openClickHouse(ctx context.Context) error {
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       stream.ComparatorConsumer,
-		Description:   "comparator: compares pairs and stores them in ClickHouse (shared by every comparator process)",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.ackWait(),
-		MaxAckPending: s.cfg.MaxAckPending,
-		// Every pair is retried until it is stored: the only failure that
-		// repeats is ClickHouse being unavailable, which must not drop rows.
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-}
-
-func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) {
-	return retry.Get(ctx, s.log, "create consumer "+stream.ComparatorConsumer, s.backoff(), setupTimeout,
-		func(ctx context.Context) (jetstream.Consumer, error) {
-			return stream.EnsureConsumer(ctx, s.js, stream.PairsStream, s.consumerConfig())
-		})
-}
-
-func (s *Service) shutdownAdmin() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.admin.Shutdown(ctx)
+	// Every pair is retried until it is stored (MaxDeliver -1): the only
+	// failure that repeats is ClickHouse being unavailable, which must not
+	// drop rows.
+	return stage.Consumer(stream.ComparatorConsumer,
+		"comparator: compares pairs and stores them in ClickHouse (shared by every comparator process)",
+		s.cfg.ackWait(), s.cfg.MaxAckPending, -1)
 }
 
 // backoff spaces every retry of this service: start-up, fetches, inserts.
 func (s *Service) backoff() retry.Backoff {
 	return retry.Backoff{Min: minBackoff, Max: s.cfg.RetryMax}
-}
-
-// retry runs a start-up step until it succeeds or ctx is done; it reports
-// whether it succeeded.
-func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
-	return retry.Until(ctx, s.log, what, s.backoff(), setupTimeout, f)
 }

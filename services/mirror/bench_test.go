@@ -326,7 +326,7 @@ func BenchmarkSampleDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { s.ln.Close(); s.adminLn.Close() })
+	b.Cleanup(func() { s.ln.Close(); s.admin.Close() })
 	ids := 0
 	mk := func(percent float64, sticky string, include, exclude []string) *launch.Launch {
 		ids++
@@ -365,7 +365,7 @@ func BenchmarkSampleDecision(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				s.currentRoutes().decide(req, &s.stats)
+				s.currentRoutes().decide(req, s.stats)
 			}
 		})
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
-	"github.com/darklaunch/darklaunch/pkg/envelope"
-	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
 // Config is the mirror's settings, read from the environment by
@@ -52,30 +50,12 @@ type Config struct {
 // ErrConfig wraps every settings error New reports.
 var ErrConfig = errors.New("invalid mirror settings")
 
-// withDefaults returns c with zero fields set to the documented defaults,
-// so a Config built in Go behaves like one read from an empty environment.
+// withDefaults returns c with its zero fields at their default tags
+// (config.Defaults: the one place a default is written), so a Config built
+// in Go behaves like one read from an empty environment, and an empty
+// TapID derived from the host: hostname-pid.
 func (c Config) withDefaults() Config {
-	setStr := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	setInt := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setDur := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setStr(&c.Addr, ":8080")
-	setStr(&c.AdminAddr, ":8081")
-	setStr(&c.Service, launch.DefaultService)
-	setStr(&c.NATSURL, "nats://127.0.0.1:4222")
-	setStr(&c.LogLevel, "info")
-	setStr(&c.LogFormat, "text")
+	_ = config.Defaults(&c) // the tags parse: TestEnvironmentDefaultsMatchGoDefaults
 	if c.TapID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
@@ -83,28 +63,19 @@ func (c Config) withDefaults() Config {
 		}
 		c.TapID = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	setInt(&c.BodyLimit, envelope.DefaultBodyLimit)
-	setInt(&c.QueueSize, 10000)
-	if c.QueueMaxBytes == 0 {
-		c.QueueMaxBytes = 256 << 20
-	}
-	setInt(&c.Publishers, 2)
-	setInt(&c.MaxPending, 1024)
-	setInt(&c.MaxIdleConnsPerHost, 256)
-	setDur(&c.AckTimeout, 10*time.Second)
-	setDur(&c.DrainTimeout, 5*time.Second)
-	setDur(&c.DialTimeout, 5*time.Second)
-	setDur(&c.IdleConnTimeout, 90*time.Second)
-	setDur(&c.ReadHeaderTimeout, 10*time.Second)
-	setDur(&c.ClientIdleTimeout, 120*time.Second)
-	setDur(&c.ShutdownTimeout, 15*time.Second)
-	setDur(&c.LiveReportInterval, 2*time.Second)
 	return c
 }
 
-// validate checks the settings that would make the tap misbehave, and
-// returns the parsed primary URL.
-func (c Config) validate() (*url.URL, error) {
+// Validate checks the settings that would make the tap misbehave;
+// config.Load calls it on the environment's settings, New on a Config
+// built in Go.
+func (c *Config) Validate() error {
+	_, err := c.primary()
+	return err
+}
+
+// primary validates the settings and returns the parsed primary URL.
+func (c *Config) primary() (*url.URL, error) {
 	if c.PrimaryURL == "" {
 		return nil, fmt.Errorf("%w: MIRROR_PRIMARY_URL is required", ErrConfig)
 	}

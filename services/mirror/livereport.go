@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/live"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 )
 
 // liveReportTimeout bounds one live report (opening the bucket included).
@@ -24,16 +25,7 @@ const finalLiveReportTimeout = 2 * time.Second
 // itself, once the requests in flight have finished, so that the final
 // counts are complete and no report of this loop can overwrite them.
 func (s *Service) liveReportLoop(ctx context.Context, js jetstream.JetStream) {
-	t := time.NewTicker(s.cfg.LiveReportInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.reportLive(ctx, js)
-	}
+	retry.Every(ctx, s.cfg.LiveReportInterval, func() { s.reportLive(ctx, js) })
 }
 
 // reportLive writes one snapshot of the live launch this tap routes (if
@@ -65,7 +57,7 @@ func (s *Service) reportLive(ctx context.Context, js jetstream.JetStream) {
 		s.liveReportFailed(ctx, lr.l.ID, err)
 		return
 	}
-	s.stats.liveReports.Add(1)
+	s.stats.liveReports.Inc()
 }
 
 func (s *Service) liveReportFailed(ctx context.Context, launchID string, err error) {
@@ -73,7 +65,7 @@ func (s *Service) liveReportFailed(ctx context.Context, launchID string, err err
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return
 	}
-	s.stats.liveReportErrors.Add(1)
+	s.stats.liveReportErrors.Inc()
 	s.logThrottled(&s.lastLiveReportErrLog, slog.LevelWarn, "live report not written; the promotion gates see this tap's counters late",
 		"launch", launchID, "err", err)
 }

@@ -61,9 +61,9 @@ type Service struct {
 	pool          *bufferPool
 	errLog        *log.Logger
 
-	ln, adminLn   net.Listener
-	srv, adminSrv *http.Server
-	admin         *admin.Server
+	ln    net.Listener
+	srv   *http.Server
+	admin *admin.Server
 
 	queue      chan *envelope.Envelope
 	queueBytes atomic.Int64
@@ -90,8 +90,7 @@ type Service struct {
 	// publishHook, when set (tests), runs before each publish.
 	publishHook func(*envelope.Envelope)
 
-	stats   counters
-	latency prometheus.Histogram
+	stats *metrics
 
 	// liveKV is the live report bucket, owned by whoever reports (see
 	// reportLive); nil until opened and after a failed report.
@@ -105,7 +104,7 @@ type Service struct {
 // service; nothing is served and NATS is not contacted until Run.
 func New(cfg Config, log *slog.Logger) (*Service, error) {
 	cfg = cfg.withDefaults()
-	target, err := cfg.validate()
+	target, err := cfg.primary()
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +152,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("mirror: listen on MIRROR_ADDR %s: %w", cfg.Addr, err)
 	}
-	if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+	if err = s.admin.Listen(cfg.AdminAddr); err != nil {
 		s.ln.Close()
 		return nil, fmt.Errorf("mirror: listen on MIRROR_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
 	}
@@ -165,15 +164,12 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		// OPTIONS * belongs to the primary, not to the tap.
 		DisableGeneralOptionsHandler: true,
 	}
-	adminMux := http.NewServeMux()
-	adminMux.Handle("/", s.admin.Handler())
 	// /livez says the proxy is up, whatever NATS does: a load balancer
 	// should route on it, since the tap serves traffic without NATS.
-	adminMux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+	s.admin.Handle("GET /livez", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-	})
-	s.adminSrv = &http.Server{Handler: adminMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+	}))
 	return s, nil
 }
 
@@ -181,7 +177,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 func (s *Service) Addr() string { return s.ln.Addr().String() }
 
 // AdminAddr is the address serving /healthz, /livez and /metrics.
-func (s *Service) AdminAddr() string { return s.adminLn.Addr().String() }
+func (s *Service) AdminAddr() string { return s.admin.Addr() }
 
 // Handler returns the proxy handler (the Service itself), for embedding the
 // tap in another server.
@@ -211,7 +207,15 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	serve("proxy", s.srv, s.ln)
-	serve("admin", s.adminSrv, s.adminLn)
+	// The admin server answers until the drain is over.
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	servers.Go(func() {
+		if err := s.admin.Serve(adminCtx); err != nil {
+			s.log.Error("server stopped", "server", "admin", "err", err)
+			cancel(fmt.Errorf("mirror: %w", err))
+		}
+	})
 	s.log.Info("mirror serving", "addr", s.Addr(), "admin", s.AdminAddr(), "primary", s.target.String(),
 		"mirror_service", s.cfg.Service, "tap_id", s.cfg.TapID)
 
@@ -279,9 +283,7 @@ func (s *Service) Run(ctx context.Context) error {
 		nc.Close()
 	}
 
-	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = s.adminSrv.Shutdown(adminCtx)
-	cancelAdmin()
+	stopAdmin()
 	servers.Wait()
 	s.transport.CloseIdleConnections()
 

@@ -97,7 +97,7 @@ func newRewrite(target *url.URL, cfg Config) func(*httputil.ProxyRequest) {
 // errorHandler answers 502 when the primary cannot be reached, as
 // ReverseProxy's default does, but logs through slog and counts.
 func (s *Service) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	s.stats.proxyErrors.Add(1)
+	s.stats.proxyErrors.Inc()
 	if errors.Is(err, context.Canceled) {
 		// The client went away; nobody is waiting for the 502.
 		s.log.Debug("client gone before the primary answered", "method", r.Method, "path", r.URL.Path)

@@ -92,9 +92,9 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, env *envelope.E
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope does not fit in a NATS message", "err", err)
 		return
 	}
-	s.stats.pending.Add(1)
+	s.stats.pending.Inc()
 	if _, err := js.PublishAsync(stream.EnvelopeSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID)); err != nil {
-		s.stats.pending.Add(-1)
+		s.stats.pending.Dec()
 		s.drop(dropNATSError, 1)
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "cannot publish envelopes; dropping them", "err", err)
 	}
@@ -102,15 +102,15 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, env *envelope.E
 
 // onAck runs on the NATS ack goroutine: it must not block.
 func (s *Service) onAck(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
-	s.stats.pending.Add(-1)
-	s.stats.published.Add(1)
+	s.stats.pending.Dec()
+	s.stats.published.Inc()
 }
 
 // onPublishErr runs for every async publish that failed after it was sent:
 // an error ack, no stream, an ack timeout, a disconnect, or the cleanup at
 // shutdown.
 func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
-	s.stats.pending.Add(-1)
+	s.stats.pending.Dec()
 	reason := dropNATSError
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamPublisherClosed):

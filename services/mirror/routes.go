@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/launch"
@@ -72,14 +72,14 @@ func filterPath(r *http.Request) string { return path.Clean(r.URL.Path) }
 // sample decides which of the mirrored launches take this request (p is
 // its filterPath when rt.filters): bit i of the result is set when
 // rt.mirrored[i] does.
-func (rt *routes) sample(r *http.Request, p string, c *counters) uint64 {
+func (rt *routes) sample(r *http.Request, p string, c *metrics) uint64 {
 	var mask uint64
 	for i := range rt.mirrored {
 		m := &rt.mirrored[i]
 		if !m.l.AllowsMethod(r.Method) || (m.filters && !m.l.PathAllowed(p)) {
 			continue
 		}
-		if draw(&m.sticky, m.l.ID, r, m.l.SamplePercent, &c.stickyMissing[useSample]) {
+		if draw(&m.sticky, m.l.ID, r, m.l.SamplePercent, c.stickyMissing[useSample]) {
 			mask |= 1 << i
 		}
 	}
@@ -94,19 +94,19 @@ func (lr *liveRoute) eligible(p string) bool {
 }
 
 // toNew decides whether an eligible request goes to the new version.
-func (lr *liveRoute) toNew(r *http.Request, c *counters) bool {
-	return draw(&lr.sticky, lr.l.ID, r, lr.l.LivePercent, &c.stickyMissing[useLive])
+func (lr *liveRoute) toNew(r *http.Request, c *metrics) bool {
+	return draw(&lr.sticky, lr.l.ID, r, lr.l.LivePercent, c.stickyMissing[useLive])
 }
 
 // draw decides whether a request falls within percent: by its user's bucket
 // when the launch has a sticky key and the request carries it, at random
 // otherwise (counted in missing when the key is set but absent).
-func draw(k *stickyKey, launchID string, r *http.Request, percent float64, missing *atomic.Uint64) bool {
+func draw(k *stickyKey, launchID string, r *http.Request, percent float64, missing prometheus.Counter) bool {
 	if k.set {
 		if v, ok := k.value(r); ok {
 			return launch.InSample(launch.UserBucket(launchID, v), percent)
 		}
-		missing.Add(1)
+		missing.Inc()
 	}
 	// rand.Float64 is in [0,1): 100% always draws, 0% never does.
 	return rand.Float64()*100 < percent
@@ -314,35 +314,32 @@ func (b *routeBuilder) liveRoute(live []*launch.Launch) *liveRoute {
 	newArm, primaryArm := &step.arms[armNew], &step.arms[armPrimary]
 	return &liveRoute{
 		l: l, sticky: k, filters: hasFilters(l), stats: stats, step: step,
-		newProxy: &httputil.ReverseProxy{
-			Rewrite:    newRewrite(u, s.cfg),
-			Transport:  tr,
-			BufferPool: s.pool,
-			ErrorLog:   s.errLog,
-			ModifyResponse: func(res *http.Response) error {
-				newArm.status(res.StatusCode)
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				s.newVersionError(w, r, err, l.ID, newArm)
-			},
+		newProxy: s.armProxy(newRewrite(u, s.cfg), tr, newArm, func(w http.ResponseWriter, r *http.Request, err error) {
+			s.newVersionError(w, r, err, l.ID, newArm)
+		}),
+		primaryProxy: s.armProxy(s.rewrite, s.transport, primaryArm, func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				primaryArm.classes[classError].Add(1)
+			}
+			s.errorHandler(w, r, err)
+		}),
+	}
+}
+
+// armProxy is a live route's proxy to one version: it counts every status
+// the version answers in its arm, and hands failures to onErr.
+func (s *Service) armProxy(rewrite func(*httputil.ProxyRequest), tr http.RoundTripper, arm *versionStats,
+	onErr func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:    rewrite,
+		Transport:  tr,
+		BufferPool: s.pool,
+		ErrorLog:   s.errLog,
+		ModifyResponse: func(res *http.Response) error {
+			arm.status(res.StatusCode)
+			return nil
 		},
-		primaryProxy: &httputil.ReverseProxy{
-			Rewrite:    s.rewrite,
-			Transport:  s.transport,
-			BufferPool: s.pool,
-			ErrorLog:   s.errLog,
-			ModifyResponse: func(res *http.Response) error {
-				primaryArm.status(res.StatusCode)
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				if !errors.Is(err, context.Canceled) {
-					primaryArm.classes[classError].Add(1)
-				}
-				s.errorHandler(w, r, err)
-			},
-		},
+		ErrorHandler: onErr,
 	}
 }
 

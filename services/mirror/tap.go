@@ -22,9 +22,9 @@ const maxLaunches = 64
 // ServeHTTP serves one request. The routing decision comes first and is
 // cheap (see decide); only a sampled request pays for capturing.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.proxied.Add(1)
+	s.stats.proxied.Inc()
 	rt := s.currentRoutes()
-	lr, toNew, mask := rt.decide(r, &s.stats)
+	lr, toNew, mask := rt.decide(r, s.stats)
 	switch {
 	case lr != nil:
 		s.serveLive(w, r, rt, lr, toNew, mask)
@@ -42,7 +42,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // atomic load (by the caller), then per launch a method and path check and
 // either a hash of the user's sticky key or a random number; it does not
 // allocate.
-func (rt *routes) decide(r *http.Request, c *counters) (lr *liveRoute, toNew bool, mask uint64) {
+func (rt *routes) decide(r *http.Request, c *metrics) (lr *liveRoute, toNew bool, mask uint64) {
 	var p string
 	if rt.filters {
 		p = filterPath(r)
@@ -129,7 +129,7 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		fallback.ServeHTTP(w, r)
 		return
 	}
-	s.stats.sampled.Add(uint64(bits.OnesCount64(mask)))
+	s.stats.sampled.Add(float64(bits.OnesCount64(mask)))
 	t := &tap{
 		s:        s,
 		launches: ls,
@@ -265,7 +265,7 @@ func (s *Service) finish(t *tap) {
 		BodyTruncated: t.resp.cap.Truncated(),
 		LatencyUS:     t.latency.Microseconds(),
 	}
-	s.latency.Observe(t.latency.Seconds())
+	s.stats.latency.Observe(t.latency.Seconds())
 	received := t.start.UTC()
 	for mask := t.mask; mask != 0; mask &= mask - 1 {
 		l := t.launches[bits.TrailingZeros64(mask)]

@@ -98,7 +98,7 @@ func TestNewBindsListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.ln.Close()
-	defer s.adminLn.Close()
+	defer s.admin.Close()
 	if strings.HasSuffix(s.Addr(), ":0") || strings.HasSuffix(s.AdminAddr(), ":0") || s.Addr() == s.AdminAddr() {
 		t.Errorf("Addr %s, AdminAddr %s", s.Addr(), s.AdminAddr())
 	}
@@ -184,11 +184,11 @@ func TestSamplingDecisionDoesNotAllocate(t *testing.T) {
 	waitMirrored(t, s, half.ID, all.ID)
 	sample := func(method string) ([]*launch.Launch, uint64) {
 		rt := s.routes.Load()
-		return rt.launches, rt.sample(httptest.NewRequest(method, "/x", nil), "/x", &s.stats)
+		return rt.launches, rt.sample(httptest.NewRequest(method, "/x", nil), "/x", s.stats)
 	}
 	for _, method := range []string{"GET", "POST", "DELETE"} {
 		r := httptest.NewRequest(method, "/x", nil)
-		if n := testing.AllocsPerRun(1000, func() { s.routes.Load().sample(r, "/x", &s.stats) }); n != 0 {
+		if n := testing.AllocsPerRun(1000, func() { s.routes.Load().sample(r, "/x", s.stats) }); n != 0 {
 			t.Errorf("sample(%s): %v allocations", method, n)
 		}
 	}

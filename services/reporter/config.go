@@ -6,6 +6,7 @@
 package reporter
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
@@ -29,6 +30,42 @@ type Config struct {
 	config.ClickHouse
 	config.Redis
 	config.Logging
+}
+
+// prepare gives the zero fields of a Config built in Go their default
+// tags, except CacheTTL and ControlInterval, whose zero means off; then it
+// validates, and derives an empty ID.
+func (c *Config) prepare() error {
+	off := *c
+	if err := config.Defaults(c); err != nil {
+		return err
+	}
+	c.CacheTTL, c.ControlInterval = off.CacheTTL, off.ControlInterval
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.ID == "" {
+		c.ID = defaultID()
+	}
+	return nil
+}
+
+// Validate rejects settings the reporter cannot work with; config.Load
+// calls it on the environment's settings, New on a Config built in Go.
+func (c *Config) Validate() error {
+	switch {
+	case c.QueryTimeout <= 0:
+		return fmt.Errorf("REPORTER_QUERY_TIMEOUT %s must be positive", c.QueryTimeout)
+	case !(c.NoiseMinRatio > 0 && c.NoiseMinRatio <= 1):
+		return fmt.Errorf("REPORTER_NOISE_MIN_RATIO %v must be over 0 and at most 1", c.NoiseMinRatio)
+	case c.ControlInterval < 0:
+		return fmt.Errorf("REPORTER_CONTROL_INTERVAL %s is negative", c.ControlInterval)
+	case c.ControlInterval > 0 && c.LeaseTTL < 2*c.ControlInterval:
+		return fmt.Errorf("REPORTER_LEASE_TTL %s must be at least twice REPORTER_CONTROL_INTERVAL %s, or a lease expires between two renewals", c.LeaseTTL, c.ControlInterval)
+	case c.CacheTTL < 0:
+		return fmt.Errorf("REPORTER_CACHE_TTL %s is negative", c.CacheTTL)
+	}
+	return nil
 }
 
 const (

@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,72 +24,34 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_http_requests_total",
-			Help: "API requests by route pattern, method and status code.",
-		}, []string{"route", "method", "code"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "darklaunch_reporter_http_request_duration_seconds",
-			Help:    "API request duration by route pattern.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
-		}, []string{"route"}),
-		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_reports_total",
-			Help: "Reports served, by cache result (hit: from Redis; miss: computed in ClickHouse, possibly shared with concurrent polls).",
-		}, []string{"cache"}),
-		reportQueries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_report_queries_total",
-			Help: "Report computations run in ClickHouse (concurrent polls of one launch share one).",
-		}),
-		reportQueryErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_report_query_errors_total",
-			Help: "Report computations that failed in ClickHouse.",
-		}),
-		reportQueryDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "darklaunch_reporter_report_query_duration_seconds",
-			Help:    "Duration of one report computation in ClickHouse.",
-			Buckets: prometheus.ExponentialBuckets(0.002, 2.5, 10),
-		}),
-		cacheErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_cache_errors_total",
-			Help: "Redis report cache failures by operation (get, set, decode); the report is then computed in ClickHouse.",
-		}, []string{"op"}),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_launch_changes_total",
-			Help: "Successful launch changes through the API by action (create, patch, pause, resume, promote, rollback).",
-		}, []string{"action"}),
-		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_verdicts_total",
-			Help: "Verdicts computed (API polls and controller ticks), by verdict (pass, fail, inconclusive).",
-		}, []string{"verdict"}),
-		verdictQueries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_verdict_queries_total",
-			Help: "Verdict window computations run in ClickHouse (cache hits and collapsed concurrent polls do not count).",
-		}),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_controller_decisions_total",
-			Help: "Controller decisions on the launches this reporter drives, by decision (stay, step_advanced, promoted, live_step, rolled_back, gate_failed, stale: a manual change came first).",
-		}, []string{"decision"}),
-		leases: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "darklaunch_reporter_controller_leases",
-			Help: "Launches this reporter holds the lease of (drives) now.",
-		}),
-		leaseErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_controller_lease_errors_total",
-			Help: "Lease operations on the NATS KV bucket darklaunch_leases that failed (not counting a lease held by another reporter).",
-		}),
-		auditWritten: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_audit_entries_total",
-			Help: "Audit entries written to ClickHouse.",
-		}),
-		auditFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "darklaunch_reporter_audit_failures_total",
-			Help: "Audit entries lost, by reason (insert: ClickHouse failed or is not connected; queue_full; shutdown). The launch change itself was made.",
-		}, []string{"reason"}),
+	d := admin.Metrics{Reg: reg, Prefix: "darklaunch_reporter_"}
+	return &metrics{
+		requests: d.CounterVec("http_requests_total", "API requests by route pattern, method and status code.",
+			"route", "method", "code"),
+		requestDuration: d.HistogramVec("http_request_duration_seconds", "API request duration by route pattern.",
+			prometheus.ExponentialBuckets(0.001, 2.5, 10), "route"),
+		reports: d.CounterVec("reports_total",
+			"Reports served, by cache result (hit: from Redis; miss: computed in ClickHouse, possibly shared with concurrent polls).", "cache"),
+		reportQueries: d.Counter("report_queries_total",
+			"Report computations run in ClickHouse (concurrent polls of one launch share one)."),
+		reportQueryErrors: d.Counter("report_query_errors_total", "Report computations that failed in ClickHouse."),
+		reportQueryDuration: d.Histogram("report_query_duration_seconds", "Duration of one report computation in ClickHouse.",
+			prometheus.ExponentialBuckets(0.002, 2.5, 10)),
+		cacheErrors: d.CounterVec("cache_errors_total",
+			"Redis report cache failures by operation (get, set, decode); the report is then computed in ClickHouse.", "op"),
+		actions: d.CounterVec("launch_changes_total",
+			"Successful launch changes through the API by action (create, patch, pause, resume, promote, rollback).", "action"),
+		verdicts: d.CounterVec("verdicts_total",
+			"Verdicts computed (API polls and controller ticks), by verdict (pass, fail, inconclusive).", "verdict"),
+		verdictQueries: d.Counter("verdict_queries_total",
+			"Verdict window computations run in ClickHouse (cache hits and collapsed concurrent polls do not count)."),
+		decisions: d.CounterVec("controller_decisions_total",
+			"Controller decisions on the launches this reporter drives, by decision (stay, step_advanced, promoted, live_step, rolled_back, gate_failed, stale: a manual change came first).", "decision"),
+		leases: d.Gauge("controller_leases", "Launches this reporter holds the lease of (drives) now."),
+		leaseErrors: d.Counter("controller_lease_errors_total",
+			"Lease operations on the NATS KV bucket darklaunch_leases that failed (not counting a lease held by another reporter)."),
+		auditWritten: d.Counter("audit_entries_total", "Audit entries written to ClickHouse."),
+		auditFailures: d.CounterVec("audit_failures_total",
+			"Audit entries lost, by reason (insert: ClickHouse failed or is not connected; queue_full; shutdown). The launch change itself was made.", "reason"),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.reports, m.reportQueries, m.reportQueryErrors,
-		m.reportQueryDuration, m.cacheErrors, m.actions, m.verdicts, m.verdictQueries, m.decisions, m.leases,
-		m.leaseErrors, m.auditWritten, m.auditFailures)
-	return m
 }

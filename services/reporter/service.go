@@ -38,7 +38,6 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	ln      net.Listener
-	adminLn net.Listener
 	admin   *admin.Server
 	handler http.Handler
 	metrics *metrics
@@ -76,32 +75,8 @@ type chConn struct{ driver.Conn }
 // New binds the API and admin listeners and prepares the service; it does
 // not contact NATS, ClickHouse or Redis (Run does, retrying).
 func New(cfg Config, log *slog.Logger) (*Service, error) {
-	if cfg.QueryTimeout <= 0 {
-		cfg.QueryTimeout = 10 * time.Second
-	}
-	if cfg.NoiseMinCount == 0 {
-		cfg.NoiseMinCount = 5
-	}
-	if cfg.NoiseMinRatio == 0 {
-		cfg.NoiseMinRatio = 0.5
-	}
-	if !(cfg.NoiseMinRatio > 0 && cfg.NoiseMinRatio <= 1) {
-		return nil, fmt.Errorf("REPORTER_NOISE_MIN_RATIO %v must be over 0 and at most 1", cfg.NoiseMinRatio)
-	}
-	if cfg.ControlInterval < 0 {
-		return nil, fmt.Errorf("REPORTER_CONTROL_INTERVAL %s is negative", cfg.ControlInterval)
-	}
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = 10 * time.Second
-	}
-	if cfg.ControlInterval > 0 && cfg.LeaseTTL < 2*cfg.ControlInterval {
-		return nil, fmt.Errorf("REPORTER_LEASE_TTL %s must be at least twice REPORTER_CONTROL_INTERVAL %s, or a lease expires between two renewals", cfg.LeaseTTL, cfg.ControlInterval)
-	}
-	if cfg.ID == "" {
-		cfg.ID = defaultID()
-	}
-	if cfg.CacheTTL < 0 {
-		return nil, fmt.Errorf("REPORTER_CACHE_TTL %s is negative", cfg.CacheTTL)
+	if err := cfg.prepare(); err != nil {
+		return nil, err
 	}
 	ropts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
@@ -129,8 +104,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on REPORTER_ADDR %s: %w", cfg.Addr, err)
 	}
-	s.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
+	if err = s.admin.Listen(cfg.AdminAddr); err != nil {
 		s.ln.Close()
 		return nil, fmt.Errorf("listen on REPORTER_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
 	}
@@ -147,7 +121,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 func (s *Service) Addr() string { return s.ln.Addr().String() }
 
 // AdminAddr is the metrics and health address.
-func (s *Service) AdminAddr() string { return s.adminLn.Addr().String() }
+func (s *Service) AdminAddr() string { return s.admin.Addr() }
 
 // Handler is the API and dashboard handler served on Addr.
 func (s *Service) Handler() http.Handler { return s.handler }
@@ -155,7 +129,7 @@ func (s *Service) Handler() http.Handler { return s.handler }
 // ReportQueries is how many report computations went to ClickHouse since
 // New (cache hits and collapsed concurrent polls do not count); the same
 // number is the metric darklaunch_reporter_report_queries_total.
-func (s *Service) ReportQueries() uint64 { return s.reportQueries.Load() }
+func (s *Service) ReportQueries() uint64 { return admin.Uint(s.metrics.reportQueries) }
 
 // Run serves until ctx is cancelled, connecting to NATS and ClickHouse in
 // the background with backoff, then shuts down gracefully: in-flight
@@ -166,7 +140,6 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel(nil)
 
 	api := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	adm := &http.Server{Handler: s.admin.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	var wg sync.WaitGroup
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -174,7 +147,16 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	wg.Go(func() { serve("api", api, s.ln) })
-	wg.Go(func() { serve("admin", adm, s.adminLn) })
+	// The admin server answers until the shutdown is over.
+	actx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	var adminWG sync.WaitGroup
+	adminWG.Go(func() {
+		if err := s.admin.Serve(actx); err != nil {
+			cancel(err)
+		}
+	})
+	defer adminWG.Wait()
+	defer stopAdmin()
 	wg.Go(func() { s.connectNATS(ctx) })
 	wg.Go(func() { s.connectClickHouse(ctx) })
 	if s.cfg.ControlInterval > 0 {
@@ -190,9 +172,6 @@ func (s *Service) Run(ctx context.Context) error {
 	defer scancel()
 	if err := api.Shutdown(sctx); err != nil {
 		s.log.Warn("api server shutdown", "err", err)
-	}
-	if err := adm.Shutdown(sctx); err != nil {
-		s.log.Warn("admin server shutdown", "err", err)
 	}
 	wg.Wait()
 	// Nothing records changes any more: write what is queued.

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -37,32 +38,22 @@ type Config struct {
 	MaxConnsPerHost     int           `envconfig:"RUNNER_MAX_CONNS_PER_HOST" default:"0" desc:"connections per shadow host, 0 for no limit beyond RUNNER_CONCURRENCY"`
 	IdleConnTimeout     time.Duration `envconfig:"RUNNER_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle shadow connection is kept"`
 	DialTimeout         time.Duration `envconfig:"RUNNER_DIAL_TIMEOUT" default:"5s" desc:"TCP connect timeout to a shadow (RUNNER_TIMEOUT still bounds the whole replay)"`
+
+	// ackWaitOverride lets tests use a short ack deadline (the conformance
+	// suite's redelivery after a crash).
+	ackWaitOverride time.Duration
 }
 
-// DefaultConfig returns the settings with their documented defaults, for
-// callers (tests, the end-to-end harness) that do not read the environment.
-func DefaultConfig() Config {
-	return Config{
-		NATS:                config.NATS{NATSURL: "nats://127.0.0.1:4222"},
-		Logging:             config.Logging{LogLevel: "info", LogFormat: "text"},
-		AdminAddr:           ":8082",
-		Concurrency:         64,
-		Timeout:             10 * time.Second,
-		BodyLimit:           1 << 20,
-		FetchBatch:          100,
-		MaxDeliver:          20,
-		HeartbeatInterval:   5 * time.Second,
-		HeartbeatTTL:        15 * time.Second,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		DialTimeout:         5 * time.Second,
-	}
-}
+// DefaultConfig returns the settings with their documented defaults (the
+// default tags), for callers that do not read the environment.
+func DefaultConfig() Config { return config.Default[Config]() }
 
-// normalize fills derived defaults and rejects settings the runner cannot
-// work with.
-func (c *Config) normalize() error {
+// Validate rejects settings the runner cannot work with; config.Load calls
+// it on the environment's settings, New on a Config built in Go.
+func (c *Config) Validate() error {
 	switch {
+	case c.NATSURL == "":
+		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	case c.Concurrency < 1:
 		return fmt.Errorf("%w: RUNNER_CONCURRENCY must be at least 1, got %d", ErrConfig, c.Concurrency)
 	case c.Timeout <= 0:
@@ -77,31 +68,25 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("%w: RUNNER_MAX_DELIVER must be at least 1, got %d", ErrConfig, c.MaxDeliver)
 	case c.MaxIdleConnsPerHost < 0 || c.MaxConnsPerHost < 0:
 		return fmt.Errorf("%w: connection limits must not be negative", ErrConfig)
+	case c.IdleConnTimeout < 0 || c.DialTimeout < 0:
+		return fmt.Errorf("%w: RUNNER_IDLE_CONN_TIMEOUT and RUNNER_DIAL_TIMEOUT must not be negative", ErrConfig)
 	case c.HeartbeatInterval < 0 || c.HeartbeatTTL < 0:
 		return fmt.Errorf("%w: RUNNER_HEARTBEAT_INTERVAL and RUNNER_HEARTBEAT_TTL must not be negative", ErrConfig)
-	case c.NATSURL == "":
-		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
-	}
-	// Zero (a Config built by hand) means the documented defaults.
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = 5 * time.Second
-	}
-	if c.HeartbeatTTL == 0 {
-		c.HeartbeatTTL = 3 * c.HeartbeatInterval
-	}
-	if c.HeartbeatTTL < 2*c.HeartbeatInterval {
+	case c.HeartbeatTTL < 2*c.HeartbeatInterval:
 		return fmt.Errorf("%w: RUNNER_HEARTBEAT_TTL (%s) must be at least 2 x RUNNER_HEARTBEAT_INTERVAL (%s), or a live runner's key can expire between two heartbeats",
 			ErrConfig, c.HeartbeatTTL, c.HeartbeatInterval)
 	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 8 * c.Concurrency
+	return nil
+}
+
+// normalize gives the zero fields of a Config built in Go their defaults,
+// validates it, and computes the derived values: MaxAckPending 0 is
+// 8 x Concurrency, an empty ID is hostname-pid.
+func (c *Config) normalize() error {
+	if err := config.Prepare(c); err != nil {
+		return err
 	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = c.Timeout
-	}
-	if c.IdleConnTimeout <= 0 {
-		c.IdleConnTimeout = 90 * time.Second
-	}
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 8*c.Concurrency)
 	if c.ID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
@@ -116,4 +101,9 @@ func (c *Config) normalize() error {
 // the server never redelivers an envelope a healthy runner is still working
 // on; a message starts replaying as soon as it arrives (fetches are sized
 // to free slots), so queueing time need not be covered.
-func (c *Config) ackWait() time.Duration { return 2*c.Timeout + 30*time.Second }
+func (c *Config) ackWait() time.Duration {
+	if c.ackWaitOverride > 0 {
+		return c.ackWaitOverride
+	}
+	return 2*c.Timeout + 30*time.Second
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sourcegraph/conc"
 
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
@@ -34,17 +35,8 @@ type Heartbeat struct {
 // ttl. The bucket's MaxAge is what makes a dead runner stop counting: its
 // key is removed ttl after its last heartbeat.
 func openRunnersBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      RunnersBucket,
-		Description: "darklaunch shadow-runner heartbeats, one key per live runner (shares max_rps)",
-		History:     1,
-		TTL:         ttl,
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open KV bucket %s: %w", RunnersBucket, err)
-	}
-	return kv, nil
+	return stream.OpenKV(ctx, js, RunnersBucket,
+		"darklaunch shadow-runner heartbeats, one key per live runner (shares max_rps)", ttl)
 }
 
 // runnerKey turns a runner id into a KV key: characters a key cannot hold
@@ -135,28 +127,26 @@ func (f *fleet) run(ctx context.Context, tick func()) {
 	defer wg.Wait()
 	defer f.leave()
 
-	t := time.NewTicker(f.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		hctx, cancel := context.WithTimeout(ctx, f.stepTimeout)
-		err := f.heartbeat(hctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			f.m.pHeartbeatFailed.Inc()
-			f.log.Warn("runner heartbeat failed; others may stop counting this runner", "err", err)
-		}
-		lctx, cancel := context.WithTimeout(ctx, f.stepTimeout)
-		err = f.list(lctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			f.log.Warn("listing runners failed; keeping the last count", "runners", f.runners(), "err", err)
-		}
+	retry.Every(ctx, f.interval, func() {
+		f.beat(ctx)
 		tick()
+	})
+}
+
+// beat writes a heartbeat and lists the fleet, each bounded by stepTimeout.
+func (f *fleet) beat(ctx context.Context) {
+	hctx, cancel := context.WithTimeout(ctx, f.stepTimeout)
+	err := f.heartbeat(hctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		f.m.heartbeatFailed.Inc()
+		f.log.Warn("runner heartbeat failed; others may stop counting this runner", "err", err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, f.stepTimeout)
+	err = f.list(lctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		f.log.Warn("listing runners failed; keeping the last count", "runners", f.runners(), "err", err)
 	}
 }
 
@@ -200,7 +190,7 @@ func (f *fleet) noteCollision(value []byte) {
 	first := !f.collision
 	f.collision = true
 	f.mu.Unlock()
-	f.m.pIDCollisions.Inc()
+	f.m.idCollisions.Inc()
 	if first {
 		f.log.Error("another runner heartbeats under the same RUNNER_ID; give each process its own id, or max_rps is shared among too few runners",
 			"key", f.key, "other_started_at", other.StartedAt)
@@ -251,8 +241,7 @@ func (f *fleet) recount() {
 	}
 	n++ // this runner, whether or not its own key is visible
 	if old := f.n.Swap(int64(n)); old != int64(n) {
-		f.m.runners.Store(int64(n))
-		f.m.pRunners.Set(float64(n))
+		f.m.runners.Set(float64(n))
 		f.log.Info("live runners changed; max_rps shares follow", "runners", n, "was", old)
 	}
 }

@@ -351,7 +351,7 @@ func TestDuplicateRunnerIDIsReported(t *testing.T) {
 	a := h.runReady(h.capConfig("same-id"))
 	b := h.runReady(h.capConfig("same-id"))
 	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if testutil.ToFloat64(a.m.pIDCollisions) == 0 || testutil.ToFloat64(b.m.pIDCollisions) == 0 {
+		if testutil.ToFloat64(a.m.idCollisions) == 0 || testutil.ToFloat64(b.m.idCollisions) == 0 {
 			return errors.New("no collision reported yet")
 		}
 		return nil

@@ -1,15 +1,16 @@
 package runner
 
 import (
-	"sync/atomic"
-
+	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 const metricPrefix = "darklaunch_shadow_runner_"
 
-// Stats are the runner's counters since New, for tests and diagnostics.
+// Stats are the runner's counters since New, for tests and diagnostics,
+// read from the collectors /metrics serves.
 type Stats struct {
 	// Received counts envelope deliveries, redeliveries included.
 	Received int64
@@ -48,103 +49,25 @@ type Stats struct {
 	InFlight int64
 }
 
+// metrics are the runner's own collectors; deliveries, acks, naks, dead
+// letters and in-flight envelopes are the stage runtime's.
 type metrics struct {
-	rateLimited, runners                                                                 atomic.Int64
-	received, replayed, skipped, deadLettered, published, publishFailed, naks, ackFailed atomic.Int64
-	inFlight                                                                             atomic.Int64
-	secondaryReplayed                                                                    atomic.Int64
-	shadowFailures, secondaryFailures                                                    failures
-
-	pSecondaryReplayed prometheus.Counter
-	pSecondaryLatency  prometheus.Histogram
-
-	pReceived      prometheus.Counter
-	pReplayed      prometheus.Counter
-	pSkipped       *prometheus.CounterVec
-	pDeadLettered  *prometheus.CounterVec
-	pPublished     prometheus.Counter
-	pPublishFailed prometheus.Counter
-	pNaks          prometheus.Counter
-	pAckFailed     prometheus.Counter
-	pTruncatedReq  prometheus.Counter
-	pLatency       prometheus.Histogram
-	pInFlight      prometheus.Gauge
-
-	pRunners         prometheus.Gauge
-	pHeartbeatFailed prometheus.Counter
-	pIDCollisions    prometheus.Counter
+	replayed, secondaryReplayed            prometheus.Counter
+	shadowFailures, secondaryFailures      *prometheus.CounterVec
+	shadowFailure, secondaryFailure        map[string]prometheus.Counter // by kind, resolved once
+	skipped                                *prometheus.CounterVec
+	skippedRolledBack, skippedPromoted     prometheus.Counter
+	rateLimited                            prometheus.Counter
+	published, publishFailed, truncatedReq prometheus.Counter
+	latency, secondaryLatency              prometheus.Histogram
+	runners                                prometheus.Gauge
+	heartbeatFailed, idCollisions          prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		shadowFailures: failures{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricPrefix + "shadow_failures_total", Help: "Replays without a complete answer, by kind (timeout, refused, reset, error)."},
-			[]string{"kind"})},
-		secondaryFailures: failures{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricPrefix + "secondary_failures_total", Help: "Secondary replays without a complete answer, by kind (timeout, refused, reset, error)."},
-			[]string{"kind"})},
-		pSecondaryReplayed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "secondary_replays_total", Help: "Requests replayed to a launch's secondary (noise cancellation), failed ones included."}),
-		pSecondaryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: metricPrefix + "secondary_latency_seconds", Help: "Time from sending a replay to the end of the secondary's body.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		pReceived: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "envelopes_received_total", Help: "Envelope deliveries, redeliveries included."}),
-		pReplayed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "replays_total", Help: "Requests replayed to a shadow, failed ones included."}),
-		pSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricPrefix + "skipped_total", Help: "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited)."},
-			[]string{"reason"}),
-		pDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricPrefix + "dead_lettered_total", Help: "Envelopes moved to the dead-letter stream, by reason."},
-			[]string{"reason"}),
-		pPublished: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "pairs_published_total", Help: "Pairs stored in the pairs stream."}),
-		pPublishFailed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "publish_failures_total", Help: "Pair or dead-letter publishes that failed (the envelope is retried)."}),
-		pNaks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "naks_total", Help: "Envelopes handed back for redelivery."}),
-		pAckFailed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "ack_failures_total", Help: "Envelope acks the server did not confirm."}),
-		pTruncatedReq: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "truncated_requests_total", Help: "Replays whose request body had been truncated by the tap (sent as captured)."}),
-		pLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: metricPrefix + "replay_latency_seconds", Help: "Time from sending a replay to the end of the shadow's body.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		pInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: metricPrefix + "in_flight", Help: "Envelopes being processed now."}),
-		pRunners: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: metricPrefix + "runners", Help: "Live runners this one counts in the darklaunch_runners bucket (itself included); each launch's max_rps is split by this."}),
-		pHeartbeatFailed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "heartbeat_failures_total", Help: "Heartbeats into the darklaunch_runners bucket that failed."}),
-		pIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: metricPrefix + "runner_id_collisions_total", Help: "Heartbeats that found this runner's key written by another process with the same RUNNER_ID."}),
-	}
-	reg.MustRegister(m.pReceived, m.pReplayed, m.shadowFailures.vec, m.pSkipped, m.pDeadLettered, m.pPublished,
-		m.pPublishFailed, m.pNaks, m.pAckFailed, m.pTruncatedReq, m.pLatency, m.pInFlight,
-		m.pSecondaryReplayed, m.pSecondaryLatency, m.secondaryFailures.vec,
-		m.pRunners, m.pHeartbeatFailed, m.pIDCollisions)
-	m.pRunners.Set(1)
-	m.runners.Store(1)
-	for _, r := range []string{skipRolledBack, skipPromoted, skipRateLimited} {
-		m.pSkipped.WithLabelValues(r)
-	}
-	// Zero series for every known label, so dashboards see 0 rather than nothing.
-	for _, k := range failureKinds {
-		m.shadowFailures.vec.WithLabelValues(k)
-		m.secondaryFailures.vec.WithLabelValues(k)
-	}
-	for _, r := range []string{reasonMalformed, reasonUnknownLaunch, reasonMaxDeliver} {
-		m.pDeadLettered.WithLabelValues(r)
-	}
-	return m
-}
-
-// Dead-letter reasons, as metric labels.
+// Dead-letter reasons, as metric labels (the runtime adds max_deliver).
 const (
 	reasonMalformed     = "malformed"
 	reasonUnknownLaunch = "unknown_launch"
-	reasonMaxDeliver    = "max_deliver"
 )
 
 // Skip reasons, as metric labels: a finished launch's status, or the cap.
@@ -156,52 +79,74 @@ const (
 
 var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther}
 
-// failures counts failed replays of one target by kind, for Stats and for
-// Prometheus.
-type failures struct {
-	timeout, refused, reset, other atomic.Int64
-	vec                            *prometheus.CounterVec
-}
-
-func (f *failures) add(kind string) {
-	switch kind {
-	case envelope.ErrorTimeout:
-		f.timeout.Add(1)
-	case envelope.ErrorRefused:
-		f.refused.Add(1)
-	case envelope.ErrorReset:
-		f.reset.Add(1)
-	default:
-		kind = envelope.ErrorOther
-		f.other.Add(1)
+func newMetrics(reg prometheus.Registerer) *metrics {
+	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
+	latency := prometheus.ExponentialBuckets(0.0005, 2, 16)
+	m := &metrics{
+		replayed:          d.Counter("replays_total", "Requests replayed to a shadow, failed ones included."),
+		secondaryReplayed: d.Counter("secondary_replays_total", "Requests replayed to a launch's secondary (noise cancellation), failed ones included."),
+		shadowFailures: d.CounterVec("shadow_failures_total",
+			"Replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
+		secondaryFailures: d.CounterVec("secondary_failures_total",
+			"Secondary replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
+		skipped:       d.CounterVec("skipped_total", "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited).", "reason"),
+		published:     d.Counter("pairs_published_total", "Pairs stored in the pairs stream."),
+		publishFailed: d.Counter("publish_failures_total", "Pair publishes that failed (the envelope is retried)."),
+		truncatedReq:  d.Counter("truncated_requests_total", "Replays whose request body had been truncated by the tap (sent as captured)."),
+		latency:       d.Histogram("replay_latency_seconds", "Time from sending a replay to the end of the shadow's body.", latency),
+		secondaryLatency: d.Histogram("secondary_latency_seconds",
+			"Time from sending a replay to the end of the secondary's body.", latency),
+		runners: d.Gauge("runners",
+			"Live runners this one counts in the darklaunch_runners bucket (itself included); each launch's max_rps is split by this."),
+		heartbeatFailed:  d.Counter("heartbeat_failures_total", "Heartbeats into the darklaunch_runners bucket that failed."),
+		idCollisions:     d.Counter("runner_id_collisions_total", "Heartbeats that found this runner's key written by another process with the same RUNNER_ID."),
+		shadowFailure:    map[string]prometheus.Counter{},
+		secondaryFailure: map[string]prometheus.Counter{},
 	}
-	f.vec.WithLabelValues(kind).Inc()
-}
-
-func (f *failures) snapshot() map[string]int64 {
-	return map[string]int64{
-		envelope.ErrorTimeout: f.timeout.Load(),
-		envelope.ErrorRefused: f.refused.Load(),
-		envelope.ErrorReset:   f.reset.Load(),
-		envelope.ErrorOther:   f.other.Load(),
+	m.runners.Set(1)
+	// Children resolved once (zero series for dashboards, no lookup per envelope).
+	m.skippedRolledBack = m.skipped.WithLabelValues(skipRolledBack)
+	m.skippedPromoted = m.skipped.WithLabelValues(skipPromoted)
+	m.rateLimited = m.skipped.WithLabelValues(skipRateLimited)
+	for _, k := range failureKinds {
+		m.shadowFailure[k] = m.shadowFailures.WithLabelValues(k)
+		m.secondaryFailure[k] = m.secondaryFailures.WithLabelValues(k)
 	}
+	return m
 }
 
-func (m *metrics) snapshot() Stats {
+// failed counts a failed replay under its kind (unknown kinds as error).
+func failed(by map[string]prometheus.Counter, kind string) {
+	c, ok := by[kind]
+	if !ok {
+		c = by[envelope.ErrorOther]
+	}
+	c.Inc()
+}
+
+func byKind(by map[string]prometheus.Counter) map[string]int64 {
+	out := make(map[string]int64, len(by))
+	for k, c := range by {
+		out[k] = admin.Int(c)
+	}
+	return out
+}
+
+func (m *metrics) snapshot(st stage.Stats) Stats {
 	return Stats{
-		Received:          m.received.Load(),
-		Replayed:          m.replayed.Load(),
-		ShadowFailures:    m.shadowFailures.snapshot(),
-		SecondaryReplayed: m.secondaryReplayed.Load(),
-		SecondaryFailures: m.secondaryFailures.snapshot(),
-		Skipped:           m.skipped.Load(),
-		RateLimited:       m.rateLimited.Load(),
-		Runners:           m.runners.Load(),
-		DeadLettered:      m.deadLettered.Load(),
-		PairsPublished:    m.published.Load(),
-		PublishFailures:   m.publishFailed.Load(),
-		Naks:              m.naks.Load(),
-		AckFailures:       m.ackFailed.Load(),
-		InFlight:          m.inFlight.Load(),
+		Received:          st.Received,
+		Replayed:          admin.Int(m.replayed),
+		ShadowFailures:    byKind(m.shadowFailure),
+		SecondaryReplayed: admin.Int(m.secondaryReplayed),
+		SecondaryFailures: byKind(m.secondaryFailure),
+		Skipped:           int64(admin.Sum(m.skipped)),
+		RateLimited:       admin.Int(m.rateLimited),
+		Runners:           admin.Int(m.runners),
+		DeadLettered:      st.DeadLetteredTotal(),
+		PairsPublished:    admin.Int(m.published),
+		PublishFailures:   admin.Int(m.publishFailed) + st.DeadLetterFailures,
+		Naks:              st.Naks,
+		AckFailures:       st.AckFailures,
+		InFlight:          st.InFlight,
 	}
 }

@@ -6,6 +6,10 @@
 // only after its pair is stored, so a crash or a NATS outage loses nothing
 // (a replay may then be repeated; the pair is deduplicated by envelope id).
 // Scaling out is running more processes.
+//
+// The runner is a handler of the stage runtime (pkg/stage): the runtime
+// connects, pulls, counts and drains; Handle replays one envelope and
+// settles it.
 package runner
 
 import (
@@ -15,61 +19,46 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/retry"
+	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sourcegraph/conc"
-	"github.com/sourcegraph/conc/pool"
 )
 
 // Stage is this service's name in dead-letter subjects.
 const Stage = "shadow-runner"
 
 const (
-	// fetchWait bounds one pull request, and so how long shutdown waits
-	// for the fetch in progress.
-	fetchWait = time.Second
-	// publishTimeout bounds one pair or dead-letter publish and one ack.
+	// publishTimeout bounds one pair publish and one KV read.
 	publishTimeout = 5 * time.Second
 	// maxBackoff caps retry delays (setup, fetch errors, redeliveries).
 	maxBackoff = 30 * time.Second
-	// setupTimeout bounds one start-up attempt (streams, bucket, consumer).
-	setupTimeout = 10 * time.Second
 )
 
-// ErrNotConnected is reported by the NATS health check.
-var ErrNotConnected = errors.New("not connected to NATS")
-
-// Service is one shadow-runner process.
+// Service is one shadow-runner process: the handler its stage runs.
 type Service struct {
 	cfg       Config
 	log       *slog.Logger
+	st        *stage.Stage
 	admin     *admin.Server
 	m         *metrics
 	client    *http.Client
 	transport *http.Transport
 
-	nc      atomic.Pointer[nats.Conn]
 	js      jetstream.JetStream
 	watcher *launch.Watcher
 	store   *launch.Store
 	fleet   *fleet
 	cap     *loadCap
-
-	ready     chan struct{}
-	readyOnce sync.Once
-	ran       atomic.Bool
 }
 
-// New validates cfg, starts the admin server on cfg.AdminAddr and returns a
+// New validates cfg, binds the admin server on cfg.AdminAddr and returns a
 // service ready to Run. It does not touch NATS.
 func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err := cfg.normalize(); err != nil {
@@ -79,132 +68,85 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("runner_id", cfg.ID)
-	s := &Service{cfg: cfg, log: log, ready: make(chan struct{})}
+	s := &Service{cfg: cfg, log: log}
 	s.client, s.transport = newClient(&s.cfg)
-	s.admin = admin.New(log)
-	s.m = newMetrics(s.admin.Registry)
-	s.admin.AddCheck("nats", s.checkNATS)
-	if err := s.admin.Start(cfg.AdminAddr); err != nil {
-		return nil, fmt.Errorf("admin server on %s: %w", cfg.AdminAddr, err)
+	st, err := stage.New(stage.Config{
+		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATSURL: cfg.NATSURL,
+		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
+		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch},
+		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
+		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
+	}, s, log)
+	if err != nil {
+		return nil, err
 	}
+	s.st, s.admin = st, st.Admin()
+	s.m = newMetrics(s.admin.Registry)
 	return s, nil
 }
 
 // AdminAddr is the address /healthz and /metrics are served on.
-func (s *Service) AdminAddr() string { return s.admin.Addr() }
+func (s *Service) AdminAddr() string { return s.st.AdminAddr() }
 
 // ID is the runner id written into pairs.
 func (s *Service) ID() string { return s.cfg.ID }
 
 // Stats returns the counters since New.
-func (s *Service) Stats() Stats { return s.m.snapshot() }
+func (s *Service) Stats() Stats { return s.m.snapshot(s.st.Stats()) }
 
-// Ready is closed once the runner is connected, its streams and consumer
-// exist, the launches are loaded, and it has started pulling envelopes.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+// Stage is the runtime the runner runs in.
+func (s *Service) Stage() *stage.Stage { return s.st }
 
-func (s *Service) checkNATS(context.Context) error {
-	nc := s.nc.Load()
-	if nc == nil {
-		return ErrNotConnected
-	}
-	if st := nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w: connection is %s", ErrNotConnected, st)
-	}
-	return nil
-}
+// Ready is closed once the runner is connected, the launches are loaded,
+// it has joined the fleet, its consumer exists, and it is pulling envelopes.
+func (s *Service) Ready() <-chan struct{} { return s.st.Ready() }
 
 // Run processes envelopes until ctx is cancelled, then stops fetching, lets
 // the replays in flight finish (each bounded by RUNNER_TIMEOUT), publishes
 // and acks them, and closes everything. It returns nil after a clean
 // shutdown; it retries NATS with backoff rather than failing on it.
 func (s *Service) Run(ctx context.Context) error {
-	if !s.ran.CompareAndSwap(false, true) {
-		return errors.New("shadow-runner: Run called twice")
-	}
-	defer s.shutdownAdmin()
 	defer s.transport.CloseIdleConnections()
+	return s.st.Run(ctx)
+}
 
-	nc, err := stream.Connect(s.cfg.NATSURL, "shadow-runner "+s.cfg.ID, s.log)
-	if err != nil {
-		// With retry-on-failed-connect this only fails on a bad URL or
-		// option, which no retry fixes.
-		return err
-	}
-	s.nc.Store(nc)
-	defer stream.Close(nc, publishTimeout, s.log)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	s.js = js
-
-	kv, ok := s.setupKV(ctx)
+// Start opens the launches bucket and watches it, joins the fleet of
+// runners (before the first fetch, so the first replays already use this
+// runner's share of each max_rps), and waits for the launches to load.
+func (s *Service) Start(ctx context.Context) error {
+	s.js = s.st.JetStream()
+	kv, ok := stage.Get(ctx, s.st, "create streams and launches bucket",
+		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, s.js) })
 	if !ok {
-		return nil
+		return ctx.Err()
 	}
 	s.store = launch.NewStore(kv)
-	s.watcher = launch.NewWatcher(kv, s.nc.Load(), s.log)
-	var wg conc.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { s.watch(ctx) })
-
-	// Joined before the first fetch, so the first replays already use this
-	// runner's share of each max_rps rather than the whole cap.
+	s.watcher = launch.NewWatcher(kv, s.st.Conn(), s.log)
+	// The watcher restarts its KV watch on reconnects and failures by
+	// itself, keeping the last snapshot in force meanwhile.
+	s.st.Go(func() { _ = s.watcher.Run(ctx) })
 	if !s.joinFleet(ctx) {
-		return nil
+		return ctx.Err()
 	}
-	wg.Go(func() { s.fleet.run(ctx, s.pruneLimiters) })
-
-	cons, ok := s.setupConsumer(ctx)
-	if !ok {
-		return nil
-	}
+	s.st.Go(func() { s.fleet.run(ctx, s.pruneLimiters) })
 	select {
 	case <-s.watcher.Ready():
-	case <-ctx.Done():
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	s.log.Info("shadow-runner started", "concurrency", s.cfg.Concurrency, "timeout", s.cfg.Timeout,
-		"max_ack_pending", s.cfg.MaxAckPending, "admin", s.AdminAddr())
-	s.readyOnce.Do(func() { close(s.ready) })
-	s.consume(ctx, cons)
-	s.log.Info("shadow-runner stopped")
-	return nil
-}
-
-func (s *Service) shutdownAdmin() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.admin.Shutdown(ctx)
-}
-
-// backoff spaces the retries of start-up steps and failed fetches.
-func backoff() retry.Backoff {
-	return retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}
-}
-
-// retry runs a start-up step until it succeeds or ctx is done; it reports
-// whether it succeeded.
-func (s *Service) retry(ctx context.Context, what string, f func(context.Context) error) bool {
-	return retry.Until(ctx, s.log, what, backoff(), setupTimeout, f)
-}
-
-func (s *Service) setupKV(ctx context.Context) (jetstream.KeyValue, bool) {
-	return retry.Get(ctx, s.log, "create streams and launches bucket", backoff(), setupTimeout,
-		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, s.js) })
 }
 
 // joinFleet opens the runners bucket, writes this runner's first heartbeat
 // and counts the fleet.
 func (s *Service) joinFleet(ctx context.Context) bool {
-	return s.retry(ctx, "join the runners bucket "+RunnersBucket, func(ctx context.Context) error {
+	return s.st.Retry(ctx, "join the runners bucket "+RunnersBucket, func(ctx context.Context) error {
 		if s.fleet == nil {
 			kv, err := openRunnersBucket(ctx, s.js, s.cfg.HeartbeatTTL)
 			if err != nil {
 				return err
 			}
-			s.fleet = newFleet(kv, s.nc.Load(), &s.cfg, s.m, s.log)
+			s.fleet = newFleet(kv, s.st.Conn(), &s.cfg, s.m, s.log)
 			s.cap = newLoadCap(s.fleet.runners)
 		}
 		return s.fleet.join(ctx)
@@ -221,156 +163,60 @@ func (s *Service) pruneLimiters() {
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       stream.RunnerConsumer,
-		Description:   "shadow-runner: replays envelopes against shadows (shared by every runner process)",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.ackWait(),
-		MaxAckPending: s.cfg.MaxAckPending,
-		MaxDeliver:    s.cfg.MaxDeliver,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
+	return stage.Consumer(stream.RunnerConsumer,
+		"shadow-runner: replays envelopes against shadows (shared by every runner process)",
+		s.cfg.ackWait(), s.cfg.MaxAckPending, s.cfg.MaxDeliver)
 }
 
-func (s *Service) setupConsumer(ctx context.Context) (jetstream.Consumer, bool) {
-	return retry.Get(ctx, s.log, "create consumer "+stream.RunnerConsumer, backoff(), setupTimeout,
-		func(ctx context.Context) (jetstream.Consumer, error) {
-			return stream.EnsureConsumer(ctx, s.js, stream.EnvelopesStream, s.consumerConfig())
-		})
-}
-
-// watch runs the launch watcher; it restarts its KV watch on reconnects and
-// failures by itself, keeping the last snapshot in force meanwhile.
-func (s *Service) watch(ctx context.Context) {
-	_ = s.watcher.Run(ctx) // returns only when ctx is done
-}
-
-// consume pulls envelopes until ctx is done. It reserves a concurrency slot
-// for every envelope before asking for it, so each fetched envelope starts
-// at once (its ack deadline is not spent waiting in a local queue) and at
-// most Concurrency envelopes are in flight in this process.
-func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) {
-	slots := make(chan struct{}, s.cfg.Concurrency)
-	p := pool.New().WithMaxGoroutines(s.cfg.Concurrency)
-	defer p.Wait()
-	// Tasks outlive ctx: a replay that started is finished, published and
-	// acked during shutdown.
-	taskCtx := context.WithoutCancel(ctx)
-	bo := backoff()
-	for ctx.Err() == nil {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		if ctx.Err() != nil { // select picks at random when both are ready
-			<-slots
-			return
-		}
-		n := 1
-	fill:
-		for n < s.cfg.FetchBatch {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break fill
-			}
-		}
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
-		got := 0
-		if err == nil {
-			for msg := range batch.Messages() {
-				got++
-				if ctx.Err() != nil {
-					// Shutting down: hand it straight to another runner.
-					s.nak(msg, 0)
-					<-slots
-					continue
-				}
-				p.Go(func() {
-					defer func() { <-slots }()
-					s.handle(taskCtx, msg)
-				})
-			}
-			err = batch.Error()
-		}
-		for range n - got {
-			<-slots
-		}
-		if err == nil || ctx.Err() != nil {
-			bo.Reset()
-			continue
-		}
-		delay := bo.Next()
-		s.log.Warn("fetching envelopes failed", "err", err, "retry_in", delay)
-		if !retry.Sleep(ctx, delay) {
-			return
-		}
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
-			errors.Is(err, jetstream.ErrConsumerDeleted) {
-			if c, ok := s.setupConsumer(ctx); ok {
-				cons = c
-			}
-		}
-	}
-}
-
-// handle processes one delivery to completion: it acks, naks or
-// dead-letters it, never leaves it to the ack deadline unless NATS is gone.
-func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
-	s.m.inFlight.Add(1)
-	s.m.pInFlight.Inc()
-	defer func() {
-		s.m.inFlight.Add(-1)
-		s.m.pInFlight.Dec()
-	}()
-	s.m.received.Add(1)
-	s.m.pReceived.Inc()
-
+// Handle processes one delivery to completion: it acks, retries or
+// dead-letters it, never leaves it to the ack deadline unless NATS is
+// gone. ctx is not cancelled by shutdown: a replay that started is
+// finished (bounded by RUNNER_TIMEOUT), published and acked.
+func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	env, err := envelope.Decode(msg.Data())
 	if err != nil {
 		// Decode reports nothing but bad input (ErrMalformed); anything
 		// else would be a bug, and retrying a decode cannot fix it either.
-		s.deadLetter(ctx, msg, reasonMalformed, err)
+		msg.DeadLetter(ctx, reasonMalformed, err)
 		return
 	}
 	log := s.log.With("envelope_id", env.ID, "launch_id", env.LaunchID)
 	l, err := s.lookup(ctx, env.LaunchID)
 	if errors.Is(err, launch.ErrNotFound) {
-		s.deadLetter(ctx, msg, reasonUnknownLaunch, fmt.Errorf("envelope %s: unknown launch %s: %w", env.ID, env.LaunchID, err))
+		msg.DeadLetter(ctx, reasonUnknownLaunch, fmt.Errorf("envelope %s: unknown launch %s: %w", env.ID, env.LaunchID, err))
 		return
 	}
 	if err != nil {
 		log.Warn("cannot read launch; retrying envelope", "err", err)
-		s.retryLater(ctx, msg, err)
+		msg.Retry(ctx, err)
 		return
 	}
 	switch l.Status {
 	case launch.StatusRolledBack, launch.StatusPromoted:
 		// The launch is over: nothing may reach its shadow any more.
-		s.m.skipped.Add(1)
-		s.m.pSkipped.WithLabelValues(string(l.Status)).Inc()
+		if l.Status == launch.StatusRolledBack {
+			s.m.skippedRolledBack.Inc()
+		} else {
+			s.m.skippedPromoted.Inc()
+		}
 		log.Debug("launch is over; envelope skipped", "status", l.Status)
-		s.ack(ctx, msg, log)
+		_ = msg.Ack(ctx)
 		return
 	}
 	if !s.cap.allow(l.ID, l.MaxRPS) {
 		// Over the launch's share of max_rps: skipped now rather than
 		// replayed late, which would distort the shadow's latency and
 		// hold up the queue.
-		s.m.skipped.Add(1)
-		s.m.rateLimited.Add(1)
-		s.m.pSkipped.WithLabelValues(skipRateLimited).Inc()
+		s.m.rateLimited.Inc()
 		log.Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
-		s.ack(ctx, msg, log)
+		_ = msg.Ack(ctx)
 		return
 	}
 
 	if env.Request.BodyTruncated {
 		// Replayed with the bytes the tap kept; the envelope's own
 		// body_truncated flag travels in the pair for the comparator.
-		s.m.pTruncatedReq.Inc()
+		s.m.truncatedReq.Inc()
 	}
 	out, sec := s.replayAll(ctx, l, env, log)
 	pair := envelope.Pair{
@@ -384,22 +230,23 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 	data, err := json.Marshal(&pair)
 	if err != nil {
 		// Cannot happen for these types; keep the envelope rather than lose it.
-		s.retryLater(ctx, msg, fmt.Errorf("encode pair: %w", err))
+		msg.Retry(ctx, fmt.Errorf("encode pair: %w", err))
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	_, err = s.js.Publish(pctx, stream.PairSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID))
 	cancel()
 	if err != nil {
-		s.m.publishFailed.Add(1)
-		s.m.pPublishFailed.Inc()
+		s.m.publishFailed.Inc()
 		log.Warn("publishing pair failed; envelope will be retried", "err", err)
-		s.retryLater(ctx, msg, fmt.Errorf("publish pair: %w", err))
+		msg.Retry(ctx, fmt.Errorf("publish pair: %w", err))
 		return
 	}
-	s.m.published.Add(1)
-	s.m.pPublished.Inc()
-	s.ack(ctx, msg, log)
+	s.m.published.Inc()
+	// Ack waits for the server, so the counters and the stream agree once
+	// Handle returns; a lost ack means a redelivery, and the repeated pair
+	// is dropped by the pairs stream's duplicate window.
+	_ = msg.Ack(ctx)
 }
 
 // replayAll replays env to the launch's shadow and, when the launch names
@@ -419,19 +266,17 @@ func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope
 	out := s.replay(ctx, l.ShadowURL, env)
 	wg.Wait()
 
-	s.m.replayed.Add(1)
-	s.m.pReplayed.Inc()
-	s.m.pLatency.Observe(float64(out.LatencyUS) / 1e6)
+	s.m.replayed.Inc()
+	s.m.latency.Observe(float64(out.LatencyUS) / 1e6)
 	if out.ErrorKind != "" {
-		s.m.shadowFailures.add(out.ErrorKind)
+		failed(s.m.shadowFailure, out.ErrorKind)
 		log.Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
 	}
 	if sec != nil {
-		s.m.secondaryReplayed.Add(1)
-		s.m.pSecondaryReplayed.Inc()
-		s.m.pSecondaryLatency.Observe(float64(sec.LatencyUS) / 1e6)
+		s.m.secondaryReplayed.Inc()
+		s.m.secondaryLatency.Observe(float64(sec.LatencyUS) / 1e6)
 		if sec.ErrorKind != "" {
-			s.m.secondaryFailures.add(sec.ErrorKind)
+			failed(s.m.secondaryFailure, sec.ErrorKind)
 			log.Debug("secondary failed", "kind", sec.ErrorKind, "err", sec.Error)
 		}
 	}
@@ -449,72 +294,4 @@ func (s *Service) lookup(ctx context.Context, id string) (*launch.Launch, error)
 	gctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	return s.store.Get(gctx, id)
-}
-
-func (s *Service) ack(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
-	actx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	// DoubleAck waits for the server, so the counters and the stream agree
-	// once handle returns; a lost ack means a redelivery, and the repeated
-	// pair is dropped by the pairs stream's duplicate window.
-	if err := msg.DoubleAck(actx); err != nil {
-		s.m.ackFailed.Add(1)
-		s.m.pAckFailed.Inc()
-		log.Warn("ack not confirmed; envelope may be redelivered", "err", err)
-	}
-}
-
-// deadLetter moves a delivery to the dead-letter stream and acks it; if the
-// dead-letter publish fails, the delivery is retried instead.
-func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, reason string, cause error) {
-	dctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	err := stream.DeadLetter(dctx, s.js, Stage, msg.Subject(), msg.Data(), cause)
-	cancel()
-	if err != nil {
-		s.m.publishFailed.Add(1)
-		s.m.pPublishFailed.Inc()
-		s.log.Warn("dead-letter failed; envelope will be retried", "subject", msg.Subject(), "reason", cause, "err", err)
-		s.nak(msg, s.redeliveryDelay(msg))
-		return
-	}
-	s.m.deadLettered.Add(1)
-	s.m.pDeadLettered.WithLabelValues(reason).Inc()
-	s.log.Info("envelope dead-lettered", "subject", msg.Subject(), "reason", cause)
-	s.ack(ctx, msg, s.log)
-}
-
-// retryLater hands a delivery back with a growing delay; on its last
-// allowed delivery it is dead-lettered instead, since the server would
-// otherwise stop redelivering it and leave it stranded in the stream.
-func (s *Service) retryLater(ctx context.Context, msg jetstream.Msg, cause error) {
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered >= uint64(s.cfg.MaxDeliver) {
-		s.deadLetter(ctx, msg, reasonMaxDeliver,
-			fmt.Errorf("gave up after %d deliveries: %w", md.NumDelivered, cause))
-		return
-	}
-	s.nak(msg, s.redeliveryDelay(msg))
-}
-
-func (s *Service) redeliveryDelay(msg jetstream.Msg) time.Duration {
-	n := uint64(1)
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 0 {
-		n = md.NumDelivered
-	}
-	d := time.Second << min(n-1, 5)
-	return min(d, maxBackoff)
-}
-
-func (s *Service) nak(msg jetstream.Msg, delay time.Duration) {
-	var err error
-	if delay > 0 {
-		err = msg.NakWithDelay(delay)
-	} else {
-		err = msg.Nak()
-	}
-	s.m.naks.Add(1)
-	s.m.pNaks.Inc()
-	if err != nil {
-		// NATS is unreachable: the ack deadline brings the envelope back.
-		s.log.Debug("nak not sent", "err", err)
-	}
 }

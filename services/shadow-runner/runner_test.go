@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -578,6 +577,23 @@ func TestNewValidatesAndBinds(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.AdminAddr = "127.0.0.1:0"
 		mod(&cfg)
+		// Validate is what config.Load runs on the environment's settings;
+		// New gives a zero field of a Config built in Go its default first.
+		if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
+			t.Errorf("Validate(%+v) = %v, want ErrConfig", cfg, err)
+		}
+		if cfg.Concurrency == 0 {
+			cfg.Concurrency = -1
+		}
+		if cfg.Timeout == 0 {
+			cfg.Timeout = -1
+		}
+		if cfg.FetchBatch == 0 {
+			cfg.FetchBatch = -1
+		}
+		if cfg.MaxDeliver == 0 {
+			cfg.MaxDeliver = -1
+		}
 		if _, err := New(cfg, nil); !errors.Is(err, ErrConfig) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)
 		}
@@ -589,7 +605,7 @@ func TestNewValidatesAndBinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.admin.Shutdown(context.Background())
+	defer s.admin.Close()
 	if u, err := url.Parse("http://" + s.AdminAddr()); err != nil || u.Port() == "0" {
 		t.Errorf("AdminAddr %q is not the bound address", s.AdminAddr())
 	}

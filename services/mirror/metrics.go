@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,21 +57,53 @@ var reasonNames = [numReasons]string{
 	ReasonUnsupported, ReasonEncodeError, ReasonTooLarge, ReasonShutdown,
 }
 
-// counters are plain atomics: Stats reads them, and Prometheus reads them
-// through CounterFuncs, so both always agree.
-type counters struct {
-	proxied     atomic.Uint64
-	proxyErrors atomic.Uint64
-	sampled     atomic.Uint64
-	published   atomic.Uint64
-	pending     atomic.Int64
-	dropped     [numReasons]atomic.Uint64
+// metrics are the tap's counters, Prometheus collectors all: code
+// increments them directly (a counter's Inc is one atomic add, and every
+// labelled child is resolved once here, so the request path neither
+// allocates nor locks), and Stats reads the same collectors.
+type metrics struct {
+	proxied, proxyErrors, sampled, published prometheus.Counter
+	// dropped is envelopes_dropped_total's child of each reason.
+	dropped [numReasons]prometheus.Counter
+	// pending is the envelopes published and not yet acknowledged.
+	pending prometheus.Gauge
 	// stickyMissing counts decisions made at random because the request
 	// lacked the launch's sticky key, by use (sampling, live routing).
-	stickyMissing [numUses]atomic.Uint64
+	stickyMissing [numUses]prometheus.Counter
 	// liveReports counts live snapshots written to the KV bucket,
 	// liveReportErrors the attempts that failed.
-	liveReports, liveReportErrors atomic.Uint64
+	liveReports, liveReportErrors prometheus.Counter
+	latency                       prometheus.Histogram
+}
+
+const metricPrefix = "darklaunch_mirror_"
+
+// newMetrics declares the tap's own collectors; the gauges that read the
+// service's state (queue, routes) are registered by registerMetrics.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
+	m := &metrics{
+		proxied:          d.Counter("requests_total", "Requests proxied to the primary."),
+		proxyErrors:      d.Counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
+		sampled:          d.Counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
+		published:        d.Counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
+		pending:          d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
+		liveReports:      d.Counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown)."),
+		liveReportErrors: d.Counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live."),
+		latency: d.Histogram("primary_latency_seconds",
+			"Primary latency of sampled requests, from receiving the request to the end of the response body.",
+			prometheus.ExponentialBuckets(0.0001, 2, 18)), // 100µs .. 13s
+	}
+	dropped := d.CounterVec("envelopes_dropped_total", "Envelopes given up, by reason.", "reason")
+	for i, name := range reasonNames {
+		m.dropped[i] = dropped.WithLabelValues(name)
+	}
+	sticky := d.CounterVec("sticky_key_missing_total",
+		"Decisions (per request and launch) made at random because the request lacked the launch's sticky key; use: sample or live.", "use")
+	for i, use := range useNames {
+		m.stickyMissing[i] = sticky.WithLabelValues(use)
+	}
+	return m
 }
 
 // Stats is a snapshot of the tap's counters.
@@ -113,58 +146,40 @@ func (s Stats) DroppedTotal() uint64 {
 
 // Stats returns the current counters.
 func (s *Service) Stats() Stats {
+	m := s.stats
 	st := Stats{
-		Proxied:     s.stats.proxied.Load(),
-		ProxyErrors: s.stats.proxyErrors.Load(),
-		Sampled:     s.stats.sampled.Load(),
-		Published:   s.stats.published.Load(),
+		Proxied:     admin.Uint(m.proxied),
+		ProxyErrors: admin.Uint(m.proxyErrors),
+		Sampled:     admin.Uint(m.sampled),
+		Published:   admin.Uint(m.published),
 		Dropped:     make(map[string]uint64, numReasons),
 		QueueDepth:  len(s.queue),
-		PendingAcks: s.stats.pending.Load(),
+		PendingAcks: admin.Int(m.pending),
 
-		StickyKeyMissing:     s.stats.stickyMissing[useSample].Load(),
-		LiveStickyKeyMissing: s.stats.stickyMissing[useLive].Load(),
+		StickyKeyMissing:     admin.Uint(m.stickyMissing[useSample]),
+		LiveStickyKeyMissing: admin.Uint(m.stickyMissing[useLive]),
 
-		LiveReports:      s.stats.liveReports.Load(),
-		LiveReportErrors: s.stats.liveReportErrors.Load(),
+		LiveReports:      admin.Uint(m.liveReports),
+		LiveReportErrors: admin.Uint(m.liveReportErrors),
 	}
 	for i, name := range reasonNames {
-		st.Dropped[name] = s.stats.dropped[i].Load()
+		st.Dropped[name] = admin.Uint(m.dropped[i])
 	}
 	return st
 }
 
 func (s *Service) drop(r dropReason, n int) {
-	s.stats.dropped[r].Add(uint64(n))
+	s.stats.dropped[r].Add(float64(n))
 }
 
-const metricPrefix = "darklaunch_mirror_"
-
+// registerMetrics declares the tap's collectors (newMetrics) and the
+// gauges that read the service's state.
 func (s *Service) registerMetrics(reg prometheus.Registerer) {
-	counter := func(name, help string, v *atomic.Uint64, labels prometheus.Labels) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: metricPrefix + name, Help: help, ConstLabels: labels,
-		}, func() float64 { return float64(v.Load()) }))
-	}
-	gauge := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metricPrefix + name, Help: help}, f))
-	}
-	counter("requests_total", "Requests proxied to the primary.", &s.stats.proxied, nil)
-	counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502).", &s.stats.proxyErrors, nil)
-	counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch.", &s.stats.sampled, nil)
-	counter("envelopes_published_total", "Envelopes acknowledged by JetStream.", &s.stats.published, nil)
-	for i, name := range reasonNames {
-		counter("envelopes_dropped_total", "Envelopes given up, by reason.", &s.stats.dropped[i], prometheus.Labels{"reason": name})
-	}
+	s.stats = newMetrics(reg)
+	gauge := admin.Metrics{Reg: reg, Prefix: metricPrefix}.GaugeFunc
 	gauge("queue_depth", "Envelopes waiting to be published.", func() float64 { return float64(len(s.queue)) })
 	gauge("queue_capacity", "Size of the publish queue (MIRROR_QUEUE_SIZE).", func() float64 { return float64(cap(s.queue)) })
 	gauge("queue_bytes", "Captured body bytes held by queued envelopes.", func() float64 { return float64(s.queueBytes.Load()) })
-	gauge("publish_pending", "Envelopes published and awaiting a JetStream ack.", func() float64 { return float64(s.stats.pending.Load()) })
-	for i, use := range useNames {
-		counter("sticky_key_missing_total",
-			"Decisions (per request and launch) made at random because the request lacked the launch's sticky key; use: sample or live.",
-			&s.stats.stickyMissing[i], prometheus.Labels{"use": use})
-	}
 	gauge("launches_mirrored", "Launches of this tap's service being sampled now.", func() float64 {
 		return float64(len(s.currentRoutes().mirrored))
 	})
@@ -180,17 +195,7 @@ func (s *Service) registerMetrics(reg prometheus.Registerer) {
 		}
 		return 0
 	})
-	counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown).",
-		&s.stats.liveReports, nil)
-	counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live.",
-		&s.stats.liveReportErrors, nil)
 	reg.MustRegister(newLiveCollector(&s.live))
-	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    metricPrefix + "primary_latency_seconds",
-		Help:    "Primary latency of sampled requests, from receiving the request to the end of the response body.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 100µs .. 13s
-	})
-	reg.MustRegister(s.latency)
 }
 
 // logThrottled logs at most once per 10 s per call site (last), so that a
