@@ -28,7 +28,6 @@ const cacheLogEvery = 10 * time.Second
 // returned: the report is then computed in ClickHouse.
 func (s *Service) stats(ctx context.Context, launchID string) (*api.Stats, bool, error) {
 	return cached(s, ctx, cacheKey(launchID), s.metrics.reportQueries, func(qctx context.Context, conn driver.Conn) (*api.Stats, error) {
-		s.reportQueries.Add(1)
 		start := time.Now()
 		st, err := QueryStats(qctx, conn, s.cfg.ClickHouseDatabase, launchID, s.noise())
 		if err == nil {

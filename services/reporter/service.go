@@ -66,7 +66,6 @@ type Service struct {
 	closing bool
 	flights sync.WaitGroup
 
-	reportQueries atomic.Uint64
 	cacheLoggedAt atomic.Int64 // unix nanoseconds of the last logged cache failure
 }
 
