@@ -307,3 +307,27 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
+
+// members maps the member names of object i to their value nodes.
+func (d *doc) members(i int32) map[string]int32 {
+	m := make(map[string]int32, d.nodes[i].n)
+	for c, k := i+1, int32(0); k < d.nodes[i].n; c, k = d.nodes[c].next, k+1 {
+		m[d.key(c)] = c
+	}
+	return m
+}
+
+// key returns the unescaped member name of node i.
+func (d *doc) key(i int32) string {
+	return string(d.keyBytes(i))
+}
+
+// keyBytes returns the unescaped member name of node i, without copying
+// when it has no escapes.
+func (d *doc) keyBytes(i int32) []byte {
+	n := &d.nodes[i]
+	if !n.kesc {
+		return d.src[n.kstart:n.kend]
+	}
+	return []byte(unescape(d.src[n.kstart:n.kend]))
+}
