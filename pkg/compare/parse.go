@@ -2,7 +2,6 @@ package compare
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"sync"
 )
@@ -11,16 +10,8 @@ import (
 // container's children follow it, and every node knows the index just past
 // its subtree (next). One slice per document, no per-value allocation, and
 // no recursion while parsing, so deep nesting cannot exhaust the stack.
-
-const (
-	tNull uint8 = iota
-	tFalse
-	tTrue
-	tNumber
-	tString
-	tArray
-	tObject
-)
+// The nodes are built from the tokens of the package's one JSON scanner
+// (scan.go), which also validates.
 
 // jsonType folds true and false into one type, for type_changed.
 func jsonType(kind uint8) uint8 {
@@ -45,17 +36,11 @@ type node struct {
 type doc struct {
 	src   []byte
 	nodes []node
-	stack []int32
+	stack []int32 // the open containers' nodes
+	sc    scanner
 }
 
 var errTooLarge = errors.New("body too large to parse")
-
-type syntaxError struct {
-	off int
-	msg string
-}
-
-func (e *syntaxError) Error() string { return fmt.Sprintf("%s at offset %d", e.msg, e.off) }
 
 var docPool = sync.Pool{New: func() any { return new(doc) }}
 
@@ -70,6 +55,10 @@ func putDoc(d *doc) {
 	}
 	if cap(d.stack) > 1<<12 {
 		d.stack = nil
+	}
+	d.sc.reset(nil)
+	if cap(d.sc.stack) > 1<<12 {
+		d.sc.stack = nil
 	}
 	docPool.Put(d)
 }
@@ -89,223 +78,38 @@ func (d *doc) parse(src []byte) error {
 	if want := len(src)/16 + 4; cap(d.nodes) < want {
 		d.nodes = make([]node, 0, want)
 	}
-	i := skipWS(src, 0)
-	var ks, ke int32 = -1, -1
+	d.sc.reset(src)
+	var ks, ke int32 = -1, -1 // the pending member name, without quotes
 	var kesc bool
 	for {
-		// A value starts at i.
-		if i >= len(src) {
-			return &syntaxError{i, "unexpected end of input"}
+		t, err := d.sc.next()
+		if err != nil {
+			return err
+		}
+		switch t.kind {
+		case tName:
+			ks, ke, kesc = int32(t.start+1), int32(t.end-1), t.esc
+			continue
+		case tEnd:
+			top := d.stack[len(d.stack)-1]
+			d.nodes[top].end = int32(t.end)
+			d.nodes[top].next = int32(len(d.nodes))
+			d.stack = d.stack[:len(d.stack)-1]
+			continue
+		case tDone:
+			return nil
 		}
 		idx := int32(len(d.nodes))
 		if len(d.stack) > 0 {
 			d.nodes[d.stack[len(d.stack)-1]].n++
 		}
-		nd := node{start: int32(i), kstart: ks, kend: ke, kesc: kesc}
-		switch c := src[i]; {
-		case c == '{' || c == '[':
-			nd.kind = tArray
-			closer := byte(']')
-			if c == '{' {
-				nd.kind, closer = tObject, '}'
-			}
-			d.nodes = append(d.nodes, nd)
-			d.stack = append(d.stack, idx)
-			i = skipWS(src, i+1)
-			if i < len(src) && src[i] == closer {
-				break // empty: closed below
-			}
-			if c == '{' {
-				var err error
-				if ks, ke, kesc, i, err = parseKey(src, i); err != nil {
-					return err
-				}
-			} else {
-				ks, ke, kesc = -1, -1, false
-			}
-			continue
-		case c == '"':
-			end, esc, err := scanString(src, i)
-			if err != nil {
-				return err
-			}
-			nd.kind, nd.esc, nd.end, nd.next = tString, esc, int32(end), idx+1
-			d.nodes = append(d.nodes, nd)
-			i = end
-		case c == '-' || (c >= '0' && c <= '9'):
-			end, err := scanNumber(src, i)
-			if err != nil {
-				return err
-			}
-			nd.kind, nd.end, nd.next = tNumber, int32(end), idx+1
-			d.nodes = append(d.nodes, nd)
-			i = end
-		default:
-			var lit string
-			switch c {
-			case 't':
-				nd.kind, lit = tTrue, "true"
-			case 'f':
-				nd.kind, lit = tFalse, "false"
-			case 'n':
-				nd.kind, lit = tNull, "null"
-			default:
-				return &syntaxError{i, fmt.Sprintf("unexpected character %q", c)}
-			}
-			if len(src)-i < len(lit) || string(src[i:i+len(lit)]) != lit {
-				return &syntaxError{i, "invalid literal"}
-			}
-			i += len(lit)
-			nd.end, nd.next = int32(i), idx+1
-			d.nodes = append(d.nodes, nd)
+		d.nodes = append(d.nodes, node{kind: t.kind, esc: t.esc, start: int32(t.start), end: int32(t.end),
+			kstart: ks, kend: ke, kesc: kesc, next: idx + 1})
+		if t.kind == tArray || t.kind == tObject {
+			d.stack = append(d.stack, idx) // end and next are set at its tEnd
 		}
-		// After a value: close containers until a comma starts the next
-		// value or the document ends.
-		for {
-			if len(d.stack) == 0 {
-				if i = skipWS(src, i); i != len(src) {
-					return &syntaxError{i, "data after the top-level value"}
-				}
-				return nil
-			}
-			if i = skipWS(src, i); i >= len(src) {
-				return &syntaxError{i, "unexpected end of input"}
-			}
-			top := d.stack[len(d.stack)-1]
-			kind := d.nodes[top].kind
-			c := src[i]
-			if c == ',' {
-				i = skipWS(src, i+1)
-				if kind == tObject {
-					var err error
-					if ks, ke, kesc, i, err = parseKey(src, i); err != nil {
-						return err
-					}
-				} else {
-					ks, ke, kesc = -1, -1, false
-				}
-				break
-			}
-			if (c == '}' && kind == tObject) || (c == ']' && kind == tArray) {
-				i++
-				d.nodes[top].end = int32(i)
-				d.nodes[top].next = int32(len(d.nodes))
-				d.stack = d.stack[:len(d.stack)-1]
-				continue
-			}
-			return &syntaxError{i, fmt.Sprintf("unexpected character %q after a value", c)}
-		}
+		ks, ke, kesc = -1, -1, false
 	}
-}
-
-// parseKey parses `"name"` `:` at i and returns the name's span without
-// quotes and the offset of the member's value.
-func parseKey(src []byte, i int) (ks, ke int32, esc bool, next int, err error) {
-	if i >= len(src) || src[i] != '"' {
-		return 0, 0, false, i, &syntaxError{i, "expected a member name"}
-	}
-	end, esc, err := scanString(src, i)
-	if err != nil {
-		return 0, 0, false, i, err
-	}
-	j := skipWS(src, end)
-	if j >= len(src) || src[j] != ':' {
-		return 0, 0, false, j, &syntaxError{j, "expected ':' after a member name"}
-	}
-	return int32(i + 1), int32(end - 1), esc, skipWS(src, j+1), nil
-}
-
-func skipWS(src []byte, i int) int {
-	for i < len(src) {
-		switch src[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// scanString scans the string starting with the quote at i and returns the
-// offset just past its closing quote.
-func scanString(src []byte, i int) (end int, esc bool, err error) {
-	for j := i + 1; j < len(src); j++ {
-		switch c := src[j]; {
-		case c == '"':
-			return j + 1, esc, nil
-		case c == '\\':
-			esc = true
-			j++
-			if j >= len(src) {
-				return 0, false, &syntaxError{j, "unexpected end of input in a string"}
-			}
-			switch src[j] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if j+4 >= len(src) {
-					return 0, false, &syntaxError{j, "unexpected end of input in a string"}
-				}
-				for k := j + 1; k <= j+4; k++ {
-					if !isHex(src[k]) {
-						return 0, false, &syntaxError{k, "invalid \\u escape"}
-					}
-				}
-				j += 4
-			default:
-				return 0, false, &syntaxError{j, "invalid escape"}
-			}
-		case c < 0x20:
-			return 0, false, &syntaxError{j, "control character in a string"}
-		}
-	}
-	return 0, false, &syntaxError{len(src), "unexpected end of input in a string"}
-}
-
-// scanNumber scans -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at i.
-func scanNumber(src []byte, i int) (int, error) {
-	j := i
-	if src[j] == '-' {
-		j++
-	}
-	switch {
-	case j < len(src) && src[j] == '0':
-		j++
-	case j < len(src) && src[j] >= '1' && src[j] <= '9':
-		for j < len(src) && isDigit(src[j]) {
-			j++
-		}
-	default:
-		return 0, &syntaxError{j, "invalid number"}
-	}
-	if j < len(src) && src[j] == '.' {
-		j++
-		if j >= len(src) || !isDigit(src[j]) {
-			return 0, &syntaxError{j, "invalid number"}
-		}
-		for j < len(src) && isDigit(src[j]) {
-			j++
-		}
-	}
-	if j < len(src) && (src[j] == 'e' || src[j] == 'E') {
-		j++
-		if j < len(src) && (src[j] == '+' || src[j] == '-') {
-			j++
-		}
-		if j >= len(src) || !isDigit(src[j]) {
-			return 0, &syntaxError{j, "invalid number"}
-		}
-		for j < len(src) && isDigit(src[j]) {
-			j++
-		}
-	}
-	return j, nil
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
 // members maps the member names of object i to their value nodes.

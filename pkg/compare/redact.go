@@ -2,6 +2,7 @@ package compare
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -258,7 +259,7 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 	i := 0
 	eof := func() ([]byte, error) {
 		if !prefix {
-			return nil, &syntaxError{len(src), "unexpected end of input"}
+			return nil, &syntaxError{off: len(src), msg: "unexpected end of input", eof: true}
 		}
 		if !skipping {
 			out = append(out, src[last:]...)
@@ -303,7 +304,7 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 			case c == '"':
 				end, _, err := scanString(src, i)
 				if err != nil {
-					if isEOFError(err) {
+					if errors.Is(err, errUnexpectedEOF) {
 						return eof()
 					}
 					return nil, err
@@ -312,7 +313,7 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 			case c == '-' || (c >= '0' && c <= '9'):
 				end, err := scanNumber(src, i)
 				if err != nil {
-					if se, ok := err.(*syntaxError); ok && se.off >= len(src) {
+					if errors.Is(err, errUnexpectedEOF) {
 						return eof()
 					}
 					return nil, err
@@ -328,13 +329,13 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 				case 'n':
 					lit = "null"
 				default:
-					return nil, &syntaxError{i, "unexpected character"}
+					return nil, &syntaxError{off: i, msg: "unexpected character"}
 				}
 				if len(src)-i < len(lit) && lit[:len(src)-i] == string(src[i:]) {
 					return eof()
 				}
 				if len(src)-i < len(lit) || string(src[i:i+len(lit)]) != lit {
-					return nil, &syntaxError{i, "invalid literal"}
+					return nil, &syntaxError{off: i, msg: "invalid literal"}
 				}
 				i += len(lit)
 			}
@@ -347,11 +348,11 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 				continue
 			}
 			if c != '"' {
-				return nil, &syntaxError{i, "expected a member name"}
+				return nil, &syntaxError{off: i, msg: "expected a member name"}
 			}
 			end, esc, err := scanString(src, i)
 			if err != nil {
-				if isEOFError(err) {
+				if errors.Is(err, errUnexpectedEOF) {
 					return eof()
 				}
 				return nil, err
@@ -369,13 +370,13 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 				return eof()
 			}
 			if src[i] != ':' {
-				return nil, &syntaxError{i, "expected ':' after a member name"}
+				return nil, &syntaxError{off: i, msg: "expected ':' after a member name"}
 			}
 			i++
 			state = sValue
 		case sAfter:
 			if len(stack) == 0 {
-				return nil, &syntaxError{i, "data after the top-level value"}
+				return nil, &syntaxError{off: i, msg: "data after the top-level value"}
 			}
 			top := stack[len(stack)-1]
 			switch {
@@ -389,13 +390,8 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 				stack = stack[:len(stack)-1]
 				i++
 			default:
-				return nil, &syntaxError{i, "unexpected character after a value"}
+				return nil, &syntaxError{off: i, msg: "unexpected character after a value"}
 			}
 		}
 	}
-}
-
-func isEOFError(err error) bool {
-	se, ok := err.(*syntaxError)
-	return ok && strings.Contains(se.msg, "end of input")
 }
