@@ -79,17 +79,12 @@ func (d *doc) parse(src []byte) error {
 		d.nodes = make([]node, 0, want)
 	}
 	d.sc.reset(src)
-	var ks, ke int32 = -1, -1 // the pending member name, without quotes
-	var kesc bool
 	for {
 		t, err := d.sc.next()
 		if err != nil {
 			return err
 		}
 		switch t.kind {
-		case tName:
-			ks, ke, kesc = int32(t.start+1), int32(t.end-1), t.esc
-			continue
 		case tEnd:
 			top := d.stack[len(d.stack)-1]
 			d.nodes[top].end = int32(t.end)
@@ -103,12 +98,11 @@ func (d *doc) parse(src []byte) error {
 		if len(d.stack) > 0 {
 			d.nodes[d.stack[len(d.stack)-1]].n++
 		}
-		d.nodes = append(d.nodes, node{kind: t.kind, esc: t.esc, start: int32(t.start), end: int32(t.end),
-			kstart: ks, kend: ke, kesc: kesc, next: idx + 1})
+		d.nodes = append(d.nodes, node{kind: t.kind, esc: t.esc, kesc: t.kesc, start: int32(t.start), end: int32(t.end),
+			kstart: int32(t.kstart), kend: int32(t.kend), next: idx + 1})
 		if t.kind == tArray || t.kind == tObject {
 			d.stack = append(d.stack, idx) // end and next are set at its tEnd
 		}
-		ks, ke, kesc = -1, -1, false
 	}
 }
 

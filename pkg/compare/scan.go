@@ -21,18 +21,23 @@ const (
 	tNumber
 	tString
 	tArray  // "[": the array's elements follow, then a tEnd
-	tObject // "{": the members follow, each a tName and a value, then a tEnd
-	tName   // a member name and its ":"; its value follows
+	tObject // "{": the members' values follow, each with its name, then a tEnd
 	tEnd    // "]" or "}"
 	tDone   // the end of the document, after its one value
 )
 
-// A token is a span of the source: a value's text (strings and names with
-// their quotes), the one byte of a bracket, nothing for tDone.
+// A token is a span of the source: a value's text (strings with their
+// quotes), the one byte of a bracket, nothing for tDone. A member's value
+// carries the member's name: the name's text without its quotes, kstart
+// and kend, which are -1 for values that are not members. Names come with
+// their values, not as tokens of their own, so that an object costs one
+// call per member.
 type token struct {
-	kind       uint8
-	esc        bool // a string or name that contains escapes
-	start, end int
+	kind         uint8
+	esc          bool // a string value with escapes
+	kesc         bool // a member name with escapes
+	start, end   int
+	kstart, kend int
 }
 
 // errUnexpectedEOF is matched (errors.Is) by every syntax error that is due
@@ -71,9 +76,10 @@ const (
 // bounded by memory only, so callers bound depth themselves.
 type scanner struct {
 	src   []byte
-	pos   int    // where the next token is looked for: just past the last one returned
+	pos   int    // where scanning resumes: past the last token, or member name, scanned
 	stack []byte // the open containers, '[' or '{'
 	state uint8
+	tok   token // the last token returned, or the member that failed
 }
 
 // reset starts scanning src, keeping the stack's buffer.
@@ -81,26 +87,27 @@ func (s *scanner) reset(src []byte) {
 	s.src, s.pos, s.stack, s.state = src, 0, s.stack[:0], sValue
 }
 
-// depth is the number of open containers.
-func (s *scanner) depth() int { return len(s.stack) }
-
 // next returns the next token, tDone once the document is complete, or the
-// first syntax error. After an error the scanner stays where it was: pos is
-// still just past the last token returned.
-func (s *scanner) next() (token, error) {
+// first syntax error. The token is the scanner's own (returned by pointer,
+// as copying it costs more than scanning it) and valid until the next
+// call. After an error, pos is still just past the last token returned,
+// or past the colon of a member name whose value failed.
+func (s *scanner) next() (*token, error) {
 	src := s.src
 	i := skipWS(src, s.pos)
 	state := s.state
+	t := &s.tok
 	if state == sAfter {
 		if len(s.stack) == 0 {
 			if i != len(src) {
-				return token{}, &syntaxError{off: i, msg: "data after the top-level value"}
+				return nil, &syntaxError{off: i, msg: "data after the top-level value"}
 			}
 			s.pos = i
-			return token{kind: tDone, start: i, end: i}, nil
+			*t = token{kind: tDone, start: i, end: i, kstart: -1, kend: -1}
+			return t, nil
 		}
 		if i >= len(src) {
-			return token{}, &syntaxError{off: i, msg: "unexpected end of input", eof: true}
+			return nil, &syntaxError{off: i, msg: "unexpected end of input", eof: true}
 		}
 		top := s.stack[len(s.stack)-1]
 		switch c := src[i]; {
@@ -113,89 +120,123 @@ func (s *scanner) next() (token, error) {
 		case c == top+2: // '[' + 2 is ']' and '{' + 2 is '}'
 			return s.close(i), nil
 		default:
-			return token{}, &syntaxError{off: i, msg: fmt.Sprintf("unexpected character %q after a value", c)}
+			return nil, unexpected(i, c, " after a value")
 		}
 	}
+	t.kstart, t.kend, t.kesc = -1, -1, false
+	resume := 0 // for a member, the offset past its colon
 	if state == sName || state == sNameOrEnd {
-		if state == sNameOrEnd && i < len(src) && src[i] == '}' {
-			return s.close(i), nil
+		// A member: its name and colon, then its value below.
+		if i >= len(src) || src[i] != '"' {
+			if state == sNameOrEnd && i < len(src) && src[i] == '}' {
+				return s.close(i), nil
+			}
+			return nil, &syntaxError{off: i, msg: "expected a member name", eof: i >= len(src)}
 		}
-		return s.name(i)
+		end, esc := plainString(src, i), false
+		if end < 0 {
+			var err error
+			if end, esc, err = scanString(src, i); err != nil {
+				return nil, err
+			}
+		}
+		j := skipWS(src, end)
+		if j >= len(src) || src[j] != ':' {
+			return nil, &syntaxError{off: j, msg: "expected ':' after a member name", eof: j >= len(src)}
+		}
+		t.kstart, t.kend, t.kesc = i+1, end-1, esc
+		resume = j + 1
+		i, state = skipWS(src, resume), sValue
 	}
+	var err error
+	t.start, t.esc = i, false
 	if i >= len(src) {
-		return token{}, &syntaxError{off: i, msg: "unexpected end of input", eof: true}
-	}
-	t := token{start: i}
-	switch c := src[i]; {
-	case c == ']' && state == sValueOrEnd:
-		return s.close(i), nil
-	case c == '{' || c == '[':
-		s.stack = append(s.stack, c)
-		t.kind, t.end, s.state = tArray, i+1, sValueOrEnd
-		if c == '{' {
-			t.kind, s.state = tObject, sNameOrEnd
-		}
-		s.pos = i + 1
-		return t, nil
-	case c == '"':
-		end, esc, err := scanString(src, i)
-		if err != nil {
-			return token{}, err
-		}
-		t.kind, t.esc, t.end = tString, esc, end
-	case c == '-' || isDigit(c):
-		end, err := scanNumber(src, i)
-		if err != nil {
-			return token{}, err
-		}
-		t.kind, t.end = tNumber, end
-	default:
-		var lit string
-		switch c {
-		case 't':
-			t.kind, lit = tTrue, "true"
-		case 'f':
-			t.kind, lit = tFalse, "false"
-		case 'n':
-			t.kind, lit = tNull, "null"
+		err = &syntaxError{off: i, msg: "unexpected end of input", eof: true}
+	} else {
+		switch c := src[i]; {
+		case c == ']' && state == sValueOrEnd:
+			return s.close(i), nil
+		case c == '{' || c == '[':
+			s.stack = append(s.stack, c)
+			t.kind, t.end, s.state = tArray, i+1, sValueOrEnd
+			if c == '{' {
+				t.kind, s.state = tObject, sNameOrEnd
+			}
+			s.pos = i + 1
+			return t, nil
+		case c == '"':
+			t.kind = tString
+			if t.end = plainString(src, i); t.end < 0 {
+				t.end, t.esc, err = scanString(src, i)
+			}
+		case c == '-' || isDigit(c):
+			t.kind = tNumber
+			if t.end = plainInteger(src, i); t.end < 0 {
+				t.end, err = scanNumber(src, i)
+			}
 		default:
-			return token{}, &syntaxError{off: i, msg: fmt.Sprintf("unexpected character %q", c)}
+			t.end, err = s.literal(i)
 		}
-		if len(src)-i < len(lit) || string(src[i:i+len(lit)]) != lit {
-			// A literal cut short ("tr") is the end of the input.
-			eof := len(src)-i < len(lit) && lit[:len(src)-i] == string(src[i:])
-			return token{}, &syntaxError{off: i, msg: "invalid literal", eof: eof}
+	}
+	if err != nil {
+		if t.kstart >= 0 {
+			// The member's name was scanned: it stays pending (see
+			// pendingName) and scanning would resume after its colon.
+			s.pos, s.state = resume, sValue
 		}
-		t.end = i + len(lit)
+		return nil, err
 	}
 	s.pos, s.state = t.end, sAfter
 	return t, nil
 }
 
-// name scans a member name and its ":" at i.
-func (s *scanner) name(i int) (token, error) {
-	src := s.src
-	if i >= len(src) || src[i] != '"' {
-		return token{}, &syntaxError{off: i, msg: "expected a member name", eof: i >= len(src)}
+// literal scans true, false or null at i into the token.
+func (s *scanner) literal(i int) (int, error) {
+	src, t := s.src, &s.tok
+	var lit string
+	switch c := src[i]; c {
+	case 't':
+		t.kind, lit = tTrue, "true"
+	case 'f':
+		t.kind, lit = tFalse, "false"
+	case 'n':
+		t.kind, lit = tNull, "null"
+	default:
+		return 0, unexpected(i, c, "")
 	}
-	end, esc, err := scanString(src, i)
-	if err != nil {
-		return token{}, err
+	if len(src)-i < len(lit) || string(src[i:i+len(lit)]) != lit {
+		// A literal cut short ("tr") is the end of the input.
+		eof := len(src)-i < len(lit) && lit[:len(src)-i] == string(src[i:])
+		return 0, &syntaxError{off: i, msg: "invalid literal", eof: eof}
 	}
-	j := skipWS(src, end)
-	if j >= len(src) || src[j] != ':' {
-		return token{}, &syntaxError{off: j, msg: "expected ':' after a member name", eof: j >= len(src)}
+	return i + len(lit), nil
+}
+
+// unexpected is the error of an unexpected byte c at i. It is kept out of
+// next, whose frame would otherwise hold fmt's arguments on every call.
+//
+//go:noinline
+func unexpected(i int, c byte, where string) error {
+	return &syntaxError{off: i, msg: fmt.Sprintf("unexpected character %q%s", c, where)}
+}
+
+// pendingName reports the member name whose value next failed, if it did:
+// the name was scanned and its value was not.
+func (s *scanner) pendingName() (kstart, kend int, esc, ok bool) {
+	if s.state != sValue || len(s.stack) == 0 || s.stack[len(s.stack)-1] != '{' {
+		return 0, 0, false, false
 	}
-	s.pos, s.state = j+1, sValue
-	return token{kind: tName, esc: esc, start: i, end: end}, nil
+	return s.tok.kstart, s.tok.kend, s.tok.kesc, true
 }
 
 // close returns the tEnd of the innermost container, whose closing bracket
 // is at i.
-func (s *scanner) close(i int) token {
+func (s *scanner) close(i int) *token {
 	s.stack = s.stack[:len(s.stack)-1]
 	s.pos, s.state = i+1, sAfter
-	return token{kind: tEnd, start: i, end: i + 1}
+	t := &s.tok
+	t.kind, t.start, t.end, t.kstart, t.kend = tEnd, i, i+1, -1, -1
+	return t
 }
 
 // skip scans past the end of the innermost open container (the one whose
@@ -226,10 +267,41 @@ func skipWS(src []byte, i int) int {
 	return i
 }
 
+// plain marks the bytes that stand for themselves in a string: not a
+// quote, a backslash or a control character. Scanning runs of them in a
+// tight loop is what makes strings, most of a typical body, cheap.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plainString is the common case of scanString, small enough to be inlined
+// where calls are what costs: a string without escapes or control
+// characters. It returns the offset past its closing quote, or -1 for
+// any other string.
+func plainString(src []byte, i int) int {
+	j := i + 1
+	for j < len(src) && plain[src[j]] {
+		j++
+	}
+	if j < len(src) && src[j] == '"' {
+		return j + 1
+	}
+	return -1
+}
+
 // scanString scans the string starting with the quote at i and returns the
 // offset just past its closing quote.
 func scanString(src []byte, i int) (end int, esc bool, err error) {
 	for j := i + 1; j < len(src); j++ {
+		for j < len(src) && plain[src[j]] {
+			j++
+		}
+		if j >= len(src) {
+			break
+		}
 		switch c := src[j]; {
 		case c == '"':
 			return j + 1, esc, nil
@@ -254,11 +326,25 @@ func scanString(src []byte, i int) (end int, esc bool, err error) {
 			default:
 				return 0, false, &syntaxError{off: j, msg: "invalid escape"}
 			}
-		case c < 0x20:
+		default: // c < 0x20
 			return 0, false, &syntaxError{off: j, msg: "control character in a string"}
 		}
 	}
 	return 0, false, &syntaxError{off: len(src), msg: "unexpected end of input in a string", eof: true}
+}
+
+// plainInteger is the common case of scanNumber, small enough to be
+// inlined: digits without a sign, fraction or exponent. It returns the
+// offset past them, or -1 for any other number.
+func plainInteger(src []byte, i int) int {
+	j := i
+	for j < len(src) && isDigit(src[j]) {
+		j++
+	}
+	if j == i || (src[i] == '0' && j > i+1) || (j < len(src) && (src[j] == '.' || src[j]|0x20 == 'e')) {
+		return -1
+	}
+	return j
 }
 
 // scanNumber scans -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at i. A

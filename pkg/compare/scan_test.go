@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// scanAll scans src to its end and renders each token as kind:text.
+// scanAll scans src to its end and renders each token as kind:text, with
+// name= before a member's value.
 func scanAll(src string) ([]string, error) {
 	var sc scanner
 	sc.reset([]byte(src))
@@ -17,7 +18,11 @@ func scanAll(src string) ([]string, error) {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, fmt.Sprintf("%s:%s", tokenNames[t.kind], src[t.start:t.end]))
+		tok := fmt.Sprintf("%s:%s", tokenNames[t.kind], src[t.start:t.end])
+		if t.kstart >= 0 {
+			tok = src[t.kstart:t.kend] + "=" + tok
+		}
+		out = append(out, tok)
 		if t.kind == tDone {
 			return out, nil
 		}
@@ -25,12 +30,12 @@ func scanAll(src string) ([]string, error) {
 }
 
 var tokenNames = map[uint8]string{tNull: "null", tFalse: "false", tTrue: "true", tNumber: "number", tString: "string",
-	tArray: "array", tObject: "object", tName: "name", tEnd: "end", tDone: "done"}
+	tArray: "array", tObject: "object", tEnd: "end", tDone: "done"}
 
 func TestScanTokens(t *testing.T) {
 	got, err := scanAll(` {"a" : [1, -2.5e+3, "x\"y", true, false, null], "b\u00e9":{}, "c":[]} `)
-	want := []string{"object:{", `name:"a"`, "array:[", "number:1", "number:-2.5e+3", `string:"x\"y"`, "true:true",
-		"false:false", "null:null", "end:]", `name:"b\u00e9"`, "object:{", "end:}", `name:"c"`, "array:[", "end:]", "end:}", "done:"}
+	want := []string{"object:{", "a=array:[", "number:1", "number:-2.5e+3", `string:"x\"y"`, "true:true",
+		"false:false", "null:null", "end:]", `b\u00e9=object:{`, "end:}", "c=array:[", "end:]", "end:}", "done:"}
 	if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("got %q, %v\nwant %q", got, err, want)
 	}
@@ -53,8 +58,8 @@ func TestScanEscapes(t *testing.T) {
 		if tok.kind == tDone {
 			break
 		}
-		if tok.kind == tName || tok.kind == tString {
-			esc = append(esc, tok.esc)
+		if tok.kstart >= 0 {
+			esc = append(esc, tok.kesc, tok.esc)
 		}
 	}
 	if fmt.Sprint(esc) != "[true false false true]" {
@@ -134,17 +139,33 @@ func TestScanPrefixes(t *testing.T) {
 	}
 }
 
-// TestScanErrorKeepsPos checks that a failed next leaves pos just past the
-// last token returned, where redaction looks for a cut-short value.
-func TestScanErrorKeepsPos(t *testing.T) {
+// TestScanPendingName checks that when a member's value fails, the name
+// stays pending and pos is just past its colon: redaction masks a value
+// cut short from there.
+func TestScanPendingName(t *testing.T) {
 	var sc scanner
-	sc.reset([]byte(`{"a" : tru`))
+	sc.reset([]byte(`{"a":1, "b\n" : tru`))
 	sc.next()
-	if tok, err := sc.next(); err != nil || tok.kind != tName || sc.pos != 6 {
-		t.Fatalf("got %+v, %v, pos %d", tok, err, sc.pos)
+	if tok, err := sc.next(); err != nil || tok.kind != tNumber || tok.kstart != 2 || tok.kend != 3 {
+		t.Fatalf("got %+v, %v", tok, err)
 	}
+	if _, _, _, ok := sc.pendingName(); ok {
+		t.Fatal("a name is pending after its value")
+	}
+	if _, err := sc.next(); !errors.Is(err, errUnexpectedEOF) || sc.pos != 15 {
+		t.Fatalf("got %v, pos %d", err, sc.pos)
+	}
+	if ks, ke, esc, ok := sc.pendingName(); !ok || ks != 9 || ke != 12 || !esc {
+		t.Fatalf("pendingName = %d, %d, %v, %v", ks, ke, esc, ok)
+	}
+	sc.reset([]byte(`{"a":1, "b`))
+	sc.next()
+	sc.next()
 	if _, err := sc.next(); !errors.Is(err, errUnexpectedEOF) || sc.pos != 6 {
 		t.Fatalf("got %v, pos %d", err, sc.pos)
+	}
+	if _, _, _, ok := sc.pendingName(); ok {
+		t.Fatal("a name cut short is pending")
 	}
 }
 
