@@ -3,6 +3,7 @@ package compare
 import (
 	"bytes"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -254,6 +255,9 @@ func redactForm(src []byte, rs *Ruleset) []byte {
 // goes; with prefix set, the text may end early (a truncated body): the
 // output then ends early too, and never with part of a sensitive value.
 func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
+	if len(src) >= math.MaxInt32 {
+		return nil, errTooLarge
+	}
 	out := make([]byte, 0, len(src)+16)
 	var sc scanner
 	sc.reset(src)
@@ -278,7 +282,7 @@ func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
 		}
 		out = append(out, src[last:t.start]...)
 		out = append(out, redactedJSON...)
-		last = t.end
+		last = int(t.end)
 		if t.kind == tArray || t.kind == tObject {
 			if last, err = sc.skip(); err != nil {
 				return cutShort(out, nil, err, prefix, len(src))

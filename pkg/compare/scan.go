@@ -26,18 +26,19 @@ const (
 	tDone   // the end of the document, after its one value
 )
 
-// A token is a span of the source: a value's text (strings with their
-// quotes), the one byte of a bracket, nothing for tDone. A member's value
-// carries the member's name: the name's text without its quotes, kstart
-// and kend, which are -1 for values that are not members. Names come with
-// their values, not as tokens of their own, so that an object costs one
-// call per member.
+// A token is a span of the source: start, end is a value's text (strings
+// with their quotes), the one byte of a bracket, nothing for tDone. A
+// member's value carries the member's name: kstart, kend is the name's
+// text without its quotes, -1 for values that are not members. Names come
+// with their values, not as tokens of their own, so that an object costs
+// one call per member. Offsets are int32, as in the parser's nodes, which
+// are tokens placed in a tree; callers refuse inputs of 2 GiB and more.
 type token struct {
 	kind         uint8
 	esc          bool // a string value with escapes
 	kesc         bool // a member name with escapes
-	start, end   int
-	kstart, kend int
+	start, end   int32
+	kstart, kend int32
 }
 
 // errUnexpectedEOF is matched (errors.Is) by every syntax error that is due
@@ -103,7 +104,7 @@ func (s *scanner) next() (*token, error) {
 				return nil, &syntaxError{off: i, msg: "data after the top-level value"}
 			}
 			s.pos = i
-			*t = token{kind: tDone, start: i, end: i, kstart: -1, kend: -1}
+			*t = token{kind: tDone, start: int32(i), end: int32(i), kstart: -1, kend: -1}
 			return t, nil
 		}
 		if i >= len(src) {
@@ -144,12 +145,13 @@ func (s *scanner) next() (*token, error) {
 		if j >= len(src) || src[j] != ':' {
 			return nil, &syntaxError{off: j, msg: "expected ':' after a member name", eof: j >= len(src)}
 		}
-		t.kstart, t.kend, t.kesc = i+1, end-1, esc
+		t.kstart, t.kend, t.kesc = int32(i+1), int32(end-1), esc
 		resume = j + 1
 		i, state = skipWS(src, resume), sValue
 	}
 	var err error
-	t.start, t.esc = i, false
+	end := 0
+	t.start, t.esc = int32(i), false
 	if i >= len(src) {
 		err = &syntaxError{off: i, msg: "unexpected end of input", eof: true}
 	} else {
@@ -158,7 +160,7 @@ func (s *scanner) next() (*token, error) {
 			return s.close(i), nil
 		case c == '{' || c == '[':
 			s.stack = append(s.stack, c)
-			t.kind, t.end, s.state = tArray, i+1, sValueOrEnd
+			t.kind, t.end, s.state = tArray, int32(i+1), sValueOrEnd
 			if c == '{' {
 				t.kind, s.state = tObject, sNameOrEnd
 			}
@@ -166,16 +168,16 @@ func (s *scanner) next() (*token, error) {
 			return t, nil
 		case c == '"':
 			t.kind = tString
-			if t.end = plainString(src, i); t.end < 0 {
-				t.end, t.esc, err = scanString(src, i)
+			if end = plainString(src, i); end < 0 {
+				end, t.esc, err = scanString(src, i)
 			}
 		case c == '-' || isDigit(c):
 			t.kind = tNumber
-			if t.end = plainInteger(src, i); t.end < 0 {
-				t.end, err = scanNumber(src, i)
+			if end = plainInteger(src, i); end < 0 {
+				end, err = scanNumber(src, i)
 			}
 		default:
-			t.end, err = s.literal(i)
+			end, err = s.literal(i)
 		}
 	}
 	if err != nil {
@@ -186,7 +188,8 @@ func (s *scanner) next() (*token, error) {
 		}
 		return nil, err
 	}
-	s.pos, s.state = t.end, sAfter
+	t.end = int32(end)
+	s.pos, s.state = end, sAfter
 	return t, nil
 }
 
@@ -226,7 +229,7 @@ func (s *scanner) pendingName() (kstart, kend int, esc, ok bool) {
 	if s.state != sValue || len(s.stack) == 0 || s.stack[len(s.stack)-1] != '{' {
 		return 0, 0, false, false
 	}
-	return s.tok.kstart, s.tok.kend, s.tok.kesc, true
+	return int(s.tok.kstart), int(s.tok.kend), s.tok.kesc, true
 }
 
 // close returns the tEnd of the innermost container, whose closing bracket
@@ -235,7 +238,7 @@ func (s *scanner) close(i int) *token {
 	s.stack = s.stack[:len(s.stack)-1]
 	s.pos, s.state = i+1, sAfter
 	t := &s.tok
-	t.kind, t.start, t.end, t.kstart, t.kend = tEnd, i, i+1, -1, -1
+	t.kind, t.start, t.end, t.kstart, t.kend = tEnd, int32(i), int32(i+1), -1, -1
 	return t
 }
 
@@ -250,22 +253,20 @@ func (s *scanner) skip() (int, error) {
 			return 0, err
 		}
 		if t.kind == tEnd && len(s.stack) < depth {
-			return t.end, nil
+			return int(t.end), nil
 		}
 	}
 }
 
 func skipWS(src []byte, i int) int {
-	for i < len(src) {
-		switch src[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
+	for i < len(src) && src[i] <= ' ' && wsMask&(1<<src[i]) != 0 {
+		i++
 	}
 	return i
 }
+
+// wsMask has the bits of the JSON whitespace bytes, all below 64.
+const wsMask = 1<<' ' | 1<<'\t' | 1<<'\n' | 1<<'\r'
 
 // plain marks the bytes that stand for themselves in a string: not a
 // quote, a backslash or a control character. Scanning runs of them in a
