@@ -7,10 +7,8 @@ import "testing"
 // sensitive value, and a text that is not JSON is an error.
 func TestRedactJSON(t *testing.T) {
 	tests := []struct {
-		src     string
-		prefix  bool
-		want    string
-		wantErr string
+		src, want, wantErr string
+		prefix             bool
 	}{
 		{src: `{"a":1,"password":"x","b":{"Api-Key":[1,{"c":2}]},"d":[{"token":null}]} `,
 			want: `{"a":1,"password":"[REDACTED]","b":{"Api-Key":"[REDACTED]"},"d":[{"token":"[REDACTED]"}]} `},
