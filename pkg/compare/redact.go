@@ -110,10 +110,8 @@ func Redact(r *envelope.Response, rules *Ruleset) envelope.Response {
 	if r == nil {
 		return envelope.Response{}
 	}
-	rs := orDefault(rules)
 	out := *r
-	out.Headers = redactHeaders(r.Headers, rs)
-	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
+	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, orDefault(rules))
 	return out
 }
 
@@ -125,12 +123,19 @@ func RedactRequest(r *envelope.Request, rules *Ruleset) envelope.Request {
 	}
 	rs := orDefault(rules)
 	out := *r
-	out.Headers = redactHeaders(r.Headers, rs)
+	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
 	if r.RawQuery != "" {
 		out.RawQuery = string(redactForm([]byte(r.RawQuery), rs))
 	}
-	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
 	return out
+}
+
+// redactMessage redacts what requests and responses have in common: a
+// copy of the headers, masked, and the body (see redactBody).
+func redactMessage(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset) (http.Header, []byte, int64, bool) {
+	h = redactHeaders(h, rs)
+	body, size, truncated := redactBody(h, raw, size, truncated, rs)
+	return h, body, size, truncated
 }
 
 func redactHeaders(h http.Header, rs *Ruleset) http.Header {
