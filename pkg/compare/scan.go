@@ -89,10 +89,11 @@ func (s *scanner) reset(src []byte) {
 }
 
 // next returns the next token, tDone once the document is complete, or the
-// first syntax error. The token is the scanner's own (returned by pointer,
-// as copying it costs more than scanning it) and valid until the next
-// call. After an error, pos is still just past the last token returned,
-// or past the colon of a member name whose value failed.
+// first syntax error, after which the scanner is done. The token is the
+// scanner's own (returned by pointer, as copying it costs more than
+// scanning it) and valid until the next call. After an error, pos is still
+// just past the last token returned, or past the colon of a member name
+// whose value failed.
 func (s *scanner) next() (*token, error) {
 	src := s.src
 	i := skipWS(src, s.pos)
@@ -226,7 +227,7 @@ func unexpected(i int, c byte, where string) error {
 // pendingName reports the member name whose value next failed, if it did:
 // the name was scanned and its value was not.
 func (s *scanner) pendingName() (kstart, kend int, esc, ok bool) {
-	if s.state != sValue || len(s.stack) == 0 || s.stack[len(s.stack)-1] != '{' {
+	if s.state != sValue || len(s.stack) == 0 || s.stack[len(s.stack)-1] != '{' || s.tok.kstart < 0 {
 		return 0, 0, false, false
 	}
 	return int(s.tok.kstart), int(s.tok.kend), s.tok.kesc, true
