@@ -111,7 +111,7 @@ func TestAPI(t *testing.T) {
 			codes := make([]int, len(patches))
 			for i, p := range patches {
 				wg.Go(func() {
-					res, _ := request(t, "PATCH", e.base+"/v1/launches/"+l.ID, p)
+					res, _ := e.do("PATCH", "/v1/launches/"+l.ID, p)
 					codes[i] = res.StatusCode
 				})
 			}
@@ -313,6 +313,7 @@ func newUnreachableConfig(t *testing.T, js *testenv.JetStream) reporter.Config {
 	cfg.ClickHouseAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens there
 	cfg.ClickHouseDatabase, cfg.ClickHouseUser = testDB, "default"
 	cfg.RedisURL = testenv.StartRedis(t)
+	cfg.TokensFile = writeTokens(t)
 	return cfg
 }
 

@@ -2,11 +2,14 @@ package reporter_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +31,8 @@ type env struct {
 	svc   *reporter.Service
 	base  string
 	admin string
+	// token is an admin token of the reporter's tokens file: do sends it.
+	token string
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis
@@ -50,6 +55,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
+	cfg.TokensFile = writeTokens(t)
 	e.svc = e.run(cfg)
 
 	ctx := testenv.Context(t)
@@ -81,16 +87,40 @@ func (e *env) run(cfg reporter.Config) *reporter.Service {
 	}
 	e.base = "http://" + svc.Addr()
 	e.admin = "http://" + svc.AdminAddr()
+	e.token = testTokens["admin"]
 	testenv.Run(t, svc.Run)
 	return svc
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
-// do sends a request to the API; body is sent as is when it is a string,
-// else as JSON. Extra headers come in name, value pairs.
+// testTokens are the tokens of the tokens file writeTokens writes, by
+// scope; the file holds the admin one as its sha256 digest.
+var testTokens = map[string]string{
+	"admin":   "test-admin-token-5d0c1f0e8a",
+	"operate": "test-operate-token-77b2c4a1",
+	"read":    "test-read-token-3e9f0a6d25",
+}
+
+// writeTokens writes a tokens file holding testTokens (named after their
+// scopes: "admin", "operate", "read") and returns its path.
+func writeTokens(t testing.TB) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(testTokens["admin"]))
+	data := fmt.Sprintf("# the reporter tests' tokens\nadmin admin sha256:%x\n\noperate operate %s  # an operator\nread read %s\n",
+		sum, testTokens["operate"], testTokens["read"])
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// do sends a request to the API with the admin token (a header given in
+// headers replaces it); body is sent as is when it is a string, else as
+// JSON. Extra headers come in name, value pairs.
 func (e *env) do(method, path string, body any, headers ...string) (*http.Response, []byte) {
-	return request(e.t, method, e.base+path, body, headers...)
+	return request(e.t, method, e.base+path, body, append([]string{"Authorization", "Bearer " + e.token}, headers...)...)
 }
 
 func request(t *testing.T, method, url string, body any, headers ...string) (*http.Response, []byte) {
