@@ -27,7 +27,7 @@ const testDB = "dl_reporter_test"
 
 // env is a running reporter over real NATS, ClickHouse and Redis.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *reporter.Service
 	base  string
 	admin string
@@ -44,7 +44,7 @@ type envOptions struct {
 	controlInterval time.Duration
 }
 
-func startEnv(t *testing.T, o envOptions) *env {
+func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, js: testenv.StartJetStream(t)}
 	chAddr := testenv.StartClickHouse(t)
@@ -123,7 +123,7 @@ func (e *env) do(method, path string, body any, headers ...string) (*http.Respon
 	return request(e.t, method, e.base+path, body, append([]string{"Authorization", "Bearer " + e.token}, headers...)...)
 }
 
-func request(t *testing.T, method, url string, body any, headers ...string) (*http.Response, []byte) {
+func request(t testing.TB, method, url string, body any, headers ...string) (*http.Response, []byte) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -187,7 +187,7 @@ func (e *env) apiError(code int, method, path string, body any, want ...string) 
 	return checkError(e.t, res, data, code, want...)
 }
 
-func checkError(t *testing.T, res *http.Response, data []byte, code int, want ...string) string {
+func checkError(t testing.TB, res *http.Response, data []byte, code int, want ...string) string {
 	t.Helper()
 	if res.StatusCode != code {
 		t.Fatalf("%s %s: status %d, want %d; body %s", res.Request.Method, res.Request.URL.Path, res.StatusCode, code, data)
