@@ -33,6 +33,8 @@ type env struct {
 	admin string
 	// token is an admin token of the reporter's tokens file: do sends it.
 	token string
+	// log is the reporter's log; nil: the test's (testenv.Logger).
+	log *slog.Logger
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis
@@ -42,6 +44,9 @@ type envOptions struct {
 	cacheTTL time.Duration
 	// controlInterval > 0 runs the ramp controller.
 	controlInterval time.Duration
+	// quiet discards the reporter's log (a fuzz target may not log to
+	// its testing.F).
+	quiet bool
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
@@ -56,6 +61,9 @@ func startEnv(t testing.TB, o envOptions) *env {
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
 	cfg.TokensFile = writeTokens(t)
+	if o.quiet {
+		e.log = slog.New(slog.DiscardHandler)
+	}
 	e.svc = e.run(cfg)
 
 	ctx := testenv.Context(t)
@@ -81,7 +89,11 @@ func startEnv(t testing.TB, o envOptions) *env {
 func (e *env) run(cfg reporter.Config) *reporter.Service {
 	t := e.t
 	t.Helper()
-	svc, err := reporter.New(cfg, testenv.Logger(t, slog.LevelWarn))
+	log := e.log
+	if log == nil {
+		log = testenv.Logger(t, slog.LevelWarn)
+	}
+	svc, err := reporter.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

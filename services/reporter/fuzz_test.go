@@ -19,7 +19,7 @@ import (
 // and every error is the API's JSON error body. Findings go to
 // testdata/fuzz/FuzzDecodeRequests and run with the seeds in every go test.
 func FuzzDecodeRequests(f *testing.F) {
-	e := startEnv(f, envOptions{})
+	e := startEnv(f, envOptions{quiet: true})
 	h := e.svc.Handler()
 	routes := []struct{ method, action string }{
 		{"POST", "create"}, {"PATCH", ""}, {"POST", "pause"}, {"POST", "resume"}, {"POST", "rollback"}, {"POST", "promote"},
