@@ -1,7 +1,6 @@
 package reporter_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -208,7 +206,7 @@ func TestAuthOff(t *testing.T) {
 	cfg := newUnreachableConfig(t, js)
 	cfg.ClickHouseAddr = testenv.StartClickHouse(t)
 	cfg.TokensFile, cfg.Auth = "", "off"
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	svc, err := reporter.New(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
@@ -239,22 +237,4 @@ func TestAuthOff(t *testing.T) {
 	if a := e.waitAudit(l.ID, 1); !strings.HasPrefix(a[0].Actor, "api:127.0.0.1:") {
 		t.Fatalf("audit actor %q, want api:<peer>", a[0].Actor)
 	}
-}
-
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -34,7 +34,7 @@ type env struct {
 	// token is an admin token of the reporter's tokens file: do sends it.
 	token string
 	// log is the reporter's log; nil: the test's (testenv.Logger).
-	log *slog.Logger
+	log   *slog.Logger
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis

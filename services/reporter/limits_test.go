@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,13 +19,6 @@ import (
 func TestLimits(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	long := func(n int) string { return strings.Repeat("a", n) }
-	paths := func(n, size int) []string {
-		out := make([]string, n)
-		for i := range out {
-			out[i] = "/" + long(size-1)
-		}
-		return out
-	}
 	// escaped is 256 rule paths of 1,000 '<' each: 260 KB in the request,
 	// 1.5 MB once stored as JSON ("\u003c" for each '<').
 	var escaped []string
@@ -41,9 +35,9 @@ func TestLimits(t *testing.T) {
 		{"secondary_url", map[string]any{"secondary_url": "http://s/" + long(launch.MaxURLLen)}, []string{"secondary_url is"}},
 		{"sticky_key", map[string]any{"sticky_key": "header:" + long(launch.MaxStickyKeyLen)}, []string{"sticky_key is"}},
 		{"methods", map[string]any{"methods": strings.Split(strings.TrimSuffix(strings.Repeat("GET,", 17), ","), ",")}, []string{"methods has 17 entries"}},
-		{"include_paths count", map[string]any{"include_paths": paths(launch.MaxPathPatterns+1, 2)}, []string{"include_paths has 65 patterns"}},
-		{"exclude_paths length", map[string]any{"exclude_paths": paths(1, launch.MaxPathPatternLen+1)}, []string{"exclude_paths[0] is 513 bytes"}},
-		{"rule count", map[string]any{"compare": map[string]any{"ignore_paths": paths(300, 2)}}, []string{"compare.ignore_paths", "at most 256"}},
+		{"include_paths count", map[string]any{"include_paths": slices.Repeat([]string{"/a"}, launch.MaxPathPatterns+1)}, []string{"include_paths has 65 patterns"}},
+		{"exclude_paths length", map[string]any{"exclude_paths": []string{"/" + long(launch.MaxPathPatternLen)}}, []string{"exclude_paths[0] is 513 bytes"}},
+		{"rule count", map[string]any{"compare": map[string]any{"ignore_paths": slices.Repeat([]string{"$.a"}, 300)}}, []string{"compare.ignore_paths", "at most 256"}},
 		{"rule header", map[string]any{"compare": map[string]any{"redact_headers": []string{long(300)}}}, []string{"compare.redact_headers[0]", "longer than 256"}},
 		{"ramp steps", map[string]any{"ramp": map[string]any{"live_steps": make([]map[string]any, 51)}}, []string{"ramp.live_steps has 51 steps"}},
 		{"reason", map[string]any{"reason": long(launch.MaxReasonLen + 1)}, []string{"reason is 501 bytes"}},
@@ -67,7 +61,7 @@ func TestLimits(t *testing.T) {
 	}{
 		{map[string]any{"name": long(launch.MaxNameLen + 1)}, "name is"},
 		{map[string]any{"shadow_url": "http://s/" + long(launch.MaxURLLen)}, "shadow_url is"},
-		{map[string]any{"exclude_paths": paths(launch.MaxPathPatterns+1, 2)}, "exclude_paths has"},
+		{map[string]any{"exclude_paths": slices.Repeat([]string{"/a"}, launch.MaxPathPatterns+1)}, "exclude_paths has"},
 		{map[string]any{"sample_percent": 6, "reason": long(launch.MaxReasonLen + 1)}, "reason is"},
 		{map[string]any{"compare": map[string]any{"ignore_paths": escaped}}, "bytes as stored JSON"},
 	} {
