@@ -97,6 +97,7 @@ type Service struct {
 	liveKV jetstream.KeyValue
 
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
+	lastFramingLog                                                           atomic.Int64
 	ran                                                                      atomic.Bool
 }
 
@@ -149,9 +150,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.admin.AddCheck("launches", s.checkLaunches)
 	s.admin.AddCheck("streams", s.checkStreams)
 
-	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
 		return nil, fmt.Errorf("mirror: listen on MIRROR_ADDR %s: %w", cfg.Addr, err)
 	}
+	s.ln = guardListener{Listener: ln, s: s}
 	if err = s.admin.Listen(cfg.AdminAddr); err != nil {
 		s.ln.Close()
 		return nil, fmt.Errorf("mirror: listen on MIRROR_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
@@ -160,6 +163,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
+		ConnState:         connState,
 		ErrorLog:          errLog,
 		// OPTIONS * belongs to the primary, not to the tap.
 		DisableGeneralOptionsHandler: true,
