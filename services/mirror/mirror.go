@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,9 @@ type Service struct {
 	// reportLive); nil until opened and after a failed report.
 	liveKV jetstream.KeyValue
 
+	// trusted are the peers whose forwarding headers are believed.
+	trusted []netip.Prefix
+
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
 	lastFramingLog                                                           atomic.Int64
 	ran                                                                      atomic.Bool
@@ -112,7 +116,12 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	trusted, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
+		trusted:     trusted,
 		cfg:         cfg,
 		log:         log,
 		target:      target,
@@ -162,6 +171,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.srv = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.BodyReadTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		ConnState:         connState,
 		ErrorLog:          errLog,

@@ -196,7 +196,8 @@ func TestPrimarySeesTheRequestAsSent(t *testing.T) {
 	}
 	direct := view(strings.TrimPrefix(primary.URL, "http://"))
 
-	s, _ := startMirror(t, e, primary.URL, nil)
+	trustLocal := func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} }
+	s, _ := startMirror(t, e, primary.URL, trustLocal)
 	if got := view(s.Addr()); got != direct {
 		t.Errorf("primary's view through the tap:\n%s\nwant (direct):\n%s", got, direct)
 	}
@@ -212,7 +213,7 @@ func TestPrimarySeesTheRequestAsSent(t *testing.T) {
 		t.Errorf("OPTIONS * through the tap: %q", raw)
 	}
 
-	s2, _ := startMirror(t, e, primary.URL, func(c *Config) { c.XForwarded = true; c.RewriteHost = true })
+	s2, _ := startMirror(t, e, primary.URL, func(c *Config) { trustLocal(c); c.XForwarded = true; c.RewriteHost = true })
 	got := view(s2.Addr())
 	host := strings.TrimPrefix(primary.URL, "http://")
 	if !strings.Contains(got, "host="+host+"\n") || !strings.Contains(got, `xff=["10.0.0.1, 127.0.0.1"]`) ||

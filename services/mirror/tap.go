@@ -23,6 +23,7 @@ const maxLaunches = 64
 // cheap (see decide); only a sampled request pays for capturing.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.proxied.Inc()
+	s.distrustForwarding(r)
 	rt := s.currentRoutes()
 	lr, toNew, mask := rt.decide(r, s.stats)
 	switch {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +65,7 @@ func TestEnvironmentDefaultsMatchGoDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	fromGo := Config{PrimaryURL: "http://primary:9000", TapID: "tap-1"}.withDefaults()
-	if fromEnv.withDefaults() != fromGo {
+	if !reflect.DeepEqual(fromEnv.withDefaults(), fromGo) {
 		t.Errorf("environment defaults\n%+v\ndiffer from Go defaults\n%+v", fromEnv, fromGo)
 	}
 }
@@ -82,6 +83,8 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		{"negative publishers", Config{PrimaryURL: "http://primary", Publishers: -2}},
 		{"negative body limit", Config{PrimaryURL: "http://primary", BodyLimit: -1}},
 		{"negative live report interval", Config{PrimaryURL: "http://primary", LiveReportInterval: -time.Second}},
+		{"negative body read timeout", Config{PrimaryURL: "http://primary", BodyReadTimeout: -time.Second}},
+		{"bad trusted proxy", Config{PrimaryURL: "http://primary", TrustedProxies: []string{"10.0.0.0/33"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Addr, tc.cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
