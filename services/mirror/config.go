@@ -37,6 +37,12 @@ type Config struct {
 	// TrustedProxies are the peers whose forwarding headers are believed.
 	TrustedProxies []string `envconfig:"MIRROR_TRUSTED_PROXIES" desc:"comma-separated addresses or CIDRs (10.0.0.0/8) of load balancers in front of the tap: only their Forwarded and X-Forwarded-* headers reach the primary and the envelopes; from any other peer these headers are removed (empty: trust no peer)"`
 
+	// Seal, SealKeyFile and SealHeaders protect credentials in envelopes
+	// (seal.go); the key file also authenticates replays (replay.go).
+	Seal        string   `envconfig:"MIRROR_SEAL" default:"auto" desc:"sensitive header values in envelopes: auto (sealed when MIRROR_SEAL_KEY_FILE is set, otherwise left out of envelopes), on (sealed; MIRROR_SEAL_KEY_FILE required), off (captured in clear)"`
+	SealKeyFile string   `envconfig:"MIRROR_SEAL_KEY_FILE" desc:"key file shared with the shadow-runners (format: docs/envelope.md): sensitive header values are sealed with its current key (AES-256-GCM) and replayed requests are verified with its keys"`
+	SealHeaders []string `envconfig:"MIRROR_SEAL_HEADERS" default:"Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key" desc:"comma-separated headers (request and primary response) whose values are sealed, or left out without a key"`
+
 	MaxIdleConnsPerHost   int           `envconfig:"MIRROR_MAX_IDLE_CONNS_PER_HOST" default:"256" desc:"idle keep-alive connections kept to the primary"`
 	DialTimeout           time.Duration `envconfig:"MIRROR_DIAL_TIMEOUT" default:"5s" desc:"timeout for connecting to the primary"`
 	ResponseHeaderTimeout time.Duration `envconfig:"MIRROR_RESPONSE_HEADER_TIMEOUT" default:"60s" desc:"timeout for the primary's (and a live new version's) response headers, from the end of the request; the client then gets a 504"`
@@ -113,6 +119,9 @@ func (c *Config) primary() (*url.URL, error) {
 		return nil, fmt.Errorf("%w: MIRROR_BODY_READ_TIMEOUT must not be negative", ErrConfig)
 	}
 	if _, err := parseProxies(c.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if _, err := c.sealing(); err != nil {
 		return nil, err
 	}
 	return u, nil

@@ -97,8 +97,10 @@ type Service struct {
 	// reportLive); nil until opened and after a failed report.
 	liveKV jetstream.KeyValue
 
-	// trusted are the peers whose forwarding headers are believed.
-	trusted []netip.Prefix
+	// protection seals sensitive header values (seal.go). trusted are
+	// the peers whose forwarding headers are believed.
+	protection *protection
+	trusted    []netip.Prefix
 
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
 	lastFramingLog                                                           atomic.Int64
@@ -116,11 +118,21 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	prot, err := cfg.sealing()
+	if err != nil {
+		return nil, err
+	}
 	trusted, err := parseProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
+	if warn, msg := prot.describe(); warn {
+		log.Warn(msg)
+	} else {
+		log.Info(msg)
+	}
 	s := &Service{
+		protection:  prot,
 		trusted:     trusted,
 		cfg:         cfg,
 		log:         log,

@@ -271,13 +271,17 @@ func (s *Service) finish(t *tap) {
 	for mask := t.mask; mask != 0; mask &= mask - 1 {
 		l := t.launches[bits.TrailingZeros64(mask)]
 		// Envelopes of one request share the captured bodies and headers:
-		// they are read-only from here on. The id is given by the publisher.
+		// they are read-only from here on (the launch's capture policy and
+		// the publisher's sealing change copies). The id is given by the
+		// publisher.
+		lreq := req
+		lreq.Headers = l.Capture.Apply(req.Headers)
 		s.enqueue(&envelope.Envelope{
 			V:          envelope.Version,
 			LaunchID:   l.ID,
 			TapID:      s.cfg.TapID,
 			ReceivedAt: received,
-			Request:    req,
+			Request:    lreq,
 			Primary:    resp,
 		})
 	}

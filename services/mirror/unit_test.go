@@ -84,6 +84,9 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		{"negative body limit", Config{PrimaryURL: "http://primary", BodyLimit: -1}},
 		{"negative live report interval", Config{PrimaryURL: "http://primary", LiveReportInterval: -time.Second}},
 		{"negative body read timeout", Config{PrimaryURL: "http://primary", BodyReadTimeout: -time.Second}},
+		{"unknown seal mode", Config{PrimaryURL: "http://primary", Seal: "maybe"}},
+		{"seal on without key file", Config{PrimaryURL: "http://primary", Seal: SealOn}},
+		{"missing key file", Config{PrimaryURL: "http://primary", SealKeyFile: "/nonexistent/keys"}},
 		{"bad trusted proxy", Config{PrimaryURL: "http://primary", TrustedProxies: []string{"10.0.0.0/33"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
