@@ -365,7 +365,7 @@ func BenchmarkSampleDecision(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				s.currentRoutes().decide(req, s.stats)
+				s.currentRoutes().decide(req, s.stats, true)
 			}
 		})
 	}

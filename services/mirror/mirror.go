@@ -97,13 +97,14 @@ type Service struct {
 	// reportLive); nil until opened and after a failed report.
 	liveKV jetstream.KeyValue
 
-	// protection seals sensitive header values (seal.go). trusted are
-	// the peers whose forwarding headers are believed.
+	// protection seals sensitive header values (seal.go); its keys also
+	// verify replay markers (trust.go). trusted are the peers whose
+	// forwarding headers are believed.
 	protection *protection
 	trusted    []netip.Prefix
 
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
-	lastFramingLog                                                           atomic.Int64
+	lastFramingLog, lastMarkerLog                                            atomic.Int64
 	ran                                                                      atomic.Bool
 }
 

@@ -23,9 +23,10 @@ const maxLaunches = 64
 // cheap (see decide); only a sampled request pays for capturing.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.proxied.Inc()
+	replay := s.replay(r)
 	s.distrustForwarding(r)
 	rt := s.currentRoutes()
-	lr, toNew, mask := rt.decide(r, s.stats)
+	lr, toNew, mask := rt.decide(r, s.stats, !replay)
 	switch {
 	case lr != nil:
 		s.serveLive(w, r, rt, lr, toNew, mask)
@@ -43,7 +44,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // atomic load (by the caller), then per launch a method and path check and
 // either a hash of the user's sticky key or a random number; it does not
 // allocate.
-func (rt *routes) decide(r *http.Request, c *metrics) (lr *liveRoute, toNew bool, mask uint64) {
+func (rt *routes) decide(r *http.Request, c *metrics, sample bool) (lr *liveRoute, toNew bool, mask uint64) {
 	var p string
 	if rt.filters {
 		p = filterPath(r)
@@ -54,6 +55,9 @@ func (rt *routes) decide(r *http.Request, c *metrics) (lr *liveRoute, toNew bool
 		} else if toNew = lr.toNew(r, c); toNew {
 			return lr, true, 0
 		}
+	}
+	if !sample {
+		return lr, false, 0
 	}
 	return lr, false, rt.sample(r, p, c)
 }

@@ -2,10 +2,53 @@ package mirror
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/seal"
 )
+
+// Replay markers. A runner's replay carries X-Darklaunch-Shadow: 1 and,
+// when the runner has the key file, an X-Darklaunch-Replay proof
+// (pkg/seal). A request that reaches a tap with a proof that verifies is a
+// replay: it is served (routed as any request) but never sampled, so a
+// launch whose shadow is a tap (itself, or another one) cannot loop, and
+// its markers reach the backend. Markers without a valid proof were sent
+// by a client: they are removed, so no backend takes the request for a
+// replay, and the request is handled as any client's. Without a key file
+// a replay cannot be told from a client's request: the markers are
+// removed and the request is not sampled (a client can keep its own
+// requests out of the sample, nothing more).
+const (
+	headerShadow = "X-Darklaunch-Shadow"
+	headerReplay = seal.HeaderReplay
+)
+
+// replay reports whether r is to be served without sampling. It costs two
+// map lookups for a request without markers.
+func (s *Service) replay(r *http.Request) bool {
+	shadow, proof := r.Header[headerShadow], r.Header[headerReplay]
+	if shadow == nil && proof == nil {
+		return false
+	}
+	keys := s.protection.keys
+	if keys != nil && shadow != nil && len(proof) == 1 {
+		err := keys.VerifyMarker(proof[0], r.Method, r.RequestURI, time.Now())
+		if err == nil {
+			s.stats.replays.Inc()
+			return true
+		}
+		s.logThrottled(&s.lastMarkerLog, slog.LevelWarn, "replay marker refused; the request is handled as a client's",
+			"err", err, "remote", r.RemoteAddr)
+	}
+	delete(r.Header, headerShadow)
+	delete(r.Header, headerReplay)
+	s.stats.markersRemoved.Inc()
+	return keys == nil
+}
 
 // forwardedHeaders are the headers that say who the client is; only a
 // trusted proxy's are believed.

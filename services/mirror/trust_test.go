@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // markerPrimary answers with what it saw of the markers and forwarding
@@ -20,6 +22,79 @@ func markerPrimary(t *testing.T) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+func TestReplayMarkers(t *testing.T) {
+	e := newNATSEnv(t)
+	primary := markerPrimary(t)
+	keyFile, keys := testenv.SealKeys(t, testKeyID)
+	s, _ := startMirror(t, e, primary.URL, func(c *Config) { c.SealKeyFile = keyFile })
+	l := e.createLaunch(t, 100, nil, nil)
+	waitMirrored(t, s, l.ID)
+	c := newClient(t)
+	url := "http://" + s.Addr() + "/p?q=1"
+	request := func(marker, proof string) string {
+		req, _ := http.NewRequest("GET", url, nil)
+		if marker != "" {
+			req.Header.Set(headerShadow, marker)
+		}
+		if proof != "" {
+			req.Header.Set(headerReplay, proof)
+		}
+		_, body := send(t, c, req)
+		return string(body)
+	}
+
+	// A runner's replay: served with its markers, never sampled.
+	if got := request("1", keys.Marker("GET", "/p?q=1", time.Now())); got != `shadow="1" replay=1 xff=[]` {
+		t.Errorf("a replay reached the primary as %s", got)
+	}
+	if st := s.Stats(); st.Replays != 1 || st.Sampled != 0 {
+		t.Errorf("after a replay: %+v", st)
+	}
+	e.expectNone(t)
+
+	// A client's forgeries: the markers are removed and the request is
+	// a client's, sampled as usual.
+	_, otherKeys := testenv.SealKeys(t, testKeyID)
+	forged := []struct{ marker, proof string }{
+		{"1", ""},
+		{"", keys.Marker("GET", "/p?q=1", time.Now())},
+		{"1", keys.Marker("GET", "/other", time.Now())},                 // another request's proof
+		{"1", keys.Marker("GET", "/p?q=1", time.Now().Add(-time.Hour))}, // an old one
+		{"1", otherKeys.Marker("GET", "/p?q=1", time.Now())},            // another key
+	}
+	for i, f := range forged {
+		if got := request(f.marker, f.proof); got != `shadow="" replay=0 xff=[]` {
+			t.Errorf("forgery %d reached the primary as %s", i, got)
+		}
+		env, _ := e.next(t, 10*time.Second)
+		if env.Request.Headers[headerShadow] != nil || env.Request.Headers[headerReplay] != nil {
+			t.Errorf("forgery %d: the envelope keeps a marker: %v", i, env.Request.Headers)
+		}
+	}
+	if st := s.Stats(); st.MarkersRemoved != uint64(len(forged)) || st.Sampled != uint64(len(forged)) {
+		t.Errorf("after the forgeries: %+v", st)
+	}
+}
+
+func TestReplayMarkersWithoutKeyFile(t *testing.T) {
+	e := newNATSEnv(t)
+	primary := markerPrimary(t)
+	s, _ := startMirror(t, e, primary.URL, func(c *Config) { c.SealKeyFile = "" })
+	l := e.createLaunch(t, 100, nil, nil)
+	waitMirrored(t, s, l.ID)
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/p", nil)
+	req.Header.Set(headerShadow, "1")
+	// A replay cannot be told from a client's request: neither is sampled
+	// (no loop), and the marker never reaches the primary.
+	if _, body := send(t, newClient(t), req); string(body) != `shadow="" replay=0 xff=[]` {
+		t.Errorf("primary saw %s", body)
+	}
+	if st := s.Stats(); st.Sampled != 0 || st.MarkersRemoved != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	e.expectNone(t)
 }
 
 func TestForwardingHeadersOnlyFromTrustedProxies(t *testing.T) {
