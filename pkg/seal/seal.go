@@ -107,6 +107,18 @@ func (k *Keys) SealHeader(launchID string, h http.Header, names []string) {
 	}
 }
 
+// HasSealed reports whether any value of h is sealed.
+func HasSealed(h http.Header) bool {
+	for _, vs := range h {
+		for _, v := range vs {
+			if IsSealed(v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // OpenHeader returns h with every sealed value opened: h itself when it
 // holds none, otherwise a copy (h is left sealed). k may be nil: a header
 // with sealed values then fails with ErrNoKeys.

@@ -109,6 +109,9 @@ func TestSealAndOpenHeader(t *testing.T) {
 	if IsSealed(h.Get("Accept")) || !IsSealed(h["Cookie"][1]) || !IsSealed(h.Get("Authorization")) {
 		t.Fatalf("sealed %v", h)
 	}
+	if !HasSealed(h) || HasSealed(http.Header{"A": {"b"}}) {
+		t.Fatal("HasSealed")
+	}
 	sealedCookie := h["Cookie"][0]
 	open, err := k.OpenHeader("L", h)
 	if err != nil {
