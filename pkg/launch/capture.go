@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/darklaunch/darklaunch/pkg/compare"
 )
 
 // Capture is a launch's capture policy: what the tap changes in a sampled
@@ -46,7 +48,7 @@ func (c *Capture) normalize() error {
 		return fmt.Errorf("%w: capture names %d headers, at most %d", ErrInvalid, n, MaxCaptureHeaders)
 	}
 	check := func(field, name string) (string, error) {
-		if len(name) > MaxHeaderNameLen || !validHeaderName(name) {
+		if len(name) > MaxHeaderNameLen || !compare.ValidHeaderName(name) {
 			return "", fmt.Errorf("%w: %s: %.40q is not a header name of at most %d characters", ErrInvalid, field, name, MaxHeaderNameLen)
 		}
 		name = http.CanonicalHeaderKey(name)
@@ -151,20 +153,6 @@ func (p Patch) Redacted() Patch {
 		p.Capture = &r
 	}
 	return p
-}
-
-// validHeaderName: a non-empty RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x80 || c <= ' ' || strings.IndexByte("\"(),/:;<=>?@[\\]{}\x7f", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // validHeaderValue: no control characters but tab, no leading or trailing

@@ -25,18 +25,7 @@ import (
 // exactly as it came over the wire.
 func rawGet(t *testing.T, addr, path string) []byte {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: raw\r\nConnection: close\r\n\r\n", path)
-	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return []byte(exchange(t, addr, "", "GET "+path+" HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: raw\r\nConnection: close\r\n\r\n"))
 }
 
 // wire normalizes a raw response for comparison: status line and body are
