@@ -16,7 +16,8 @@ import (
 //
 // ReplaceHeaders values are secrets (a credential for the shadow, say):
 // they are stored in the launch bucket with the rest of the launch, and
-// left out of logs and audit details (Redacted).
+// shown as RedactedHeaderValue in API answers, logs and audit details
+// (Redacted).
 type Capture struct {
 	// DropHeaders are removed from the captured request.
 	DropHeaders []string `json:"drop_headers,omitempty"`
@@ -85,6 +86,8 @@ func (c *Capture) normalize() error {
 			return fmt.Errorf("%w: %s: the header is also in capture.drop_headers", ErrInvalid, field)
 		case len(v) > MaxReplaceValueLen:
 			return fmt.Errorf("%w: %s: the value is longer than %d bytes", ErrInvalid, field, MaxReplaceValueLen)
+		case v == RedactedHeaderValue:
+			return fmt.Errorf("%w: %s: %q is how the API shows a stored value, not a value", ErrInvalid, field, RedactedHeaderValue)
 		case v == "" || !validHeaderValue(v):
 			// The value is a secret: the message does not show it.
 			return fmt.Errorf("%w: %s: the value must be a non-empty header value (no control characters)", ErrInvalid, field)
@@ -123,6 +126,26 @@ func (c *Capture) Apply(h http.Header) http.Header {
 	return out
 }
 
+// keepRedacted returns the policy of a PATCH with every replacement value
+// sent back as RedactedHeaderValue (as GET shows it) replaced by the value
+// stored in old, so that a client can change a policy it read without
+// knowing its secrets.
+func (c Capture) keepRedacted(old Capture) (Capture, error) {
+	out := c
+	out.ReplaceHeaders = make(map[string]string, len(c.ReplaceHeaders))
+	for name, v := range c.ReplaceHeaders {
+		if v == RedactedHeaderValue {
+			stored, ok := old.ReplaceHeaders[http.CanonicalHeaderKey(name)]
+			if !ok {
+				return c, fmt.Errorf("%w: capture.replace_headers.%s: %q stands for the stored value, and there is none", ErrInvalid, name, RedactedHeaderValue)
+			}
+			v = stored
+		}
+		out.ReplaceHeaders[name] = v
+	}
+	return out, nil
+}
+
 // Redacted is the policy with its replacement values hidden, for logs and
 // audit details.
 func (c Capture) Redacted() Capture {
@@ -138,7 +161,7 @@ func (c Capture) Redacted() Capture {
 }
 
 // Redacted is the launch with its secrets (capture replacement values)
-// hidden, for logs and audit details.
+// hidden, for API answers, logs and audit details.
 func (l *Launch) Redacted() *Launch {
 	c := *l
 	c.Capture = l.Capture.Redacted()

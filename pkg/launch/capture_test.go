@@ -82,6 +82,21 @@ func TestCaptureRedactedAndPatched(t *testing.T) {
 	if r := p.Redacted(); r.Capture.ReplaceHeaders["X-Api-Key"] != RedactedHeaderValue || p.Capture.ReplaceHeaders["X-Api-Key"] != "k" {
 		t.Fatal("patch redaction")
 	}
+	// A policy read through the API and sent back keeps its secrets.
+	shown := l.Redacted().Capture
+	shown.DropHeaders = []string{"Cookie"}
+	if err := l.ApplyPatch(Patch{Capture: &shown}, time.Now()); err != nil ||
+		l.Capture.ReplaceHeaders["Authorization"] != "Bearer shadow" || l.Capture.DropHeaders[0] != "Cookie" {
+		t.Fatalf("patch with the redacted value: %v %+v", err, l.Capture)
+	}
+	bad := Capture{ReplaceHeaders: map[string]string{"X-Other": RedactedHeaderValue}}
+	if err := l.ApplyPatch(Patch{Capture: &bad}, time.Now()); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "X-Other") {
+		t.Fatalf("redacted value without a stored one: %v", err)
+	}
+	created := Launch{Name: "x", ShadowURL: "http://s", Capture: bad}
+	if err := created.Normalize(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("the placeholder as a value: %v", err)
+	}
 	if err := l.ApplyPatch(Patch{Capture: &Capture{}}, time.Now()); err != nil || !l.Capture.IsZero() {
 		t.Fatalf("{} removes the policy: %v %+v", err, l.Capture)
 	}

@@ -77,7 +77,11 @@ func (l *Launch) ApplyPatch(p Patch, now time.Time) error {
 		l.Gates = *p.Gates
 	}
 	if p.Capture != nil {
-		l.Capture = *p.Capture
+		c, err := p.Capture.keepRedacted(l.Capture)
+		if err != nil {
+			return err
+		}
+		l.Capture = c
 	}
 	if p.Ramp != nil {
 		if l.Status == StatusPromoting {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/mirror"
 )
@@ -119,6 +120,13 @@ func TestCredentialsAreNotStoredInClear(t *testing.T) {
 	token, cookie, apiKey, shadowKey := "tok-"+rand.Text(), "sid-"+rand.Text(), "key-"+rand.Text(), "shadowkey-"+rand.Text()
 	l := s.createLaunchWith(map[string]any{"shadow_url": s.shadow.URL, "sample_percent": 100,
 		"capture": map[string]any{"replace_headers": map[string]string{"X-Api-Key": shadowKey}}})
+	// The API never shows the policy's secret.
+	if got := l.Capture.ReplaceHeaders["X-Api-Key"]; got != launch.RedactedHeaderValue {
+		t.Fatalf("create answered the replacement as %q", got)
+	}
+	if _, body := s.api("GET", "/v1/launches/"+l.ID, nil); strings.Contains(string(body), shadowKey) {
+		t.Fatalf("GET shows the replacement: %s", body)
+	}
 	probes := s.waitMirrorSees()
 	const n = 20
 	for i := range n {
