@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/compare"
 )
 
 func keyLine(id string, b byte, current bool) string {
@@ -151,5 +154,13 @@ func TestMarker(t *testing.T) {
 		if !errors.Is(err, ErrMarker) {
 			t.Errorf("%s: %v, want ErrMarker", name, err)
 		}
+	}
+}
+
+// The headers sealed by default are the ones examples redact by default:
+// one notion of a sensitive header.
+func TestDefaultHeadersAreTheRedactedOnes(t *testing.T) {
+	if !slices.Equal(DefaultHeaders, compare.DefaultRedactHeaders) {
+		t.Fatalf("seal.DefaultHeaders %v, compare.DefaultRedactHeaders %v", DefaultHeaders, compare.DefaultRedactHeaders)
 	}
 }

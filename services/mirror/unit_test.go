@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/seal"
 )
 
 func TestUsageListsEverySetting(t *testing.T) {
@@ -67,6 +69,14 @@ func TestEnvironmentDefaultsMatchGoDefaults(t *testing.T) {
 	fromGo := Config{PrimaryURL: "http://primary:9000", TapID: "tap-1"}.withDefaults()
 	if !reflect.DeepEqual(fromEnv.withDefaults(), fromGo) {
 		t.Errorf("environment defaults\n%+v\ndiffer from Go defaults\n%+v", fromEnv, fromGo)
+	}
+}
+
+// MIRROR_SEAL_HEADERS defaults to the headers pkg/seal (and redaction)
+// call sensitive.
+func TestSealHeadersDefault(t *testing.T) {
+	if got := config.Default[Config]().SealHeaders; !slices.Equal(got, seal.DefaultHeaders) {
+		t.Errorf("MIRROR_SEAL_HEADERS default %v, seal.DefaultHeaders %v", got, seal.DefaultHeaders)
 	}
 }
 
