@@ -170,6 +170,10 @@ func (f *frame) scan(p []byte) string {
 		}
 		line := p[:i]
 		p = p[i+1:]
+		if len(line) > lineHead && (f.mode != modeHeader || !f.start) {
+			// Only a line's head counts, however the line arrived.
+			line = line[:lineHead]
+		}
 		if f.partial {
 			f.keep(line)
 			f.partial = false

@@ -202,3 +202,43 @@ func TestFrameScanSplitReads(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFrameScan: any bytes, however split, give the guard the same
+// verdict, and it never panics.
+func FuzzFrameScan(f *testing.F) {
+	for _, tc := range smuggling {
+		f.Add([]byte(tc.raw), uint16(7))
+	}
+	f.Add([]byte("POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na;x=1\r\n0123456789\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"), uint16(3))
+	f.Fuzz(func(t *testing.T, raw []byte, cut uint16) {
+		whole := (&frame{start: true}).scan(raw)
+		f := frame{start: true}
+		at := int(cut) % (len(raw) + 1)
+		split := f.scan(raw[:at])
+		if split == "" {
+			split = f.scan(raw[at:])
+		}
+		if split != whole {
+			t.Fatalf("whole %q, split at %d %q", whole, at, split)
+		}
+	})
+}
+
+func TestFrameScanLongLines(t *testing.T) {
+	for _, raw := range []string{
+		"POST / HTTP/1.1\r\nTransfer-Encoding" + strings.Repeat(" ", 200) + ": chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: " + strings.Repeat("0", 200) + "1\r\n\r\nx",
+	} {
+		whole := (&frame{start: true}).scan([]byte(raw))
+		for cut := range len(raw) {
+			f := frame{start: true}
+			got := f.scan([]byte(raw[:cut]))
+			if got == "" {
+				got = f.scan([]byte(raw[cut:]))
+			}
+			if got != whole {
+				t.Fatalf("%.40q cut at %d: %q, whole %q", raw, cut, got, whole)
+			}
+		}
+	}
+}
