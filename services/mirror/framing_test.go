@@ -191,12 +191,7 @@ func TestFrameScanSplitReads(t *testing.T) {
 			t.Errorf("%s byte by byte: %q, whole: %q", name, got, want)
 		}
 		for cut := range len(raw) {
-			f := frame{start: true}
-			got := f.scan([]byte(raw[:cut]))
-			if got == "" {
-				got = f.scan([]byte(raw[cut:]))
-			}
-			if got != want {
+			if got := scanSplit([]byte(raw), cut); got != want {
 				t.Fatalf("%s cut at %d: %q, whole: %q", name, cut, got, want)
 			}
 		}
@@ -212,13 +207,8 @@ func FuzzFrameScan(f *testing.F) {
 	f.Add([]byte("POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na;x=1\r\n0123456789\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"), uint16(3))
 	f.Fuzz(func(t *testing.T, raw []byte, cut uint16) {
 		whole := (&frame{start: true}).scan(raw)
-		f := frame{start: true}
 		at := int(cut) % (len(raw) + 1)
-		split := f.scan(raw[:at])
-		if split == "" {
-			split = f.scan(raw[at:])
-		}
-		if split != whole {
+		if split := scanSplit(raw, at); split != whole {
 			t.Fatalf("whole %q, split at %d %q", whole, at, split)
 		}
 	})
@@ -231,14 +221,18 @@ func TestFrameScanLongLines(t *testing.T) {
 	} {
 		whole := (&frame{start: true}).scan([]byte(raw))
 		for cut := range len(raw) {
-			f := frame{start: true}
-			got := f.scan([]byte(raw[:cut]))
-			if got == "" {
-				got = f.scan([]byte(raw[cut:]))
-			}
-			if got != whole {
+			if got := scanSplit([]byte(raw), cut); got != whole {
 				t.Fatalf("%.40q cut at %d: %q, whole %q", raw, cut, got, whole)
 			}
 		}
 	}
+}
+
+// scanSplit is the guard's verdict on raw arriving in two reads, cut at at.
+func scanSplit(raw []byte, at int) string {
+	f := frame{start: true}
+	if r := f.scan(raw[:at]); r != "" {
+		return r
+	}
+	return f.scan(raw[at:])
 }
