@@ -12,7 +12,7 @@ import (
 //	read     every read (GET): launches, reports, verdicts, examples
 //	operate  pause, resume, roll back, change the sample percentage
 //	admin    create, promote, change URLs, methods, rules, paths, sticky
-//	         key, rate cap, ramp and gates
+//	         key, rate cap, ramp, gates and capture policy
 type Scope int
 
 const (
@@ -59,7 +59,8 @@ func (a Action) Scope() Scope {
 
 // Scope is what applying the patch needs: operate when it changes only
 // the sample percentage, admin when it touches anything else (URLs,
-// methods, rules, paths, sticky key, rate cap, ramp, gates or name).
+// methods, rules, paths, sticky key, rate cap, ramp, gates, capture
+// policy or name).
 func (p *Patch) Scope() Scope {
 	rest := *p
 	rest.SamplePercent = nil

@@ -29,6 +29,7 @@ func TestScopes(t *testing.T) {
 		{Patch{ShadowURL: &url}, ScopeAdmin},
 		{Patch{Ramp: &Ramp{}}, ScopeAdmin},
 		{Patch{Gates: &Gates{}}, ScopeAdmin},
+		{Patch{SamplePercent: &pct, Capture: &Capture{}}, ScopeAdmin},
 	} {
 		if got := c.p.Scope(); got != c.want {
 			t.Errorf("patch %+v needs %s, want %s", c.p, got, c.want)
