@@ -266,7 +266,7 @@ type apiFunc func(w http.ResponseWriter, r *http.Request) error
 // (authentication's included) are answered by fail.
 func (s *Service) api(scope launch.Scope, h apiFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := s.authenticated(scope, r, h, w); err != nil {
+		if err := s.authenticated(w, r, scope, h); err != nil {
 			s.fail(w, r, err)
 		}
 	}

@@ -61,8 +61,8 @@ type principal struct {
 
 type principalKey struct{}
 
-// authenticator checks bearer tokens against the tokens file; nil tokens
-// with off set means authentication is off.
+// authenticator checks bearer tokens against the tokens file, or lets
+// every request in when off (REPORTER_AUTH=off).
 type authenticator struct {
 	off    bool
 	tokens []token
@@ -205,7 +205,7 @@ func (s *Service) authorize(r *http.Request, need launch.Scope) error {
 
 // authenticated authenticates the request and checks it against the
 // route's least scope, then runs h with the principal in its context.
-func (s *Service) authenticated(need launch.Scope, r *http.Request, h apiFunc, w http.ResponseWriter) error {
+func (s *Service) authenticated(w http.ResponseWriter, r *http.Request, need launch.Scope, h apiFunc) error {
 	p, err := s.auth.authenticate(r)
 	if err != nil {
 		s.metrics.authFailures.WithLabelValues("token").Inc()
