@@ -77,7 +77,7 @@ const (
 	skipRateLimited = "rate_limited"
 )
 
-var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther}
+var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther, envelope.ErrorBlocked}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
@@ -86,9 +86,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replayed:          d.Counter("replays_total", "Requests replayed to a shadow, failed ones included."),
 		secondaryReplayed: d.Counter("secondary_replays_total", "Requests replayed to a launch's secondary (noise cancellation), failed ones included."),
 		shadowFailures: d.CounterVec("shadow_failures_total",
-			"Replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
+			"Replays without a complete answer, by kind (timeout, refused, reset, error, blocked: refused by the target policy).", "kind"),
 		secondaryFailures: d.CounterVec("secondary_failures_total",
-			"Secondary replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
+			"Secondary replays without a complete answer, by kind (timeout, refused, reset, error, blocked).", "kind"),
 		skipped:       d.CounterVec("skipped_total", "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited).", "reason"),
 		published:     d.Counter("pairs_published_total", "Pairs stored in the pairs stream."),
 		publishFailed: d.Counter("publish_failures_total", "Pair publishes that failed (the envelope is retried)."),
