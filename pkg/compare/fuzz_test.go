@@ -348,8 +348,8 @@ func FuzzRedact(f *testing.F) {
 	f.Add([]byte(`[{"api_key":"MARK"},{"Access-Token":"MARK"}]`), false)
 	f.Fuzz(func(t *testing.T, body []byte, truncated bool) {
 		r := &envelope.Response{Headers: http.Header{"Content-Type": {js}}, Body: body, BodySize: int64(len(body)), BodyTruncated: truncated}
-		got := Redact(r, nil)
-		again := Redact(&got, nil)
+		got := Redact(r, nil, nil)
+		again := Redact(&got, nil, nil)
 		if !bytes.Equal(again.Body, got.Body) {
 			t.Fatalf("not idempotent: %q then %q", got.Body, again.Body)
 		}

@@ -83,7 +83,11 @@ func (rs *Ruleset) sensitiveHeader(canon string) bool {
 // Redact returns a copy of r that is safe to store: sensitive headers and
 // the values of sensitive JSON keys and form fields are masked as
 // Redacted (see DefaultRedactHeaders, DefaultRedactKeys and the rules'
-// RedactHeaders and RedactKeys).
+// RedactHeaders and RedactKeys); then, by value, whatever key holds them,
+// credential-looking values (JWTs, cloud access keys, Bearer tokens,
+// private keys, API keys: MaskSecrets) and the request's own credentials
+// echoed back (echoes, see RequestEchoes) in the other header values and
+// in the body.
 //
 // The body is first decoded from its Content-Encoding (the header is then
 // removed). A JSON body (by its Content-Type) is rewritten with every
@@ -95,34 +99,35 @@ func (rs *Ruleset) sensitiveHeader(canon string) bool {
 // kept as they are. A body that cannot be checked (undecodable, or claimed
 // JSON that does not parse) is dropped: Body is nil, BodyTruncated is
 // set, and RedactionHeader says why. The original is never modified.
-func Redact(r *envelope.Response, rules *Ruleset) envelope.Response {
+func Redact(r *envelope.Response, rules *Ruleset, echoes Echoes) envelope.Response {
 	if r == nil {
 		return envelope.Response{}
 	}
 	rs := orDefault(rules)
 	out := *r
-	out.Headers = redactHeaders(r.Headers, rs)
-	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
+	out.Headers = redactHeaders(r.Headers, rs, echoes)
+	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs, echoes)
 	return out
 }
 
 // RedactRequest is Redact for a request; it also masks the values of
-// sensitive parameters of the query string.
+// sensitive parameters of the query string, and credential-looking values
+// in it.
 func RedactRequest(r *envelope.Request, rules *Ruleset) envelope.Request {
 	if r == nil {
 		return envelope.Request{}
 	}
 	rs := orDefault(rules)
 	out := *r
-	out.Headers = redactHeaders(r.Headers, rs)
+	out.Headers = redactHeaders(r.Headers, rs, nil)
 	if r.RawQuery != "" {
-		out.RawQuery = string(redactForm([]byte(r.RawQuery), rs))
+		out.RawQuery = string(MaskSecrets(redactForm([]byte(r.RawQuery), rs), nil))
 	}
-	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
+	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs, nil)
 	return out
 }
 
-func redactHeaders(h http.Header, rs *Ruleset) http.Header {
+func redactHeaders(h http.Header, rs *Ruleset, echoes Echoes) http.Header {
 	if h == nil {
 		return nil
 	}
@@ -136,14 +141,18 @@ func redactHeaders(h http.Header, rs *Ruleset) http.Header {
 			out[k] = masked
 			continue
 		}
-		out[k] = append([]string(nil), vs...)
+		kept := make([]string, len(vs))
+		for i, v := range vs {
+			kept[i] = MaskSecretsString(v, echoes)
+		}
+		out[k] = kept
 	}
 	return out
 }
 
 // redactBody redacts a body; h is the (copied) header map, updated when
 // the body is decoded or dropped.
-func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset) ([]byte, int64, bool) {
+func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset, echoes Echoes) ([]byte, int64, bool) {
 	if len(raw) == 0 {
 		return nil, size, truncated
 	}
@@ -179,6 +188,7 @@ func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Rules
 	default:
 		body = bytes.Clone(body)
 	}
+	body = MaskSecrets(body, echoes)
 	if b.truncated {
 		return body, b.size, true
 	}
