@@ -14,7 +14,7 @@
 // a *Msg, and from then on the handler owns it and settles it exactly once
 // (Ack, AckNoWait, Nak, Retry or DeadLetter); the runtime settles only what
 // it never handed over (deliveries fetched after ctx ended: Nak), what a
-// handler panicked on (Nak), and, at the end of the drain, whatever is
+// handler panicked on (dead-lettered, ReasonPanic), and, at the end of the drain, whatever is
 // still held (Nak), so nothing is lost and nothing is acked unprocessed.
 //
 // Cancellation: when Run's ctx ends the runtime stops fetching, lets the
@@ -64,7 +64,8 @@ type Config struct {
 	MetricPrefix, Unit string
 	// DeadLetterReasons are the reasons a dead letter is counted under,
 	// created at zero so dashboards see 0 rather than nothing. The
-	// runtime's own reason, ReasonMaxDeliver, is always among them.
+	// runtime's own reasons, ReasonMaxDeliver and ReasonPanic, are always
+	// among them.
 	DeadLetterReasons []string
 
 	// Concurrency is how many deliveries are handled at once (default 1).
@@ -92,6 +93,13 @@ type Config struct {
 // ReasonMaxDeliver is the dead-letter reason of a delivery Retry gave up
 // on: its consumer's MaxDeliver was reached.
 const ReasonMaxDeliver = "max_deliver"
+
+// ReasonPanic is the dead-letter reason of a delivery its handler panicked
+// on; the dead letter's Darklaunch-Reason header holds the panic's value.
+const ReasonPanic = "panic"
+
+// ErrPanic wraps the panic value of a handler in a dead letter's reason.
+var ErrPanic = errors.New("handler panicked")
 
 // ErrConfig wraps every error New reports about its Config.
 var ErrConfig = errors.New("invalid stage settings")
@@ -157,7 +165,9 @@ type Handler interface {
 	// that started is finished and settled during the drain, so Handle
 	// bounds its own work. A Batcher's Handle runs in the fetching
 	// goroutine with Run's context and must not block. A panic in Handle
-	// is recovered, counted (panics_total), and the delivery handed back.
+	// is recovered, counted (handler_panics_total), and the delivery
+	// dead-lettered (ReasonPanic) unless the handler settled it already;
+	// the stage goes on.
 	Handle(ctx context.Context, m *Msg)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,9 +27,11 @@ type toy struct {
 	done    *sync.Map
 	stall   time.Duration
 	batched bool
-	held    []*stage.Msg
-	ids     []string
-	since   time.Time
+	// panics: the handler panics on ids starting with "panic-".
+	panics bool
+	held   []*stage.Msg
+	ids    []string
+	since  time.Time
 }
 
 type toyBatch struct{ *toy }
@@ -39,16 +42,19 @@ func (h *toy) Start(ctx context.Context) error { return nil }
 
 var errUndecodable = errors.New("malformed: not a toy message")
 
-func decode(m *stage.Msg) (string, error) {
+func (h *toy) decode(m *stage.Msg) (string, error) {
 	var v struct{ ID string }
 	if err := json.Unmarshal(m.Data(), &v); err != nil || v.ID == "" {
 		return "", fmt.Errorf("%w: %v", errUndecodable, err)
+	}
+	if h.panics && strings.HasPrefix(v.ID, "panic-") {
+		panic("toy panics on " + v.ID)
 	}
 	return v.ID, nil
 }
 
 func (h *toy) Handle(ctx context.Context, m *stage.Msg) {
-	id, err := decode(m)
+	id, err := h.decode(m)
 	if err != nil {
 		m.DeadLetter(ctx, "malformed", err)
 		return
@@ -59,7 +65,7 @@ func (h *toy) Handle(ctx context.Context, m *stage.Msg) {
 }
 
 func (h toyBatch) Handle(ctx context.Context, m *stage.Msg) {
-	id, err := decode(m)
+	id, err := h.decode(m)
 	if err != nil {
 		m.DeadLetter(ctx, "malformed", err)
 		return
@@ -96,11 +102,18 @@ func setup(batched bool) stagetest.Setup {
 	return func(t *testing.T, natsURL string, js jetstream.JetStream) stagetest.Fixture {
 		done := &sync.Map{}
 		n := 0
+		publish := func(id string) string {
+			if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte(`{"id":"`+id+`"}`),
+				jetstream.WithMsgID(id)); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
 		return stagetest.Fixture{
 			Name: "toy", Stream: stream.EnvelopesStream, Consumer: "toy",
 			New: func(o stagetest.Options) stagetest.Instance {
 				n++
-				h := &toy{done: done, batched: batched}
+				h := &toy{done: done, batched: batched, panics: o.Panic}
 				if o.Stall {
 					h.stall = 2 * time.Second
 				}
@@ -122,16 +135,10 @@ func setup(batched bool) stagetest.Setup {
 				h.st = st
 				return h
 			},
-			Publish: func() string {
-				id := envelope.NewID()
-				if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte(`{"id":"`+id+`"}`),
-					jetstream.WithMsgID(id)); err != nil {
-					t.Fatal(err)
-				}
-				return id
-			},
-			Processed: func(id string) bool { _, ok := done.Load(id); return ok },
-			Subject:   stream.EnvelopeSubject("l"), Undecodable: []byte("not json"), Reason: "malformed",
+			Publish:      func() string { return publish(envelope.NewID()) },
+			PublishPanic: func() string { return publish("panic-" + envelope.NewID()) },
+			Processed:    func(id string) bool { _, ok := done.Load(id); return ok },
+			Subject:      stream.EnvelopeSubject("l"), Undecodable: []byte("not json"), Reason: "malformed",
 		}
 	}
 }

@@ -39,6 +39,9 @@ type Options struct {
 	// Stall makes the instance hold what it receives for a few seconds
 	// before finishing it (a slow shadow, a batch that is not yet due).
 	Stall bool
+	// Panic makes the instance's handler panic on the messages
+	// Fixture.PublishPanic publishes (and only on those).
+	Panic bool
 }
 
 // Fixture is the stage under test in one check, against a fresh NATS
@@ -55,6 +58,9 @@ type Fixture struct {
 	// Processed reports whether the message with this id has been
 	// processed: its output is stored.
 	Processed func(id string) bool
+	// PublishPanic publishes one message that an instance built with
+	// Options.Panic panics on, and returns its id.
+	PublishPanic func() string
 	// Undecodable is published on Subject; its dead letter's reason must
 	// contain Reason.
 	Subject     string
@@ -82,6 +88,7 @@ func Run(t *testing.T, setup Setup) {
 		{"DeadLetterUndecodable", deadLetterUndecodable},
 		{"DrainOnShutdown", drainOnShutdown},
 		{"DeletedConsumerRecreated", deletedConsumerRecreated},
+		{"PanicDeadLettered", panicDeadLettered},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := testenv.StartJetStream(t)
@@ -215,6 +222,45 @@ func deadLetterUndecodable(t *testing.T, e *env) {
 		}
 		return nil
 	})
+}
+
+// panicDeadLettered: a message the handler panics on is dead-lettered with
+// the reason panic, counted, and acked; the messages before and after it
+// are processed by the same instance, which keeps running.
+func panicDeadLettered(t *testing.T, e *env) {
+	r := e.start(Options{Panic: true})
+	before := e.fx.Publish()
+	poison := e.fx.PublishPanic()
+	after := e.fx.Publish()
+	e.waitProcessed(before, after)
+	testenv.WaitStreamMsgs(t, e.js, stream.DeadLetterStream, 1)
+	testenv.WaitStreamMsgs(t, e.js, e.fx.Stream, 0)
+	s, err := e.js.Stream(e.ctx, stream.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(e.ctx, stream.DeadLetterSubject(e.fx.Name))
+	if err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	if m.Header.Get(nats.MsgIdHdr) != "" && m.Header.Get(nats.MsgIdHdr) != poison {
+		t.Errorf("dead letter of %q, want %q", m.Header.Get(nats.MsgIdHdr), poison)
+	}
+	if !strings.Contains(m.Header.Get(stream.HeaderReason), "panic") {
+		t.Errorf("dead letter reason %q does not name the panic", m.Header.Get(stream.HeaderReason))
+	}
+	testenv.CheckFor(t, wait, poll, func() error {
+		st := r.Stage().Stats()
+		if st.Panics != 1 || st.DeadLettered[stage.ReasonPanic] != 1 || st.InFlight != 0 {
+			return fmt.Errorf("stats %+v, want one panic dead-lettered and nothing held", st)
+		}
+		return nil
+	})
+	if e.fx.Processed(poison) {
+		t.Error("the message the handler panicked on was also processed")
+	}
+	last := e.fx.Publish()
+	e.waitProcessed(last)
 }
 
 // drainOnShutdown: a shutdown while deliveries are held finishes them:
