@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go"
@@ -48,8 +49,10 @@ type Config struct {
 	Name string
 	// ClientName is the NATS connection's name (default Name).
 	ClientName string
-	// NATSURL is the NATS server URL(s), comma-separated.
-	NATSURL string
+	// NATS is where the NATS server is (NATSURL, required) and how to
+	// authenticate and secure the connection: a service's shared NATS
+	// settings (stream.Connect).
+	NATS config.NATS
 	// Stream and Consumer are the durable pull consumer the stage reads:
 	// Consumer.Durable on Stream, created or updated at start and created
 	// again whenever a pull finds it gone.
@@ -112,7 +115,7 @@ func (c *Config) fill() error {
 	switch {
 	case c.Name == "":
 		return fmt.Errorf("%w: Name is required", ErrConfig)
-	case c.NATSURL == "":
+	case c.NATS.NATSURL == "":
 		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	case c.Stream == "" || c.Consumer.Durable == "":
 		return fmt.Errorf("%w: Stream and Consumer.Durable are required", ErrConfig)
@@ -303,8 +306,8 @@ func (s *Stage) Kill() {
 
 // Run reads deliveries until ctx ends, then drains (see the package
 // comment) and returns nil. NATS being unreachable is retried, not an
-// error; Run fails only on a NATS URL that cannot work, a handler whose
-// Start fails for good, or a second call.
+// error; Run fails only on a NATS URL, credentials or TLS file that cannot
+// work, a handler whose Start fails for good, or a second call.
 func (s *Stage) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return fmt.Errorf("%s: Run called twice", s.cfg.Name)
@@ -325,7 +328,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	}()
 	defer func() { stopAdmin(); <-adminDone }()
 
-	nc, err := stream.Connect(s.cfg.NATSURL, s.cfg.ClientName, s.log)
+	nc, err := stream.Connect(s.cfg.NATS, s.cfg.ClientName, s.log)
 	if err != nil {
 		// With retry-on-failed-connect this only fails on a bad URL or
 		// option, which no retry fixes.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"log/slog"
 	"strings"
 	"sync"
@@ -117,7 +118,7 @@ func setup(batched bool) stagetest.Setup {
 				if o.Stall {
 					h.stall = 2 * time.Second
 				}
-				cfg := stage.Config{Name: "toy", NATSURL: natsURL, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
+				cfg := stage.Config{Name: "toy", NATS: config.NATS{NATSURL: natsURL}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
 					Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy,
 						AckWait: 30 * time.Second, MaxDeliver: 5},
 					MetricPrefix: "toy_", Unit: "things", Concurrency: 4, DeadLetterReasons: []string{"malformed"}}
@@ -153,7 +154,7 @@ func TestPanicHandedBack(t *testing.T) {
 	ns := testenv.StartJetStream(t)
 	_, js := testenv.Connect(t, ns.URL())
 	p := &panicky{}
-	st, err := stage.New(stage.Config{Name: "toy", NATSURL: ns.URL(), Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
+	st, err := stage.New(stage.Config{Name: "toy", NATS: config.NATS{NATSURL: ns.URL()}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
 		Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second},
 		Backoff:  retryFast}, p, testenv.Logger(t, slog.LevelDebug))
 	if err != nil {

@@ -29,8 +29,9 @@ type JetStream struct {
 }
 
 // StartJetStream starts an embedded JetStream server on a free port with
-// t.TempDir() storage; it is shut down when the test ends.
-func StartJetStream(t testing.TB) *JetStream {
+// t.TempDir() storage; it is shut down when the test ends. configure, if
+// any, change its options before it starts (TLS, authentication).
+func StartJetStream(t testing.TB, configure ...func(*server.Options)) *JetStream {
 	t.Helper()
 	js := &JetStream{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
@@ -40,6 +41,9 @@ func StartJetStream(t testing.TB) *JetStream {
 		NoLog:     true,
 		NoSigs:    true,
 	}}
+	for _, c := range configure {
+		c(&js.opts)
+	}
 	js.Start()
 	t.Cleanup(js.Stop)
 	return js
@@ -210,6 +214,22 @@ func (r *Redis) Addr() string { return r.addr }
 
 // URL is the server's redis:// URL, database 0.
 func (r *Redis) URL() string { return "redis://" + r.addr + "/0" }
+
+// StartRedisTLS starts a private redis-server that accepts TLS only, with
+// the server certificate of files (client certificates are optional), and
+// returns its rediss:// URL.
+func StartRedisTLS(t testing.TB, files *TLSFiles) string {
+	t.Helper()
+	dir := t.TempDir()
+	port := FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	r := &Redis{newProcess(t, "redis-server", dir, addr, 10*time.Second,
+		"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+		"--tls-cert-file", files.ServerCert, "--tls-key-file", files.ServerKey, "--tls-ca-cert-file", files.CA,
+		"--tls-auth-clients", "optional")}
+	r.Start()
+	return "rediss://" + addr + "/0"
+}
 
 // StartRedis starts a private redis-server with no persistence and returns
 // its URL.

@@ -84,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		buildRow: BuildRow, cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
 		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize)}
 	st, err := stage.New(stage.Config{
-		Name: Stage, NATSURL: cfg.NATSURL, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
+		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
 		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout,
 		Backoff: s.backoff(), SetupTimeout: setupTimeout,
@@ -165,8 +165,11 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 func (s *Service) openClickHouse(ctx context.Context) error {
-	conn, err := analytics.Open(ctx, analytics.Options{Addr: s.cfg.ClickHouseAddr, Database: s.cfg.ClickHouseDatabase,
-		User: s.cfg.ClickHouseUser, Password: s.cfg.ClickHousePassword})
+	o, err := analytics.OptionsFor(s.cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	conn, err := analytics.Open(ctx, o)
 	if err != nil {
 		return err
 	}

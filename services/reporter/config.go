@@ -46,7 +46,7 @@ func (c *Config) prepare() error {
 		return err
 	}
 	c.CacheTTL, c.ControlInterval = off.CacheTTL, off.ControlInterval
-	if err := c.Validate(); err != nil {
+	if err := config.Validate(c); err != nil {
 		return err
 	}
 	if c.ID == "" {

@@ -72,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, log: log}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
-		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATSURL: cfg.NATSURL,
+		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
 		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
