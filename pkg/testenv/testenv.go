@@ -248,6 +248,26 @@ type ClickHouse struct{ *process }
 // starting it; Start starts it. It is stopped when the test ends.
 func NewClickHouse(t testing.TB) *ClickHouse {
 	t.Helper()
+	return newClickHouse(t, "")
+}
+
+// StartClickHouseTLS starts a private clickhouse-server that also accepts
+// TLS on a secure native port, with the server certificate of files, and
+// returns that port's address.
+func StartClickHouseTLS(t testing.TB, files *TLSFiles) string {
+	t.Helper()
+	secure := FreePort(t)
+	c := newClickHouse(t, fmt.Sprintf(`<tcp_port_secure>%d</tcp_port_secure>
+  <openSSL><server><certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>`, secure, files.ServerCert, files.ServerKey))
+	c.Start()
+	return fmt.Sprintf("127.0.0.1:%d", secure)
+}
+
+// newClickHouse is NewClickHouse with extra elements in its config.xml.
+func newClickHouse(t testing.TB, extra string) *ClickHouse {
+	t.Helper()
 	dir := t.TempDir()
 	tcp, http := FreePort(t), FreePort(t)
 	users := `<?xml version="1.0"?>
@@ -272,8 +292,9 @@ func NewClickHouse(t testing.TB) *ClickHouse {
   <default_database>default</default_database>
   <mark_cache_size>536870912</mark_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>
+  %[4]s
 </yandex>
-`, tcp, http, dir)
+`, tcp, http, dir, extra)
 	for name, body := range map[string]string{"config.xml": config, "users.xml": users} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
