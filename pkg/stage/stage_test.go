@@ -148,37 +148,43 @@ func TestConformanceConcurrent(t *testing.T) { stagetest.Run(t, setup(false)) }
 
 func TestConformanceBatched(t *testing.T) { stagetest.Run(t, setup(true)) }
 
-// TestPanicHandedBack: a panicking handler is counted and its delivery
-// handed back, not lost, and the stage goes on.
-func TestPanicHandedBack(t *testing.T) {
+// TestPanicAfterSettling: a handler that panics after settling its
+// delivery is counted; the delivery stays settled (no dead letter, no
+// redelivery), and the stage goes on.
+func TestPanicAfterSettling(t *testing.T) {
 	ns := testenv.StartJetStream(t)
 	_, js := testenv.Connect(t, ns.URL())
-	p := &panicky{}
 	st, err := stage.New(stage.Config{Name: "toy", NATS: config.NATS{NATSURL: ns.URL()}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
 		Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second},
-		Backoff:  retryFast}, p, testenv.Logger(t, slog.LevelDebug))
+		Backoff:  retryFast}, ackThenPanic{}, testenv.Logger(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Run(t, st.Run)
 	<-st.Ready()
-	if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte("x")); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	testenv.WaitStreamMsgs(t, js, stream.EnvelopesStream, 0)
-	if s := st.Stats(); s.Panics != 1 || s.Naks != 1 || s.Acks != 1 || s.Redelivered != 1 || s.InFlight != 0 {
-		t.Errorf("stats %+v", s)
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if s := st.Stats(); s.Panics != 2 || s.Acks != 2 || s.DeadLetteredTotal() != 0 || s.Redelivered != 0 || s.InFlight != 0 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+	if n, err := testenv.StreamMsgs(testenv.Context(t), js, stream.DeadLetterStream); err != nil || n != 0 {
+		t.Errorf("%d dead letters (%v)", n, err)
 	}
 }
 
-type panicky struct{ n int }
+type ackThenPanic struct{}
 
-func (p *panicky) Start(context.Context) error { return nil }
-func (p *panicky) Handle(ctx context.Context, m *stage.Msg) {
-	if m.Delivered() == 1 {
-		panic("first delivery")
-	}
+func (ackThenPanic) Start(context.Context) error { return nil }
+func (ackThenPanic) Handle(ctx context.Context, m *stage.Msg) {
 	_ = m.Ack(ctx)
+	panic("after the ack")
 }
 
 var retryFast = retry.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
