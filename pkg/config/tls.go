@@ -3,13 +3,13 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 )
 
-// ErrTLS wraps every error about TLS and credential files.
-var ErrTLS = errors.New("invalid TLS or credentials setting")
+// ErrTLS wraps every error about TLS and credential files; it is one of
+// the ErrSettings (a service exits with code 2).
+var ErrTLS = fmt.Errorf("%w: TLS or credentials", ErrSettings)
 
 // ClientTLS is the TLS configuration of a client: caFile is a PEM bundle
 // of the CAs that sign the server's certificate (empty: the system's),
