@@ -281,18 +281,18 @@ func parseInetAton(s string) (netip.Addr, bool) {
 
 // Control is a net.Dialer.Control hook: it refuses to connect to an
 // always-refused address, whatever name resolved to it. The error wraps
-// ErrRefused.
-func Control(network, address string, _ syscall.RawConn) error {
+// ErrRefused (the dialer's own error names the network and address).
+func Control(_, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		host = address
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return fmt.Errorf("%w: dial %s %s: not an IP address", ErrRefused, network, address)
+		return fmt.Errorf("%w: %s is not an IP address", ErrRefused, host)
 	}
 	if Refused(ip) {
-		return fmt.Errorf("%w: dial %s %s: a link-local or cloud metadata address", ErrRefused, network, address)
+		return fmt.Errorf("%w: %s is a link-local or cloud metadata address", ErrRefused, host)
 	}
 	return nil
 }
