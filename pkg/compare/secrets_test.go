@@ -108,3 +108,21 @@ func TestSummaryMasksSecrets(t *testing.T) {
 		t.Errorf("plain summary %q", r.Summary)
 	}
 }
+
+// BenchmarkMaskSecrets is the cost of masking by value a 64 KiB JSON body
+// (an example's cap) without a credential (the hint scan alone) and with
+// one JWT in it (the pattern runs).
+func BenchmarkMaskSecrets(b *testing.B) {
+	clean := []byte(strings.Repeat(`{"id":12345,"name":"a thing with a name","tags":["x","y"]},`, 1100))
+	withJWT := append(append([]byte(nil), clean[:len(clean)/2]...), []byte(`"`+testSecrets["jwt"]+`"`)...)
+	withJWT = append(withJWT, clean[len(clean)/2:]...)
+	for name, body := range map[string][]byte{"clean-64KiB": clean, "jwt-64KiB": withJWT} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				MaskSecrets(body, nil)
+			}
+		})
+	}
+}
