@@ -45,6 +45,8 @@ type Config struct {
 	// applied to every replay's URL and again to every address it dials.
 	AllowedTargets string `envconfig:"RUNNER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets replays may be sent to: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused, also when a name resolves to one at dial time"`
 
+	SealKeyFile string `envconfig:"RUNNER_SEAL_KEY_FILE" desc:"the taps' seal key file (docs/envelope.md): opens sealed header values before a replay (an envelope it cannot open is dead-lettered as unsealable), seals the shadow's sensitive response headers in pairs, and proves replays to taps (X-Darklaunch-Replay); without it, sensitive response headers are left out of pairs"`
+
 	// targets is AllowedTargets parsed (normalize).
 	targets *netpolicy.Policy
 	// resolver, when set, is the replay dialer's resolver (tests: a name
@@ -91,7 +93,8 @@ func (c *Config) Validate() error {
 	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
 		return fmt.Errorf("%w: RUNNER_ALLOWED_TARGETS: %w", ErrConfig, err)
 	}
-	return nil
+	_, err := c.loadKeys()
+	return err
 }
 
 // normalize gives the zero fields of a Config built in Go their defaults,
