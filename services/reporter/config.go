@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/netpolicy"
 )
 
 // Config is the reporter's settings, read from the environment.
@@ -26,6 +27,10 @@ type Config struct {
 	ControlInterval time.Duration `envconfig:"REPORTER_CONTROL_INTERVAL" default:"2s" desc:"how often the ramp controller looks at the launches it drives (advance, stay, roll back, promote) and renews their leases; 0 disables the controller in this process"`
 	LeaseTTL        time.Duration `envconfig:"REPORTER_LEASE_TTL" default:"10s" desc:"lifetime of a controller lease in the NATS KV bucket darklaunch_leases: when the reporter driving a launch dies, another takes over within this TTL plus one control interval; at least twice REPORTER_CONTROL_INTERVAL"`
 	ID              string        `envconfig:"REPORTER_ID" default:"" desc:"this reporter's name in leases and audit entries (controller:<id>); empty: the host name and a random suffix"`
+	// AllowedTargets: see docs/api.md, "Targets".
+	AllowedTargets string `envconfig:"REPORTER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets a launch's shadow_url and secondary_url may name: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused"`
+	// allowed is AllowedTargets parsed (prepare).
+	allowed *netpolicy.Policy
 	config.NATS
 	config.ClickHouse
 	config.Redis
@@ -41,12 +46,13 @@ func (c *Config) prepare() error {
 		return err
 	}
 	c.CacheTTL, c.ControlInterval = off.CacheTTL, off.ControlInterval
-	if err := c.Validate(); err != nil {
+	if err := config.Validate(c); err != nil {
 		return err
 	}
 	if c.ID == "" {
 		c.ID = defaultID()
 	}
+	c.allowed, _ = netpolicy.Parse(c.AllowedTargets) // checked by Validate
 	return nil
 }
 
@@ -64,6 +70,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("REPORTER_LEASE_TTL %s must be at least twice REPORTER_CONTROL_INTERVAL %s, or a lease expires between two renewals", c.LeaseTTL, c.ControlInterval)
 	case c.CacheTTL < 0:
 		return fmt.Errorf("REPORTER_CACHE_TTL %s is negative", c.CacheTTL)
+	}
+	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
+		return fmt.Errorf("REPORTER_ALLOWED_TARGETS: %w", err)
 	}
 	return nil
 }
