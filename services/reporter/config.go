@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/netpolicy"
 )
 
 // Config is the reporter's settings, read from the environment.
@@ -30,6 +31,10 @@ type Config struct {
 	// Authentication: see docs/api.md, "Authentication".
 	TokensFile string `envconfig:"REPORTER_TOKENS_FILE" default:"" desc:"file of the API's bearer tokens, one 'NAME SCOPE TOKEN' per line (scope read, operate or admin; TOKEN in clear or sha256:<hex>; # comments); read at start. Required unless REPORTER_AUTH=off"`
 	Auth       string `envconfig:"REPORTER_AUTH" default:"on" desc:"on: every /v1 request needs a token of REPORTER_TOKENS_FILE; off: no authentication, anyone who reaches REPORTER_ADDR controls the launches (logged and shown in /healthz as a warning; never in production)"`
+	// AllowedTargets: see docs/api.md, "Targets".
+	AllowedTargets string `envconfig:"REPORTER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets a launch's shadow_url and secondary_url may name: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused"`
+	// allowed is AllowedTargets parsed (prepare).
+	allowed *netpolicy.Policy
 	config.NATS
 	config.ClickHouse
 	config.Redis
@@ -45,12 +50,13 @@ func (c *Config) prepare() error {
 		return err
 	}
 	c.CacheTTL, c.ControlInterval = off.CacheTTL, off.ControlInterval
-	if err := c.Validate(); err != nil {
+	if err := config.Validate(c); err != nil {
 		return err
 	}
 	if c.ID == "" {
 		c.ID = defaultID()
 	}
+	c.allowed, _ = netpolicy.Parse(c.AllowedTargets) // checked by Validate
 	return nil
 }
 
@@ -74,6 +80,9 @@ func (c *Config) Validate() error {
 		return errors.New("REPORTER_TOKENS_FILE is not set: the API needs tokens (docs/api.md, Authentication); set REPORTER_AUTH=off to run without authentication, never in production")
 	case c.Auth == authOff && c.TokensFile != "":
 		return fmt.Errorf("REPORTER_AUTH=off and REPORTER_TOKENS_FILE %s are both set: choose one", c.TokensFile)
+	}
+	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
+		return fmt.Errorf("REPORTER_ALLOWED_TARGETS: %w", err)
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ type envOptions struct {
 	// quiet discards the reporter's log (a fuzz target may not log to
 	// its testing.F).
 	quiet bool
+	// allowedTargets is REPORTER_ALLOWED_TARGETS.
+	allowedTargets string
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
@@ -56,7 +58,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 	e.redis = testenv.NewRedis(t)
 	e.redis.Start()
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second,
-		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter"}
+		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter", AllowedTargets: o.allowedTargets}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
