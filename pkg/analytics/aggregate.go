@@ -1,0 +1,492 @@
+package analytics
+
+// Pre-aggregated statistics of a launch, so a report reads thousands of
+// aggregate rows instead of millions of comparison rows.
+//
+// Why not materialized views: a redelivered batch is inserted into
+// comparisons twice (18.16 has no insert deduplication for non-replicated
+// tables), and a view on the insert would count it twice. Instead Compact
+// seals one-minute buckets of a launch once they are older than the
+// redelivery horizon: it aggregates each bucket exactly from the
+// comparison rows, one row per envelope id (the latest inserted, as FINAL
+// would keep), into pair_counts, diff_counts and latency_hist, tagged with
+// a seal version, and then records the bucket in seals (version, row
+// count, latest inserted_at). A bucket whose row count or latest
+// inserted_at changed since (a late or redelivered row) is sealed again
+// under a new version; readers use, per bucket, the latest version only.
+// A statistic is then the sealed buckets' aggregates plus the same
+// aggregation over the rows of the buckets not sealed yet (the recent
+// tail), computed by one SQL text in both places (groupsSQL), so the two
+// parts cannot drift apart. See docs/clickhouse.md.
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// BucketSeconds is the width of a sealed bucket.
+const BucketSeconds = 60
+
+// HistogramRatio is the ratio of a latency bin's upper bound to its lower
+// bound: bin k >= 1 holds latencies in [HistogramRatio^(k-1),
+// HistogramRatio^k) microseconds, bin 0 a latency of 0.
+const HistogramRatio = 1.01
+
+const sealsDDL = `CREATE TABLE IF NOT EXISTS %s.seals (
+	launch_id String,
+	bucket DateTime,
+	version UInt64,
+	raw_rows UInt64,
+	max_inserted_at DateTime,
+	sealed_at DateTime
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (launch_id, bucket)`
+
+const pairCountsDDL = `CREATE TABLE IF NOT EXISTS %s.pair_counts (
+	launch_id String,
+	bucket DateTime,
+	version UInt64,
+	route String,
+	method String,
+	raw_mismatch UInt8,
+	fingerprint String,
+	real_paths Array(String),
+	no_paths UInt8,
+	compared UInt64,
+	shadow_errors UInt64,
+	shadow_failures UInt64,
+	primary_errors UInt64,
+	with_secondary UInt64,
+	answered UInt64,
+	slower UInt64,
+	faster UInt64,
+	tied UInt64,
+	first_us Int64,
+	last_us Int64,
+	diffset Array(String),
+	has_diffset UInt8
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (launch_id, bucket, version, route, method)`
+
+const diffCountsDDL = `CREATE TABLE IF NOT EXISTS %s.diff_counts (
+	launch_id String,
+	bucket DateTime,
+	version UInt64,
+	route String,
+	gpath String,
+	kind String,
+	diffs UInt64,
+	diffs_noisy UInt64,
+	sec_diffs UInt64,
+	sec_noisy UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (launch_id, bucket, version, route, gpath, kind)`
+
+const latencyHistDDL = `CREATE TABLE IF NOT EXISTS %s.latency_hist (
+	launch_id String,
+	bucket DateTime,
+	version UInt64,
+	route String,
+	method String,
+	side Enum8('primary' = 0, 'shadow' = 1),
+	answered UInt8,
+	bin UInt16,
+	n UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (launch_id, bucket, version, route, method, side, answered, bin)`
+
+// Expressions over comparison rows. Rows written before diff_generalized
+// and diff_noise existed hold empty arrays there, and one bad row may hold
+// arrays of another length than diff_paths: genExpr and noiseExpr fall
+// back to the paths and to "not noise", kindsExpr to ” (see the
+// reporter's queries, which these replace).
+const (
+	genExpr   = "if(length(diff_generalized) = length(diff_paths), diff_generalized, diff_paths)"
+	noiseExpr = "if(length(diff_noise) = length(diff_paths), diff_noise, arrayMap(dp -> toUInt8(0), diff_paths))"
+	kindsExpr = "if(length(diff_kinds) = length(diff_paths), diff_kinds, arrayMap(dp -> '', diff_paths))"
+	// binOf is the latency histogram bin of a microsecond column.
+	binOf = "if(%[1]s = 0, toUInt16(0), toUInt16(least(floor(log(%[1]s) / log(1.01)) + 1, 65535)))"
+)
+
+// sourceColumns are the comparison columns the aggregates read.
+const sourceColumns = "envelope_id, ts, received_at_us, route, method, primary_status, shadow_status, primary_latency_us, shadow_latency_us, " +
+	"`match`, shadow_error, diff_paths, diff_kinds, diff_generalized, diff_noise, fingerprint, has_secondary"
+
+// dedupSource is the launch's comparison rows matching where, one per
+// envelope id: the latest inserted, the row FINAL keeps.
+func dedupSource(db, where string) string {
+	return "(SELECT " + sourceColumns + " FROM " + db + ".comparisons WHERE launch_id = @launch AND (" + where + ")" +
+		" ORDER BY envelope_id, inserted_at DESC LIMIT 1 BY envelope_id)"
+}
+
+// The aggregations of a source of comparison rows, one per aggregate
+// table, grouped by bucket; their columns are the table's after launch_id
+// and version.
+const (
+	pairGroupsSQL = "SELECT toStartOfMinute(ts) AS bucket, route, method, " +
+		"toUInt8(`match` = 0 AND shadow_error = '') AS raw_mismatch, " +
+		"if(raw_mismatch = 1, fingerprint, '') AS fp, " +
+		"if(raw_mismatch = 1, arraySort(arrayDistinct(arrayFilter((dg, dn) -> dn = 0, " + genExpr + ", " + noiseExpr + "))), emptyArrayString()) AS rpaths, " +
+		"toUInt8(raw_mismatch = 1 AND length(diff_paths) = 0) AS nopaths, " +
+		"count() AS compared, countIf(shadow_error != '') AS shadow_errors, " +
+		"countIf(shadow_error != '' OR shadow_status >= 500) AS shadow_failures, countIf(primary_status >= 500) AS primary_errors, " +
+		"countIf(has_secondary = 1) AS with_secondary, countIf(shadow_error = '') AS answered, " +
+		"countIf(shadow_error = '' AND shadow_latency_us > primary_latency_us) AS slower, " +
+		"countIf(shadow_error = '' AND shadow_latency_us < primary_latency_us) AS faster, " +
+		"countIf(shadow_error = '' AND shadow_latency_us = primary_latency_us) AS tied, " +
+		"min(received_at_us) AS first_us, max(received_at_us) AS last_us, " +
+		"anyIf(arraySort(arrayDistinct(arrayFilter((dk, dn) -> dn = 0, arrayMap((dg, k) -> concat(dg, '\\t', k), " + genExpr + ", " + kindsExpr + "), " + noiseExpr + "))), " +
+		"length(diff_kinds) = length(diff_paths)) AS dset, " +
+		"toUInt8(countIf(length(diff_kinds) = length(diff_paths)) > 0) AS has_dset " +
+		"FROM %s GROUP BY bucket, route, method, raw_mismatch, fp, rpaths, nopaths"
+
+	// diffGroupsSQL: per (route, generalized path, kind), the differences
+	// over the pairs the shadow answered whose kinds pair with their paths
+	// (the report's diffs) and over the raw mismatches the secondary
+	// answered (the noise decision), each with how many were noise in
+	// their request.
+	diffGroupsSQL = "SELECT bucket, route, gpath, kind, countIf(a = 1) AS diffs, sumIf(flag, a = 1) AS diffs_noisy, " +
+		"countIf(b = 1) AS sec_diffs, sumIf(flag, b = 1) AS sec_noisy FROM (" +
+		"SELECT toStartOfMinute(ts) AS bucket, route, " + genExpr + " AS gpaths, " + kindsExpr + " AS kinds, " + noiseExpr + " AS flags, " +
+		"toUInt8(shadow_error = '' AND length(diff_kinds) = length(diff_paths)) AS a, " +
+		"toUInt8(has_secondary = 1 AND `match` = 0 AND shadow_error = '') AS b " +
+		"FROM %s WHERE length(diff_paths) > 0 AND (shadow_error = '' AND length(diff_kinds) = length(diff_paths) OR has_secondary = 1 AND `match` = 0 AND shadow_error = '')" +
+		") ARRAY JOIN gpaths AS gpath, kinds AS kind, flags AS flag GROUP BY bucket, route, gpath, kind"
+
+	// histGroupsSQL: latency histograms per side, the primary's over every
+	// pair, the shadow's over the pairs it answered; answered says which
+	// pairs the shadow answered, so the verdict can read both sides over
+	// the same pairs.
+	histGroupsSQL = "SELECT bucket, route, method, side, answered, bin, count() AS n FROM (" +
+		"SELECT toStartOfMinute(ts) AS bucket, route, method, toUInt8(shadow_error = '') AS answered, " +
+		"arrayJoin(if(shadow_error = '', [(toUInt8(0), BINP), (toUInt8(1), BINS)], [(toUInt8(0), BINP)])) AS sb, " +
+		"CAST(tupleElement(sb, 1) AS Enum8('primary' = 0, 'shadow' = 1)) AS side, tupleElement(sb, 2) AS bin FROM %s" +
+		") GROUP BY bucket, route, method, side, answered, bin"
+)
+
+var histGroups = strings.NewReplacer("BINP", fmt.Sprintf(binOf, "primary_latency_us"), "BINS", fmt.Sprintf(binOf, "shadow_latency_us")).Replace(histGroupsSQL)
+
+// aggregate is one aggregate table: its columns after launch_id, bucket
+// and version, and the SQL that computes them from a source.
+type aggregate struct {
+	table   string
+	columns string
+	// selected are the columns of groups in the order of columns.
+	selected string
+	groups   string
+}
+
+var aggregates = []aggregate{
+	{"pair_counts", "route, method, raw_mismatch, fingerprint, real_paths, no_paths, compared, shadow_errors, shadow_failures, primary_errors, " +
+		"with_secondary, answered, slower, faster, tied, first_us, last_us, diffset, has_diffset",
+		"route, method, raw_mismatch, fp, rpaths, nopaths, compared, shadow_errors, shadow_failures, primary_errors, " +
+			"with_secondary, answered, slower, faster, tied, first_us, last_us, dset, has_dset", pairGroupsSQL},
+	{"diff_counts", "route, gpath, kind, diffs, diffs_noisy, sec_diffs, sec_noisy",
+		"route, gpath, kind, diffs, diffs_noisy, sec_diffs, sec_noisy", diffGroupsSQL},
+	{"latency_hist", "route, method, side, answered, bin, n", "route, method, side, answered, bin, n", histGroups},
+}
+
+// BucketSummary is what Compact compares a sealed bucket with: the rows
+// stored in it (duplicates included) and the latest inserted_at.
+type BucketSummary struct {
+	Bucket        time.Time
+	Rows          uint64
+	MaxInsertedAt time.Time
+}
+
+// CompactResult says what one Compact did.
+type CompactResult struct {
+	// Sealed are the buckets sealed for the first time, Resealed those
+	// sealed again because rows arrived or collapsed since.
+	Sealed, Resealed int
+	// Rows are the comparison rows read (duplicates included).
+	Rows uint64
+	// Pending are the buckets with rows not sealed yet (too recent).
+	Pending int
+}
+
+// maxSealRows bounds the comparison rows one sealing query sorts for
+// deduplication; more buckets are sealed in several queries.
+const maxSealRows = 1_000_000
+
+// Compact seals the launch's buckets that ended at least sealAfter before
+// now and are not sealed, or whose rows changed since they were sealed.
+// It is idempotent and safe to run from several processes at once: each
+// seal is a new version and readers use a bucket's latest.
+func Compact(ctx context.Context, conn driver.Conn, database, launchID string, now time.Time, sealAfter time.Duration) (CompactResult, error) {
+	var res CompactResult
+	launchArg := clickhouse.Named("launch", launchID)
+	raw, err := scanAll(ctx, conn, "bucket summary",
+		"SELECT toStartOfMinute(ts) AS b, count(), max(inserted_at) FROM "+database+".comparisons WHERE launch_id = @launch GROUP BY b ORDER BY b",
+		func(rows driver.Rows) (s BucketSummary, err error) {
+			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt)
+			return s, err
+		}, launchArg)
+	if err != nil {
+		return res, err
+	}
+	sealed, err := scanAll(ctx, conn, "seals",
+		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version) FROM "+database+".seals WHERE launch_id = @launch GROUP BY bucket",
+		func(rows driver.Rows) (s BucketSummary, err error) {
+			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt)
+			return s, err
+		}, launchArg)
+	if err != nil {
+		return res, err
+	}
+	have := make(map[int64]BucketSummary, len(sealed))
+	for _, s := range sealed {
+		have[s.Bucket.Unix()] = s
+	}
+	horizon := now.Add(-sealAfter)
+	var todo []BucketSummary
+	for _, b := range raw {
+		if b.Bucket.Add(BucketSeconds * time.Second).After(horizon) {
+			res.Pending++
+			continue
+		}
+		s, ok := have[b.Bucket.Unix()]
+		switch {
+		case !ok:
+			res.Sealed++
+		case s.Rows != b.Rows || !s.MaxInsertedAt.Equal(b.MaxInsertedAt):
+			res.Resealed++
+		default:
+			continue
+		}
+		todo = append(todo, b)
+		res.Rows += b.Rows
+	}
+	for len(todo) > 0 {
+		n, rows := 0, uint64(0)
+		for n < len(todo) && (n == 0 || rows+todo[n].Rows <= maxSealRows) {
+			rows += todo[n].Rows
+			n++
+		}
+		if err := seal(ctx, conn, database, launchID, todo[:n], now); err != nil {
+			return res, err
+		}
+		todo = todo[n:]
+	}
+	return res, nil
+}
+
+// seal aggregates buckets (sorted) into a new version and records them.
+func seal(ctx context.Context, conn driver.Conn, database, launchID string, buckets []BucketSummary, now time.Time) error {
+	version := uint64(time.Now().UnixNano())
+	list := make([]uint32, len(buckets))
+	for i, b := range buckets {
+		list[i] = uint32(b.Bucket.Unix())
+	}
+	src := dedupSource(database, "ts >= toDateTime(@lo) AND ts < toDateTime(@hi) AND has(@buckets, toUInt32(toStartOfMinute(ts)))")
+	args := []any{clickhouse.Named("launch", launchID), clickhouse.Named("version", version),
+		clickhouse.Named("lo", list[0]), clickhouse.Named("hi", list[len(list)-1]+BucketSeconds), clickhouse.Named("buckets", list)}
+	for _, a := range aggregates {
+		q := fmt.Sprintf("INSERT INTO %s.%s (launch_id, bucket, version, %s) SELECT @launch, bucket, @version, %s FROM (%s)",
+			database, a.table, a.columns, a.selected, fmt.Sprintf(a.groups, src))
+		if err := conn.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("seal %d buckets of launch %s into %s: %w", len(buckets), launchID, a.table, err)
+		}
+	}
+	// The seals are written last: a bucket's aggregates of this version
+	// are complete before any reader uses them.
+	type sealRow struct{ BucketSummary }
+	rows := make([]sealRow, len(buckets))
+	for i, b := range buckets {
+		rows[i] = sealRow{b}
+	}
+	return insertBatch(ctx, conn, database, "seals", "launch_id, bucket, version, raw_rows, max_inserted_at, sealed_at", "seals", rows,
+		func(r *sealRow) (string, []any) {
+			return r.Bucket.String(), []any{launchID, r.Bucket, version, r.Rows, r.MaxInsertedAt, now.UTC()}
+		})
+}
+
+// scanAll runs a query and scans each row; errors name the query.
+func scanAll[T any](ctx context.Context, conn driver.Conn, name, query string, scan func(driver.Rows) (T, error), args ...any) ([]T, error) {
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s query: %w", name, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s query: %w", name, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s query: %w", name, err)
+	}
+	return out, nil
+}
+
+// A View fixes what a reader sees of a launch: the seals up to Version
+// (read once, so the several queries of one report agree on which buckets
+// are sealed), and the pairs received from FromUS on (Unix microseconds;
+// 0 for the whole history).
+type View struct {
+	LaunchID string
+	Version  uint64
+	FromUS   int64
+}
+
+// NewView reads the launch's latest seal version.
+func NewView(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64) (View, error) {
+	v := View{LaunchID: launchID, FromUS: fromUS}
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+database+".seals WHERE launch_id = @launch",
+		clickhouse.Named("launch", launchID)).Scan(&v.Version); err != nil {
+		return v, fmt.Errorf("seal version query: %w", err)
+	}
+	return v, nil
+}
+
+func (v View) args() []any {
+	return []any{clickhouse.Named("launch", v.LaunchID), clickhouse.Named("max_version", v.Version), clickhouse.Named("from_us", v.FromUS)}
+}
+
+// union is the rows of an aggregate within the view: the sealed buckets
+// starting at or after FromUS (their latest version), and the same
+// aggregation over the comparison rows from FromUS on that are in a bucket
+// not sealed or in the bucket holding FromUS (which starts before it).
+func (v View) union(database string, a aggregate) string {
+	sealedSet := "SELECT bucket, max(version) FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version GROUP BY bucket"
+	sealedBuckets := "SELECT bucket FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version"
+	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @from_us" +
+		" AND (bucket, version) IN (" + sealedSet + ")"
+	tail := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
+		"received_at_us >= @from_us AND (toInt64(toStartOfMinute(ts)) * 1000000 < @from_us OR toStartOfMinute(ts) NOT IN ("+sealedBuckets+"))")) + ")"
+	return "(" + sealed + " UNION ALL " + tail + ")"
+}
+
+// PairGroup is pairs of a route and method that share their mismatch
+// status, diff class and real (not per-request noise) generalized paths.
+type PairGroup struct {
+	Route, Method string
+	// RawMismatch: the shadow answered and something differed.
+	RawMismatch bool
+	Fingerprint string
+	// RealPaths are the generalized paths of the differences that were
+	// not noise in their request (sorted); NoPaths a raw mismatch without
+	// recorded paths.
+	RealPaths []string
+	NoPaths   bool
+	Compared, ShadowErrors, ShadowFailures, PrimaryErrors, WithSecondary,
+	Answered, Slower, Faster, Tied uint64
+	FirstUS, LastUS int64
+	// DiffSet is the class's "path\tkind" set (when HasDiffSet).
+	DiffSet    []string
+	HasDiffSet bool
+}
+
+// PairGroups reads the view's pair groups.
+func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) ([]PairGroup, error) {
+	a := aggregates[0]
+	q := "SELECT route, method, raw_mismatch, fingerprint, real_paths, no_paths, sum(compared), sum(shadow_errors), sum(shadow_failures), " +
+		"sum(primary_errors), sum(with_secondary), sum(answered), sum(slower), sum(faster), sum(tied), min(first_us), max(last_us), " +
+		"anyIf(diffset, has_diffset = 1), max(has_diffset) FROM " + v.union(database, a) +
+		" GROUP BY route, method, raw_mismatch, fingerprint, real_paths, no_paths"
+	return scanAll(ctx, conn, "pair groups", q, func(rows driver.Rows) (g PairGroup, err error) {
+		var rm, np, hd uint8
+		err = rows.Scan(&g.Route, &g.Method, &rm, &g.Fingerprint, &g.RealPaths, &np, &g.Compared, &g.ShadowErrors, &g.ShadowFailures,
+			&g.PrimaryErrors, &g.WithSecondary, &g.Answered, &g.Slower, &g.Faster, &g.Tied, &g.FirstUS, &g.LastUS, &g.DiffSet, &hd)
+		g.RawMismatch, g.NoPaths, g.HasDiffSet = rm == 1, np == 1, hd == 1
+		return g, err
+	}, v.args()...)
+}
+
+// DiffGroup counts the differences at one route, generalized path and
+// kind: Diffs over the pairs the shadow answered, SecDiffs over the raw
+// mismatches the secondary answered, each with how many were noise in
+// their request.
+type DiffGroup struct {
+	Route, Path, Kind                     string
+	Diffs, DiffsNoisy, SecDiffs, SecNoisy uint64
+}
+
+// DiffGroups reads the view's difference counts.
+func DiffGroups(ctx context.Context, conn driver.Conn, database string, v View) ([]DiffGroup, error) {
+	q := "SELECT route, gpath, kind, sum(diffs), sum(diffs_noisy), sum(sec_diffs), sum(sec_noisy) FROM " + v.union(database, aggregates[1]) +
+		" GROUP BY route, gpath, kind"
+	return scanAll(ctx, conn, "diff groups", q, func(rows driver.Rows) (g DiffGroup, err error) {
+		err = rows.Scan(&g.Route, &g.Path, &g.Kind, &g.Diffs, &g.DiffsNoisy, &g.SecDiffs, &g.SecNoisy)
+		return g, err
+	}, v.args()...)
+}
+
+// HistBin is how many latencies of a route, method and side fell in one
+// bin; Answered says whether the shadow answered those pairs.
+type HistBin struct {
+	Route, Method, Side string
+	Answered            bool
+	Bin                 uint16
+	N                   uint64
+}
+
+// Histograms reads the view's latency histograms.
+func Histograms(ctx context.Context, conn driver.Conn, database string, v View) ([]HistBin, error) {
+	q := "SELECT route, method, toString(side), answered, bin, sum(n) FROM " + v.union(database, aggregates[2]) +
+		" GROUP BY route, method, side, answered, bin"
+	return scanAll(ctx, conn, "latency histograms", q, func(rows driver.Rows) (h HistBin, err error) {
+		var a uint8
+		err = rows.Scan(&h.Route, &h.Method, &h.Side, &a, &h.Bin, &h.N)
+		h.Answered = a == 1
+		return h, err
+	}, v.args()...)
+}
+
+// BinValue is the latency in microseconds a histogram bin stands for: the
+// geometric middle of its bounds, within 0.5% of every latency in it.
+func BinValue(bin uint16) float64 {
+	if bin == 0 {
+		return 0
+	}
+	return math.Pow(HistogramRatio, float64(bin)-0.5)
+}
+
+// Histogram accumulates bins and answers quantiles.
+type Histogram map[uint16]uint64
+
+// Quantile is the latency (µs) of rank ceil(q*n) of the n latencies (the
+// nearest rank, as ClickHouse's quantileExactWeighted over the bins
+// counts it), to within 0.5%; 0 when empty.
+func (h Histogram) Quantile(q float64) float64 {
+	var total uint64
+	bins := make([]uint16, 0, len(h))
+	for b, n := range h {
+		total += n
+		bins = append(bins, b)
+	}
+	if total == 0 {
+		return 0
+	}
+	slices.Sort(bins)
+	threshold := uint64(math.Ceil(q * float64(total)))
+	var acc uint64
+	for _, b := range bins {
+		acc += h[b]
+		if acc >= threshold {
+			return BinValue(b)
+		}
+	}
+	return BinValue(bins[len(bins)-1])
+}
+
+// Add adds other's counts.
+func (h Histogram) Add(other Histogram) {
+	for b, n := range other {
+		h[b] += n
+	}
+}
