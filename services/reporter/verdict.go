@@ -37,6 +37,10 @@ type WindowStats struct {
 	// the shadow took longer than the primary.
 	Answered uint64 `json:"answered"`
 	Slower   uint64 `json:"slower"`
+	// Faster and Tied are the other answered pairs (the raw query does
+	// not fill them).
+	Faster uint64 `json:"faster,omitempty"`
+	Tied   uint64 `json:"tied,omitempty"`
 	// PrimaryUS and ShadowUS are p50, p95, p99 latencies in microseconds
 	// over the answered pairs (both sides over the same requests).
 	PrimaryUS [3]float64 `json:"primary_us"`
@@ -60,10 +64,12 @@ const windowQuery = "SELECT count() AS pairs, " +
 	", any(route) AS any_route" +
 	" FROM %s.comparisons FINAL WHERE launch_id = @launch AND received_at_us >= @from_us"
 
-// QueryWindow computes the numbers of a launch's pairs received from
-// fromUS (Unix microseconds) on: the noise candidates over the launch's
-// whole history first (as the report does), then the window in one query.
-func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
+// QueryWindowRaw computes the numbers of a launch's pairs received from
+// fromUS (Unix microseconds) on from the raw rows: the noise candidates
+// over the launch's whole history first (as the report does), then the
+// window in one query. It is the reference QueryWindow is tested and
+// benchmarked against.
+func QueryWindowRaw(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
 	launchArg := clickhouse.Named("launch", launchID)
 	cands, err := queryRows(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
 		func(rows driver.Rows) (s api.SuppressedPath, err error) {
