@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,18 @@ func adminGet(t testing.TB, addr, path string) (int, []byte) {
 		t.Fatalf("read %s: %v", path, err)
 	}
 	return resp.StatusCode, body
+}
+
+// WantMetrics fetches /metrics from a service's admin address and fails
+// the test (without stopping it) for each line that is not in it, naming
+// the line. A line may be a whole sample ("name{labels} value") or a prefix
+// of one.
+func WantMetrics(t testing.TB, addr string, lines ...string) {
+	t.Helper()
+	body := Metrics(t, addr)
+	for _, line := range lines {
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics on %s lacks %q", addr, line)
+		}
+	}
 }

@@ -133,12 +133,7 @@ func TestSecondaryNoise(t *testing.T) {
 		}
 		return nil
 	})
-	m := testenv.Metrics(t, r.AdminAddr())
-	for _, want := range []string{"darklaunch_comparator_pairs_with_secondary_total 2", "darklaunch_comparator_noisy_diffs_total 2"} {
-		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %q", want)
-		}
-	}
+	testenv.WantMetrics(t, r.AdminAddr(), "darklaunch_comparator_pairs_with_secondary_total 2", "darklaunch_comparator_noisy_diffs_total 2")
 }
 
 // TestLaunchRulesApplyWithoutRestart: a launch's ignore rule applies, and

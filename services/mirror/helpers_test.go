@@ -56,20 +56,41 @@ func newNATSEnv(t *testing.T) *natsEnv {
 // change (to pause it, say) when given.
 func (e *natsEnv) createLaunch(t *testing.T, percent float64, methods []string, change func(*launch.Launch) error) *launch.Launch {
 	t.Helper()
+	return e.create(t, launch.Launch{Name: "test " + strconv.Itoa(rand.IntN(1e6)), SamplePercent: percent, Methods: methods}, change)
+}
+
+// create stores a launch of testService built from l (name and shadow URL
+// filled in when empty), then applies change when given.
+func (e *natsEnv) create(t *testing.T, l launch.Launch, change func(*launch.Launch) error) *launch.Launch {
+	t.Helper()
+	if l.Name == "" {
+		l.Name = "routing test"
+	}
+	if l.ShadowURL == "" {
+		l.ShadowURL = "http://shadow.invalid"
+	}
+	l.Service = testService
 	ctx := testenv.Context(t)
-	l, err := e.store.Create(ctx, launch.Launch{
-		Name: "test " + strconv.Itoa(rand.IntN(1e6)), Service: testService,
-		ShadowURL: "http://shadow.invalid", SamplePercent: percent, Methods: methods,
-	})
+	got, err := e.store.Create(ctx, l)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if change != nil {
-		if l, err = e.store.Update(ctx, l.ID, change); err != nil {
+		if got, err = e.store.Update(ctx, got.ID, change); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return l
+	return got
+}
+
+// mirrorAll starts a tap with default settings in front of primaryURL and
+// a launch sampling every request, and waits until the tap mirrors it.
+func mirrorAll(t *testing.T, e *natsEnv, primaryURL string) (*Service, *launch.Launch) {
+	t.Helper()
+	s, _ := startMirror(t, e, primaryURL, nil)
+	l := e.createLaunch(t, 100, nil, nil)
+	waitMirrored(t, s, l.ID)
+	return s, l
 }
 
 // next returns the next published envelope, or fails after timeout.
@@ -269,6 +290,12 @@ func get(t *testing.T, c *http.Client, method, url string, body []byte) (*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
+	return send(t, c, req)
+}
+
+// send sends req with c and returns the response with its whole body.
+func send(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -224,9 +224,7 @@ func TestPrimarySeesTheRequestAsSent(t *testing.T) {
 func TestPOSTIsMirroredOnlyWhenTheLaunchListsIt(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newPrimary(t, nil)
-	s, _ := startMirror(t, e, primary.URL, nil)
-	l := e.createLaunch(t, 100, nil, nil) // default methods: GET, HEAD, OPTIONS
-	waitMirrored(t, s, l.ID)
+	s, l := mirrorAll(t, e, primary.URL) // default methods: GET, HEAD, OPTIONS
 	c := newClient(t)
 	payload := largeBody(10 << 10)
 
@@ -353,9 +351,7 @@ func TestEachSampledLaunchGetsItsOwnEnvelope(t *testing.T) {
 func TestNATSOutageDropsEnvelopesNotRequestsAndRecovers(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newPrimary(t, nil)
-	s, _ := startMirror(t, e, primary.URL, nil)
-	l := e.createLaunch(t, 100, nil, nil)
-	waitMirrored(t, s, l.ID)
+	s, l := mirrorAll(t, e, primary.URL)
 	c := newClient(t)
 	request := func() {
 		t.Helper()
@@ -474,9 +470,7 @@ func TestFullQueueDropsWithoutDelayingClients(t *testing.T) {
 func TestClientAbortIsCountedNotPublished(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newPrimary(t, nil)
-	s, _ := startMirror(t, e, primary.URL, nil)
-	l := e.createLaunch(t, 100, nil, nil)
-	waitMirrored(t, s, l.ID)
+	s, _ := mirrorAll(t, e, primary.URL)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.Addr()+"/slow", nil)
@@ -540,9 +534,7 @@ func TestShutdownPublishesWhatIsQueued(t *testing.T) {
 func TestMetricsAreServed(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newPrimary(t, nil)
-	s, _ := startMirror(t, e, primary.URL, nil)
-	l := e.createLaunch(t, 100, nil, nil)
-	waitMirrored(t, s, l.ID)
+	s, _ := mirrorAll(t, e, primary.URL)
 	c := newClient(t)
 	get(t, c, "GET", "http://"+s.Addr()+"/small", nil)
 	e.next(t, 10*time.Second)

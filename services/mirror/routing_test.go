@@ -41,30 +41,6 @@ func newVersionServer(t *testing.T, name string) *versionServer {
 	return v
 }
 
-// create stores a launch of testService built from l (name and shadow URL
-// filled in when empty), then applies change when given.
-func (e *natsEnv) create(t *testing.T, l launch.Launch, change func(*launch.Launch) error) *launch.Launch {
-	t.Helper()
-	if l.Name == "" {
-		l.Name = "routing test"
-	}
-	if l.ShadowURL == "" {
-		l.ShadowURL = "http://shadow.invalid"
-	}
-	l.Service = testService
-	ctx := testenv.Context(t)
-	got, err := e.store.Create(ctx, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if change != nil {
-		if got, err = e.store.Update(ctx, got.ID, change); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return got
-}
-
 func (e *natsEnv) update(t *testing.T, id string, change func(*launch.Launch) error) *launch.Launch {
 	t.Helper()
 	l, err := e.store.Update(testenv.Context(t), id, change)
@@ -122,15 +98,7 @@ func do(t *testing.T, c *http.Client, method, url, user string) (*http.Response,
 	if user != "" {
 		req.Header.Set(userHeader, user)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := send(t, c, req)
 	return resp, string(b)
 }
 
@@ -209,12 +177,7 @@ func countByUser(envs []*envelope.Envelope, launchID string, t *testing.T) map[s
 // of users is exactly the one launch.InSample gives, and raising the
 // percentage keeps every user who was in.
 func TestStickySamplingKeepsUsersTogetherAcrossAPercentageChange(t *testing.T) {
-	e := newNATSEnv(t)
-	primary := newVersionServer(t, "primary")
-	s, _ := startMirror(t, e, primary.URL, nil)
-	c := newClient(t)
-	l := e.create(t, launch.Launch{SamplePercent: 10, StickyKey: "header:" + userHeader}, nil)
-	waitRouting(t, s, l)
+	e, s, c, l := startSticky(t, 10)
 	users := userIDs(300)
 	const perUser = 2
 
@@ -231,9 +194,7 @@ func TestStickySamplingKeepsUsersTogetherAcrossAPercentageChange(t *testing.T) {
 				t.Errorf("at %v%%: user %s has %d of %d requests sampled", percent, u, n, perUser)
 			}
 		}
-		if !maps.Equal(setOf(got), want) {
-			t.Errorf("at %v%%: sampled users %v, want %v", percent, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
-		}
+		sameUsers(t, fmt.Sprintf("at %v%%", percent), setOf(got), want)
 		if st := s.Stats(); st.StickyKeyMissing != 0 {
 			t.Errorf("sticky key missing counted %d times", st.StickyKeyMissing)
 		}
@@ -253,6 +214,26 @@ func TestStickySamplingKeepsUsersTogetherAcrossAPercentageChange(t *testing.T) {
 	}
 }
 
+// sameUsers fails the test when the sets of sampled users differ.
+func sameUsers(t *testing.T, what string, got, want map[string]bool) {
+	t.Helper()
+	if !maps.Equal(got, want) {
+		t.Errorf("%s: sampled users %v, want %v", what, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+}
+
+// startSticky starts a tap in front of a version server with a launch
+// sampling percent of the users named by the user header, routed.
+func startSticky(t *testing.T, percent float64) (*natsEnv, *Service, *http.Client, *launch.Launch) {
+	t.Helper()
+	e := newNATSEnv(t)
+	primary := newVersionServer(t, "primary")
+	s, _ := startMirror(t, e, primary.URL, nil)
+	l := e.create(t, launch.Launch{SamplePercent: percent, StickyKey: "header:" + userHeader}, nil)
+	waitRouting(t, s, l)
+	return e, s, newClient(t), l
+}
+
 func setOf(m map[string]int) map[string]bool {
 	out := map[string]bool{}
 	for k := range m {
@@ -266,12 +247,7 @@ func setOf(m map[string]int) map[string]bool {
 // routing decision (built by its watcher from the bucket) is asked for all
 // of them; the sampled users and 500 others then go through the proxy.
 func TestStickySamplingIsExactAtOneBasisPoint(t *testing.T) {
-	e := newNATSEnv(t)
-	primary := newVersionServer(t, "primary")
-	s, _ := startMirror(t, e, primary.URL, nil)
-	c := newClient(t)
-	l := e.create(t, launch.Launch{SamplePercent: 0.01, StickyKey: "header:" + userHeader}, nil)
-	waitRouting(t, s, l)
+	e, s, c, l := startSticky(t, 0.01)
 	users := userIDs(12000)
 	// Whatever the launch id, make sure one user is in the sample, so that
 	// the assertion below is not about an empty set only.
@@ -291,17 +267,16 @@ func TestStickySamplingIsExactAtOneBasisPoint(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d users sampled at 0.01%%", len(decided), len(users))
-	if !maps.Equal(decided, want) || len(want) == 0 {
-		t.Errorf("sampled users %v, want %v", slices.Sorted(maps.Keys(decided)), slices.Sorted(maps.Keys(want)))
+	if len(want) == 0 {
+		t.Error("no user is in the sample")
 	}
+	sameUsers(t, "decided", decided, want)
 
 	send := slices.Sorted(maps.Keys(want))
 	send = append(send, users[:500]...)
 	before := s.Stats()
 	parallel(len(send), func(i int) { do(t, c, "GET", "http://"+s.Addr()+"/p", send[i]) })
-	if got := setOf(countByUser(e.settled(t, s, before), l.ID, t)); !maps.Equal(got, want) {
-		t.Errorf("through the proxy: sampled users %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
-	}
+	sameUsers(t, "through the proxy", setOf(countByUser(e.settled(t, s, before), l.ID, t)), want)
 }
 
 // A request without the sticky key's value is sampled at random at the

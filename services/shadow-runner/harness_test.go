@@ -95,6 +95,14 @@ func (h *harness) startRunner(cfg Config) *runner {
 	return &runner{Service: svc, Running: testenv.Run(h.t, svc.Run)}
 }
 
+// startWithShadow starts a healthy shadow, a launch sampling everything to
+// it and a ready runner with the given id and test settings.
+func (h *harness) startWithShadow(id string) (*shadow, *launch.Launch, *runner) {
+	h.t.Helper()
+	sh := newShadow(h.t, nil)
+	return sh, h.createLaunch(sh.URL), h.runReady(h.testConfig(id))
+}
+
 // runReady starts a Service and waits until it is pulling envelopes.
 func (h *harness) runReady(cfg Config) *runner {
 	h.t.Helper()
