@@ -26,6 +26,11 @@ type Config struct {
 	ControlInterval time.Duration `envconfig:"REPORTER_CONTROL_INTERVAL" default:"2s" desc:"how often the ramp controller looks at the launches it drives (advance, stay, roll back, promote) and renews their leases; 0 disables the controller in this process"`
 	LeaseTTL        time.Duration `envconfig:"REPORTER_LEASE_TTL" default:"10s" desc:"lifetime of a controller lease in the NATS KV bucket darklaunch_leases: when the reporter driving a launch dies, another takes over within this TTL plus one control interval; at least twice REPORTER_CONTROL_INTERVAL"`
 	ID              string        `envconfig:"REPORTER_ID" default:"" desc:"this reporter's name in leases and audit entries (controller:<id>); empty: the host name and a random suffix"`
+	// Compaction and retention: see docs/clickhouse.md, "Aggregates".
+	CompactInterval    time.Duration `envconfig:"REPORTER_COMPACT_INTERVAL" default:"15s" desc:"how often the reporter seals the launches' finished one-minute buckets into the aggregate tables reports read; 0 disables compaction in this process (reports stay exact, computed from the raw rows of the unsealed buckets)"`
+	SealAfter          time.Duration `envconfig:"REPORTER_SEAL_AFTER" default:"2m" desc:"a bucket is sealed once it ended this long ago (the redelivery horizon: a row arriving later makes its bucket sealed again)"`
+	Retention          time.Duration `envconfig:"REPORTER_RETENTION" default:"0s" desc:"how long comparison rows and examples are kept: a month's partition is dropped once the whole month is older than this; 0 keeps them"`
+	AggregateRetention time.Duration `envconfig:"REPORTER_AGGREGATE_RETENTION" default:"0s" desc:"the same for the aggregate tables (seals, pair_counts, diff_counts, latency_hist); 0 keeps them; when set, at least REPORTER_RETENTION (which must then be set)"`
 	config.NATS
 	config.ClickHouse
 	config.Redis
@@ -33,14 +38,15 @@ type Config struct {
 }
 
 // prepare gives the zero fields of a Config built in Go their default
-// tags, except CacheTTL and ControlInterval, whose zero means off; then it
+// tags, except CacheTTL, ControlInterval and CompactInterval, whose zero
+// means off; then it
 // validates, and derives an empty ID.
 func (c *Config) prepare() error {
 	off := *c
 	if err := config.Defaults(c); err != nil {
 		return err
 	}
-	c.CacheTTL, c.ControlInterval = off.CacheTTL, off.ControlInterval
+	c.CacheTTL, c.ControlInterval, c.CompactInterval = off.CacheTTL, off.ControlInterval, off.CompactInterval
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -64,6 +70,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("REPORTER_LEASE_TTL %s must be at least twice REPORTER_CONTROL_INTERVAL %s, or a lease expires between two renewals", c.LeaseTTL, c.ControlInterval)
 	case c.CacheTTL < 0:
 		return fmt.Errorf("REPORTER_CACHE_TTL %s is negative", c.CacheTTL)
+	case c.CompactInterval < 0 || c.SealAfter < 0:
+		return fmt.Errorf("REPORTER_COMPACT_INTERVAL %s and REPORTER_SEAL_AFTER %s must not be negative", c.CompactInterval, c.SealAfter)
+	case c.Retention < 0 || c.AggregateRetention < 0:
+		return fmt.Errorf("REPORTER_RETENTION %s and REPORTER_AGGREGATE_RETENTION %s must not be negative", c.Retention, c.AggregateRetention)
+	case c.AggregateRetention > 0 && (c.Retention == 0 || c.AggregateRetention < c.Retention):
+		// Aggregates dropped while their raw rows stay would be sealed
+		// again from them at every compaction.
+		return fmt.Errorf("REPORTER_AGGREGATE_RETENTION %s must be at least REPORTER_RETENTION %s, which must then be set", c.AggregateRetention, c.Retention)
 	}
 	return nil
 }
@@ -85,10 +99,10 @@ const (
 	maxExamples = 10
 	// cacheKeyPrefix namespaces report cache keys; the version segment lets a
 	// change of the cached shape never read an old value.
-	cacheKeyPrefix = "darklaunch:reporter:report:v3:"
+	cacheKeyPrefix = "darklaunch:reporter:report:v4:"
 	// verdictKeyPrefix namespaces the cached numbers of verdict windows
 	// (<prefix><launch id>:<window start in Unix µs>).
-	verdictKeyPrefix = "darklaunch:reporter:verdict:v1:"
+	verdictKeyPrefix = "darklaunch:reporter:verdict:v2:"
 	// maxAudit bounds the audit entries a report shows.
 	maxAudit = 100
 )

@@ -37,6 +37,8 @@ type envOptions struct {
 	cacheTTL time.Duration
 	// controlInterval > 0 runs the ramp controller.
 	controlInterval time.Duration
+	// compactInterval > 0 runs compaction, sealing buckets at once.
+	compactInterval time.Duration
 }
 
 func startEnv(t *testing.T, o envOptions) *env {
@@ -46,7 +48,8 @@ func startEnv(t *testing.T, o envOptions) *env {
 	e.redis = testenv.NewRedis(t)
 	e.redis.Start()
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second,
-		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter"}
+		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter",
+		CompactInterval: o.compactInterval, SealAfter: time.Nanosecond}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()

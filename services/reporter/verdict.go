@@ -241,26 +241,31 @@ func fmtRate(r float64) string {
 }
 
 // verdictFor computes a launch's verdict: on live traffic while it is
-// promoting, else from its window's compared pairs (cached in Redis and
-// shared by concurrent polls, like the report).
-func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*api.Verdict, bool, error) {
+// promoting (sourceMiss), else from its window's compared pairs (kept in
+// memory and Redis and shared by concurrent polls, like the report; the
+// string says where the numbers came from).
+func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*api.Verdict, string, error) {
 	if l.Status == launch.StatusPromoting {
 		v, err := s.liveVerdict(ctx, l)
-		return v, false, err
+		return v, sourceMiss, err
 	}
 	from, step := VerdictWindow(l)
-	st, hit, err := cached(s, ctx, verdictCacheKey(l.ID, from.UnixMicro()), s.metrics.verdictQueries,
-		func(qctx context.Context, conn driver.Conn) (*WindowStats, error) {
-			return QueryWindow(qctx, conn, s.cfg.ClickHouseDatabase, l.ID, from.UnixMicro(), s.noise())
+	st, _, source, err := cached(s, ctx, verdictCacheKey(l.ID, from.UnixMicro()), s.metrics.verdictQueries, windowCodec,
+		func(qctx context.Context, conn driver.Conn) (*WindowStats, time.Time, error) {
+			st, err := QueryWindow(qctx, conn, s.cfg.ClickHouseDatabase, l.ID, from.UnixMicro(), s.noise())
+			if err != nil {
+				return nil, time.Time{}, err
+			}
+			return st, st.GeneratedAt, nil
 		})
 	if err != nil {
-		return nil, false, fmt.Errorf("compute verdict of launch %s: %w", l.ID, err)
+		return nil, "", fmt.Errorf("compute verdict of launch %s: %w", l.ID, err)
 	}
 	g := l.Gates.WithDefaults()
-	v := &api.Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt,
+	v := &api.Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt, AgeSeconds: ageSeconds(st.GeneratedAt),
 		Window: api.Window{Source: api.SourcePairs, From: from.UTC(), Pairs: st.Pairs, Step: step}}
 	v.Verdict, v.Reasons, v.Checks = ComputeVerdict(st, g)
-	return v, hit, nil
+	return v, source, nil
 }
 
 // liveVerdict judges a promoting launch on the live traffic of its current

@@ -1,0 +1,98 @@
+package reporter
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+)
+
+// retentionEvery is how often retention is enforced (partition drops).
+const retentionEvery = time.Hour
+
+// finishedCheckEvery: a launch that neither mirrors nor serves live
+// traffic is compacted only every this many intervals (late rows of it
+// are rare, and reports stay exact meanwhile: unsealed buckets are read
+// raw).
+const finishedCheckEvery = 20
+
+// runCompaction seals the launches' finished buckets every
+// REPORTER_COMPACT_INTERVAL (see analytics.Compact) and enforces
+// retention every hour, until ctx ends. Every reporter replica runs it;
+// concurrent seals of one bucket are harmless (each is a version, readers
+// use the latest).
+func (s *Service) runCompaction(ctx context.Context) {
+	t := time.NewTicker(s.cfg.CompactInterval)
+	defer t.Stop()
+	var lastRetention time.Time
+	for tick := 0; ; tick++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w, conn := s.watcher.Load(), s.ch.Load()
+		if w == nil || conn == nil {
+			continue
+		}
+		for id, l := range w.Snapshot().ByID {
+			if ctx.Err() != nil {
+				return
+			}
+			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 0 {
+				continue
+			}
+			s.compactLaunch(ctx, conn, id, l)
+		}
+		if time.Since(lastRetention) >= retentionEvery {
+			lastRetention = time.Now()
+			s.enforceRetention(ctx, conn)
+		}
+	}
+}
+
+// compactLaunch compacts one launch, bounded by the query timeout.
+func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	start := time.Now()
+	res, err := analytics.Compact(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter)
+	s.metrics.compactDuration.Observe(time.Since(start).Seconds())
+	s.metrics.sealedBuckets.WithLabelValues("sealed").Add(float64(res.Sealed))
+	s.metrics.sealedBuckets.WithLabelValues("resealed").Add(float64(res.Resealed))
+	if err != nil {
+		s.metrics.compactions.WithLabelValues("error").Inc()
+		if ctx.Err() == nil {
+			s.log.Warn("compaction failed", "launch_id", id, "err", err)
+		}
+		return
+	}
+	s.metrics.compactions.WithLabelValues("ok").Inc()
+	if res.Sealed+res.Resealed > 0 {
+		s.log.Debug("compacted", "launch_id", id, "status", l.Status, "sealed", res.Sealed, "resealed", res.Resealed,
+			"rows", res.Rows, "pending", res.Pending, "duration", time.Since(start))
+	}
+}
+
+// enforceRetention drops the month partitions past REPORTER_RETENTION
+// (raw rows) and REPORTER_AGGREGATE_RETENTION (aggregates).
+func (s *Service) enforceRetention(ctx context.Context, conn *chConn) {
+	for _, r := range []struct {
+		tables    []string
+		retention time.Duration
+	}{{analytics.RawTables, s.cfg.Retention}, {analytics.AggregateTables, s.cfg.AggregateRetention}} {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+		dropped, err := analytics.DropExpired(cctx, conn, s.cfg.ClickHouseDatabase, time.Now(), r.tables, r.retention)
+		cancel()
+		for _, d := range dropped {
+			s.log.Info("retention: partition dropped", "partition", d, "retention", r.retention)
+			table, _, _ := strings.Cut(d, "/")
+			s.metrics.droppedPartitions.WithLabelValues(table).Inc()
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("retention failed", "err", err)
+		}
+	}
+}
