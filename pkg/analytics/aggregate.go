@@ -45,6 +45,7 @@ const sealsDDL = `CREATE TABLE IF NOT EXISTS %s.seals (
 	version UInt64,
 	raw_rows UInt64,
 	max_inserted_at DateTime,
+	until_us Int64,
 	sealed_at DateTime
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
@@ -101,7 +102,8 @@ const latencyHistDDL = `CREATE TABLE IF NOT EXISTS %s.latency_hist (
 	side Enum8('primary' = 0, 'shadow' = 1),
 	answered UInt8,
 	bin UInt16,
-	n UInt64
+	n UInt64,
+	sum_us UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (launch_id, bucket, version, route, method, side, answered, bin)`
@@ -124,10 +126,19 @@ const sourceColumns = "envelope_id, ts, received_at_us, route, method, primary_s
 	"`match`, shadow_error, diff_paths, diff_kinds, diff_generalized, diff_noise, fingerprint, has_secondary"
 
 // dedupSource is the launch's comparison rows matching where, one per
-// envelope id: the latest inserted, the row FINAL keeps.
-func dedupSource(db, where string) string {
-	return "(SELECT " + sourceColumns + " FROM " + db + ".comparisons WHERE launch_id = @launch AND (" + where + ")" +
-		" ORDER BY envelope_id, inserted_at DESC LIMIT 1 BY envelope_id)"
+// envelope id: the latest inserted (the row FINAL keeps), which takes a
+// sort; with anyCopy, the first one read (a hash set, no sort: for the
+// unsealed tail, read at every report). Copies of a pair differ only when
+// it was compared twice under different rules.
+func dedupSource(db, where string, anyCopy bool) string {
+	order := " ORDER BY envelope_id, inserted_at DESC"
+	if anyCopy {
+		order = ""
+	}
+	// PREWHERE: only the time columns are read for the launch's other
+	// rows.
+	return "(SELECT " + sourceColumns + " FROM " + db + ".comparisons PREWHERE launch_id = @launch AND (" + where + ")" +
+		order + " LIMIT 1 BY envelope_id)"
 }
 
 // The aggregations of a source of comparison rows, one per aggregate
@@ -168,9 +179,10 @@ const (
 	// pair, the shadow's over the pairs it answered; answered says which
 	// pairs the shadow answered, so the verdict can read both sides over
 	// the same pairs.
-	histGroupsSQL = "SELECT bucket, route, method, side, answered, bin, count() AS n FROM (" +
+	histGroupsSQL = "SELECT bucket, route, method, side, answered, bin, count() AS n, sum(us) AS sum_us FROM (" +
 		"SELECT toStartOfMinute(ts) AS bucket, route, method, toUInt8(shadow_error = '') AS answered, " +
-		"arrayJoin(if(shadow_error = '', [(toUInt8(0), BINP), (toUInt8(1), BINS)], [(toUInt8(0), BINP)])) AS sb, " +
+		"arrayJoin(if(shadow_error = '', [(toUInt8(0), BINP, primary_latency_us), (toUInt8(1), BINS, shadow_latency_us)], [(toUInt8(0), BINP, primary_latency_us)])) AS sb, " +
+		"tupleElement(sb, 3) AS us, " +
 		"CAST(tupleElement(sb, 1) AS Enum8('primary' = 0, 'shadow' = 1)) AS side, tupleElement(sb, 2) AS bin FROM %s" +
 		") GROUP BY bucket, route, method, side, answered, bin"
 )
@@ -194,15 +206,18 @@ var aggregates = []aggregate{
 			"with_secondary, answered, slower, faster, tied, first_us, last_us, dset, has_dset", pairGroupsSQL},
 	{"diff_counts", "route, gpath, kind, diffs, diffs_noisy, sec_diffs, sec_noisy",
 		"route, gpath, kind, diffs, diffs_noisy, sec_diffs, sec_noisy", diffGroupsSQL},
-	{"latency_hist", "route, method, side, answered, bin, n", "route, method, side, answered, bin, n", histGroups},
+	{"latency_hist", "route, method, side, answered, bin, n, sum_us", "route, method, side, answered, bin, n, sum_us", histGroups},
 }
 
 // BucketSummary is what Compact compares a sealed bucket with: the rows
-// stored in it (duplicates included) and the latest inserted_at.
+// stored in it received before UntilUS (duplicates included) and their
+// latest inserted_at. UntilUS is the bucket's end, or the watermark for
+// the bucket that holds it.
 type BucketSummary struct {
 	Bucket        time.Time
 	Rows          uint64
 	MaxInsertedAt time.Time
+	UntilUS       int64
 }
 
 // CompactResult says what one Compact did.
@@ -220,28 +235,38 @@ type CompactResult struct {
 // deduplication; more buckets are sealed in several queries.
 const maxSealRows = 1_000_000
 
-// Compact seals the launch's buckets that ended at least sealAfter before
-// now and are not sealed, or whose rows changed since they were sealed.
-// It is idempotent and safe to run from several processes at once: each
-// seal is a new version and readers use a bucket's latest.
+// Compact seals the launch's pairs received before the watermark now -
+// sealAfter: every bucket with such pairs that is not sealed, or whose
+// pairs changed since it was sealed (a late or redelivered row, a merge
+// that collapsed a duplicate), or, for the bucket holding the watermark,
+// that got pairs before it since (it is sealed up to the watermark). It is
+// idempotent and safe to run from several processes at once: each seal is
+// a new version and readers use a bucket's latest.
 func Compact(ctx context.Context, conn driver.Conn, database, launchID string, now time.Time, sealAfter time.Duration) (CompactResult, error) {
 	var res CompactResult
-	launchArg := clickhouse.Named("launch", launchID)
+	w := now.Add(-sealAfter).UnixMicro()
+	args := []any{clickhouse.Named("launch", launchID), clickhouse.Named("w", w)}
+	type summary struct {
+		BucketSummary
+		all uint64
+	}
 	raw, err := scanAll(ctx, conn, "bucket summary",
-		"SELECT toStartOfMinute(ts) AS b, count(), max(inserted_at) FROM "+database+".comparisons WHERE launch_id = @launch GROUP BY b ORDER BY b",
-		func(rows driver.Rows) (s BucketSummary, err error) {
-			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt)
+		"SELECT toStartOfMinute(ts) AS b, countIf(received_at_us < @w), maxIf(inserted_at, received_at_us < @w), count() FROM "+database+
+			".comparisons PREWHERE launch_id = @launch GROUP BY b ORDER BY b",
+		func(rows driver.Rows) (s summary, err error) {
+			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt, &s.all)
 			return s, err
-		}, launchArg)
+		}, args...)
 	if err != nil {
 		return res, err
 	}
 	sealed, err := scanAll(ctx, conn, "seals",
-		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version) FROM "+database+".seals WHERE launch_id = @launch GROUP BY bucket",
+		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version), argMax(until_us, version) FROM "+database+
+			".seals WHERE launch_id = @launch GROUP BY bucket",
 		func(rows driver.Rows) (s BucketSummary, err error) {
-			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt)
+			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt, &s.UntilUS)
 			return s, err
-		}, launchArg)
+		}, args...)
 	if err != nil {
 		return res, err
 	}
@@ -249,13 +274,15 @@ func Compact(ctx context.Context, conn driver.Conn, database, launchID string, n
 	for _, s := range sealed {
 		have[s.Bucket.Unix()] = s
 	}
-	horizon := now.Add(-sealAfter)
 	var todo []BucketSummary
 	for _, b := range raw {
-		if b.Bucket.Add(BucketSeconds * time.Second).After(horizon) {
+		if b.all > b.Rows {
 			res.Pending++
+		}
+		if b.Rows == 0 {
 			continue
 		}
+		b.UntilUS = min(b.Bucket.Add(BucketSeconds*time.Second).UnixMicro(), w)
 		s, ok := have[b.Bucket.Unix()]
 		switch {
 		case !ok:
@@ -265,7 +292,7 @@ func Compact(ctx context.Context, conn driver.Conn, database, launchID string, n
 		default:
 			continue
 		}
-		todo = append(todo, b)
+		todo = append(todo, b.BucketSummary)
 		res.Rows += b.Rows
 	}
 	for len(todo) > 0 {
@@ -274,7 +301,7 @@ func Compact(ctx context.Context, conn driver.Conn, database, launchID string, n
 			rows += todo[n].Rows
 			n++
 		}
-		if err := seal(ctx, conn, database, launchID, todo[:n], now); err != nil {
+		if err := seal(ctx, conn, database, launchID, todo[:n], w, now); err != nil {
 			return res, err
 		}
 		todo = todo[n:]
@@ -283,14 +310,14 @@ func Compact(ctx context.Context, conn driver.Conn, database, launchID string, n
 }
 
 // seal aggregates buckets (sorted) into a new version and records them.
-func seal(ctx context.Context, conn driver.Conn, database, launchID string, buckets []BucketSummary, now time.Time) error {
+func seal(ctx context.Context, conn driver.Conn, database, launchID string, buckets []BucketSummary, w int64, now time.Time) error {
 	version := uint64(time.Now().UnixNano())
 	list := make([]uint32, len(buckets))
 	for i, b := range buckets {
 		list[i] = uint32(b.Bucket.Unix())
 	}
-	src := dedupSource(database, "ts >= toDateTime(@lo) AND ts < toDateTime(@hi) AND has(@buckets, toUInt32(toStartOfMinute(ts)))")
-	args := []any{clickhouse.Named("launch", launchID), clickhouse.Named("version", version),
+	src := dedupSource(database, "ts >= toDateTime(@lo) AND ts < toDateTime(@hi) AND received_at_us < @w AND has(@buckets, toUInt32(toStartOfMinute(ts)))", false)
+	args := []any{clickhouse.Named("launch", launchID), clickhouse.Named("version", version), clickhouse.Named("w", w),
 		clickhouse.Named("lo", list[0]), clickhouse.Named("hi", list[len(list)-1]+BucketSeconds), clickhouse.Named("buckets", list)}
 	for _, a := range aggregates {
 		q := fmt.Sprintf("INSERT INTO %s.%s (launch_id, bucket, version, %s) SELECT @launch, bucket, @version, %s FROM (%s)",
@@ -306,9 +333,9 @@ func seal(ctx context.Context, conn driver.Conn, database, launchID string, buck
 	for i, b := range buckets {
 		rows[i] = sealRow{b}
 	}
-	return insertBatch(ctx, conn, database, "seals", "launch_id, bucket, version, raw_rows, max_inserted_at, sealed_at", "seals", rows,
+	return insertBatch(ctx, conn, database, "seals", "launch_id, bucket, version, raw_rows, max_inserted_at, until_us, sealed_at", "seals", rows,
 		func(r *sealRow) (string, []any) {
-			return r.Bucket.String(), []any{launchID, r.Bucket, version, r.Rows, r.MaxInsertedAt, now.UTC()}
+			return r.Bucket.String(), []any{launchID, r.Bucket, version, r.Rows, r.MaxInsertedAt, r.UntilUS, now.UTC()}
 		})
 }
 
@@ -334,40 +361,50 @@ func scanAll[T any](ctx context.Context, conn driver.Conn, name, query string, s
 }
 
 // A View fixes what a reader sees of a launch: the seals up to Version
-// (read once, so the several queries of one report agree on which buckets
-// are sealed), and the pairs received from FromUS on (Unix microseconds;
-// 0 for the whole history).
+// and the watermark UntilUS they reach (read once, so the several queries
+// of one report agree), and the pairs received from FromUS on (Unix
+// microseconds; 0 for the whole history).
 type View struct {
 	LaunchID string
 	Version  uint64
+	UntilUS  int64
 	FromUS   int64
 }
 
-// NewView reads the launch's latest seal version.
+// NewView reads the launch's latest seal version and watermark.
 func NewView(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64) (View, error) {
 	v := View{LaunchID: launchID, FromUS: fromUS}
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+database+".seals WHERE launch_id = @launch",
-		clickhouse.Named("launch", launchID)).Scan(&v.Version); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT max(version), max(until_us) FROM "+database+".seals WHERE launch_id = @launch",
+		clickhouse.Named("launch", launchID)).Scan(&v.Version, &v.UntilUS); err != nil {
 		return v, fmt.Errorf("seal version query: %w", err)
 	}
 	return v, nil
 }
 
 func (v View) args() []any {
-	return []any{clickhouse.Named("launch", v.LaunchID), clickhouse.Named("max_version", v.Version), clickhouse.Named("from_us", v.FromUS)}
+	// The tail's rows are received at or after the watermark, or after
+	// FromUS: their ts (the second) is at least the earlier, which lets
+	// ClickHouse skip the months before.
+	scan := v.UntilUS
+	if v.FromUS > 0 {
+		scan = min(scan, v.FromUS)
+	}
+	scan /= 1_000_000
+	return []any{clickhouse.Named("launch", v.LaunchID), clickhouse.Named("max_version", v.Version), clickhouse.Named("from_us", v.FromUS),
+		clickhouse.Named("until_us", v.UntilUS), clickhouse.Named("scan_s", scan)}
 }
 
 // union is the rows of an aggregate within the view: the sealed buckets
-// starting at or after FromUS (their latest version), and the same
-// aggregation over the comparison rows from FromUS on that are in a bucket
-// not sealed or in the bucket holding FromUS (which starts before it).
+// starting at or after FromUS (each its latest version), and the same
+// aggregation over the comparison rows received from FromUS on that are
+// past the watermark (not sealed yet) or in the bucket holding FromUS
+// (which starts before it, so its seal does not count).
 func (v View) union(database string, a aggregate) string {
 	sealedSet := "SELECT bucket, max(version) FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version GROUP BY bucket"
-	sealedBuckets := "SELECT bucket FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version"
 	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @from_us" +
 		" AND (bucket, version) IN (" + sealedSet + ")"
 	tail := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
-		"received_at_us >= @from_us AND (toInt64(toStartOfMinute(ts)) * 1000000 < @from_us OR toStartOfMinute(ts) NOT IN ("+sealedBuckets+"))")) + ")"
+		"ts >= toDateTime(@scan_s) AND received_at_us >= @from_us AND (received_at_us >= @until_us OR toInt64(toStartOfMinute(ts)) * 1000000 < @from_us)", true)) + ")"
 	return "(" + sealed + " UNION ALL " + tail + ")"
 }
 
@@ -427,46 +464,48 @@ func DiffGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 }
 
 // HistBin is how many latencies of a route, method and side fell in one
-// bin; Answered says whether the shadow answered those pairs.
+// bin, and their sum; Answered says whether the shadow answered those
+// pairs.
 type HistBin struct {
 	Route, Method, Side string
 	Answered            bool
 	Bin                 uint16
-	N                   uint64
+	Count
 }
+
+// Count is the number and the sum (µs) of the latencies in a bin.
+type Count struct{ N, SumUS uint64 }
 
 // Histograms reads the view's latency histograms.
 func Histograms(ctx context.Context, conn driver.Conn, database string, v View) ([]HistBin, error) {
-	q := "SELECT route, method, toString(side), answered, bin, sum(n) FROM " + v.union(database, aggregates[2]) +
+	q := "SELECT route, method, toString(side), answered, bin, sum(n), sum(sum_us) FROM " + v.union(database, aggregates[2]) +
 		" GROUP BY route, method, side, answered, bin"
 	return scanAll(ctx, conn, "latency histograms", q, func(rows driver.Rows) (h HistBin, err error) {
 		var a uint8
-		err = rows.Scan(&h.Route, &h.Method, &h.Side, &a, &h.Bin, &h.N)
+		err = rows.Scan(&h.Route, &h.Method, &h.Side, &a, &h.Bin, &h.N, &h.SumUS)
 		h.Answered = a == 1
 		return h, err
 	}, v.args()...)
 }
 
-// BinValue is the latency in microseconds a histogram bin stands for: the
-// geometric middle of its bounds, within 0.5% of every latency in it.
-func BinValue(bin uint16) float64 {
-	if bin == 0 {
-		return 0
-	}
-	return math.Pow(HistogramRatio, float64(bin)-0.5)
+// Histogram accumulates latency bins and answers quantiles.
+type Histogram map[uint16]Count
+
+// Add counts a bin.
+func (h Histogram) Add(bin uint16, c Count) {
+	cur := h[bin]
+	h[bin] = Count{cur.N + c.N, cur.SumUS + c.SumUS}
 }
 
-// Histogram accumulates bins and answers quantiles.
-type Histogram map[uint16]uint64
-
 // Quantile is the latency (µs) of rank ceil(q*n) of the n latencies (the
-// nearest rank, as ClickHouse's quantileExactWeighted over the bins
-// counts it), to within 0.5%; 0 when empty.
+// nearest rank, as ClickHouse's quantileExactWeighted counts it), given as
+// the mean of the latencies in its bin: within 1% of the exact value, and
+// exact when the bin holds one distinct latency. 0 when empty.
 func (h Histogram) Quantile(q float64) float64 {
 	var total uint64
 	bins := make([]uint16, 0, len(h))
-	for b, n := range h {
-		total += n
+	for b, c := range h {
+		total += c.N
 		bins = append(bins, b)
 	}
 	if total == 0 {
@@ -476,17 +515,11 @@ func (h Histogram) Quantile(q float64) float64 {
 	threshold := uint64(math.Ceil(q * float64(total)))
 	var acc uint64
 	for _, b := range bins {
-		acc += h[b]
+		acc += h[b].N
 		if acc >= threshold {
-			return BinValue(b)
+			return float64(h[b].SumUS) / float64(h[b].N)
 		}
 	}
-	return BinValue(bins[len(bins)-1])
-}
-
-// Add adds other's counts.
-func (h Histogram) Add(other Histogram) {
-	for b, n := range other {
-		h[b] += n
-	}
+	c := h[bins[len(bins)-1]]
+	return float64(c.SumUS) / float64(c.N)
 }

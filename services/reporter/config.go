@@ -27,8 +27,8 @@ type Config struct {
 	LeaseTTL        time.Duration `envconfig:"REPORTER_LEASE_TTL" default:"10s" desc:"lifetime of a controller lease in the NATS KV bucket darklaunch_leases: when the reporter driving a launch dies, another takes over within this TTL plus one control interval; at least twice REPORTER_CONTROL_INTERVAL"`
 	ID              string        `envconfig:"REPORTER_ID" default:"" desc:"this reporter's name in leases and audit entries (controller:<id>); empty: the host name and a random suffix"`
 	// Compaction and retention: see docs/clickhouse.md, "Aggregates".
-	CompactInterval    time.Duration `envconfig:"REPORTER_COMPACT_INTERVAL" default:"15s" desc:"how often the reporter seals the launches' finished one-minute buckets into the aggregate tables reports read; 0 disables compaction in this process (reports stay exact, computed from the raw rows of the unsealed buckets)"`
-	SealAfter          time.Duration `envconfig:"REPORTER_SEAL_AFTER" default:"2m" desc:"a bucket is sealed once it ended this long ago (the redelivery horizon: a row arriving later makes its bucket sealed again)"`
+	CompactInterval    time.Duration `envconfig:"REPORTER_COMPACT_INTERVAL" default:"5s" desc:"how often the reporter seals the launches' pairs into the one-minute aggregate tables reports read; 0 disables compaction in this process (reports stay exact, computed from the raw rows past the last seal)"`
+	SealAfter          time.Duration `envconfig:"REPORTER_SEAL_AFTER" default:"10s" desc:"pairs are sealed once received this long ago (rows still on their way from the comparators); a row arriving later for a sealed minute makes it sealed again at the next compaction"`
 	Retention          time.Duration `envconfig:"REPORTER_RETENTION" default:"0s" desc:"how long comparison rows and examples are kept: a month's partition is dropped once the whole month is older than this; 0 keeps them"`
 	AggregateRetention time.Duration `envconfig:"REPORTER_AGGREGATE_RETENTION" default:"0s" desc:"the same for the aggregate tables (seals, pair_counts, diff_counts, latency_hist); 0 keeps them; when set, at least REPORTER_RETENTION (which must then be set)"`
 	config.NATS

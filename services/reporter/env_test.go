@@ -96,7 +96,7 @@ func (e *env) do(method, path string, body any, headers ...string) (*http.Respon
 	return request(e.t, method, e.base+path, body, headers...)
 }
 
-func request(t *testing.T, method, url string, body any, headers ...string) (*http.Response, []byte) {
+func request(t testing.TB, method, url string, body any, headers ...string) (*http.Response, []byte) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {

@@ -237,6 +237,8 @@ func TestStatsEqualRaw(t *testing.T) {
 		t.Fatalf("compaction %+v", res)
 	}
 	check("half sealed")
+	compact(start.Add(13*time.Minute + 30*time.Second))
+	check("sealed to the middle of a minute")
 	time.Sleep(1100 * time.Millisecond) // a later inserted_at
 	redelivered := rows[len(rows)/3 : len(rows)/3+2000]
 	if err := analytics.Insert(ctx, conn, testDB, redelivered); err != nil {
