@@ -86,7 +86,9 @@ func BenchmarkReportScale(b *testing.B) {
 	fmt.Printf("\n%-8s %-30s %10s %10s %8s\n", "pairs", "what", "p50 ms", "p99 ms", "runs")
 	line := func(n int, what string, d []time.Duration) {
 		slices.Sort(d)
-		p := func(q float64) float64 { return float64(d[min(len(d)-1, int(q*float64(len(d))))].Microseconds()) / 1000 }
+		p := func(q float64) float64 {
+			return float64(d[min(len(d)-1, int(q*float64(len(d))))].Microseconds()) / 1000
+		}
 		fmt.Printf("%-8s %-30s %10.1f %10.1f %8d\n", human(n), what, p(0.5), p(0.99), len(d))
 	}
 	seeded := 0
