@@ -390,8 +390,24 @@ func (v View) args() []any {
 		scan = min(scan, v.FromUS)
 	}
 	scan /= 1_000_000
+	sealedFrom, _ := v.edge()
 	return []any{clickhouse.Named("launch", v.LaunchID), clickhouse.Named("max_version", v.Version), clickhouse.Named("from_us", v.FromUS),
-		clickhouse.Named("until_us", v.UntilUS), clickhouse.Named("scan_s", scan)}
+		clickhouse.Named("until_us", v.UntilUS), clickhouse.Named("scan_s", scan), clickhouse.Named("sealed_from_us", sealedFrom)}
+}
+
+// edge says how the view treats the minute holding FromUS when it starts
+// inside one: its raw rows from FromUS on are read (the default), or, when
+// FromUS is in the minute's first half and the minute is sealed whole, its
+// seal is used and the raw rows before FromUS are subtracted (minus), so
+// at most half a minute of raw rows is read. sealedFrom is where the
+// sealed buckets used start.
+func (v View) edge() (sealedFrom int64, minus bool) {
+	const width = BucketSeconds * 1_000_000
+	start := v.FromUS - v.FromUS%width
+	if v.FromUS > start && v.FromUS-start < width/2 && start+width <= v.UntilUS {
+		return start, true
+	}
+	return v.FromUS, false
 }
 
 // union is the rows of an aggregate within the view: the sealed buckets
@@ -401,11 +417,24 @@ func (v View) args() []any {
 // (which starts before it, so its seal does not count).
 func (v View) union(database string, a aggregate) string {
 	sealedSet := "SELECT bucket, max(version) FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version GROUP BY bucket"
-	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @from_us" +
+	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @sealed_from_us" +
 		" AND (bucket, version) IN (" + sealedSet + ")"
 	tail := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
-		"ts >= toDateTime(@scan_s) AND received_at_us >= @from_us AND (received_at_us >= @until_us OR toInt64(toStartOfMinute(ts)) * 1000000 < @from_us)", true)) + ")"
+		"ts >= toDateTime(@scan_s) AND received_at_us >= @from_us AND (received_at_us >= @until_us OR toInt64(toStartOfMinute(ts)) * 1000000 < @sealed_from_us)", true)) + ")"
 	return "(" + sealed + " UNION ALL " + tail + ")"
+}
+
+// minus is the aggregation of the raw rows the view subtracts (see edge):
+// those of the sealed minute holding FromUS received before it.
+func (v View) minus(database string, a aggregate) string {
+	cols, sel := strings.Split(a.columns, ", "), strings.Split(a.selected, ", ")
+	for i := range sel {
+		if sel[i] != cols[i] {
+			sel[i] += " AS " + cols[i]
+		}
+	}
+	return "(SELECT " + strings.Join(sel, ", ") + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
+		"ts >= toDateTime(intDiv(@sealed_from_us, 1000000)) AND received_at_us >= @sealed_from_us AND received_at_us < @from_us", true)) + "))"
 }
 
 // PairGroup is pairs of a route and method that share their mismatch
@@ -429,19 +458,62 @@ type PairGroup struct {
 }
 
 // PairGroups reads the view's pair groups.
+//
+// For a window starting in a minute's first half the counts are exact,
+// but FirstUS and LastUS are those of the whole first minute (see edge).
 func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) ([]PairGroup, error) {
 	a := aggregates[0]
-	q := "SELECT route, method, raw_mismatch, fingerprint, real_paths, no_paths, sum(compared), sum(shadow_errors), sum(shadow_failures), " +
-		"sum(primary_errors), sum(with_secondary), sum(answered), sum(slower), sum(faster), sum(tied), min(first_us), max(last_us), " +
-		"anyIf(diffset, has_diffset = 1), max(has_diffset) FROM " + v.union(database, a) +
-		" GROUP BY route, method, raw_mismatch, fingerprint, real_paths, no_paths"
-	return scanAll(ctx, conn, "pair groups", q, func(rows driver.Rows) (g PairGroup, err error) {
-		var rm, np, hd uint8
-		err = rows.Scan(&g.Route, &g.Method, &rm, &g.Fingerprint, &g.RealPaths, &np, &g.Compared, &g.ShadowErrors, &g.ShadowFailures,
-			&g.PrimaryErrors, &g.WithSecondary, &g.Answered, &g.Slower, &g.Faster, &g.Tied, &g.FirstUS, &g.LastUS, &g.DiffSet, &hd)
-		g.RawMismatch, g.NoPaths, g.HasDiffSet = rm == 1, np == 1, hd == 1
-		return g, err
-	}, v.args()...)
+	read := func(src string) ([]PairGroup, error) {
+		q := "SELECT route, method, raw_mismatch, fingerprint, real_paths, no_paths, sum(compared), sum(shadow_errors), sum(shadow_failures), " +
+			"sum(primary_errors), sum(with_secondary), sum(answered), sum(slower), sum(faster), sum(tied), min(first_us), max(last_us), " +
+			"anyIf(diffset, has_diffset = 1), max(has_diffset) FROM " + src +
+			" GROUP BY route, method, raw_mismatch, fingerprint, real_paths, no_paths"
+		return scanAll(ctx, conn, "pair groups", q, func(rows driver.Rows) (g PairGroup, err error) {
+			var rm, np, hd uint8
+			err = rows.Scan(&g.Route, &g.Method, &rm, &g.Fingerprint, &g.RealPaths, &np, &g.Compared, &g.ShadowErrors, &g.ShadowFailures,
+				&g.PrimaryErrors, &g.WithSecondary, &g.Answered, &g.Slower, &g.Faster, &g.Tied, &g.FirstUS, &g.LastUS, &g.DiffSet, &hd)
+			g.RawMismatch, g.NoPaths, g.HasDiffSet = rm == 1, np == 1, hd == 1
+			return g, err
+		}, v.args()...)
+	}
+	groups, err := read(v.union(database, a))
+	if _, minus := v.edge(); err != nil || !minus {
+		return groups, err
+	}
+	sub, err := read(v.minus(database, a))
+	if err != nil {
+		return nil, err
+	}
+	key := func(g PairGroup) string {
+		return fmt.Sprintf("%s\x00%s\x00%v\x00%s\x00%q\x00%v", g.Route, g.Method, g.RawMismatch, g.Fingerprint, g.RealPaths, g.NoPaths)
+	}
+	at := make(map[string]int, len(groups))
+	for i, g := range groups {
+		at[key(g)] = i
+	}
+	for _, m := range sub {
+		i, ok := at[key(m)]
+		if !ok {
+			continue // a late row not sealed yet
+		}
+		g := &groups[i]
+		g.Compared -= min(g.Compared, m.Compared)
+		g.ShadowErrors -= min(g.ShadowErrors, m.ShadowErrors)
+		g.ShadowFailures -= min(g.ShadowFailures, m.ShadowFailures)
+		g.PrimaryErrors -= min(g.PrimaryErrors, m.PrimaryErrors)
+		g.WithSecondary -= min(g.WithSecondary, m.WithSecondary)
+		g.Answered -= min(g.Answered, m.Answered)
+		g.Slower -= min(g.Slower, m.Slower)
+		g.Faster -= min(g.Faster, m.Faster)
+		g.Tied -= min(g.Tied, m.Tied)
+	}
+	out := groups[:0]
+	for _, g := range groups {
+		if g.Compared > 0 {
+			out = append(out, g)
+		}
+	}
+	return out, nil
 }
 
 // DiffGroup counts the differences at one route, generalized path and
@@ -453,8 +525,12 @@ type DiffGroup struct {
 	Diffs, DiffsNoisy, SecDiffs, SecNoisy uint64
 }
 
-// DiffGroups reads the view's difference counts.
+// DiffGroups reads the view's difference counts. The view must be of the
+// whole history (FromUS 0): they are not subtracted at a window's edge.
 func DiffGroups(ctx context.Context, conn driver.Conn, database string, v View) ([]DiffGroup, error) {
+	if _, minus := v.edge(); minus {
+		return nil, fmt.Errorf("diff groups of a window starting at %d: not supported", v.FromUS)
+	}
 	q := "SELECT route, gpath, kind, sum(diffs), sum(diffs_noisy), sum(sec_diffs), sum(sec_noisy) FROM " + v.union(database, aggregates[1]) +
 		" GROUP BY route, gpath, kind"
 	return scanAll(ctx, conn, "diff groups", q, func(rows driver.Rows) (g DiffGroup, err error) {
@@ -478,14 +554,46 @@ type Count struct{ N, SumUS uint64 }
 
 // Histograms reads the view's latency histograms.
 func Histograms(ctx context.Context, conn driver.Conn, database string, v View) ([]HistBin, error) {
-	q := "SELECT route, method, toString(side), answered, bin, sum(n), sum(sum_us) FROM " + v.union(database, aggregates[2]) +
-		" GROUP BY route, method, side, answered, bin"
-	return scanAll(ctx, conn, "latency histograms", q, func(rows driver.Rows) (h HistBin, err error) {
-		var a uint8
-		err = rows.Scan(&h.Route, &h.Method, &h.Side, &a, &h.Bin, &h.N, &h.SumUS)
-		h.Answered = a == 1
-		return h, err
-	}, v.args()...)
+	read := func(src string) ([]HistBin, error) {
+		q := "SELECT route, method, toString(side), answered, bin, sum(n), sum(sum_us) FROM " + src +
+			" GROUP BY route, method, side, answered, bin"
+		return scanAll(ctx, conn, "latency histograms", q, func(rows driver.Rows) (h HistBin, err error) {
+			var a uint8
+			err = rows.Scan(&h.Route, &h.Method, &h.Side, &a, &h.Bin, &h.N, &h.SumUS)
+			h.Answered = a == 1
+			return h, err
+		}, v.args()...)
+	}
+	bins, err := read(v.union(database, aggregates[2]))
+	if _, minus := v.edge(); err != nil || !minus {
+		return bins, err
+	}
+	sub, err := read(v.minus(database, aggregates[2]))
+	if err != nil {
+		return nil, err
+	}
+	type k struct {
+		route, method, side string
+		answered            bool
+		bin                 uint16
+	}
+	at := make(map[k]int, len(bins))
+	for i, h := range bins {
+		at[k{h.Route, h.Method, h.Side, h.Answered, h.Bin}] = i
+	}
+	for _, m := range sub {
+		if i, ok := at[k{m.Route, m.Method, m.Side, m.Answered, m.Bin}]; ok {
+			bins[i].N -= min(bins[i].N, m.N)
+			bins[i].SumUS -= min(bins[i].SumUS, m.SumUS)
+		}
+	}
+	out := bins[:0]
+	for _, h := range bins {
+		if h.N > 0 {
+			out = append(out, h)
+		}
+	}
+	return out, nil
 }
 
 // Histogram accumulates latency bins and answers quantiles.

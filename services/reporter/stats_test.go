@@ -197,7 +197,8 @@ func TestStatsEqualRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	th := api.NoiseThresholds{MinCount: 5, MinRatio: 0.5}
-	windows := []time.Time{start.Add(7*time.Minute + 31*time.Second + 777*time.Microsecond), start.Add(12 * time.Minute)}
+	windows := []time.Time{start.Add(7*time.Minute + 31*time.Second + 777*time.Microsecond), start.Add(12 * time.Minute),
+		start.Add(9*time.Minute + 5*time.Second + 500*time.Millisecond)}
 	check := func(what string) {
 		t.Helper()
 		got, err := reporter.QueryStats(ctx, conn, testDB, "l1", th)
