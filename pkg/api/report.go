@@ -151,3 +151,14 @@ type PathKind struct {
 	Path string `json:"path"`
 	Kind string `json:"kind"`
 }
+
+// Route returns the figures of one route (as the report names it, e.g.
+// "/api/users/{id}") and whether the report has it.
+func (s *Stats) Route(route string) (RouteStats, bool) {
+	for _, r := range s.Routes {
+		if r.Route == route {
+			return r, true
+		}
+	}
+	return RouteStats{}, false
+}

@@ -38,3 +38,20 @@ func TestNoiseThresholdsSuppresses(t *testing.T) {
 		}
 	}
 }
+
+func TestLookups(t *testing.T) {
+	rep := Report{Stats: Stats{Routes: []RouteStats{{Route: "/a", Compared: 1}, {Route: "/b", Compared: 2}}}}
+	if r, ok := rep.Route("/b"); !ok || r.Compared != 2 {
+		t.Errorf("Route(/b) = %+v, %v", r, ok)
+	}
+	if _, ok := rep.Route("/c"); ok {
+		t.Error("Route(/c) found a route the report lacks")
+	}
+	v := Verdict{Checks: []Check{{Name: CheckPairs, Value: 3}}}
+	if c, ok := v.Check(CheckPairs); !ok || c.Value != 3 {
+		t.Errorf("Check(pairs) = %+v, %v", c, ok)
+	}
+	if _, ok := v.Check(CheckMismatchRate); ok {
+		t.Error("Check found a check the verdict lacks")
+	}
+}

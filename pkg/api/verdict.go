@@ -78,3 +78,14 @@ type Window struct {
 	// Step is the ramp step the window belongs to (absent without a ramp).
 	Step *int `json:"step,omitempty"`
 }
+
+// Check returns the check of that name (e.g. CheckMismatchRate) and
+// whether the verdict has it.
+func (v *Verdict) Check(name string) (Check, bool) {
+	for _, c := range v.Checks {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Check{}, false
+}

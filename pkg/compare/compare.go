@@ -313,20 +313,25 @@ func (s *state) binary(a, b body) {
 	}
 }
 
+// parsed notes each body that did not parse as format, with why; false if
+// either did not (both are then compared as text).
+func (s *state) parsed(format string, errA, errB error) bool {
+	if errA != nil {
+		s.note("primary body is not valid %s (%v): compared as text", format, errA)
+	}
+	if errB != nil {
+		s.note("shadow body is not valid %s (%v): compared as text", format, errB)
+	}
+	return errA == nil && errB == nil
+}
+
 // json compares two JSON bodies structurally; false if either does not
 // parse (nothing was compared then).
 func (s *state) json(pa, pb []byte) bool {
 	a, b := getDoc(), getDoc()
 	defer putDoc(a)
 	defer putDoc(b)
-	errA, errB := a.parse(pa), b.parse(pb)
-	if errA != nil || errB != nil {
-		if errA != nil {
-			s.note("primary body is not valid JSON (%v): compared as text", errA)
-		}
-		if errB != nil {
-			s.note("shadow body is not valid JSON (%v): compared as text", errB)
-		}
+	if !s.parsed("JSON", a.parse(pa), b.parse(pb)) {
 		return false
 	}
 	w := newWalker(s, a, b)

@@ -48,13 +48,7 @@ func parseForm(b []byte) ([]formField, error) {
 func (s *state) form(pa, pb []byte) bool {
 	fa, errA := parseForm(pa)
 	fb, errB := parseForm(pb)
-	if errA != nil || errB != nil {
-		if errA != nil {
-			s.note("primary body is not valid form-urlencoded (%v): compared as text", errA)
-		}
-		if errB != nil {
-			s.note("shadow body is not valid form-urlencoded (%v): compared as text", errB)
-		}
+	if !s.parsed("form-urlencoded", errA, errB) {
 		return false
 	}
 	rs := rstate{m: s.rs.m}

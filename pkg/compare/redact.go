@@ -2,6 +2,8 @@ package compare
 
 import (
 	"bytes"
+	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -70,6 +72,15 @@ func (rs *Ruleset) sensitiveKey(name string) bool {
 	return defaultRedactKeys[n] || rs.redactKeys[n] || hasSensitiveSuffix(n)
 }
 
+// sensitiveName is sensitiveKey for a JSON member name as it is in the
+// source, without quotes.
+func (rs *Ruleset) sensitiveName(raw []byte, esc bool) bool {
+	if esc {
+		return rs.sensitiveKey(unescape(raw))
+	}
+	return rs.sensitiveKey(string(raw))
+}
+
 func (rs *Ruleset) sensitiveHeader(canon string) bool {
 	if defaultRedactHeaders[canon] {
 		return true
@@ -99,10 +110,8 @@ func Redact(r *envelope.Response, rules *Ruleset) envelope.Response {
 	if r == nil {
 		return envelope.Response{}
 	}
-	rs := orDefault(rules)
 	out := *r
-	out.Headers = redactHeaders(r.Headers, rs)
-	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
+	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, orDefault(rules))
 	return out
 }
 
@@ -114,12 +123,19 @@ func RedactRequest(r *envelope.Request, rules *Ruleset) envelope.Request {
 	}
 	rs := orDefault(rules)
 	out := *r
-	out.Headers = redactHeaders(r.Headers, rs)
+	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
 	if r.RawQuery != "" {
 		out.RawQuery = string(redactForm([]byte(r.RawQuery), rs))
 	}
-	out.Body, out.BodySize, out.BodyTruncated = redactBody(out.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
 	return out
+}
+
+// redactMessage redacts what requests and responses have in common: a
+// copy of the headers, masked, and the body (see redactBody).
+func redactMessage(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset) (http.Header, []byte, int64, bool) {
+	h = redactHeaders(h, rs)
+	body, size, truncated := redactBody(h, raw, size, truncated, rs)
+	return h, body, size, truncated
 }
 
 func redactHeaders(h http.Header, rs *Ruleset) http.Header {
@@ -206,6 +222,8 @@ func delHeader(h http.Header, canon string) {
 
 var redactedForm = url.QueryEscape(Redacted)
 
+var redactedJSON = []byte(`"` + Redacted + `"`) // never written to
+
 // redactForm masks the values of sensitive fields of a form-urlencoded
 // body or query string, keeping everything else as it is. ";" separates
 // fields too, as some servers read it so. A field whose name cannot be
@@ -242,160 +260,51 @@ func redactForm(src []byte, rs *Ruleset) []byte {
 // goes; with prefix set, the text may end early (a truncated body): the
 // output then ends early too, and never with part of a sensitive value.
 func redactJSON(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
-	const (
-		sValue = iota
-		sValueOrEnd
-		sKey
-		sKeyOrEnd
-		sAfter
-	)
-	out := make([]byte, 0, len(src)+16)
-	var stack []byte
-	state := sValue
-	last := 0 // src[last:i] is still to be copied
-	redactNext, skipping := false, false
-	skipDepth := 0
-	i := 0
-	eof := func() ([]byte, error) {
-		if !prefix {
-			return nil, &syntaxError{len(src), "unexpected end of input"}
-		}
-		if !skipping {
-			out = append(out, src[last:]...)
-		}
-		return out, nil
+	if len(src) >= math.MaxInt32 {
+		return nil, errTooLarge
 	}
+	out := make([]byte, 0, len(src)+16)
+	var sc scanner
+	sc.reset(src)
+	last := 0 // src[last:] is still to be copied
 	for {
-		if state == sAfter && skipping && len(stack) == skipDepth {
-			skipping, last = false, i
+		t, err := sc.next()
+		if err != nil {
+			// Of a sensitive value cut short, only the mask is kept.
+			if ks, ke, esc, ok := sc.pendingName(); ok && rs.sensitiveName(src[ks:ke], esc) {
+				if v := skipWS(src, sc.pos); v < len(src) {
+					out = append(out, src[last:v]...)
+					return cutShort(out, redactedJSON, err, prefix, len(src))
+				}
+			}
+			return cutShort(out, src[last:], err, prefix, len(src))
 		}
-		i = skipWS(src, i)
-		if i >= len(src) {
-			if state == sAfter && len(stack) == 0 {
-				return append(out, src[last:]...), nil
-			}
-			return eof()
+		if t.kind == tDone {
+			return append(out, src[last:]...), nil
 		}
-		c := src[i]
-		switch state {
-		case sValue, sValueOrEnd:
-			if state == sValueOrEnd && c == ']' {
-				stack = stack[:len(stack)-1]
-				i++
-				state = sAfter
-				continue
-			}
-			if redactNext {
-				redactNext = false
-				out = append(out, src[last:i]...)
-				out = append(out, `"`+Redacted+`"`...)
-				skipping, skipDepth = true, len(stack)
-			}
-			switch {
-			case c == '{' || c == '[':
-				stack = append(stack, c)
-				i++
-				state = sValueOrEnd
-				if c == '{' {
-					state = sKeyOrEnd
-				}
-				continue
-			case c == '"':
-				end, _, err := scanString(src, i)
-				if err != nil {
-					if isEOFError(err) {
-						return eof()
-					}
-					return nil, err
-				}
-				i = end
-			case c == '-' || (c >= '0' && c <= '9'):
-				end, err := scanNumber(src, i)
-				if err != nil {
-					if se, ok := err.(*syntaxError); ok && se.off >= len(src) {
-						return eof()
-					}
-					return nil, err
-				}
-				i = end
-			default:
-				lit := ""
-				switch c {
-				case 't':
-					lit = "true"
-				case 'f':
-					lit = "false"
-				case 'n':
-					lit = "null"
-				default:
-					return nil, &syntaxError{i, "unexpected character"}
-				}
-				if len(src)-i < len(lit) && lit[:len(src)-i] == string(src[i:]) {
-					return eof()
-				}
-				if len(src)-i < len(lit) || string(src[i:i+len(lit)]) != lit {
-					return nil, &syntaxError{i, "invalid literal"}
-				}
-				i += len(lit)
-			}
-			state = sAfter
-		case sKey, sKeyOrEnd:
-			if state == sKeyOrEnd && c == '}' {
-				stack = stack[:len(stack)-1]
-				i++
-				state = sAfter
-				continue
-			}
-			if c != '"' {
-				return nil, &syntaxError{i, "expected a member name"}
-			}
-			end, esc, err := scanString(src, i)
-			if err != nil {
-				if isEOFError(err) {
-					return eof()
-				}
-				return nil, err
-			}
-			if !skipping {
-				name := src[i+1 : end-1]
-				if esc {
-					redactNext = rs.sensitiveKey(unescape(name))
-				} else {
-					redactNext = rs.sensitiveKey(string(name))
-				}
-			}
-			i = skipWS(src, end)
-			if i >= len(src) {
-				return eof()
-			}
-			if src[i] != ':' {
-				return nil, &syntaxError{i, "expected ':' after a member name"}
-			}
-			i++
-			state = sValue
-		case sAfter:
-			if len(stack) == 0 {
-				return nil, &syntaxError{i, "data after the top-level value"}
-			}
-			top := stack[len(stack)-1]
-			switch {
-			case c == ',':
-				i++
-				state = sValue
-				if top == '{' {
-					state = sKey
-				}
-			case (c == '}' && top == '{') || (c == ']' && top == '['):
-				stack = stack[:len(stack)-1]
-				i++
-			default:
-				return nil, &syntaxError{i, "unexpected character after a value"}
+		if t.kstart < 0 || !rs.sensitiveName(src[t.kstart:t.kend], t.kesc) {
+			continue
+		}
+		out = append(out, src[last:t.start]...)
+		out = append(out, redactedJSON...)
+		last = int(t.end)
+		if t.kind == tArray || t.kind == tObject {
+			if last, err = sc.skip(); err != nil {
+				return cutShort(out, nil, err, prefix, len(src))
 			}
 		}
 	}
 }
 
-func isEOFError(err error) bool {
-	se, ok := err.(*syntaxError)
-	return ok && strings.Contains(se.msg, "end of input")
+// cutShort ends redactJSON at err: a prefix that ended early is out and
+// then tail, anything else an error (for a whole text, one that says where
+// it ended, at n).
+func cutShort(out, tail []byte, err error, prefix bool, n int) ([]byte, error) {
+	if !errors.Is(err, errUnexpectedEOF) {
+		return nil, err
+	}
+	if !prefix {
+		return nil, &syntaxError{off: n, msg: "unexpected end of input", eof: true}
+	}
+	return append(out, tail...), nil
 }

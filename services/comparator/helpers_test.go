@@ -68,6 +68,18 @@ type running struct {
 	*testenv.Running
 }
 
+// waitStats polls the comparator's counters until ok accepts them; after
+// 10 s the test fails with the last counters seen and want.
+func (r *running) waitStats(t *testing.T, want string, ok func(Stats) bool) {
+	t.Helper()
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := r.Stats(); !ok(st) {
+			return fmt.Errorf("stats %+v, want %s", st, want)
+		}
+		return nil
+	})
+}
+
 // stop cancels Run and waits for it to return.
 func (r *running) stop(t *testing.T) {
 	t.Helper()

@@ -108,21 +108,13 @@ func TestDuplicates(t *testing.T) {
 	h.publish(p, "redelivered-1")
 	r := h.start(h.config())
 	h.waitRows(launch, 1)
-	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if st := r.Stats(); st.Received != 2 || st.Duplicates != 1 || st.Inserted != 1 {
-			return fmt.Errorf("stats %+v, want 2 received, 1 duplicate, 1 inserted", st)
-		}
-		return nil
+	r.waitStats(t, "2 received, 1 duplicate, 1 inserted", func(st Stats) bool {
+		return st.Received == 2 && st.Duplicates == 1 && st.Inserted == 1
 	})
 
 	// A copy arriving after the first was stored is inserted again...
 	h.publish(p, "redelivered-2")
-	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if st := r.Stats(); st.Inserted != 2 {
-			return fmt.Errorf("stats %+v, want the second copy inserted", st)
-		}
-		return nil
-	})
+	r.waitStats(t, "the second copy inserted", func(st Stats) bool { return st.Inserted == 2 })
 	// ...and collapses with FINAL.
 	h.waitRows(launch, 1)
 	if got := h.row(p.Envelope.ID); !reflect.DeepEqual(got.DiffPaths, []string{"$.a"}) {
@@ -155,11 +147,8 @@ func TestMalformedDeadLettered(t *testing.T) {
 	h.publish(good2, "")
 	r := h.start(h.config())
 	h.waitRows(launch, 2)
-	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if st := r.Stats(); st.DeadLettered != 3 || st.Received != 5 || st.Inserted != 2 {
-			return fmt.Errorf("stats %+v", st)
-		}
-		return nil
+	r.waitStats(t, "3 dead-lettered, 5 received, 2 inserted", func(st Stats) bool {
+		return st.DeadLettered == 3 && st.Received == 5 && st.Inserted == 2
 	})
 
 	dl, err := h.js.Stream(h.ctx, stream.DeadLetterStream)
@@ -319,12 +308,7 @@ func TestGracefulShutdownFlushes(t *testing.T) {
 	for range 7 {
 		h.publish(newPair(launch, envelope.NewID(), "/a", 200, "", 200, ""), "")
 	}
-	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if st := r.Stats(); st.Received != 7 {
-			return fmt.Errorf("received %d", st.Received)
-		}
-		return nil
-	})
+	r.waitStats(t, "7 received", func(st Stats) bool { return st.Received == 7 })
 	if n, err := h.count(launch, true); err != nil || n != 0 {
 		t.Fatalf("%d rows before shutdown (err %v): the batch should still be held", n, err)
 	}

@@ -40,22 +40,8 @@ import (
 //
 //	go test -run '^$' -bench RollbackPropagation -benchtime 1x
 func BenchmarkRollbackPropagation(b *testing.B) {
-	rounds := 100
-	if v := os.Getenv("ROLLBACK_BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("ROLLBACK_BENCH_ROUNDS=%q", v)
-		}
-		rounds = n
-	}
-	rps := 3000
-	if v := os.Getenv("ROLLBACK_BENCH_RPS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 16 {
-			b.Fatalf("ROLLBACK_BENCH_RPS=%q (at least 16)", v)
-		}
-		rps = n
-	}
+	rounds := envInt(b, "ROLLBACK_BENCH_ROUNDS", 100, 1)
+	rps := envInt(b, "ROLLBACK_BENCH_RPS", 3000, 16)
 	const taps = 3
 	ctx := testenv.Context(b)
 	e := benchNATS(b)
@@ -265,4 +251,18 @@ func routingUntil(s *Service, id string, timeout time.Duration, armed func(), ok
 			return time.Time{}, errors.New("launch " + id + " not routed as expected in time")
 		}
 	}
+}
+
+// envInt reads a benchmark setting from the environment: def when unset,
+// and the benchmark fails on a value that is not a whole number >= min.
+func envInt(b *testing.B, name string, def, min int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		b.Fatalf("%s=%q: want a whole number of at least %d", name, v, min)
+	}
+	return n
 }

@@ -41,15 +41,7 @@ type leaseNode struct {
 
 func startLeaseNode(t *testing.T, url, name string, ttl, interval time.Duration) *leaseNode {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.Name(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.Connect(t, url)
 	ctx := testenv.Context(t)
 	kv, err := launch.OpenBucket(ctx, js)
 	if err != nil {

@@ -44,13 +44,11 @@ func (e *env) verdict(id string) (api.Verdict, string) {
 
 func check(t *testing.T, v api.Verdict, name string) api.Check {
 	t.Helper()
-	for _, c := range v.Checks {
-		if c.Name == name {
-			return c
-		}
+	c, ok := v.Check(name)
+	if !ok {
+		t.Fatalf("verdict has no check %s: %+v", name, v.Checks)
 	}
-	t.Fatalf("verdict has no check %s: %+v", name, v.Checks)
-	return api.Check{}
+	return c
 }
 
 // waitAudit polls a launch's report until its audit log holds n entries

@@ -28,13 +28,11 @@ func stampResponses(next http.Handler) http.Handler {
 // routeOf finds a route in a report.
 func routeOf(t *testing.T, rep *api.Report, route string) api.RouteStats {
 	t.Helper()
-	for _, r := range rep.Routes {
-		if r.Route == route {
-			return r
-		}
+	r, ok := rep.Route(route)
+	if !ok {
+		t.Fatalf("report has no route %s: %+v", route, rep.Routes)
 	}
-	t.Fatalf("report has no route %s: %+v", route, rep.Routes)
-	return api.RouteStats{}
+	return r
 }
 
 // With a secondary configured, a route whose answers carry a random

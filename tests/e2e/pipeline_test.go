@@ -74,22 +74,11 @@ func TestPipelineThousandRequests(t *testing.T) {
 	if rep.Totals.Compared != mirrored {
 		t.Fatalf("report compared %d, want %d", rep.Totals.Compared, mirrored)
 	}
-	byRoute := map[string]int{}
-	for i, r := range rep.Routes {
-		byRoute[r.Route] = i
-	}
-	route := func(name string) int {
-		i, ok := byRoute[name]
-		if !ok {
-			t.Fatalf("report has no route %s: %+v", name, rep.Routes)
-		}
-		return i
-	}
-	users := rep.Routes[route("/api/users/{id}")]
+	users := routeOf(t, &rep, "/api/users/{id}")
 	if users.Mismatches != 0 || users.Compared < 250 {
 		t.Errorf("identical route: %d mismatches in %d pairs, want 0", users.Mismatches, users.Compared)
 	}
-	orders := rep.Routes[route("/api/orders/{id}")]
+	orders := routeOf(t, &rep, "/api/orders/{id}")
 	if orders.Compared != 250 || orders.Mismatches != 250 {
 		t.Errorf("changed-shape route: %d mismatches in %d pairs, want all 250", orders.Mismatches, orders.Compared)
 	}
@@ -107,7 +96,7 @@ func TestPipelineThousandRequests(t *testing.T) {
 	// 54 ms), so the check is on medians and absolute milliseconds: the
 	// shadow's median must be later than the primary's by at least half
 	// the injected gap, and its p95 at least the shadow's own delay.
-	search := rep.Routes[route("/api/search")]
+	search := routeOf(t, &rep, "/api/search")
 	gapMS := float64((slowFactor-1)*searchDelay) / float64(time.Millisecond)
 	shadowDelayMS := float64(slowFactor*searchDelay) / float64(time.Millisecond)
 	t.Logf("slow route latency: primary p50 %.2f p95 %.2f ms, shadow p50 %.2f p95 %.2f ms (injected gap %.0f ms)",
@@ -119,7 +108,7 @@ func TestPipelineThousandRequests(t *testing.T) {
 	if search.LatencyMS.Shadow.P95 < shadowDelayMS {
 		t.Errorf("slow route: shadow p95 %.2f ms is below its injected delay of %.0f ms", search.LatencyMS.Shadow.P95, shadowDelayMS)
 	}
-	inv := rep.Routes[route("/api/inventory/{id}")]
+	inv := routeOf(t, &rep, "/api/inventory/{id}")
 	if inv.Mismatches != 25 { // every 10th of 250 requests answers 500
 		t.Errorf("erroring route: %d mismatches, want 25", inv.Mismatches)
 	}

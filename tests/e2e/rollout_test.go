@@ -13,6 +13,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
@@ -38,21 +39,14 @@ func (s *stack) drive(users, clients int, every time.Duration) *traffic {
 	var n atomic.Int64
 	for range clients {
 		tr.wg.Go(func() {
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
+			retry.Every(ctx, every, func() {
 				u := n.Add(1) % int64(users)
 				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/api/users/%d", s.mirror.Addr(), u+1), nil)
 				req.Header.Set("X-User-Id", fmt.Sprintf("user-%d", u))
 				req.Header.Set("X-Probe", "1") // the shadow marks what it serves (not a compared header)
 				res, err := s.client.Do(req)
 				if err != nil {
-					continue
+					return
 				}
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
@@ -60,7 +54,7 @@ func (s *stack) drive(users, clients int, every time.Duration) *traffic {
 				if res.Header.Get("X-Served-By") == "shadow" {
 					tr.byShadow.Add(1)
 				}
-			}
+			})
 		})
 	}
 	return tr
