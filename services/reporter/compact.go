@@ -7,6 +7,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/retry"
 )
 
 // retentionEvery is how often retention is enforced (partition drops).
@@ -24,24 +25,19 @@ const finishedCheckEvery = 20
 // concurrent seals of one bucket are harmless (each is a version, readers
 // use the latest).
 func (s *Service) runCompaction(ctx context.Context) {
-	t := time.NewTicker(s.cfg.CompactInterval)
-	defer t.Stop()
 	var lastRetention time.Time
-	for tick := 0; ; tick++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick := 0
+	retry.Every(ctx, s.cfg.CompactInterval, func() {
+		tick++
 		w, conn := s.watcher.Load(), s.ch.Load()
 		if w == nil || conn == nil {
-			continue
+			return
 		}
 		for id, l := range w.Snapshot().ByID {
 			if ctx.Err() != nil {
 				return
 			}
-			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 0 {
+			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 1 {
 				continue
 			}
 			s.compactLaunch(ctx, conn, id, l)
@@ -50,7 +46,7 @@ func (s *Service) runCompaction(ctx context.Context) {
 			lastRetention = time.Now()
 			s.enforceRetention(ctx, conn)
 		}
-	}
+	})
 }
 
 // compactLaunch compacts one launch, bounded by the query timeout.
