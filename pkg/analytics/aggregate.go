@@ -243,16 +243,27 @@ const maxSealRows = 1_000_000
 // idempotent and safe to run from several processes at once: each seal is
 // a new version and readers use a bucket's latest.
 func Compact(ctx context.Context, conn driver.Conn, database, launchID string, now time.Time, sealAfter time.Duration) (CompactResult, error) {
+	return CompactRecent(ctx, conn, database, launchID, now, sealAfter, time.Time{})
+}
+
+// CompactRecent is Compact looking only at the buckets from the minute of
+// since on (all of them when since is zero): cheaper on a long launch,
+// whose older buckets change only when a late row arrives.
+func CompactRecent(ctx context.Context, conn driver.Conn, database, launchID string, now time.Time, sealAfter time.Duration, since time.Time) (CompactResult, error) {
 	var res CompactResult
 	w := now.Add(-sealAfter).UnixMicro()
-	args := []any{clickhouse.Named("launch", launchID), clickhouse.Named("w", w)}
+	from := uint32(0)
+	if !since.IsZero() {
+		from = uint32(since.Unix() - since.Unix()%BucketSeconds)
+	}
+	args := []any{clickhouse.Named("launch", launchID), clickhouse.Named("w", w), clickhouse.Named("since", from)}
 	type summary struct {
 		BucketSummary
 		all uint64
 	}
 	raw, err := scanAll(ctx, conn, "bucket summary",
 		"SELECT toStartOfMinute(ts) AS b, countIf(received_at_us < @w), maxIf(inserted_at, received_at_us < @w), count() FROM "+database+
-			".comparisons PREWHERE launch_id = @launch GROUP BY b ORDER BY b",
+			".comparisons PREWHERE launch_id = @launch AND ts >= toDateTime(@since) GROUP BY b ORDER BY b",
 		func(rows driver.Rows) (s summary, err error) {
 			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt, &s.all)
 			return s, err
@@ -262,7 +273,7 @@ func Compact(ctx context.Context, conn driver.Conn, database, launchID string, n
 	}
 	sealed, err := scanAll(ctx, conn, "seals",
 		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version), argMax(until_us, version) FROM "+database+
-			".seals WHERE launch_id = @launch GROUP BY bucket",
+			".seals WHERE launch_id = @launch AND bucket >= toDateTime(@since) GROUP BY bucket",
 		func(rows driver.Rows) (s BucketSummary, err error) {
 			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt, &s.UntilUS)
 			return s, err

@@ -13,6 +13,15 @@ import (
 // retentionEvery is how often retention is enforced (partition drops).
 const retentionEvery = time.Hour
 
+// fullCheckEvery: every this many intervals compaction looks at all of a
+// launch's minutes (for late rows in old ones); in between at the last
+// few minutes only.
+const fullCheckEvery = 12
+
+// recentMinutes is how far back a partial check looks, before the
+// watermark.
+const recentMinutes = 3 * time.Minute
+
 // finishedCheckEvery: a launch that neither mirrors nor serves live
 // traffic is compacted only every this many intervals (late rows of it
 // are rare, and reports stay exact meanwhile: unsealed buckets are read
@@ -40,7 +49,11 @@ func (s *Service) runCompaction(ctx context.Context) {
 			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 1 {
 				continue
 			}
-			s.compactLaunch(ctx, conn, id, l)
+			var since time.Time
+			if tick%fullCheckEvery != 1 {
+				since = time.Now().Add(-s.cfg.SealAfter - recentMinutes)
+			}
+			s.compactLaunch(ctx, conn, id, l, since)
 		}
 		if time.Since(lastRetention) >= retentionEvery {
 			lastRetention = time.Now()
@@ -50,11 +63,11 @@ func (s *Service) runCompaction(ctx context.Context) {
 }
 
 // compactLaunch compacts one launch, bounded by the query timeout.
-func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch) {
+func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch, since time.Time) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	start := time.Now()
-	res, err := analytics.Compact(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter)
+	res, err := analytics.CompactRecent(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter, since)
 	s.metrics.compactDuration.Observe(time.Since(start).Seconds())
 	s.metrics.sealedBuckets.WithLabelValues("sealed").Add(float64(res.Sealed))
 	s.metrics.sealedBuckets.WithLabelValues("resealed").Add(float64(res.Resealed))

@@ -121,7 +121,16 @@ func BenchmarkReportScale(b *testing.B) {
 			}
 			idle = append(idle, time.Since(start))
 		}
-		line(n, "compaction tick, nothing new", idle)
+		line(n, "compaction full tick, nothing new", idle)
+		var recent []time.Duration
+		for range 3 {
+			start = time.Now()
+			if _, err := analytics.CompactRecent(ctx, conn, testDB, l.ID, end, 10*time.Second, end.Add(-10*time.Second-3*time.Minute)); err != nil {
+				b.Fatal(err)
+			}
+			recent = append(recent, time.Since(start))
+		}
+		line(n, "compaction tick, last minutes", recent)
 		var tail uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+testDB+".comparisons WHERE launch_id = ? AND toStartOfMinute(ts) NOT IN (SELECT bucket FROM "+
 			testDB+".seals WHERE launch_id = ?)", l.ID, l.ID).Scan(&tail); err != nil {
