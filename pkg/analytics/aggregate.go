@@ -393,17 +393,15 @@ func NewView(ctx context.Context, conn driver.Conn, database, launchID string, f
 }
 
 func (v View) args() []any {
-	// The tail's rows are received at or after the watermark, or after
-	// FromUS: their ts (the second) is at least the earlier, which lets
-	// ClickHouse skip the months before.
-	scan := v.UntilUS
-	if v.FromUS > 0 {
-		scan = min(scan, v.FromUS)
+	sealedFrom, minus := v.edge()
+	// The raw rows of the minute holding FromUS, when its seal is not
+	// used, are those received before the minute's end.
+	edgeHi := v.FromUS
+	if width := int64(BucketSeconds * 1_000_000); !minus && v.FromUS%width != 0 {
+		edgeHi = v.FromUS - v.FromUS%width + width
 	}
-	scan /= 1_000_000
-	sealedFrom, _ := v.edge()
 	return []any{clickhouse.Named("launch", v.LaunchID), clickhouse.Named("max_version", v.Version), clickhouse.Named("from_us", v.FromUS),
-		clickhouse.Named("until_us", v.UntilUS), clickhouse.Named("scan_s", scan), clickhouse.Named("sealed_from_us", sealedFrom)}
+		clickhouse.Named("until_us", v.UntilUS), clickhouse.Named("sealed_from_us", sealedFrom), clickhouse.Named("edge_hi_us", edgeHi)}
 }
 
 // edge says how the view treats the minute holding FromUS when it starts
@@ -425,13 +423,15 @@ func (v View) edge() (sealedFrom int64, minus bool) {
 // starting at or after FromUS (each its latest version), and the same
 // aggregation over the comparison rows received from FromUS on that are
 // past the watermark (not sealed yet) or in the bucket holding FromUS
-// (which starts before it, so its seal does not count).
+// (which starts before it, so its seal does not count). The raw rows are
+// chosen on received_at_us alone: the one column ClickHouse reads for the
+// launch's other rows (ts is not in the sort key, so every row's is read).
 func (v View) union(database string, a aggregate) string {
 	sealedSet := "SELECT bucket, max(version) FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version GROUP BY bucket"
 	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @sealed_from_us" +
 		" AND (bucket, version) IN (" + sealedSet + ")"
 	tail := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
-		"ts >= toDateTime(@scan_s) AND received_at_us >= @from_us AND (received_at_us >= @until_us OR toInt64(toStartOfMinute(ts)) * 1000000 < @sealed_from_us)", true)) + ")"
+		"received_at_us >= @from_us AND (received_at_us >= @until_us OR received_at_us < @edge_hi_us)", true)) + ")"
 	return "(" + sealed + " UNION ALL " + tail + ")"
 }
 
@@ -445,7 +445,7 @@ func (v View) minus(database string, a aggregate) string {
 		}
 	}
 	return "(SELECT " + strings.Join(sel, ", ") + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
-		"ts >= toDateTime(intDiv(@sealed_from_us, 1000000)) AND received_at_us >= @sealed_from_us AND received_at_us < @from_us", true)) + "))"
+		"received_at_us >= @sealed_from_us AND received_at_us < @from_us", true)) + "))"
 }
 
 // PairGroup is pairs of a route and method that share their mismatch
