@@ -51,8 +51,8 @@ FROM (SELECT number + @offset AS n, n %% 5 AS k, k >= 3 AND n %% 97 = 0 AS err F
 // BenchmarkReportScale is `make bench`'s report and verdict figures: it
 // seeds one launch with 1M, then 10M, then 30M pairs (DL_BENCH_ROWS, comma
 // separated) into a private ClickHouse and, at each size, seals the
-// buckets as the reporter would 30 s before the last pair (the last
-// minute or so stays an unsealed tail, as in production), then times uncached report and verdict computations
+// pairs as the reporter would 5 s before the last pair (the last 15 s
+// stay an unsealed tail, the most they are with the default settings), then times uncached report and verdict computations
 // on the aggregates (QueryStats, QueryWindow: what the reporter runs) and
 // the raw-row queries for the same figures (QueryStatsRaw, QueryWindowRaw)
 // in the same run. At the largest size it polls a running reporter with
@@ -104,9 +104,11 @@ func BenchmarkReportScale(b *testing.B) {
 			seeded += chunk
 		}
 		line(n, "seed (INSERT ... SELECT)", []time.Duration{time.Since(start)})
-		// Compaction as the reporter runs it (REPORTER_SEAL_AFTER 10s), 30 s
-		// before the last pair: the last minute or so stays unsealed.
-		end := time.Unix(base, 0).Add(time.Duration(n/2000) * time.Second).Add(-30 * time.Second)
+		// Compaction as the reporter runs it (REPORTER_SEAL_AFTER 10s, every
+		// REPORTER_COMPACT_INTERVAL 5s), its last run 5 s before the last
+		// pair: the raw tail is the last 15 s (30,000 pairs), the most it
+		// is with the default settings.
+		end := time.Unix(base, 0).Add(time.Duration(n/2000) * time.Second).Add(-5 * time.Second)
 		start = time.Now()
 		cres, err := analytics.Compact(ctx, conn, testDB, l.ID, end, 10*time.Second)
 		if err != nil {
