@@ -14,6 +14,12 @@ package analytics
 // count, latest inserted_at). A bucket whose row count or latest
 // inserted_at changed since (a late or redelivered row) is sealed again
 // under a new version; readers use, per bucket, the latest version only.
+// The aggregate tables are ReplacingMergeTrees on (bucket, group) with
+// the version as the version column: a reseal's groups include the
+// previous seal's (rows are only added to a bucket, or their duplicates
+// collapse), so background merges drop the superseded versions a
+// resealed minute leaves (the current minute is resealed every
+// compaction); readers never rely on merges, they filter on the version.
 // A statistic is then the sealed buckets' aggregates plus the same
 // aggregation over the rows of the buckets not sealed yet (the recent
 // tail), computed by one SQL text in both places (groupsSQL), so the two
@@ -74,9 +80,9 @@ const pairCountsDDL = `CREATE TABLE IF NOT EXISTS %s.pair_counts (
 	last_us Int64,
 	diffset Array(String),
 	has_diffset UInt8
-) ENGINE = MergeTree
+) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (launch_id, bucket, version, route, method)`
+ORDER BY (launch_id, bucket, route, method, raw_mismatch, fingerprint, cityHash64(real_paths), no_paths)`
 
 const diffCountsDDL = `CREATE TABLE IF NOT EXISTS %s.diff_counts (
 	launch_id String,
@@ -89,9 +95,9 @@ const diffCountsDDL = `CREATE TABLE IF NOT EXISTS %s.diff_counts (
 	diffs_noisy UInt64,
 	sec_diffs UInt64,
 	sec_noisy UInt64
-) ENGINE = MergeTree
+) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (launch_id, bucket, version, route, gpath, kind)`
+ORDER BY (launch_id, bucket, route, gpath, kind)`
 
 const latencyHistDDL = `CREATE TABLE IF NOT EXISTS %s.latency_hist (
 	launch_id String,
@@ -104,9 +110,9 @@ const latencyHistDDL = `CREATE TABLE IF NOT EXISTS %s.latency_hist (
 	bin UInt16,
 	n UInt64,
 	sum_us UInt64
-) ENGINE = MergeTree
+) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (launch_id, bucket, version, route, method, side, answered, bin)`
+ORDER BY (launch_id, bucket, route, method, side, answered, bin)`
 
 // Expressions over comparison rows. Rows written before diff_generalized
 // and diff_noise existed hold empty arrays there, and one bad row may hold
