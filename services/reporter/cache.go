@@ -31,6 +31,11 @@ const memoIdle = 10 * time.Minute
 // after one failed.
 const refreshBackoff = time.Second
 
+// redisKeep is how long Redis keeps a value past its freshness: a replica
+// with nothing in memory (just started) serves it as stale while it
+// refreshes, instead of making its first poll wait for ClickHouse.
+const redisKeep = 10 * time.Minute
+
 // Cache sources, in X-Darklaunch-Cache.
 const (
 	// sourceHit: the numbers are younger than REPORTER_CACHE_TTL, from
@@ -164,7 +169,7 @@ func cached[T any](s *Service, ctx context.Context, key string, queries promethe
 			return e.val.(T), e.at, sourceStale, nil
 		}
 	}
-	ch := s.flight.DoChan(key, func() (any, error) { return fill(s, key, queries, c, compute) })
+	ch := s.flight.DoChan(key, func() (any, error) { return fill(s, key, queries, c, compute, true) })
 	select {
 	case <-ctx.Done():
 		// The flight goes on for the other callers and fills the cache.
@@ -174,6 +179,11 @@ func cached[T any](s *Service, ctx context.Context, key string, queries promethe
 			return zero, time.Time{}, "", res.Err
 		}
 		r := res.Val.(filled[T])
+		if r.source == sourceStale {
+			if e := s.memo.get(key); e != nil {
+				refresh(s, key, e, queries, c, compute)
+			}
+		}
 		return r.v, r.at, r.source, nil
 	}
 }
@@ -193,7 +203,7 @@ func refresh[T any](s *Service, key string, e *memoEntry, queries prometheus.Cou
 	}
 	go func() {
 		defer e.refreshing.Store(false)
-		res := <-s.flight.DoChan(key, func() (any, error) { return fill(s, key, queries, c, compute) })
+		res := <-s.flight.DoChan(key, func() (any, error) { return fill(s, key, queries, c, compute, false) })
 		if res.Err != nil {
 			e.retryAfter.Store(time.Now().Add(refreshBackoff).UnixNano())
 			if !errors.Is(res.Err, errNotReady) {
@@ -204,10 +214,11 @@ func refresh[T any](s *Service, key string, e *memoEntry, queries prometheus.Cou
 }
 
 // fill runs in a flight: the value from Redis when another replica
-// computed it within the TTL, else computed in ClickHouse; stored in
-// memory and Redis.
+// computed it within the TTL (or, with stale, older: the caller then
+// starts a refresh), else computed in ClickHouse; stored in memory and
+// Redis.
 func fill[T any](s *Service, key string, queries prometheus.Counter, c codec[T],
-	compute func(context.Context, driver.Conn) (T, time.Time, error)) (any, error) {
+	compute func(context.Context, driver.Conn) (T, time.Time, error), stale bool) (any, error) {
 	if !s.flightStarted() {
 		return nil, fmt.Errorf("%w: the reporter is shutting down", errNotReady)
 	}
@@ -221,6 +232,9 @@ func fill[T any](s *Service, key string, queries prometheus.Counter, c codec[T],
 			case time.Since(at) < s.cfg.CacheTTL:
 				s.memo.put(key, v, at)
 				return filled[T]{v, at, sourceHit}, nil
+			case stale:
+				s.memo.put(key, v, at)
+				return filled[T]{v, at, sourceStale}, nil
 			}
 		}
 	}
@@ -280,7 +294,7 @@ func (s *Service) cacheGet(key string) ([]byte, bool) {
 func (s *Service) cacheSet(key string, b []byte) {
 	cctx, cancel := context.WithTimeout(s.life, cacheOpTimeout)
 	defer cancel()
-	if err := s.rdb.Set(cctx, key, b, s.cfg.CacheTTL).Err(); err != nil {
+	if err := s.rdb.Set(cctx, key, b, s.cfg.CacheTTL+redisKeep).Err(); err != nil {
 		s.cacheFailed("set", key, err)
 	}
 }

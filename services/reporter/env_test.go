@@ -31,6 +31,7 @@ type env struct {
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis
+	cfg   reporter.Config // the reporter's, to start another like it
 }
 
 type envOptions struct {
@@ -53,6 +54,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
+	e.cfg = cfg
 	e.svc = e.run(cfg)
 
 	ctx := testenv.Context(t)

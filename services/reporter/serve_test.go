@@ -2,6 +2,7 @@ package reporter_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,6 +93,36 @@ func TestCompactionAndStaleWhileRevalidate(t *testing.T) {
 	if q := e.svc.ReportQueries() - before; q != 1 {
 		t.Fatalf("20 stale polls ran %d computations, want 1", q)
 	}
+
+	// A replica just started, with nothing in memory, answers its first
+	// poll at once with the numbers another left in Redis, stale past the
+	// TTL, and refreshes them.
+	time.Sleep(ttl + 50*time.Millisecond)
+	cfg := e.cfg
+	cfg.ID = "second"
+	second, err := reporter.New(cfg, testenv.Logger(t, slog.LevelWarn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, second.Run)
+	url := "http://" + second.Addr() + "/v1/launches/" + l.ID + "/report"
+	testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if res, body := request(t, "GET", "http://"+second.Addr()+"/healthz", nil); res.StatusCode != 200 {
+			return fmt.Errorf("second reporter not ready: %s", body)
+		}
+		return nil
+	})
+	res, body := request(t, "GET", url, nil)
+	var rep api.Report
+	if err := jsonUnmarshal(body, &rep); err != nil || res.Header.Get("X-Darklaunch-Cache") != "stale" || rep.Totals.Compared != 5100 || second.ReportQueries() > 1 {
+		t.Fatalf("first poll of a new replica: %d %s, compared %d, %d computations", res.StatusCode, res.Header.Get("X-Darklaunch-Cache"), rep.Totals.Compared, second.ReportQueries())
+	}
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if res, _ := request(t, "GET", url, nil); res.Header.Get("X-Darklaunch-Cache") != "hit" {
+			return fmt.Errorf("new replica after its refresh: %s", res.Header.Get("X-Darklaunch-Cache"))
+		}
+		return nil
+	})
 
 	// The verdict says its age too (its window starts at the launch's
 	// creation, after these rows).
