@@ -87,14 +87,27 @@ up_infra() {
   wait_port nats "$NATS_PORT"; wait_port clickhouse "$CLICKHOUSE_PORT"; wait_port redis "$REDIS_PORT"
 }
 
+# seal_keys creates the key file mirror and runner share (sealed header
+# values in envelopes, replay proofs), once: later runs reuse it, so what
+# the streams hold stays readable.
+SEAL_KEYS=$STACK/seal-keys
+seal_keys() {
+  if [ ! -s "$SEAL_KEYS" ]; then
+    (umask 077; printf '# darklaunch seal keys (docs/envelope.md): <key id> <base64 of 32 bytes> [current]\nk1 %s current\n' \
+      "$(head -c 32 /dev/urandom | base64 -w0)" >"$SEAL_KEYS")
+    echo "  seal key file: .local/stack/seal-keys (created)"
+  fi
+}
+
 up_apps() {
   echo "stack: demo apps and darklaunch services"
+  seal_keys
   DEMO_ADDR=127.0.0.1:$PRIMARY_PORT DEMO_VARIANT=primary start demo-primary "$ROOT/bin/demo-app"
   DEMO_ADDR=127.0.0.1:$SHADOW_PORT DEMO_VARIANT=shadow start demo-shadow "$ROOT/bin/demo-app"
   DEMO_ADDR=127.0.0.1:$SECONDARY_PORT DEMO_VARIANT=secondary start demo-secondary "$ROOT/bin/demo-app"
   MIRROR_ADDR=127.0.0.1:$MIRROR_PORT MIRROR_ADMIN_ADDR=127.0.0.1:$MIRROR_ADMIN_PORT \
-    MIRROR_PRIMARY_URL=http://127.0.0.1:$PRIMARY_PORT start mirror "$ROOT/bin/mirror"
-  RUNNER_ADMIN_ADDR=127.0.0.1:$RUNNER_ADMIN_PORT start shadow-runner "$ROOT/bin/shadow-runner"
+    MIRROR_PRIMARY_URL=http://127.0.0.1:$PRIMARY_PORT MIRROR_SEAL_KEY_FILE=$SEAL_KEYS start mirror "$ROOT/bin/mirror"
+  RUNNER_ADMIN_ADDR=127.0.0.1:$RUNNER_ADMIN_PORT RUNNER_SEAL_KEY_FILE=$SEAL_KEYS start shadow-runner "$ROOT/bin/shadow-runner"
   COMPARATOR_ADMIN_ADDR=127.0.0.1:$COMPARATOR_ADMIN_PORT start comparator "$ROOT/bin/comparator"
   REPORTER_ADDR=127.0.0.1:$REPORTER_PORT REPORTER_ADMIN_ADDR=127.0.0.1:$REPORTER_ADMIN_PORT start reporter "$ROOT/bin/reporter"
   wait_port demo-primary "$PRIMARY_PORT"; wait_port demo-shadow "$SHADOW_PORT"; wait_port demo-secondary "$SECONDARY_PORT"

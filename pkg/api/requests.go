@@ -24,6 +24,9 @@ type CreateRequest struct {
 	MaxRPS       float64       `json:"max_rps,omitempty"`
 	Ramp         *launch.Ramp  `json:"ramp,omitempty"`
 	Gates        launch.Gates  `json:"gates,omitzero"`
+	// Capture is the launch's capture policy (headers dropped or replaced
+	// before capture; replacement values are secrets).
+	Capture launch.Capture `json:"capture,omitzero"`
 	// Reason is recorded in the audit log.
 	Reason string `json:"reason,omitempty"`
 }
@@ -35,6 +38,7 @@ func (r *CreateRequest) Launch() launch.Launch {
 		Name: r.Name, Service: r.Service, ShadowURL: r.ShadowURL, SecondaryURL: r.SecondaryURL,
 		Methods: r.Methods, Compare: r.Compare, StickyKey: r.StickyKey,
 		IncludePaths: r.IncludePaths, ExcludePaths: r.ExcludePaths, MaxRPS: r.MaxRPS, Ramp: r.Ramp, Gates: r.Gates,
+		Capture: r.Capture,
 	}
 }
 

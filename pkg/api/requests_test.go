@@ -83,3 +83,18 @@ func TestPromoteRequestLiveSteps(t *testing.T) {
 	}
 	checkJSON(t, ActionRequest{Reason: "x"}, `{"reason":"x"}`)
 }
+
+func TestCreateRequestCarriesCapture(t *testing.T) {
+	var req CreateRequest
+	if err := decodeStrict(`{"name": "n", "shadow_url": "http://s", "capture": {"drop_headers": ["Cookie"], "replace_headers": {"Authorization": "Bearer shadow"}}}`, &req); err != nil {
+		t.Fatal(err)
+	}
+	l := req.Launch()
+	if l.Capture.DropHeaders[0] != "Cookie" || l.Capture.ReplaceHeaders["Authorization"] != "Bearer shadow" {
+		t.Fatalf("launch %+v", l.Capture)
+	}
+	var p PatchRequest
+	if err := decodeStrict(`{"capture": {}}`, &p); err != nil || p.Capture == nil || p.Empty() {
+		t.Fatalf("patch %+v %v", p, err)
+	}
+}

@@ -337,6 +337,17 @@ func (l *nameList) has(canon string) (in, named bool) {
 	return false, false
 }
 
+// ValidHeaderName reports whether name is an HTTP field name (a non-empty
+// RFC 9110 token).
+func ValidHeaderName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if !isTokenByte(name[i]) {
+			return false
+		}
+	}
+	return name != ""
+}
+
 // isTokenByte reports whether c may appear in an HTTP field name (RFC 9110
 // token).
 func isTokenByte(c byte) bool {

@@ -98,6 +98,10 @@ type Launch struct {
 	RampStep      int       `json:"ramp_step"`
 	StepStartedAt time.Time `json:"step_started_at"`
 
+	// Capture is the launch's capture policy: headers the tap drops or
+	// replaces before capturing a request (capture.go).
+	Capture Capture `json:"capture,omitzero"`
+
 	// Compare holds the launch's comparison rules (docs/compare.md).
 	Compare   compare.Rules `json:"compare"`
 	Status    Status        `json:"status"`
@@ -156,6 +160,9 @@ func (l *Launch) Normalize() error {
 	}
 	if l.MaxRPS < 0 || l.MaxRPS != l.MaxRPS || l.MaxRPS > 1e7 {
 		return fmt.Errorf("%w: max_rps %v must be between 0 (no cap) and 10000000", ErrInvalid, l.MaxRPS)
+	}
+	if err := l.Capture.normalize(); err != nil {
+		return err
 	}
 	if err := l.normalizeRamp(); err != nil {
 		return err

@@ -30,6 +30,8 @@ type Patch struct {
 	Ramp *Ramp `json:"ramp,omitempty"`
 	// Gates replace the gates as a whole ({} restores the defaults).
 	Gates *Gates `json:"gates,omitempty"`
+	// Capture replaces the capture policy as a whole ({} removes it).
+	Capture *Capture `json:"capture,omitempty"`
 }
 
 // Empty reports whether the patch changes nothing.
@@ -73,6 +75,13 @@ func (l *Launch) ApplyPatch(p Patch, now time.Time) error {
 	}
 	if p.Gates != nil {
 		l.Gates = *p.Gates
+	}
+	if p.Capture != nil {
+		c, err := p.Capture.keepRedacted(l.Capture)
+		if err != nil {
+			return err
+		}
+		l.Capture = c
 	}
 	if p.Ramp != nil {
 		if l.Status == StatusPromoting {

@@ -48,6 +48,9 @@ func StartJetStream(t testing.TB) *JetStream {
 // URL is the client URL of the server.
 func (j *JetStream) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", j.opts.Port) }
 
+// StoreDir is the directory the server keeps its streams in.
+func (j *JetStream) StoreDir() string { return j.opts.StoreDir }
+
 // Start starts the server (again, after Stop) on the same port and storage.
 func (j *JetStream) Start() {
 	j.t.Helper()

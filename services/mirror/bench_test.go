@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/launch"
@@ -365,9 +366,43 @@ func BenchmarkSampleDecision(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				s.currentRoutes().decide(req, s.stats)
+				s.currentRoutes().decide(req, s.stats, true)
 			}
 		})
 	}
 	s.builder.closeTargets()
+}
+
+// BenchmarkTrustChecks is what every request pays for the trust checks
+// (trust.go, framing.go) when it triggers none of them: the replay marker
+// and forwarding header lookups, and the framing guard's scan of a
+// typical request's header block.
+func BenchmarkTrustChecks(b *testing.B) {
+	s := &Service{stats: newMetrics(prometheus.NewRegistry()), protection: &protection{}}
+	req := httptest.NewRequest("GET", "http://shop.example/api/users/42?expand=orders", nil)
+	for _, h := range [][2]string{{"Accept", "application/json"}, {"Accept-Encoding", "gzip"}, {"User-Agent", "bench/1.0"},
+		{"Cookie", "theme=dark; session=u-1234567; lang=en"}, {"X-User-Id", "u-1234567"}, {"Cache-Control", "no-cache"}} {
+		req.Header.Set(h[0], h[1])
+	}
+	raw := []byte("GET /api/users/42?expand=orders HTTP/1.1\r\nHost: shop.example\r\nAccept: application/json\r\n" +
+		"Accept-Encoding: gzip\r\nUser-Agent: bench/1.0\r\nCookie: theme=dark; session=u-1234567; lang=en\r\n" +
+		"X-User-Id: u-1234567\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n")
+	b.Run("markers+forwarding", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if s.replay(req) {
+				b.Fatal("a replay")
+			}
+			s.distrustForwarding(req)
+		}
+	})
+	b.Run("framing-scan", func(b *testing.B) {
+		b.ReportAllocs()
+		f := frame{start: true}
+		for b.Loop() {
+			if r := f.scan(raw); r != "" {
+				b.Fatal(r)
+			}
+		}
+	})
 }

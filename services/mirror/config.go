@@ -33,13 +33,22 @@ type Config struct {
 	LiveReportInterval time.Duration `envconfig:"MIRROR_LIVE_REPORT_INTERVAL" default:"2s" desc:"how often the live launch's counters (requests, errors, latency per version) are written to the KV bucket darklaunch_live for the promotion gates; also once at shutdown"`
 
 	RewriteHost bool `envconfig:"MIRROR_REWRITE_HOST" default:"false" desc:"send the primary URL's host as Host instead of the client's Host"`
-	XForwarded  bool `envconfig:"MIRROR_X_FORWARDED" default:"false" desc:"append the client address to X-Forwarded-For and set X-Forwarded-Host/Proto (off: the primary sees the headers the client sent)"`
+	XForwarded  bool `envconfig:"MIRROR_X_FORWARDED" default:"false" desc:"append the client address to X-Forwarded-For and set X-Forwarded-Host/Proto (off: the primary sees the forwarding headers a trusted proxy sent)"`
+	// TrustedProxies are the peers whose forwarding headers are believed.
+	TrustedProxies []string `envconfig:"MIRROR_TRUSTED_PROXIES" desc:"comma-separated addresses or CIDRs (10.0.0.0/8) of load balancers in front of the tap: only their Forwarded and X-Forwarded-* headers reach the primary and the envelopes; from any other peer these headers are removed (empty: trust no peer)"`
+
+	// Seal, SealKeyFile and SealHeaders protect credentials in envelopes
+	// (seal.go); the key file also authenticates replays (replay.go).
+	Seal        string   `envconfig:"MIRROR_SEAL" default:"auto" desc:"sensitive header values in envelopes: auto (sealed when MIRROR_SEAL_KEY_FILE is set, otherwise left out of envelopes), on (sealed; MIRROR_SEAL_KEY_FILE required), off (captured in clear)"`
+	SealKeyFile string   `envconfig:"MIRROR_SEAL_KEY_FILE" desc:"key file shared with the shadow-runners (format: docs/envelope.md): sensitive header values are sealed with its current key (AES-256-GCM) and replayed requests are verified with its keys"`
+	SealHeaders []string `envconfig:"MIRROR_SEAL_HEADERS" default:"Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key" desc:"comma-separated headers (request and primary response) whose values are sealed, or left out without a key"`
 
 	MaxIdleConnsPerHost   int           `envconfig:"MIRROR_MAX_IDLE_CONNS_PER_HOST" default:"256" desc:"idle keep-alive connections kept to the primary"`
 	DialTimeout           time.Duration `envconfig:"MIRROR_DIAL_TIMEOUT" default:"5s" desc:"timeout for connecting to the primary"`
-	ResponseHeaderTimeout time.Duration `envconfig:"MIRROR_RESPONSE_HEADER_TIMEOUT" default:"0s" desc:"timeout for the primary's response headers (0: none, the client decides)"`
+	ResponseHeaderTimeout time.Duration `envconfig:"MIRROR_RESPONSE_HEADER_TIMEOUT" default:"60s" desc:"timeout for the primary's (and a live new version's) response headers, from the end of the request; the client then gets a 504"`
 	IdleConnTimeout       time.Duration `envconfig:"MIRROR_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle connection to the primary is kept"`
 	ReadHeaderTimeout     time.Duration `envconfig:"MIRROR_READ_HEADER_TIMEOUT" default:"10s" desc:"timeout for reading a client's request headers"`
+	BodyReadTimeout       time.Duration `envconfig:"MIRROR_BODY_READ_TIMEOUT" default:"60s" desc:"a client's whole request, body included, must arrive within this from its first byte; a slower upload is cut off"`
 	ClientIdleTimeout     time.Duration `envconfig:"MIRROR_CLIENT_IDLE_TIMEOUT" default:"120s" desc:"how long an idle client keep-alive connection is kept"`
 	ShutdownTimeout       time.Duration `envconfig:"MIRROR_SHUTDOWN_TIMEOUT" default:"15s" desc:"on shutdown, how long in-flight requests may take before connections are closed"`
 
@@ -106,6 +115,14 @@ func (c *Config) primary() (*url.URL, error) {
 		return nil, fmt.Errorf("%w: MIRROR_LIVE_REPORT_INTERVAL must not be negative", ErrConfig)
 	case c.ResponseHeaderTimeout < 0:
 		return nil, fmt.Errorf("%w: MIRROR_RESPONSE_HEADER_TIMEOUT must not be negative", ErrConfig)
+	case c.BodyReadTimeout < 0:
+		return nil, fmt.Errorf("%w: MIRROR_BODY_READ_TIMEOUT must not be negative", ErrConfig)
+	}
+	if _, err := parseProxies(c.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if _, err := c.sealing(); err != nil {
+		return nil, err
 	}
 	return u, nil
 }

@@ -125,7 +125,11 @@ func (e *natsEnv) expectNone(t *testing.T) {
 
 func testLogger(t *testing.T) *slog.Logger { return testenv.Logger(t, slog.LevelWarn) }
 
-// startMirror runs a tap in front of primaryURL until the test ends; stop
+// testKeyID is the id of the key startMirror's taps seal with.
+const testKeyID = "test-key"
+
+// startMirror runs a tap in front of primaryURL until the test ends, with
+// a fresh seal key file (s.protection.keys opens what it seals); stop
 // shuts it down early and checks that Run returned nil and every sampled
 // envelope was accounted for. before runs on the service before Run starts.
 func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config), before ...func(*Service)) (s *Service, stop func()) {
@@ -138,6 +142,7 @@ func startMirror(t *testing.T, e *natsEnv, primaryURL string, mod func(*Config),
 		TapID:      "tap-test",
 		NATS:       config.NATS{NATSURL: e.js.URL()},
 	}
+	cfg.SealKeyFile, _ = testenv.SealKeys(t, testKeyID)
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -74,6 +74,10 @@ type metrics struct {
 	// liveReportErrors the attempts that failed.
 	liveReports, liveReportErrors prometheus.Counter
 	latency                       prometheus.Histogram
+	// framingRejected counts requests refused for ambiguous framing
+	// (framing.go); replays the runners' replays served unsampled, and
+	// markersRemoved the replay markers clients sent (trust.go).
+	framingRejected, replays, markersRemoved prometheus.Counter
 }
 
 const metricPrefix = "darklaunch_mirror_"
@@ -90,6 +94,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pending:          d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
 		liveReports:      d.Counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown)."),
 		liveReportErrors: d.Counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live."),
+		framingRejected: d.Counter("requests_refused_framing_total",
+			"Requests refused with a 400 for ambiguous framing (Content-Length with Transfer-Encoding, an obfuscated or repeated Transfer-Encoding, ...): neither forwarded nor sampled."),
+		replays: d.Counter("replays_total", "Requests with a valid replay marker (a runner's replay): served, never sampled."),
+		markersRemoved: d.Counter("replay_markers_removed_total",
+			"Requests whose X-Darklaunch-Shadow/X-Darklaunch-Replay markers were removed: no valid proof, so a client's (not sampled either when the tap has no key file)."),
 		latency: d.Histogram("primary_latency_seconds",
 			"Primary latency of sampled requests, from receiving the request to the end of the response body.",
 			prometheus.ExponentialBuckets(0.0001, 2, 18)), // 100µs .. 13s
@@ -133,6 +142,10 @@ type Stats struct {
 	// MIRROR_LIVE_REPORT_INTERVAL, and at shutdown); LiveReportErrors the
 	// writes that failed.
 	LiveReports, LiveReportErrors uint64
+	// FramingRefused counts requests refused for ambiguous framing;
+	// Replays the runners' replays served unsampled; MarkersRemoved the
+	// replay markers removed from clients' requests.
+	FramingRefused, Replays, MarkersRemoved uint64
 }
 
 // DroppedTotal sums Dropped over all reasons.
@@ -161,6 +174,10 @@ func (s *Service) Stats() Stats {
 
 		LiveReports:      admin.Uint(m.liveReports),
 		LiveReportErrors: admin.Uint(m.liveReportErrors),
+
+		FramingRefused: admin.Uint(m.framingRejected),
+		Replays:        admin.Uint(m.replays),
+		MarkersRemoved: admin.Uint(m.markersRemoved),
 	}
 	for i, name := range reasonNames {
 		st.Dropped[name] = admin.Uint(m.dropped[i])

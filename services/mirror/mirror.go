@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -96,7 +97,14 @@ type Service struct {
 	// reportLive); nil until opened and after a failed report.
 	liveKV jetstream.KeyValue
 
+	// protection seals sensitive header values (seal.go); its keys also
+	// verify replay markers (trust.go). trusted are the peers whose
+	// forwarding headers are believed.
+	protection *protection
+	trusted    []netip.Prefix
+
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
+	lastFramingLog, lastMarkerLog                                            atomic.Int64
 	ran                                                                      atomic.Bool
 }
 
@@ -111,7 +119,22 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	prot, err := cfg.sealing()
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	if warn, msg := prot.describe(); warn {
+		log.Warn(msg)
+	} else {
+		log.Info(msg)
+	}
 	s := &Service{
+		protection:  prot,
+		trusted:     trusted,
 		cfg:         cfg,
 		log:         log,
 		target:      target,
@@ -149,9 +172,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.admin.AddCheck("launches", s.checkLaunches)
 	s.admin.AddCheck("streams", s.checkStreams)
 
-	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
 		return nil, fmt.Errorf("mirror: listen on MIRROR_ADDR %s: %w", cfg.Addr, err)
 	}
+	s.ln = guardListener{Listener: ln, s: s}
 	if err = s.admin.Listen(cfg.AdminAddr); err != nil {
 		s.ln.Close()
 		return nil, fmt.Errorf("mirror: listen on MIRROR_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
@@ -159,7 +184,9 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.srv = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.BodyReadTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
+		ConnState:         connState,
 		ErrorLog:          errLog,
 		// OPTIONS * belongs to the primary, not to the tap.
 		DisableGeneralOptionsHandler: true,

@@ -25,18 +25,7 @@ import (
 // exactly as it came over the wire.
 func rawGet(t *testing.T, addr, path string) []byte {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: raw\r\nConnection: close\r\n\r\n", path)
-	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return []byte(exchange(t, addr, "", "GET "+path+" HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: raw\r\nConnection: close\r\n\r\n"))
 }
 
 // wire normalizes a raw response for comparison: status line and body are
@@ -108,9 +97,10 @@ func TestResponsesAreByteIdenticalAndEnvelopesComplete(t *testing.T) {
 				env.Primary.BodySize != int64(len(want)) || env.Primary.BodyTruncated {
 				t.Errorf("small envelope: query %q primary %+v body %s", env.Request.RawQuery, env.Primary, env.Primary.Body)
 			}
+			cookie, err := s.protection.keys.Open(l.ID, "Set-Cookie", env.Primary.Headers.Get("Set-Cookie"))
 			if got := env.Primary.Headers["X-Multi"]; len(got) != 2 || got[0] != "a" || got[1] != "b" ||
-				env.Primary.Headers.Get("Set-Cookie") != "session=1; Path=/" {
-				t.Errorf("small envelope headers %v", env.Primary.Headers)
+				err != nil || cookie != "session=1; Path=/" {
+				t.Errorf("small envelope headers %v (Set-Cookie opens to %q, %v)", env.Primary.Headers, cookie, err)
 			}
 		case "/large":
 			if !env.Primary.BodyTruncated || env.Primary.BodySize != int64(len(large)) ||
@@ -196,7 +186,8 @@ func TestPrimarySeesTheRequestAsSent(t *testing.T) {
 	}
 	direct := view(strings.TrimPrefix(primary.URL, "http://"))
 
-	s, _ := startMirror(t, e, primary.URL, nil)
+	trustLocal := func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} }
+	s, _ := startMirror(t, e, primary.URL, trustLocal)
 	if got := view(s.Addr()); got != direct {
 		t.Errorf("primary's view through the tap:\n%s\nwant (direct):\n%s", got, direct)
 	}
@@ -212,7 +203,7 @@ func TestPrimarySeesTheRequestAsSent(t *testing.T) {
 		t.Errorf("OPTIONS * through the tap: %q", raw)
 	}
 
-	s2, _ := startMirror(t, e, primary.URL, func(c *Config) { c.XForwarded = true; c.RewriteHost = true })
+	s2, _ := startMirror(t, e, primary.URL, func(c *Config) { trustLocal(c); c.XForwarded = true; c.RewriteHost = true })
 	got := view(s2.Addr())
 	host := strings.TrimPrefix(primary.URL, "http://")
 	if !strings.Contains(got, "host="+host+"\n") || !strings.Contains(got, `xff=["10.0.0.1, 127.0.0.1"]`) ||

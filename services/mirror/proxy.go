@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -60,15 +61,12 @@ func newTransport(cfg Config) *http.Transport {
 	}
 }
 
-// forwardedHeaders are the headers ReverseProxy strips from the outbound
-// request before calling Rewrite.
-var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
 // newRewrite returns the Rewrite hook. The tap's aim is that the primary
 // sees the request the client sent: ReverseProxy must drop hop-by-hop
 // headers, but the Host, the forwarding headers an upstream load balancer
 // set, and the raw query string are passed on as received unless settings
-// say otherwise. (ReverseProxy removes query parameters it cannot parse to
+// say otherwise (forwarding headers from a peer outside MIRROR_TRUSTED_PROXIES
+// are removed before, by distrustForwarding). (ReverseProxy removes query parameters it cannot parse to
 // avoid smuggling between a proxy that decides on them and the backend; the
 // tap decides nothing on the query, so it forwards it byte for byte.)
 func newRewrite(target *url.URL, cfg Config) func(*httputil.ProxyRequest) {
@@ -94,8 +92,9 @@ func newRewrite(target *url.URL, cfg Config) func(*httputil.ProxyRequest) {
 	}
 }
 
-// errorHandler answers 502 when the primary cannot be reached, as
-// ReverseProxy's default does, but logs through slog and counts.
+// errorHandler answers 502 when the primary cannot be reached (504 when it
+// did not answer in time), as ReverseProxy's default does, but logs
+// through slog and counts.
 func (s *Service) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	s.stats.proxyErrors.Inc()
 	if errors.Is(err, context.Canceled) {
@@ -104,5 +103,21 @@ func (s *Service) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	} else {
 		s.logThrottled(&s.lastProxyErrLog, slog.LevelWarn, "primary unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	w.WriteHeader(http.StatusBadGateway)
+	gatewayError(w, err)
+}
+
+// gatewayError answers a request no upstream answered. The body is fixed
+// text: the error (a dial error names internal addresses) stays in the
+// tap's log.
+func gatewayError(w http.ResponseWriter, err error) {
+	code, msg := http.StatusBadGateway, "502 Bad Gateway: the service could not be reached\n"
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		code, msg = http.StatusGatewayTimeout, "504 Gateway Timeout: the service did not answer in time\n"
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg)
 }

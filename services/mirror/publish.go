@@ -77,6 +77,7 @@ func (s *Service) publisher(js jetstream.JetStream, nc *nats.Conn, draining <-ch
 // dropped and the publisher moves on.
 func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, env *envelope.Envelope) {
 	s.queueBytes.Add(-envSize(env))
+	s.protection.protect(env)
 	if s.publishHook != nil {
 		s.publishHook(env)
 	}

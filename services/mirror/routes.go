@@ -363,5 +363,5 @@ func (s *Service) newVersionError(w http.ResponseWriter, r *http.Request, err er
 		s.logThrottled(&s.lastLiveErrLog, slog.LevelWarn, "new version unreachable", "launch", launchID,
 			"method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	w.WriteHeader(http.StatusBadGateway)
+	gatewayError(w, err)
 }

@@ -262,7 +262,7 @@ func TestStickySamplingIsExactAtOneBasisPoint(t *testing.T) {
 	r := httptest.NewRequest("GET", "/p", nil)
 	for _, u := range users {
 		r.Header.Set(userHeader, u)
-		if _, _, mask := s.currentRoutes().decide(r, s.stats); mask != 0 {
+		if _, _, mask := s.currentRoutes().decide(r, s.stats, true); mask != 0 {
 			decided[u] = true
 		}
 	}

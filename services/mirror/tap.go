@@ -23,8 +23,10 @@ const maxLaunches = 64
 // cheap (see decide); only a sampled request pays for capturing.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.proxied.Inc()
+	replay := s.replay(r)
+	s.distrustForwarding(r)
 	rt := s.currentRoutes()
-	lr, toNew, mask := rt.decide(r, s.stats)
+	lr, toNew, mask := rt.decide(r, s.stats, !replay)
 	switch {
 	case lr != nil:
 		s.serveLive(w, r, rt, lr, toNew, mask)
@@ -42,7 +44,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // atomic load (by the caller), then per launch a method and path check and
 // either a hash of the user's sticky key or a random number; it does not
 // allocate.
-func (rt *routes) decide(r *http.Request, c *metrics) (lr *liveRoute, toNew bool, mask uint64) {
+func (rt *routes) decide(r *http.Request, c *metrics, sample bool) (lr *liveRoute, toNew bool, mask uint64) {
 	var p string
 	if rt.filters {
 		p = filterPath(r)
@@ -53,6 +55,9 @@ func (rt *routes) decide(r *http.Request, c *metrics) (lr *liveRoute, toNew bool
 		} else if toNew = lr.toNew(r, c); toNew {
 			return lr, true, 0
 		}
+	}
+	if !sample {
+		return lr, false, 0
 	}
 	return lr, false, rt.sample(r, p, c)
 }
@@ -270,13 +275,17 @@ func (s *Service) finish(t *tap) {
 	for mask := t.mask; mask != 0; mask &= mask - 1 {
 		l := t.launches[bits.TrailingZeros64(mask)]
 		// Envelopes of one request share the captured bodies and headers:
-		// they are read-only from here on. The id is given by the publisher.
+		// they are read-only from here on (the launch's capture policy and
+		// the publisher's sealing change copies). The id is given by the
+		// publisher.
+		lreq := req
+		lreq.Headers = l.Capture.Apply(req.Headers)
 		s.enqueue(&envelope.Envelope{
 			V:          envelope.Version,
 			LaunchID:   l.ID,
 			TapID:      s.cfg.TapID,
 			ReceivedAt: received,
-			Request:    req,
+			Request:    lreq,
 			Primary:    resp,
 		})
 	}

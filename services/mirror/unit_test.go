@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/seal"
 )
 
 func TestUsageListsEverySetting(t *testing.T) {
@@ -64,8 +67,16 @@ func TestEnvironmentDefaultsMatchGoDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	fromGo := Config{PrimaryURL: "http://primary:9000", TapID: "tap-1"}.withDefaults()
-	if fromEnv.withDefaults() != fromGo {
+	if !reflect.DeepEqual(fromEnv.withDefaults(), fromGo) {
 		t.Errorf("environment defaults\n%+v\ndiffer from Go defaults\n%+v", fromEnv, fromGo)
+	}
+}
+
+// MIRROR_SEAL_HEADERS defaults to the headers pkg/seal (and redaction)
+// call sensitive.
+func TestSealHeadersDefault(t *testing.T) {
+	if got := config.Default[Config]().SealHeaders; !slices.Equal(got, seal.DefaultHeaders) {
+		t.Errorf("MIRROR_SEAL_HEADERS default %v, seal.DefaultHeaders %v", got, seal.DefaultHeaders)
 	}
 }
 
@@ -82,6 +93,11 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		{"negative publishers", Config{PrimaryURL: "http://primary", Publishers: -2}},
 		{"negative body limit", Config{PrimaryURL: "http://primary", BodyLimit: -1}},
 		{"negative live report interval", Config{PrimaryURL: "http://primary", LiveReportInterval: -time.Second}},
+		{"negative body read timeout", Config{PrimaryURL: "http://primary", BodyReadTimeout: -time.Second}},
+		{"unknown seal mode", Config{PrimaryURL: "http://primary", Seal: "maybe"}},
+		{"seal on without key file", Config{PrimaryURL: "http://primary", Seal: SealOn}},
+		{"missing key file", Config{PrimaryURL: "http://primary", SealKeyFile: "/nonexistent/keys"}},
+		{"bad trusted proxy", Config{PrimaryURL: "http://primary", TrustedProxies: []string{"10.0.0.0/33"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Addr, tc.cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"

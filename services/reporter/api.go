@@ -313,9 +313,9 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("launch created", "launch_id", l.ID, "name", l.Name, "service", l.Service,
 		"shadow_url", l.ShadowURL, "secondary_url", l.SecondaryURL, "sample_percent", l.SamplePercent, "methods", l.Methods,
 		"compare", rulesLog(l.Compare), "sticky_key", l.StickyKey, "ramp", jsonLog(l.Ramp), "actor", actor(r))
-	s.audit(newAuditEntry(l, analytics.AuditCreated, "", actor(r), req.Reason, map[string]any{"launch": l}))
+	s.audit(newAuditEntry(l, analytics.AuditCreated, "", actor(r), req.Reason, map[string]any{"launch": l.Redacted()}))
 	w.Header().Set("Location", "/v1/launches/"+l.ID)
-	writeJSON(w, http.StatusCreated, l)
+	writeJSON(w, http.StatusCreated, l.Redacted())
 	return nil
 }
 
@@ -329,6 +329,9 @@ func (s *Service) listLaunches(w http.ResponseWriter, r *http.Request) error {
 	if ls == nil {
 		ls = []*launch.Launch{}
 	}
+	for i, l := range ls {
+		ls[i] = l.Redacted()
+	}
 	writeJSON(w, http.StatusOK, api.LaunchList{Launches: ls})
 	return nil
 }
@@ -338,7 +341,7 @@ func (s *Service) getLaunch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, l)
+	writeJSON(w, http.StatusOK, l.Redacted())
 	return nil
 }
 
@@ -357,7 +360,7 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Patch.Empty() {
-		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare, sticky_key, include_paths, exclude_paths, max_rps, ramp, gates"}
+		return &httpError{http.StatusBadRequest, "PATCH body changes nothing; set at least one of name, shadow_url, secondary_url, sample_percent, methods, compare, sticky_key, include_paths, exclude_paths, max_rps, ramp, gates, capture"}
 	}
 	var from launch.Status
 	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
@@ -372,8 +375,8 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 		"sample_percent", l.SamplePercent, "methods", l.Methods, "compare", rulesLog(l.Compare), "sticky_key", l.StickyKey,
 		"include_paths", l.IncludePaths, "exclude_paths", l.ExcludePaths, "max_rps", l.MaxRPS, "ramp", jsonLog(l.Ramp),
 		"gates", jsonLog(l.Gates), "revision", l.Revision, "actor", actor(r))
-	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": patched(req.Patch), "ramp_step": l.RampStep}))
-	writeJSON(w, http.StatusOK, l)
+	s.audit(newAuditEntry(l, analytics.AuditPatched, from, actor(r), req.Reason, map[string]any{"set": patched(req.Patch.Redacted()), "ramp_step": l.RampStep}))
+	writeJSON(w, http.StatusOK, l.Redacted())
 	return nil
 }
 
@@ -429,7 +432,7 @@ func (s *Service) transition(w http.ResponseWriter, r *http.Request, action laun
 	s.log.Info("launch status changed", "action", action, "launch_id", l.ID, "name", l.Name, "from", from, "to", l.Status,
 		"live_percent", l.LivePercent, "reason", reason, "revision", l.Revision, "actor", actor(r))
 	s.audit(newAuditEntry(l, auditActions[action], from, actor(r), reason, d))
-	writeJSON(w, http.StatusOK, l)
+	writeJSON(w, http.StatusOK, l.Redacted())
 	return nil
 }
 

@@ -39,6 +39,8 @@ type Config struct {
 	IdleConnTimeout     time.Duration `envconfig:"RUNNER_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle shadow connection is kept"`
 	DialTimeout         time.Duration `envconfig:"RUNNER_DIAL_TIMEOUT" default:"5s" desc:"TCP connect timeout to a shadow (RUNNER_TIMEOUT still bounds the whole replay)"`
 
+	SealKeyFile string `envconfig:"RUNNER_SEAL_KEY_FILE" desc:"the taps' seal key file (docs/envelope.md): opens sealed header values before a replay (an envelope it cannot open is dead-lettered as unsealable), seals the shadow's sensitive response headers in pairs, and proves replays to taps (X-Darklaunch-Replay); without it, sensitive response headers are left out of pairs"`
+
 	// ackWaitOverride lets tests use a short ack deadline (the conformance
 	// suite's redelivery after a crash).
 	ackWaitOverride time.Duration
@@ -76,7 +78,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: RUNNER_HEARTBEAT_TTL (%s) must be at least 2 x RUNNER_HEARTBEAT_INTERVAL (%s), or a live runner's key can expire between two heartbeats",
 			ErrConfig, c.HeartbeatTTL, c.HeartbeatInterval)
 	}
-	return nil
+	_, err := c.loadKeys()
+	return err
 }
 
 // normalize gives the zero fields of a Config built in Go their defaults,

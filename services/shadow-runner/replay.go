@@ -143,6 +143,7 @@ func (s *Service) replay(ctx context.Context, targetURL string, env *envelope.En
 		return out
 	}
 	req.Header = ShadowHeaders(env.Request.Headers)
+	s.markReplay(req)
 
 	start := time.Now()
 	resp, err := s.client.Do(req)

@@ -25,6 +25,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/retry"
+	"github.com/darklaunch/darklaunch/pkg/seal"
 	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,6 +57,7 @@ type Service struct {
 	store   *launch.Store
 	fleet   *fleet
 	cap     *loadCap
+	keys    *seal.Keys // nil without RUNNER_SEAL_KEY_FILE (seal.go)
 }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
@@ -68,12 +70,16 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("runner_id", cfg.ID)
-	s := &Service{cfg: cfg, log: log}
+	keys, err := cfg.loadKeys()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, keys: keys}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
 		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATSURL: cfg.NATSURL,
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
-		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch},
+		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
 		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
 	}, s, log)
@@ -218,7 +224,13 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 		// body_truncated flag travels in the pair for the comparator.
 		s.m.truncatedReq.Inc()
 	}
-	out, sec := s.replayAll(ctx, l, env, log)
+	replayEnv, err := s.unseal(env)
+	if err != nil {
+		msg.DeadLetter(ctx, reasonSeal, err)
+		return
+	}
+	out, sec := s.replayAll(ctx, l, replayEnv, log)
+	s.sealOutcomes(env.LaunchID, &out, sec)
 	pair := envelope.Pair{
 		V:          envelope.Version,
 		Envelope:   *env,

@@ -48,6 +48,8 @@ type stack struct {
 	comparator    *comparator.Service
 	reporter      *reporter.Service
 	client        *http.Client
+	// sealKeys is the key file mirror and runner share.
+	sealKeys string
 }
 
 // load fills a service's Config the way its main does: from environment
@@ -154,17 +156,19 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 		}
 		return out
 	}
+	s.sealKeys, _ = testenv.SealKeys(t, "e2e")
 	var err error
 	s.mirror, err = mirror.New(load[mirror.Config](t, with(map[string]string{
 		"MIRROR_ADDR": "127.0.0.1:0", "MIRROR_ADMIN_ADDR": "127.0.0.1:0", "MIRROR_PRIMARY_URL": s.primary.URL,
 		// Live snapshots often enough for live steps of a second.
 		"MIRROR_LIVE_REPORT_INTERVAL": "200ms",
+		"MIRROR_SEAL_KEY_FILE":        s.sealKeys,
 	})), logger("mirror"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.runner, err = runner.New(load[runner.Config](t, with(map[string]string{
-		"RUNNER_ADMIN_ADDR": "127.0.0.1:0", "RUNNER_TIMEOUT": "2s",
+		"RUNNER_ADMIN_ADDR": "127.0.0.1:0", "RUNNER_TIMEOUT": "2s", "RUNNER_SEAL_KEY_FILE": s.sealKeys,
 	})), logger("shadow-runner"))
 	if err != nil {
 		t.Fatal(err)
