@@ -313,8 +313,8 @@ func (s *Service) cacheFailed(op, key string, err error) {
 		"op", op, "key", key, "err", err)
 }
 
-// launchJSONCache keeps each launch's JSON for its revision, so a poll
-// does not encode the launch again.
+// launchJSONCache keeps each launch's JSON (its secrets redacted) for its
+// revision, so a poll does not encode the launch again.
 type launchJSONCache struct {
 	mu sync.Mutex
 	m  map[string]launchBytes
@@ -332,7 +332,7 @@ func (c *launchJSONCache) get(l *launch.Launch) ([]byte, error) {
 	if ok && lb.rev == l.Revision {
 		return lb.b, nil
 	}
-	b, err := json.Marshal(l)
+	b, err := json.Marshal(l.Redacted()) // as GET /v1/launches/{id} shows it
 	if err != nil {
 		return nil, err
 	}
