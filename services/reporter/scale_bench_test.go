@@ -183,11 +183,13 @@ func BenchmarkReportScale(b *testing.B) {
 			}
 			rawVer = append(rawVer, time.Since(start))
 		}
-		// The parts of a report, one at a time.
+		// The parts of a report and of a verdict, one at a time.
 		v, err := analytics.NewView(ctx, conn, testDB, l.ID, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
+		win := v
+		win.FromUS = fromUS
 		for _, part := range []struct {
 			name string
 			run  func() error
@@ -195,6 +197,9 @@ func BenchmarkReportScale(b *testing.B) {
 			{"  part: pair groups", func() error { _, err := analytics.PairGroups(ctx, conn, testDB, v); return err }},
 			{"  part: diff groups", func() error { _, err := analytics.DiffGroups(ctx, conn, testDB, v); return err }},
 			{"  part: latency histograms", func() error { _, err := analytics.Histograms(ctx, conn, testDB, v); return err }},
+			{"  part: window view", func() error { _, err := analytics.NewView(ctx, conn, testDB, l.ID, fromUS); return err }},
+			{"  part: window pair groups", func() error { _, err := analytics.PairGroups(ctx, conn, testDB, win); return err }},
+			{"  part: window histograms", func() error { _, err := analytics.Histograms(ctx, conn, testDB, win); return err }},
 		} {
 			var d []time.Duration
 			for range 5 {
