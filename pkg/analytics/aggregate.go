@@ -410,13 +410,12 @@ func (v View) args() []any {
 	// ClickHouse skips the parts whose ts are all older (ts is the
 	// partition key, so each part knows its range), which keeps the tail's
 	// cost to the recent parts on a long launch.
-	scan := v.UntilUS
-	if v.FromUS > 0 {
-		scan = min(scan, v.FromUS)
-	}
+	// The tail and the edge minute are read as two ranges, each bounded on
+	// ts, so neither makes ClickHouse read the parts between them.
 	return []any{clickhouse.Named("launch", v.LaunchID), clickhouse.Named("max_version", v.Version), clickhouse.Named("from_us", v.FromUS),
 		clickhouse.Named("until_us", v.UntilUS), clickhouse.Named("sealed_from_us", sealedFrom), clickhouse.Named("edge_hi_us", edgeHi),
-		clickhouse.Named("scan_s", scan/1_000_000), clickhouse.Named("minus_scan_s", sealedFrom/1_000_000)}
+		clickhouse.Named("tail_s", max(v.UntilUS, v.FromUS)/1_000_000), clickhouse.Named("from_s", v.FromUS/1_000_000),
+		clickhouse.Named("edge_hi_s", edgeHi/1_000_000), clickhouse.Named("sealed_from_s", sealedFrom/1_000_000)}
 }
 
 // edge says how the view treats the minute holding FromUS when it starts
@@ -438,16 +437,20 @@ func (v View) edge() (sealedFrom int64, minus bool) {
 // starting at or after FromUS (each its latest version), and the same
 // aggregation over the comparison rows received from FromUS on that are
 // past the watermark (not sealed yet) or in the bucket holding FromUS
-// (which starts before it, so its seal does not count). The raw rows are
-// chosen on received_at_us with integer compares, after a bound on ts that
-// skips whole parts.
+// (which starts before it, so its seal does not count), as two ranges.
+// The raw rows are chosen on received_at_us with integer compares, after
+// bounds on ts that let ClickHouse skip the parts outside them (ts is the
+// partition key: each part knows its range; a part merged across the
+// range is still read).
 func (v View) union(database string, a aggregate) string {
 	sealedSet := "SELECT bucket, max(version) FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version GROUP BY bucket"
 	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @sealed_from_us" +
 		" AND (bucket, version) IN (" + sealedSet + ")"
 	tail := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
-		"ts >= toDateTime(@scan_s) AND received_at_us >= @from_us AND (received_at_us >= @until_us OR received_at_us < @edge_hi_us)", true)) + ")"
-	return "(" + sealed + " UNION ALL " + tail + ")"
+		"ts >= toDateTime(@tail_s) AND received_at_us >= @from_us AND received_at_us >= @until_us", true)) + ")"
+	edge := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
+		"ts >= toDateTime(@from_s) AND ts <= toDateTime(@edge_hi_s) AND received_at_us >= @from_us AND received_at_us < @edge_hi_us AND received_at_us < @until_us", true)) + ")"
+	return "(" + sealed + " UNION ALL " + tail + " UNION ALL " + edge + ")"
 }
 
 // minus is the aggregation of the raw rows the view subtracts (see edge):
@@ -460,7 +463,7 @@ func (v View) minus(database string, a aggregate) string {
 		}
 	}
 	return "(SELECT " + strings.Join(sel, ", ") + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
-		"ts >= toDateTime(@minus_scan_s) AND received_at_us >= @sealed_from_us AND received_at_us < @from_us", true)) + "))"
+		"ts >= toDateTime(@sealed_from_s) AND ts <= toDateTime(@from_s) AND received_at_us >= @sealed_from_us AND received_at_us < @from_us", true)) + "))"
 }
 
 // PairGroup is pairs of a route and method that share their mismatch
