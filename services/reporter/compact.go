@@ -22,6 +22,11 @@ const fullCheckEvery = 12
 // watermark.
 const recentMinutes = 3 * time.Minute
 
+// compactTimeout bounds one launch's compaction. A long launch's first
+// one (after an upgrade) may take longer: its seals are written a chunk at
+// a time, oldest first, and the next compaction goes on from there.
+const compactTimeout = 2 * time.Minute
+
 // finishedCheckEvery: a launch that neither mirrors nor serves live
 // traffic is compacted only every this many intervals (late rows of it
 // are rare, and reports stay exact meanwhile: unsealed buckets are read
@@ -36,6 +41,10 @@ const finishedCheckEvery = 20
 func (s *Service) runCompaction(ctx context.Context) {
 	var lastRetention time.Time
 	tick := 0
+	// full holds the launches this process compacted whole: until then a
+	// launch gets only full compactions, because sealing its last minutes
+	// first would move its watermark past minutes not sealed yet.
+	full := map[string]bool{}
 	retry.Every(ctx, s.cfg.CompactInterval, func() {
 		tick++
 		w, conn := s.watcher.Load(), s.ch.Load()
@@ -50,10 +59,11 @@ func (s *Service) runCompaction(ctx context.Context) {
 				continue
 			}
 			var since time.Time
-			if tick%fullCheckEvery != 1 {
+			if full[id] && tick%fullCheckEvery != 1 {
 				since = time.Now().Add(-s.cfg.SealAfter - recentMinutes)
 			}
-			s.compactLaunch(ctx, conn, id, l, since)
+			ok := s.compactLaunch(ctx, conn, id, l, since)
+			full[id] = full[id] || (ok && since.IsZero())
 		}
 		if time.Since(lastRetention) >= retentionEvery {
 			lastRetention = time.Now()
@@ -62,9 +72,10 @@ func (s *Service) runCompaction(ctx context.Context) {
 	})
 }
 
-// compactLaunch compacts one launch, bounded by the query timeout.
-func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch, since time.Time) {
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+// compactLaunch compacts one launch (its last minutes from since on, or
+// all of it when since is zero) and reports whether it succeeded.
+func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch, since time.Time) bool {
+	cctx, cancel := context.WithTimeout(ctx, compactTimeout)
 	defer cancel()
 	start := time.Now()
 	res, err := analytics.CompactRecent(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter, since)
@@ -76,13 +87,14 @@ func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l 
 		if ctx.Err() == nil {
 			s.log.Warn("compaction failed", "launch_id", id, "err", err)
 		}
-		return
+		return false
 	}
 	s.metrics.compactions.WithLabelValues("ok").Inc()
 	if res.Sealed+res.Resealed > 0 {
 		s.log.Debug("compacted", "launch_id", id, "status", l.Status, "sealed", res.Sealed, "resealed", res.Resealed,
 			"rows", res.Rows, "pending", res.Pending, "duration", time.Since(start))
 	}
+	return true
 }
 
 // enforceRetention drops the month partitions past REPORTER_RETENTION
