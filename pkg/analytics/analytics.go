@@ -8,20 +8,35 @@ package analytics
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/darklaunch/darklaunch/pkg/config"
 )
 
-// Options say where ClickHouse is.
+// Options say where ClickHouse is and how to reach it.
 type Options struct {
 	Addr     string
 	Database string
 	User     string
 	Password string
+	// TLS, when set, is used to connect (the server's secure native port).
+	TLS *tls.Config
+}
+
+// OptionsFor are the Options of a service's shared ClickHouse settings,
+// TLS included (its files are read now).
+func OptionsFor(c config.ClickHouse) (Options, error) {
+	t, err := c.TLS()
+	if err != nil {
+		return Options{}, err
+	}
+	return Options{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase, User: c.ClickHouseUser,
+		Password: c.ClickHousePassword, TLS: t}, nil
 }
 
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -38,6 +53,7 @@ func Open(ctx context.Context, o Options) (driver.Conn, error) {
 		Auth:        clickhouse.Auth{Database: "default", Username: o.User, Password: o.Password},
 		DialTimeout: 5 * time.Second,
 		ReadTimeout: 60 * time.Second,
+		TLS:         o.TLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open clickhouse %s: %w", o.Addr, err)

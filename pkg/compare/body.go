@@ -199,8 +199,9 @@ const (
 // textSummary describes the first line where two texts differ:
 // line 12: -"foo" / +"bar", each side a bounded, quoted snippet starting a
 // little before the first differing byte, (end) for a side with no such
-// line.
-func textSummary(a, b body) string {
+// line. Credentials in a snippet (MaskSecrets, and the echoes) are shown
+// as [REDACTED], also when the snippet holds only part of one.
+func textSummary(a, b body, echoes Echoes) string {
 	n := min(len(a.b), len(b.b))
 	i := 0
 	for i < n && a.b[i] == b.b[i] {
@@ -223,7 +224,7 @@ func textSummary(a, b body) string {
 	if from > ls {
 		col = " col " + strconv.Itoa(i-ls+1)
 	}
-	return fmt.Sprintf("line %d%s: -%s / +%s", line, col, snippet(a.b, ls, from), snippet(b.b, ls, from))
+	return fmt.Sprintf("line %d%s: -%s / +%s", line, col, snippet(a.b, ls, from, echoes), snippet(b.b, ls, from, echoes))
 }
 
 func sizeString(n int64) string {
@@ -233,9 +234,14 @@ func sizeString(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// secretReach is how far around a snippet credentials are looked for, so
+// one that starts before the snippet or ends after it is still recognized.
+const secretReach = 4096
+
 // snippet quotes the line of text starting at ls, from offset from, cut at
-// the end of the line or summarySnippet bytes.
-func snippet(text []byte, ls, from int) string {
+// the end of the line or summarySnippet bytes, with the credentials that
+// overlap it masked.
+func snippet(text []byte, ls, from int, echoes Echoes) string {
 	if ls >= len(text) {
 		return "(end)"
 	}
@@ -255,7 +261,7 @@ func snippet(text []byte, ls, from int) string {
 		}
 		more = true
 	}
-	q := strconv.Quote(string(text[from:cut]))
+	q := strconv.Quote(string(maskWindow(text[ls:end], from-ls, cut-ls, echoes)))
 	if from > ls {
 		q = "…" + q
 	}
@@ -263,6 +269,24 @@ func snippet(text []byte, ls, from int) string {
 		q += "…"
 	}
 	return q
+}
+
+// maskWindow returns line[from:cut] with every credential that overlaps
+// it, looked for within secretReach bytes around, replaced by Redacted.
+func maskWindow(line []byte, from, cut int, echoes Echoes) []byte {
+	ws, we := max(0, from-secretReach), min(len(line), cut+secretReach)
+	spans := secretSpans(line[ws:we], echoes)
+	if len(spans) == 0 {
+		return line[from:cut]
+	}
+	var in [][2]int
+	for _, s := range spans {
+		s[0], s[1] = max(s[0]+ws, from)-from, min(s[1]+ws, cut)-from
+		if s[0] < s[1] {
+			in = append(in, s)
+		}
+	}
+	return maskSpans(line[from:cut], in)
 }
 
 // binarySummary gives both sides' lengths and sha256 prefixes.

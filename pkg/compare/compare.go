@@ -3,6 +3,7 @@ package compare
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/darklaunch/darklaunch/pkg/envelope"
@@ -103,6 +104,11 @@ type Comparer struct {
 	MaxBodyBytes int
 	// Rules are the launch's comparison rules; nil means the defaults.
 	Rules *Ruleset
+	// RequestHeaders are the headers of the pair's request, if known: the
+	// credentials they carry (RequestEchoes) are masked in Summary when a
+	// body echoes them, besides the credential-looking values masked
+	// always (MaskSecrets).
+	RequestHeaders http.Header
 }
 
 // Pair compares a pair with the default settings.
@@ -120,7 +126,7 @@ func (c Comparer) Pair(primary, shadow *envelope.Response) Result {
 		shadow = &envelope.Response{}
 	}
 	rs := orDefault(c.Rules)
-	st := state{maxDiffs: c.MaxDiffs, maxDepth: c.MaxDepth, maxBody: c.MaxBodyBytes, rs: rs}
+	st := state{maxDiffs: c.MaxDiffs, maxDepth: c.MaxDepth, maxBody: c.MaxBodyBytes, rs: rs, reqHeaders: c.RequestHeaders}
 	if st.maxDiffs <= 0 {
 		st.maxDiffs = DefaultMaxDiffs
 	}
@@ -204,11 +210,12 @@ type state struct {
 	maxDiffs, maxDepth, maxBody int
 	rs                          *Ruleset
 	diffs                       []Diff
-	attempted                   int // diffs found, recorded or not
+	attempted                   int32 // diffs found, recorded or not (int32: the state fits in 112 bytes)
 	full                        bool
 	truncated                   bool
 	notes                       []string
 	summary                     string
+	reqHeaders                  http.Header
 }
 
 func (s *state) add(path, generalized, kind string) {
@@ -302,7 +309,7 @@ func (s *state) body(p, sh *envelope.Response) string {
 func (s *state) text(a, b body) {
 	if !bytesEqual(a, b) {
 		s.add(PathBody, PathBody, KindBodyText)
-		s.summary = textSummary(a, b)
+		s.summary = textSummary(a, b, RequestEchoes(s.reqHeaders))
 	}
 }
 

@@ -203,7 +203,10 @@
 // mismatch, the same whatever the indices, order or repetitions. Redact and
 // RedactRequest mask DefaultRedactHeaders, DefaultRedactKeys (any depth,
 // JSON and forms, query strings) and the rules' own lists, and drop a body
-// they cannot check, see Redact.
+// they cannot check, see Redact; then they mask by value (MaskSecrets:
+// JWTs, cloud keys, Bearer credentials, private keys, API keys) and the
+// request's own credentials echoed back (RequestEchoes). Result.Summary is
+// masked the same way (Comparer.RequestHeaders gives the echoes).
 //
 // # Invariants
 //

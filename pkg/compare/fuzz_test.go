@@ -346,10 +346,11 @@ func FuzzRedact(f *testing.F) {
 	f.Add([]byte(`{"password":"MARK","a":[{"token":{"x":"MARK"}}],"b":"c"}`), false)
 	f.Add([]byte(`{"user":{"name":"n","secret":["MARK",1]}}`), true)
 	f.Add([]byte(`[{"api_key":"MARK"},{"Access-Token":"MARK"}]`), false)
+	f.Add([]byte(`{"k":"-----BEGIN RSA PRIVATE KEY-----\nMIIEpA==\\n\"x","j":"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig","n":1}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, truncated bool) {
 		r := &envelope.Response{Headers: http.Header{"Content-Type": {js}}, Body: body, BodySize: int64(len(body)), BodyTruncated: truncated}
-		got := Redact(r, nil)
-		again := Redact(&got, nil)
+		got := Redact(r, nil, nil)
+		again := Redact(&got, nil, nil)
 		if !bytes.Equal(again.Body, got.Body) {
 			t.Fatalf("not idempotent: %q then %q", got.Body, again.Body)
 		}

@@ -94,7 +94,11 @@ func (rs *Ruleset) sensitiveHeader(canon string) bool {
 // Redact returns a copy of r that is safe to store: sensitive headers and
 // the values of sensitive JSON keys and form fields are masked as
 // Redacted (see DefaultRedactHeaders, DefaultRedactKeys and the rules'
-// RedactHeaders and RedactKeys).
+// RedactHeaders and RedactKeys); then, by value, whatever key holds them,
+// credential-looking values (JWTs, cloud access keys, Bearer tokens,
+// private keys, API keys: MaskSecrets) and the request's own credentials
+// echoed back (echoes, see RequestEchoes) in the other header values and
+// in the body.
 //
 // The body is first decoded from its Content-Encoding (the header is then
 // removed). A JSON body (by its Content-Type) is rewritten with every
@@ -106,39 +110,41 @@ func (rs *Ruleset) sensitiveHeader(canon string) bool {
 // kept as they are. A body that cannot be checked (undecodable, or claimed
 // JSON that does not parse) is dropped: Body is nil, BodyTruncated is
 // set, and RedactionHeader says why. The original is never modified.
-func Redact(r *envelope.Response, rules *Ruleset) envelope.Response {
+func Redact(r *envelope.Response, rules *Ruleset, echoes Echoes) envelope.Response {
 	if r == nil {
 		return envelope.Response{}
 	}
 	out := *r
-	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, orDefault(rules))
+	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, orDefault(rules), echoes)
 	return out
 }
 
 // RedactRequest is Redact for a request; it also masks the values of
-// sensitive parameters of the query string.
+// sensitive parameters of the query string, and credential-looking values
+// in it.
 func RedactRequest(r *envelope.Request, rules *Ruleset) envelope.Request {
 	if r == nil {
 		return envelope.Request{}
 	}
 	rs := orDefault(rules)
 	out := *r
-	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, rs)
+	out.Headers, out.Body, out.BodySize, out.BodyTruncated = redactMessage(r.Headers, r.Body, r.BodySize, r.BodyTruncated, rs, nil)
 	if r.RawQuery != "" {
-		out.RawQuery = string(redactForm([]byte(r.RawQuery), rs))
+		out.RawQuery = string(MaskSecrets(redactForm([]byte(r.RawQuery), rs), nil))
 	}
 	return out
 }
 
 // redactMessage redacts what requests and responses have in common: a
-// copy of the headers, masked, and the body (see redactBody).
-func redactMessage(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset) (http.Header, []byte, int64, bool) {
-	h = redactHeaders(h, rs)
-	body, size, truncated := redactBody(h, raw, size, truncated, rs)
+// copy of the headers, masked, and the body (see redactBody); echoes are
+// masked in both.
+func redactMessage(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset, echoes Echoes) (http.Header, []byte, int64, bool) {
+	h = redactHeaders(h, rs, echoes)
+	body, size, truncated := redactBody(h, raw, size, truncated, rs, echoes)
 	return h, body, size, truncated
 }
 
-func redactHeaders(h http.Header, rs *Ruleset) http.Header {
+func redactHeaders(h http.Header, rs *Ruleset, echoes Echoes) http.Header {
 	if h == nil {
 		return nil
 	}
@@ -152,14 +158,18 @@ func redactHeaders(h http.Header, rs *Ruleset) http.Header {
 			out[k] = masked
 			continue
 		}
-		out[k] = append([]string(nil), vs...)
+		kept := make([]string, len(vs))
+		for i, v := range vs {
+			kept[i] = MaskSecretsString(v, echoes)
+		}
+		out[k] = kept
 	}
 	return out
 }
 
 // redactBody redacts a body; h is the (copied) header map, updated when
 // the body is decoded or dropped.
-func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset) ([]byte, int64, bool) {
+func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Ruleset, echoes Echoes) ([]byte, int64, bool) {
 	if len(raw) == 0 {
 		return nil, size, truncated
 	}
@@ -195,6 +205,7 @@ func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Rules
 	default:
 		body = bytes.Clone(body)
 	}
+	body = MaskSecrets(body, echoes)
 	if b.truncated {
 		return body, b.size, true
 	}

@@ -248,7 +248,7 @@ func TestRedact(t *testing.T) {
 		`"items":[{"id":1,"token":null},{"id":2,"api_key":42}],"db_password":["a","b"],"token_type":"bearer"}`
 	in := &envelope.Response{Status: 200, Headers: h, Body: []byte(body), BodySize: int64(len(body))}
 	orig := string(in.Body)
-	got := Redact(in, rs)
+	got := Redact(in, rs, nil)
 	wantBody := `{"user":{"name":"ann","password":"[REDACTED]","SSN":"[REDACTED]","profile":{"accessToken":"[REDACTED]","client-secret":"[REDACTED]"}},` +
 		`"items":[{"id":1,"token":"[REDACTED]"},{"id":2,"api_key":"[REDACTED]"}],"db_password":"[REDACTED]","token_type":"bearer"}`
 	if string(got.Body) != wantBody || got.BodySize != int64(len(wantBody)) || got.BodyTruncated {
@@ -302,7 +302,7 @@ func TestRedact(t *testing.T) {
 			} else if tc.enc != "" {
 				r.Headers.Set("Content-Encoding", tc.enc)
 			}
-			got := Redact(r, nil)
+			got := Redact(r, nil, nil)
 			if string(got.Body) != tc.want {
 				t.Errorf("body = %q\nwant   %q", got.Body, tc.want)
 			}
@@ -328,7 +328,7 @@ func TestRedact(t *testing.T) {
 	if req.RawQuery != "next=/a&access_token=abc&x=1" || string(req.Body) != "user=a&password=b" {
 		t.Error("the original request was modified")
 	}
-	if r := Redact(nil, nil); r.Body != nil || r.Headers != nil || r.Status != 0 {
+	if r := Redact(nil, nil, nil); r.Body != nil || r.Headers != nil || r.Status != 0 {
 		t.Error("nil response")
 	}
 }

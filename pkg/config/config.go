@@ -13,22 +13,36 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// NATS is the shared NATS setting.
+// NATS is the shared NATS setting: where, and how to authenticate and
+// secure the connection (tls.go checks and loads the files).
 type NATS struct {
-	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
+	NATSURL       string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated; nats://user:password@host:4222 for user authentication, tls://host:4222 to require TLS"`
+	NATSCredsFile string `envconfig:"NATS_CREDS_FILE" default:"" desc:"NATS credentials file (user JWT and nkey seed, as nsc writes it) to authenticate with; empty: none"`
+	NATSNKeyFile  string `envconfig:"NATS_NKEY_FILE" default:"" desc:"file holding an nkey user seed (SU...) to authenticate with (not with NATS_CREDS_FILE); empty: none"`
+	NATSCAFile    string `envconfig:"NATS_CA_FILE" default:"" desc:"PEM CA bundle that signs the NATS server's certificate; setting it or a client certificate requires TLS; empty: the system's CAs"`
+	NATSCertFile  string `envconfig:"NATS_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with NATS (with NATS_KEY_FILE)"`
+	NATSKeyFile   string `envconfig:"NATS_KEY_FILE" default:"" desc:"PEM private key of NATS_CERT_FILE"`
 }
 
 // ClickHouse is the shared ClickHouse setting.
 type ClickHouse struct {
-	ClickHouseAddr     string `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000" desc:"ClickHouse native protocol address host:port"`
-	ClickHouseDatabase string `envconfig:"CLICKHOUSE_DATABASE" default:"darklaunch" desc:"ClickHouse database holding the darklaunch tables"`
-	ClickHouseUser     string `envconfig:"CLICKHOUSE_USER" default:"default" desc:"ClickHouse user"`
-	ClickHousePassword string `envconfig:"CLICKHOUSE_PASSWORD" default:"" desc:"ClickHouse password"`
+	ClickHouseAddr          string `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000" desc:"ClickHouse native protocol address host:port (the secure native port, usually 9440, with CLICKHOUSE_TLS)"`
+	ClickHouseDatabase      string `envconfig:"CLICKHOUSE_DATABASE" default:"darklaunch" desc:"ClickHouse database holding the darklaunch tables"`
+	ClickHouseUser          string `envconfig:"CLICKHOUSE_USER" default:"default" desc:"ClickHouse user"`
+	ClickHousePassword      string `envconfig:"CLICKHOUSE_PASSWORD" default:"" desc:"ClickHouse password"`
+	ClickHouseTLS           bool   `envconfig:"CLICKHOUSE_TLS" default:"false" desc:"connect to ClickHouse over TLS"`
+	ClickHouseCAFile        string `envconfig:"CLICKHOUSE_CA_FILE" default:"" desc:"PEM CA bundle that signs ClickHouse's certificate (with CLICKHOUSE_TLS); empty: the system's CAs"`
+	ClickHouseCertFile      string `envconfig:"CLICKHOUSE_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with ClickHouse (with CLICKHOUSE_KEY_FILE)"`
+	ClickHouseKeyFile       string `envconfig:"CLICKHOUSE_KEY_FILE" default:"" desc:"PEM private key of CLICKHOUSE_CERT_FILE"`
+	ClickHouseTLSSkipVerify bool   `envconfig:"CLICKHOUSE_TLS_SKIP_VERIFY" default:"false" desc:"do not verify ClickHouse's certificate (insecure: for tests only)"`
 }
 
 // Redis is the shared Redis setting.
 type Redis struct {
-	RedisURL string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"Redis URL (redis://[user:pass@]host:port/db)"`
+	RedisURL      string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"Redis URL (redis://[user:pass@]host:port/db; rediss:// for TLS)"`
+	RedisCAFile   string `envconfig:"REDIS_CA_FILE" default:"" desc:"PEM CA bundle that signs Redis's certificate (with a rediss:// URL); empty: the system's CAs"`
+	RedisCertFile string `envconfig:"REDIS_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with Redis (with REDIS_KEY_FILE)"`
+	RedisKeyFile  string `envconfig:"REDIS_KEY_FILE" default:"" desc:"PEM private key of REDIS_CERT_FILE"`
 }
 
 // Logging selects the log format and level.
@@ -37,9 +51,9 @@ type Logging struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json"`
 }
 
-// Load fills spec from the environment and, when spec is a Validator,
-// validates it. With -h or --help among args it
-// prints the settings table to out and reports help=true; the caller exits.
+// Load fills spec from the environment and validates it (Validate). With
+// -h or --help among args it prints the settings table to out and reports
+// help=true; the caller exits.
 func Load(service string, spec any, args []string, out io.Writer) (help bool, err error) {
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
@@ -50,10 +64,8 @@ func Load(service string, spec any, args []string, out io.Writer) (help bool, er
 	if err := envconfig.Process("", spec); err != nil {
 		return false, fmt.Errorf("%s settings: %w: %w", service, ErrSettings, err)
 	}
-	if v, ok := spec.(Validator); ok {
-		if err := v.Validate(); err != nil {
-			return false, fmt.Errorf("%s settings: %w", service, err)
-		}
+	if err := Validate(spec); err != nil {
+		return false, fmt.Errorf("%s settings: %w", service, err)
 	}
 	return false, nil
 }

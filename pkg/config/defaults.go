@@ -122,7 +122,30 @@ func Prepare(spec Validator) error {
 	if err := Defaults(spec); err != nil {
 		return err
 	}
-	return spec.Validate()
+	return Validate(spec)
+}
+
+// Validate runs the Validate of every settings struct embedded in the
+// struct spec points to (the shared NATS, ClickHouse and Redis settings
+// check their files), then spec's own when it is a Validator.
+func Validate(spec any) error {
+	if v := reflect.ValueOf(spec); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		t := v.Elem().Type()
+		for i := range t.NumField() {
+			if !t.Field(i).Anonymous || t.Field(i).Type.Kind() != reflect.Struct {
+				continue
+			}
+			if ev, ok := v.Elem().Field(i).Addr().Interface().(Validator); ok {
+				if err := ev.Validate(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if v, ok := spec.(Validator); ok {
+		return v.Validate()
+	}
+	return nil
 }
 
 // Default returns a T with every field at its default tag: what a service

@@ -113,6 +113,10 @@ const (
 	ErrorRefused = "refused"
 	ErrorReset   = "reset"
 	ErrorOther   = "error"
+	// ErrorBlocked: the target policy refused the target (a link-local or
+	// cloud metadata address, or a host outside RUNNER_ALLOWED_TARGETS),
+	// before or at dial time; nothing was sent.
+	ErrorBlocked = "blocked"
 )
 
 // Outcome is what one replay target (the shadow, or a secondary primary)

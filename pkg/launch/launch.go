@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/netpolicy"
 )
 
 // Status is where a launch is in its life.
@@ -205,6 +206,27 @@ func validateURL(field, raw string) error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("%w: %s %q must not carry a query or fragment", ErrInvalid, field, raw)
+	}
+	return checkTarget(field, raw, nil)
+}
+
+// CheckTargets checks shadow_url and secondary_url against a target
+// allow-list (the reporter's REPORTER_ALLOWED_TARGETS): an error wraps
+// ErrInvalid and names the field. Normalize already refuses link-local and
+// cloud metadata targets, with or without an allow-list.
+func (l *Launch) CheckTargets(p *netpolicy.Policy) error {
+	if err := checkTarget("shadow_url", l.ShadowURL, p); err != nil {
+		return err
+	}
+	if l.SecondaryURL == "" {
+		return nil
+	}
+	return checkTarget("secondary_url", l.SecondaryURL, p)
+}
+
+func checkTarget(field, raw string, p *netpolicy.Policy) error {
+	if err := p.CheckURL(raw); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrInvalid, field, raw, err)
 	}
 	return nil
 }

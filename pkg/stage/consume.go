@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -158,13 +159,17 @@ func (s *Stage) refuse(raw jetstream.Msg) {
 	}
 }
 
-// handle calls the handler, recovering a panic: the worker's top.
+// handle calls the handler, recovering a panic: the worker's top. The
+// delivery a handler panicked on is counted and dead-lettered (ReasonPanic,
+// the panic's value as the reason), not handed back: a message that makes
+// the handler panic would do so on every delivery. The stage goes on.
 func (s *Stage) handle(ctx context.Context, m *Msg) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.m.panics.Inc()
-			s.log.Error("handler panicked; delivery handed back", "subject", m.Subject(), "panic", fmt.Sprint(r))
-			m.Nak(s.RedeliveryDelay(m.delivered))
+			s.log.Error("handler panicked; delivery dead-lettered", "subject", m.Subject(), "panic", fmt.Sprint(r),
+				"stack", string(debug.Stack()))
+			m.DeadLetter(ctx, ReasonPanic, fmt.Errorf("%w: %v", ErrPanic, r))
 		}
 	}()
 	s.h.Handle(ctx, m)

@@ -23,7 +23,7 @@ type Stats struct {
 	// FetchFailures counts failed pulls; ConsumerSetups the times the
 	// consumer was created or updated (1 at start, more when it vanished).
 	FetchFailures, ConsumerSetups int64
-	// Panics counts handler panics (the delivery was handed back).
+	// Panics counts handler panics (the delivery was dead-lettered).
 	Panics int64
 }
 
@@ -55,12 +55,12 @@ func newMetrics(reg prometheus.Registerer, cfg *Config) *metrics {
 		naks:               counter("naks_total", "Deliveries handed back for redelivery."),
 		deadLetterFailures: counter("dead_letter_failures_total", "Dead-letter publishes that failed (the delivery is handed back)."),
 		fetchFailures:      counter("fetch_failures_total", "Pulls from the consumer that failed (retried with backoff)."),
-		panics:             counter("handler_panics_total", "Handler panics recovered (the delivery is handed back)."),
+		panics:             counter("handler_panics_total", "Handler panics recovered (the delivery is dead-lettered with reason panic)."),
 		consumerSetups:     counter("consumer_setups_total", "Times the durable consumer was created or updated: once at start, again when it vanished."),
 		deadLettered:       d.CounterVec("dead_lettered_total", "Deliveries moved to the dead-letter stream, by reason.", "reason"),
 		inFlight:           d.Gauge("in_flight", "Deliveries of "+u+" being processed or held, not yet settled."),
 	}
-	for _, r := range append(cfg.DeadLetterReasons, ReasonMaxDeliver) {
+	for _, r := range append(cfg.DeadLetterReasons, ReasonMaxDeliver, ReasonPanic) {
 		m.deadLettered.WithLabelValues(r)
 	}
 	return m

@@ -20,6 +20,7 @@ func TestMetricNames(t *testing.T) {
 # TYPE x_dead_lettered_total counter
 x_dead_lettered_total{reason="malformed"} 0
 x_dead_lettered_total{reason="max_deliver"} 0
+x_dead_lettered_total{reason="panic"} 0
 # HELP x_pairs_received_total Deliveries of pairs, redeliveries included.
 # TYPE x_pairs_received_total counter
 x_pairs_received_total 1

@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"log/slog"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func (f *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
 }
 
 func bareStage(t *testing.T) *Stage {
-	cfg := Config{Name: "t", NATSURL: "nats://x", Stream: "S", Consumer: jetstream.ConsumerConfig{Durable: "d", MaxDeliver: 5},
+	cfg := Config{Name: "t", NATS: config.NATS{NATSURL: "nats://x"}, Stream: "S", Consumer: jetstream.ConsumerConfig{Durable: "d", MaxDeliver: 5},
 		Backoff: retry.Backoff{Max: 5 * time.Second}}
 	if err := cfg.fill(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@
 // a *Msg, and from then on the handler owns it and settles it exactly once
 // (Ack, AckNoWait, Nak, Retry or DeadLetter); the runtime settles only what
 // it never handed over (deliveries fetched after ctx ended: Nak), what a
-// handler panicked on (Nak), and, at the end of the drain, whatever is
+// handler panicked on (dead-lettered, ReasonPanic), and, at the end of the drain, whatever is
 // still held (Nak), so nothing is lost and nothing is acked unprocessed.
 //
 // Cancellation: when Run's ctx ends the runtime stops fetching, lets the
@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/admin"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/nats-io/nats.go"
@@ -48,8 +49,10 @@ type Config struct {
 	Name string
 	// ClientName is the NATS connection's name (default Name).
 	ClientName string
-	// NATSURL is the NATS server URL(s), comma-separated.
-	NATSURL string
+	// NATS is where the NATS server is (NATSURL, required) and how to
+	// authenticate and secure the connection: a service's shared NATS
+	// settings (stream.Connect).
+	NATS config.NATS
 	// Stream and Consumer are the durable pull consumer the stage reads:
 	// Consumer.Durable on Stream, created or updated at start and created
 	// again whenever a pull finds it gone.
@@ -64,7 +67,8 @@ type Config struct {
 	MetricPrefix, Unit string
 	// DeadLetterReasons are the reasons a dead letter is counted under,
 	// created at zero so dashboards see 0 rather than nothing. The
-	// runtime's own reason, ReasonMaxDeliver, is always among them.
+	// runtime's own reasons, ReasonMaxDeliver and ReasonPanic, are always
+	// among them.
 	DeadLetterReasons []string
 
 	// Concurrency is how many deliveries are handled at once (default 1).
@@ -93,6 +97,13 @@ type Config struct {
 // on: its consumer's MaxDeliver was reached.
 const ReasonMaxDeliver = "max_deliver"
 
+// ReasonPanic is the dead-letter reason of a delivery its handler panicked
+// on; the dead letter's Darklaunch-Reason header holds the panic's value.
+const ReasonPanic = "panic"
+
+// ErrPanic wraps the panic value of a handler in a dead letter's reason.
+var ErrPanic = errors.New("handler panicked")
+
 // ErrConfig wraps every error New reports about its Config.
 var ErrConfig = errors.New("invalid stage settings")
 
@@ -104,7 +115,7 @@ func (c *Config) fill() error {
 	switch {
 	case c.Name == "":
 		return fmt.Errorf("%w: Name is required", ErrConfig)
-	case c.NATSURL == "":
+	case c.NATS.NATSURL == "":
 		return fmt.Errorf("%w: NATS_URL is required", ErrConfig)
 	case c.Stream == "" || c.Consumer.Durable == "":
 		return fmt.Errorf("%w: Stream and Consumer.Durable are required", ErrConfig)
@@ -157,7 +168,9 @@ type Handler interface {
 	// that started is finished and settled during the drain, so Handle
 	// bounds its own work. A Batcher's Handle runs in the fetching
 	// goroutine with Run's context and must not block. A panic in Handle
-	// is recovered, counted (panics_total), and the delivery handed back.
+	// is recovered, counted (handler_panics_total), and the delivery
+	// dead-lettered (ReasonPanic) unless the handler settled it already;
+	// the stage goes on.
 	Handle(ctx context.Context, m *Msg)
 }
 
@@ -293,8 +306,8 @@ func (s *Stage) Kill() {
 
 // Run reads deliveries until ctx ends, then drains (see the package
 // comment) and returns nil. NATS being unreachable is retried, not an
-// error; Run fails only on a NATS URL that cannot work, a handler whose
-// Start fails for good, or a second call.
+// error; Run fails only on a NATS URL, credentials or TLS file that cannot
+// work, a handler whose Start fails for good, or a second call.
 func (s *Stage) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return fmt.Errorf("%s: Run called twice", s.cfg.Name)
@@ -315,7 +328,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	}()
 	defer func() { stopAdmin(); <-adminDone }()
 
-	nc, err := stream.Connect(s.cfg.NATSURL, s.cfg.ClientName, s.log)
+	nc, err := stream.Connect(s.cfg.NATS, s.cfg.ClientName, s.log)
 	if err != nil {
 		// With retry-on-failed-connect this only fails on a bad URL or
 		// option, which no retry fixes.

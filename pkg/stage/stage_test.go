@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,9 +28,11 @@ type toy struct {
 	done    *sync.Map
 	stall   time.Duration
 	batched bool
-	held    []*stage.Msg
-	ids     []string
-	since   time.Time
+	// panics: the handler panics on ids starting with "panic-".
+	panics bool
+	held   []*stage.Msg
+	ids    []string
+	since  time.Time
 }
 
 type toyBatch struct{ *toy }
@@ -39,16 +43,19 @@ func (h *toy) Start(ctx context.Context) error { return nil }
 
 var errUndecodable = errors.New("malformed: not a toy message")
 
-func decode(m *stage.Msg) (string, error) {
+func (h *toy) decode(m *stage.Msg) (string, error) {
 	var v struct{ ID string }
 	if err := json.Unmarshal(m.Data(), &v); err != nil || v.ID == "" {
 		return "", fmt.Errorf("%w: %v", errUndecodable, err)
+	}
+	if h.panics && strings.HasPrefix(v.ID, "panic-") {
+		panic("toy panics on " + v.ID)
 	}
 	return v.ID, nil
 }
 
 func (h *toy) Handle(ctx context.Context, m *stage.Msg) {
-	id, err := decode(m)
+	id, err := h.decode(m)
 	if err != nil {
 		m.DeadLetter(ctx, "malformed", err)
 		return
@@ -59,7 +66,7 @@ func (h *toy) Handle(ctx context.Context, m *stage.Msg) {
 }
 
 func (h toyBatch) Handle(ctx context.Context, m *stage.Msg) {
-	id, err := decode(m)
+	id, err := h.decode(m)
 	if err != nil {
 		m.DeadLetter(ctx, "malformed", err)
 		return
@@ -96,15 +103,22 @@ func setup(batched bool) stagetest.Setup {
 	return func(t *testing.T, natsURL string, js jetstream.JetStream) stagetest.Fixture {
 		done := &sync.Map{}
 		n := 0
+		publish := func(id string) string {
+			if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte(`{"id":"`+id+`"}`),
+				jetstream.WithMsgID(id)); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
 		return stagetest.Fixture{
 			Name: "toy", Stream: stream.EnvelopesStream, Consumer: "toy",
 			New: func(o stagetest.Options) stagetest.Instance {
 				n++
-				h := &toy{done: done, batched: batched}
+				h := &toy{done: done, batched: batched, panics: o.Panic}
 				if o.Stall {
 					h.stall = 2 * time.Second
 				}
-				cfg := stage.Config{Name: "toy", NATSURL: natsURL, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
+				cfg := stage.Config{Name: "toy", NATS: config.NATS{NATSURL: natsURL}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
 					Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy,
 						AckWait: 30 * time.Second, MaxDeliver: 5},
 					MetricPrefix: "toy_", Unit: "things", Concurrency: 4, DeadLetterReasons: []string{"malformed"}}
@@ -122,16 +136,10 @@ func setup(batched bool) stagetest.Setup {
 				h.st = st
 				return h
 			},
-			Publish: func() string {
-				id := envelope.NewID()
-				if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte(`{"id":"`+id+`"}`),
-					jetstream.WithMsgID(id)); err != nil {
-					t.Fatal(err)
-				}
-				return id
-			},
-			Processed: func(id string) bool { _, ok := done.Load(id); return ok },
-			Subject:   stream.EnvelopeSubject("l"), Undecodable: []byte("not json"), Reason: "malformed",
+			Publish:      func() string { return publish(envelope.NewID()) },
+			PublishPanic: func() string { return publish("panic-" + envelope.NewID()) },
+			Processed:    func(id string) bool { _, ok := done.Load(id); return ok },
+			Subject:      stream.EnvelopeSubject("l"), Undecodable: []byte("not json"), Reason: "malformed",
 		}
 	}
 }
@@ -140,37 +148,43 @@ func TestConformanceConcurrent(t *testing.T) { stagetest.Run(t, setup(false)) }
 
 func TestConformanceBatched(t *testing.T) { stagetest.Run(t, setup(true)) }
 
-// TestPanicHandedBack: a panicking handler is counted and its delivery
-// handed back, not lost, and the stage goes on.
-func TestPanicHandedBack(t *testing.T) {
+// TestPanicAfterSettling: a handler that panics after settling its
+// delivery is counted; the delivery stays settled (no dead letter, no
+// redelivery), and the stage goes on.
+func TestPanicAfterSettling(t *testing.T) {
 	ns := testenv.StartJetStream(t)
 	_, js := testenv.Connect(t, ns.URL())
-	p := &panicky{}
-	st, err := stage.New(stage.Config{Name: "toy", NATSURL: ns.URL(), Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
+	st, err := stage.New(stage.Config{Name: "toy", NATS: config.NATS{NATSURL: ns.URL()}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
 		Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second},
-		Backoff:  retryFast}, p, testenv.Logger(t, slog.LevelDebug))
+		Backoff:  retryFast}, ackThenPanic{}, testenv.Logger(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Run(t, st.Run)
 	<-st.Ready()
-	if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte("x")); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := js.Publish(testenv.Context(t), stream.EnvelopeSubject("l"), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	testenv.WaitStreamMsgs(t, js, stream.EnvelopesStream, 0)
-	if s := st.Stats(); s.Panics != 1 || s.Naks != 1 || s.Acks != 1 || s.Redelivered != 1 || s.InFlight != 0 {
-		t.Errorf("stats %+v", s)
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if s := st.Stats(); s.Panics != 2 || s.Acks != 2 || s.DeadLetteredTotal() != 0 || s.Redelivered != 0 || s.InFlight != 0 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+	if n, err := testenv.StreamMsgs(testenv.Context(t), js, stream.DeadLetterStream); err != nil || n != 0 {
+		t.Errorf("%d dead letters (%v)", n, err)
 	}
 }
 
-type panicky struct{ n int }
+type ackThenPanic struct{}
 
-func (p *panicky) Start(context.Context) error { return nil }
-func (p *panicky) Handle(ctx context.Context, m *stage.Msg) {
-	if m.Delivered() == 1 {
-		panic("first delivery")
-	}
+func (ackThenPanic) Start(context.Context) error { return nil }
+func (ackThenPanic) Handle(ctx context.Context, m *stage.Msg) {
 	_ = m.Ack(ctx)
+	panic("after the ack")
 }
 
 var retryFast = retry.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}

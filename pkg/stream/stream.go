@@ -16,8 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
+	"strings"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -100,12 +103,18 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, 
 	return c, err
 }
 
-// Connect connects to NATS so that the connection never gives up: it
-// reconnects forever and buffers nothing while disconnected (publishers
-// handle the failure themselves). With a non-nil log, disconnects and
-// reconnects are logged; opts come after these defaults, so a caller's own
-// handlers replace them.
-func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+// Connect connects to NATS at cfg.NATSURL so that the connection never
+// gives up: it reconnects forever and buffers nothing while disconnected
+// (publishers handle the failure themselves). It authenticates and
+// secures the connection as cfg says (Security). With a non-nil log,
+// disconnects and reconnects are logged; opts come after these defaults,
+// so a caller's own handlers replace them.
+func Connect(cfg config.NATS, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	sec, err := Security(cfg)
+	if err != nil {
+		return nil, err
+	}
+	url := cfg.NATSURL
 	base := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -124,11 +133,53 @@ func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Con
 				log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted())
 			}))
 	}
+	base = append(base, sec...)
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}
 	return nc, nil
+}
+
+// Security returns the connection options of cfg's credentials and TLS
+// settings: a credentials file (user JWT and seed), or an nkey seed file,
+// and a CA bundle and client certificate (which require TLS). The files
+// are read now, so a missing or bad one fails here, not at each
+// reconnection.
+func Security(cfg config.NATS) ([]nats.Option, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var opts []nats.Option
+	if cfg.NATSCredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCredsFile))
+	}
+	if cfg.NATSNKeyFile != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NATSNKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: NATS_NKEY_FILE: %w", config.ErrTLS, err)
+		}
+		opts = append(opts, o)
+	}
+	tc, err := cfg.TLS()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
+}
+
+// redactURL hides the passwords of NATS URLs (user:password@) in errors.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := neturl.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // Close closes nc after pushing out what it still buffers (acks are

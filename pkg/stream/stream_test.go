@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"log/slog"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ import (
 func TestEnsureDedupeAndDeadLetter(t *testing.T) {
 	ctx := testenv.Context(t)
 	srv := testenv.StartJetStream(t)
-	nc, err := stream.Connect(srv.URL(), "test", nil)
+	nc, err := stream.Connect(config.NATS{NATSURL: srv.URL()}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,13 +90,13 @@ func TestConnectLogsAndClose(t *testing.T) {
 	srv := testenv.StartJetStream(t)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	nc, err := stream.Connect(srv.URL(), "test", log)
+	nc, err := stream.Connect(config.NATS{NATSURL: srv.URL()}, "test", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	replaced := make(chan error, 1)
-	own, err := stream.Connect(srv.URL(), "test-own", log, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+	own, err := stream.Connect(config.NATS{NATSURL: srv.URL()}, "test-own", log, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 		if err != nil {
 			replaced <- err
 		}

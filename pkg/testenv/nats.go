@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
@@ -18,7 +19,14 @@ import (
 // ends, with its JetStream context.
 func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := stream.Connect(url, "test "+t.Name(), nil)
+	return ConnectWith(t, config.NATS{NATSURL: url})
+}
+
+// ConnectWith is Connect with credentials and TLS settings (a
+// SecureJetStream's Client).
+func ConnectWith(t testing.TB, cfg config.NATS) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := stream.Connect(cfg, "test "+t.Name(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

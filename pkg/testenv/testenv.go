@@ -29,8 +29,9 @@ type JetStream struct {
 }
 
 // StartJetStream starts an embedded JetStream server on a free port with
-// t.TempDir() storage; it is shut down when the test ends.
-func StartJetStream(t testing.TB) *JetStream {
+// t.TempDir() storage; it is shut down when the test ends. configure, if
+// any, change its options before it starts (TLS, authentication).
+func StartJetStream(t testing.TB, configure ...func(*server.Options)) *JetStream {
 	t.Helper()
 	js := &JetStream{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
@@ -40,6 +41,9 @@ func StartJetStream(t testing.TB) *JetStream {
 		NoLog:     true,
 		NoSigs:    true,
 	}}
+	for _, c := range configure {
+		c(&js.opts)
+	}
 	js.Start()
 	t.Cleanup(js.Stop)
 	return js
@@ -214,6 +218,22 @@ func (r *Redis) Addr() string { return r.addr }
 // URL is the server's redis:// URL, database 0.
 func (r *Redis) URL() string { return "redis://" + r.addr + "/0" }
 
+// StartRedisTLS starts a private redis-server that accepts TLS only, with
+// the server certificate of files (client certificates are optional), and
+// returns its rediss:// URL.
+func StartRedisTLS(t testing.TB, files *TLSFiles) string {
+	t.Helper()
+	dir := t.TempDir()
+	port := FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	r := &Redis{newProcess(t, "redis-server", dir, addr, 10*time.Second,
+		"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+		"--tls-cert-file", files.ServerCert, "--tls-key-file", files.ServerKey, "--tls-ca-cert-file", files.CA,
+		"--tls-auth-clients", "optional")}
+	r.Start()
+	return "rediss://" + addr + "/0"
+}
+
 // StartRedis starts a private redis-server with no persistence and returns
 // its URL.
 func StartRedis(t testing.TB) string {
@@ -230,6 +250,26 @@ type ClickHouse struct{ *process }
 // NewClickHouse prepares a clickhouse-server on free ports without
 // starting it; Start starts it. It is stopped when the test ends.
 func NewClickHouse(t testing.TB) *ClickHouse {
+	t.Helper()
+	return newClickHouse(t, "")
+}
+
+// StartClickHouseTLS starts a private clickhouse-server that also accepts
+// TLS on a secure native port, with the server certificate of files, and
+// returns that port's address.
+func StartClickHouseTLS(t testing.TB, files *TLSFiles) string {
+	t.Helper()
+	secure := FreePort(t)
+	c := newClickHouse(t, fmt.Sprintf(`<tcp_port_secure>%d</tcp_port_secure>
+  <openSSL><server><certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>`, secure, files.ServerCert, files.ServerKey))
+	c.Start()
+	return fmt.Sprintf("127.0.0.1:%d", secure)
+}
+
+// newClickHouse is NewClickHouse with extra elements in its config.xml.
+func newClickHouse(t testing.TB, extra string) *ClickHouse {
 	t.Helper()
 	dir := t.TempDir()
 	tcp, http := FreePort(t), FreePort(t)
@@ -255,8 +295,9 @@ func NewClickHouse(t testing.TB) *ClickHouse {
   <default_database>default</default_database>
   <mark_cache_size>536870912</mark_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>
+  %[4]s
 </yandex>
-`, tcp, http, dir)
+`, tcp, http, dir, extra)
 	for name, body := range map[string]string{"config.xml": config, "users.xml": users} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)

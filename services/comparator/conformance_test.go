@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/stage/stagetest"
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -24,6 +26,11 @@ func TestConformance(t *testing.T) {
 			h.db = h.db[:60]
 		}
 		const launch = "l-conformance"
+		publish := func(path string) string {
+			p := newPair(launch, envelope.NewID(), path, 200, `{"a":1}`, 200, `{"a":2}`)
+			h.publish(p, "")
+			return p.Envelope.ID
+		}
 		return stagetest.Fixture{
 			Name: Stage, Stream: stream.PairsStream, Consumer: stream.ComparatorConsumer,
 			New: func(o stagetest.Options) stagetest.Instance {
@@ -36,13 +43,18 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if o.Panic {
+					svc.buildRow = func(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
+						if p.Envelope.Request.Path == "/panic" {
+							panic("comparator test panic")
+						}
+						return BuildRow(c, p)
+					}
+				}
 				return svc
 			},
-			Publish: func() string {
-				p := newPair(launch, envelope.NewID(), "/a", 200, `{"a":1}`, 200, `{"a":2}`)
-				h.publish(p, "")
-				return p.Envelope.ID
-			},
+			Publish:      func() string { return publish("/a") },
+			PublishPanic: func() string { return publish("/panic") },
 			Processed: func(id string) bool {
 				var n uint64
 				err := h.conn().QueryRow(h.ctx, fmt.Sprintf("SELECT count() FROM %s.comparisons WHERE envelope_id = ?", h.db), id).Scan(&n)

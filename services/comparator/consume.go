@@ -117,7 +117,7 @@ func (s *Service) handle(ctx context.Context, b *batch, msg *stage.Msg, fetched 
 		rules, rev = s.rules.rules(ctx, pair.Envelope.LaunchID)
 		c := s.cmp
 		c.Rules = rules
-		row, err = BuildRow(c, pair)
+		row, err = s.buildRow(c, pair)
 		row.RulesRevision = rev
 	}
 	if err != nil {

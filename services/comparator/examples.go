@@ -42,13 +42,16 @@ func ExampleSlot(envelopeID string) uint8 {
 // BuildExample turns a mismatching pair into its stored example, every
 // header, query and body redacted with the launch's rules (compare.Redact
 // and compare.RedactRequest: Authorization, Cookie, Set-Cookie, the
-// default and configured sensitive headers, JSON keys and form fields)
-// before anything is copied into it. Its diffs are the row's real ones
+// default and configured sensitive headers, JSON keys and form fields;
+// credential-looking values whatever holds them; the request's cookie and
+// Authorization values echoed in the responses) before anything is copied
+// into it. Its diffs are the row's real ones
 // (not noise), those the fingerprint covers.
 func BuildExample(p *envelope.Pair, row *analytics.Row, rules *compare.Ruleset) analytics.Example {
 	req := compare.RedactRequest(&p.Envelope.Request, rules)
-	prim := compare.Redact(&p.Envelope.Primary, rules)
-	sh := compare.Redact(&p.Shadow.Response, rules)
+	echoes := compare.RequestEchoes(p.Envelope.Request.Headers)
+	prim := compare.Redact(&p.Envelope.Primary, rules, echoes)
+	sh := compare.Redact(&p.Shadow.Response, rules, echoes)
 	ex := analytics.Example{
 		LaunchID:       row.LaunchID,
 		Fingerprint:    row.Fingerprint,

@@ -239,11 +239,11 @@ func (h *harness) exampleCounts(launchID string) (final, raw map[string]uint64) 
 	return final, raw
 }
 
-// allExampleText renders every column of every example row of a launch
+// tableText renders every column of every row of a launch in table
 // (no FINAL: replaced versions included) as text.
-func (h *harness) allExampleText(launchID string) string {
+func (h *harness) tableText(table, launchID string) string {
 	h.t.Helper()
-	rows, err := h.conn().Query(h.ctx, fmt.Sprintf("SELECT * FROM %s.examples WHERE launch_id = ?", h.db), launchID)
+	rows, err := h.conn().Query(h.ctx, fmt.Sprintf("SELECT * FROM %s.%s WHERE launch_id = ?", h.db, table), launchID)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestExamples(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 
-	text := h.allExampleText(l.ID)
+	text := h.tableText("examples", l.ID)
 	for _, s := range []string{"secret-token", "hunter2", "tok-123", "tok-456", "123-45-6789", "cookie-secret"} {
 		if strings.Contains(text, s) {
 			t.Errorf("the examples table holds %q", s)

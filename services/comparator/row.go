@@ -67,7 +67,7 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 	if sec != nil {
 		row.SecondaryLatencyUS = latency(sec.LatencyUS)
 		if failed(sec) {
-			row.SecondaryError = truncate(errorText(sec), maxErrorLen)
+			row.SecondaryError = errorText(sec)
 			sec = nil
 		} else {
 			row.HasSecondary = true
@@ -75,7 +75,7 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 		}
 	}
 	if failed(&p.Shadow) {
-		row.ShadowError = truncate(errorText(&p.Shadow), maxErrorLen)
+		row.ShadowError = errorText(&p.Shadow)
 		row.ShadowErrorKind = p.Shadow.ErrorKind
 		if row.ShadowErrorKind == "" {
 			row.ShadowErrorKind = envelope.ErrorOther
@@ -83,11 +83,12 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 		return row, nil
 	}
 	row.ShadowStatus = status(p.Shadow.Status)
+	c.RequestHeaders = e.Request.Headers // echoed credentials are masked in the summary
 	r := c.Pair(&e.Primary, &p.Shadow.Response)
 	row.Match, row.StatusMatch, row.ContentTypeMatch, row.BodyMatch = r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch
 	row.HeadersMatch, row.BodyFormat = r.HeadersMatch, r.BodyFormat
 	row.DiffSummary = truncate(r.Summary, maxSummaryLen)
-	row.CompareNote = r.Note
+	row.CompareNote = compare.MaskSecretsString(envelope.ScrubError(r.Note), nil)
 	if len(r.Diffs) == 0 {
 		return row, nil
 	}
@@ -121,11 +122,15 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 // failed reports whether a replay target gave no complete answer.
 func failed(o *envelope.Outcome) bool { return o.Error != "" || o.ErrorKind != "" }
 
+// errorText is what a row records of a failed target: its error, every
+// URL in it without query, fragment or userinfo (a runner scrubs them
+// already; a pair from another may not) and credential-looking values
+// masked, bounded; or its kind when it has no message.
 func errorText(o *envelope.Outcome) string {
-	if o.Error != "" {
-		return o.Error
+	if o.Error == "" {
+		return o.ErrorKind
 	}
-	return o.ErrorKind
+	return truncate(compare.MaskSecretsString(envelope.ScrubError(o.Error), nil), maxErrorLen)
 }
 
 func status(code int) uint16 {

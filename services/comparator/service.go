@@ -22,6 +22,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stage"
@@ -53,6 +54,8 @@ type Service struct {
 	st  *stage.Stage
 	m   *metrics
 	cmp compare.Comparer
+	// buildRow is BuildRow (a seam for the tests of a handler that panics).
+	buildRow func(compare.Comparer, *envelope.Pair) (analytics.Row, error)
 
 	ch atomic.Pointer[chConn]
 
@@ -78,10 +81,10 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: log,
-		cmp:   compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
+		buildRow: BuildRow, cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
 		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize)}
 	st, err := stage.New(stage.Config{
-		Name: Stage, NATSURL: cfg.NATSURL, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
+		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
 		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout,
 		Backoff: s.backoff(), SetupTimeout: setupTimeout,
@@ -162,8 +165,11 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 func (s *Service) openClickHouse(ctx context.Context) error {
-	conn, err := analytics.Open(ctx, analytics.Options{Addr: s.cfg.ClickHouseAddr, Database: s.cfg.ClickHouseDatabase,
-		User: s.cfg.ClickHouseUser, Password: s.cfg.ClickHousePassword})
+	o, err := analytics.OptionsFor(s.cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	conn, err := analytics.Open(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -339,7 +339,7 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 	ok := retry.Until(ctx, s.log, "connect to NATS (the proxy serves without mirroring)", backoff(30*time.Second), 0,
 		func(context.Context) error {
 			var err error
-			nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-mirror "+s.cfg.TapID, s.log,
+			nc, err = stream.Connect(s.cfg.NATS, "darklaunch-mirror "+s.cfg.TapID, s.log,
 				// The tap's operators need to know what a disconnect costs them.
 				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 					if err != nil { // nil: our own Close at shutdown

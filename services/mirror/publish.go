@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -129,41 +128,13 @@ func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
 }
 
 // errTooLarge: the envelope does not fit in the server's max payload.
-var errTooLarge = errors.New("envelope larger than the NATS max payload")
+var errTooLarge = envelope.ErrTooLarge
 
 // fitPayload returns data when it fits in limit bytes (the NATS server's
 // max_payload, 1 MiB by default, less than a 1 MiB body once base64 encoded).
 // Otherwise it cuts the captured bodies, sharing the room fairly between
 // request and response and flagging them truncated (BodySize keeps the full
-// size), and encodes the envelope again.
+// size), and encodes the envelope again (envelope.FitEnvelope).
 func fitPayload(env *envelope.Envelope, data []byte, limit int) ([]byte, error) {
-	if limit <= 0 || len(data) <= limit {
-		return data, nil
-	}
-	enc := base64.StdEncoding.EncodedLen
-	reqN, respN := len(env.Request.Body), len(env.Primary.Body)
-	// Slack for the JSON around the bodies, which may change a little.
-	room := limit - (len(data) - enc(reqN) - enc(respN)) - 64
-	if room <= 0 {
-		return nil, errTooLarge
-	}
-	raw := room / 4 * 3
-	keepReq := min(reqN, max(raw/2, raw-respN))
-	keepResp := min(respN, raw-keepReq)
-	if keepReq < reqN {
-		env.Request.Body = env.Request.Body[:keepReq]
-		env.Request.BodyTruncated = true
-	}
-	if keepResp < respN {
-		env.Primary.Body = env.Primary.Body[:keepResp]
-		env.Primary.BodyTruncated = true
-	}
-	data, err := json.Marshal(env)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > limit {
-		return nil, errTooLarge
-	}
-	return data, nil
+	return envelope.FitEnvelope(env, data, limit)
 }

@@ -299,6 +299,9 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	if err := nl.Begin(req.SamplePercent, time.Now().UTC()); err != nil {
 		return err
 	}
+	if err := nl.CheckTargets(s.cfg.allowed); err != nil {
+		return err
+	}
 	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
 		l, err := store.Create(ctx, nl)
 		if err == nil {
@@ -365,7 +368,13 @@ func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 	var from launch.Status
 	l, err := s.updateLaunch(r, func(l *launch.Launch) error {
 		from = l.Status
-		return l.ApplyPatch(req.Patch, time.Now().UTC())
+		if err := l.ApplyPatch(req.Patch, time.Now().UTC()); err != nil {
+			return err
+		}
+		if req.Patch.ShadowURL == nil && req.Patch.SecondaryURL == nil {
+			return nil // the allow-list judges the URLs a request sets
+		}
+		return l.CheckTargets(s.cfg.allowed)
 	})
 	if err != nil {
 		return err

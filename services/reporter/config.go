@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/netpolicy"
 )
 
 // Config is the reporter's settings, read from the environment.
@@ -31,6 +32,10 @@ type Config struct {
 	SealAfter          time.Duration `envconfig:"REPORTER_SEAL_AFTER" default:"10s" desc:"pairs are sealed once received this long ago (rows still on their way from the comparators); a row arriving later for a sealed minute makes it sealed again at the next compaction"`
 	Retention          time.Duration `envconfig:"REPORTER_RETENTION" default:"0s" desc:"how long comparison rows and examples are kept: a month's partition is dropped once the whole month is older than this; 0 keeps them"`
 	AggregateRetention time.Duration `envconfig:"REPORTER_AGGREGATE_RETENTION" default:"0s" desc:"the same for the aggregate tables (seals, pair_counts, diff_counts, latency_hist); 0 keeps them; when set, at least REPORTER_RETENTION (which must then be set)"`
+	// AllowedTargets: see docs/api.md, "Targets".
+	AllowedTargets string `envconfig:"REPORTER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets a launch's shadow_url and secondary_url may name: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused"`
+	// allowed is AllowedTargets parsed (prepare).
+	allowed *netpolicy.Policy
 	config.NATS
 	config.ClickHouse
 	config.Redis
@@ -47,12 +52,13 @@ func (c *Config) prepare() error {
 		return err
 	}
 	c.CacheTTL, c.ControlInterval, c.CompactInterval = off.CacheTTL, off.ControlInterval, off.CompactInterval
-	if err := c.Validate(); err != nil {
+	if err := config.Validate(c); err != nil {
 		return err
 	}
 	if c.ID == "" {
 		c.ID = defaultID()
 	}
+	c.allowed, _ = netpolicy.Parse(c.AllowedTargets) // checked by Validate
 	return nil
 }
 
@@ -78,6 +84,9 @@ func (c *Config) Validate() error {
 		// Aggregates dropped while their raw rows stay would be sealed
 		// again from them at every compaction.
 		return fmt.Errorf("REPORTER_AGGREGATE_RETENTION %s must be at least REPORTER_RETENTION %s, which must then be set", c.AggregateRetention, c.Retention)
+	}
+	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
+		return fmt.Errorf("REPORTER_ALLOWED_TARGETS: %w", err)
 	}
 	return nil
 }

@@ -40,6 +40,8 @@ type envOptions struct {
 	controlInterval time.Duration
 	// compactInterval > 0 runs compaction, sealing buckets at once.
 	compactInterval time.Duration
+	// allowedTargets is REPORTER_ALLOWED_TARGETS.
+	allowedTargets string
 }
 
 func startEnv(t *testing.T, o envOptions) *env {
@@ -49,7 +51,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	e.redis = testenv.NewRedis(t)
 	e.redis.Start()
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second,
-		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter",
+		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter", AllowedTargets: o.allowedTargets,
 		CompactInterval: o.compactInterval, SealAfter: time.Nanosecond}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"

@@ -89,6 +89,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	// rediss:// gives a TLS configuration; REDIS_CA_FILE and the client
+	// certificate complete it.
+	if ropts.TLSConfig, err = cfg.Redis.TLS(ropts.TLSConfig); err != nil {
+		return nil, err
+	}
 	// The cache must never slow a report down much when Redis is gone: a
 	// refused connection fails at once, and a hung one within these bounds
 	// instead of go-redis's 5 s defaults and retries.
@@ -220,7 +225,7 @@ func (s *Service) connectNATS(ctx context.Context) {
 	var nc *nats.Conn
 	ok := s.retry(ctx, "connect to NATS", func(context.Context) error {
 		var err error
-		nc, err = stream.Connect(s.cfg.NATSURL, "darklaunch-reporter", s.log)
+		nc, err = stream.Connect(s.cfg.NATS, "darklaunch-reporter", s.log)
 		return err
 	})
 	if !ok {
@@ -264,10 +269,11 @@ func (s *Service) connectNATS(ctx context.Context) {
 func (s *Service) connectClickHouse(ctx context.Context) {
 	var conn driver.Conn
 	ok := s.retry(ctx, "connect to ClickHouse and apply the schema", func(actx context.Context) error {
-		c, err := analytics.Open(actx, analytics.Options{
-			Addr: s.cfg.ClickHouseAddr, Database: s.cfg.ClickHouseDatabase,
-			User: s.cfg.ClickHouseUser, Password: s.cfg.ClickHousePassword,
-		})
+		o, err := analytics.OptionsFor(s.cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		c, err := analytics.Open(actx, o)
 		if err != nil {
 			return err
 		}

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
+	"github.com/darklaunch/darklaunch/pkg/netpolicy"
 )
 
 // ErrConfig wraps every settings validation error.
@@ -39,7 +41,17 @@ type Config struct {
 	IdleConnTimeout     time.Duration `envconfig:"RUNNER_IDLE_CONN_TIMEOUT" default:"90s" desc:"how long an idle shadow connection is kept"`
 	DialTimeout         time.Duration `envconfig:"RUNNER_DIAL_TIMEOUT" default:"5s" desc:"TCP connect timeout to a shadow (RUNNER_TIMEOUT still bounds the whole replay)"`
 
+	// AllowedTargets is the runner's target policy (pkg/netpolicy),
+	// applied to every replay's URL and again to every address it dials.
+	AllowedTargets string `envconfig:"RUNNER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets replays may be sent to: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused, also when a name resolves to one at dial time"`
+
 	SealKeyFile string `envconfig:"RUNNER_SEAL_KEY_FILE" desc:"the taps' seal key file (docs/envelope.md): opens sealed header values before a replay (an envelope it cannot open is dead-lettered as unsealable), seals the shadow's sensitive response headers in pairs, and proves replays to taps (X-Darklaunch-Replay); without it, sensitive response headers are left out of pairs"`
+
+	// targets is AllowedTargets parsed (normalize).
+	targets *netpolicy.Policy
+	// resolver, when set, is the replay dialer's resolver (tests: a name
+	// that resolves to a refused address only when dialled).
+	resolver *net.Resolver
 
 	// ackWaitOverride lets tests use a short ack deadline (the conformance
 	// suite's redelivery after a crash).
@@ -78,6 +90,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: RUNNER_HEARTBEAT_TTL (%s) must be at least 2 x RUNNER_HEARTBEAT_INTERVAL (%s), or a live runner's key can expire between two heartbeats",
 			ErrConfig, c.HeartbeatTTL, c.HeartbeatInterval)
 	}
+	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
+		return fmt.Errorf("%w: RUNNER_ALLOWED_TARGETS: %w", ErrConfig, err)
+	}
 	_, err := c.loadKeys()
 	return err
 }
@@ -90,6 +105,7 @@ func (c *Config) normalize() error {
 		return err
 	}
 	c.MaxAckPending = cmp.Or(c.MaxAckPending, 8*c.Concurrency)
+	c.targets, _ = netpolicy.Parse(c.AllowedTargets) // checked by Validate
 	if c.ID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

@@ -31,6 +31,17 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
+		publish := func(path string) string {
+			e := newEnvelope(l.ID, "GET", path, "", nil)
+			data, err := json.Marshal(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(ctx, stream.EnvelopeSubject(l.ID), data, jetstream.WithMsgID(e.ID)); err != nil {
+				t.Fatal(err)
+			}
+			return e.ID
+		}
 		return stagetest.Fixture{
 			Name: Stage, Stream: stream.EnvelopesStream, Consumer: stream.RunnerConsumer,
 			New: func(o stagetest.Options) stagetest.Instance {
@@ -49,21 +60,15 @@ func TestConformance(t *testing.T) {
 				if o.Stall {
 					svc.client.Transport = slowTransport{svc.transport, 2 * time.Second}
 				}
+				if o.Panic {
+					svc.client.Transport = panicTransport{svc.client.Transport}
+				}
 				return svc
 			},
-			Publish: func() string {
-				e := newEnvelope(l.ID, "GET", "/conformance", "", nil)
-				data, err := json.Marshal(e)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := js.Publish(ctx, stream.EnvelopeSubject(l.ID), data, jetstream.WithMsgID(e.ID)); err != nil {
-					t.Fatal(err)
-				}
-				return e.ID
-			},
-			Processed: func(id string) bool { return hasMsgID(t, js, stream.PairsStream, id) },
-			Subject:   stream.EnvelopeSubject(l.ID), Undecodable: []byte("not an envelope"), Reason: "malformed",
+			Publish:      func() string { return publish("/conformance") },
+			PublishPanic: func() string { return publish("/panic") },
+			Processed:    func(id string) bool { return hasMsgID(t, js, stream.PairsStream, id) },
+			Subject:      stream.EnvelopeSubject(l.ID), Undecodable: []byte("not an envelope"), Reason: "malformed",
 		}
 	})
 }
@@ -77,6 +82,17 @@ type slowTransport struct {
 func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	time.Sleep(s.delay)
 	return s.rt.RoundTrip(r)
+}
+
+// panicTransport panics on a replay of the path /panic, in the handler's
+// goroutine (the client calls it directly), as a bug on one input would.
+type panicTransport struct{ rt http.RoundTripper }
+
+func (p panicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/panic" {
+		panic("runner test panic on " + r.URL.Path)
+	}
+	return p.rt.RoundTrip(r)
 }
 
 // hasMsgID reports whether a stream holds a message with this Nats-Msg-Id.

@@ -37,6 +37,9 @@ type Stats struct {
 	DeadLettered int64
 	// PairsPublished counts pairs the pairs stream confirmed.
 	PairsPublished int64
+	// PairsTruncated counts pairs whose bodies were cut to fit in a NATS
+	// message.
+	PairsTruncated int64
 	// PublishFailures counts pair (or dead-letter) publishes that failed;
 	// the envelope is then redelivered, never acked.
 	PublishFailures int64
@@ -59,6 +62,7 @@ type metrics struct {
 	skippedRolledBack, skippedPromoted     prometheus.Counter
 	rateLimited                            prometheus.Counter
 	published, publishFailed, truncatedReq prometheus.Counter
+	truncatedPairs                         prometheus.Counter
 	latency, secondaryLatency              prometheus.Histogram
 	runners                                prometheus.Gauge
 	heartbeatFailed, idCollisions          prometheus.Counter
@@ -68,6 +72,9 @@ type metrics struct {
 const (
 	reasonMalformed     = "malformed"
 	reasonUnknownLaunch = "unknown_launch"
+	// reasonTooLarge: the pair does not fit in a NATS message even with
+	// its bodies cut (huge headers).
+	reasonTooLarge = "too_large"
 )
 
 // Skip reasons, as metric labels: a finished launch's status, or the cap.
@@ -77,7 +84,7 @@ const (
 	skipRateLimited = "rate_limited"
 )
 
-var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther}
+var failureKinds = []string{envelope.ErrorTimeout, envelope.ErrorRefused, envelope.ErrorReset, envelope.ErrorOther, envelope.ErrorBlocked}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
@@ -86,14 +93,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replayed:          d.Counter("replays_total", "Requests replayed to a shadow, failed ones included."),
 		secondaryReplayed: d.Counter("secondary_replays_total", "Requests replayed to a launch's secondary (noise cancellation), failed ones included."),
 		shadowFailures: d.CounterVec("shadow_failures_total",
-			"Replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
+			"Replays without a complete answer, by kind (timeout, refused, reset, error, blocked: refused by the target policy).", "kind"),
 		secondaryFailures: d.CounterVec("secondary_failures_total",
-			"Secondary replays without a complete answer, by kind (timeout, refused, reset, error).", "kind"),
+			"Secondary replays without a complete answer, by kind (timeout, refused, reset, error, blocked).", "kind"),
 		skipped:       d.CounterVec("skipped_total", "Envelopes acked without replay, by reason: the launch is rolled_back or promoted, or the envelope was over the launch's max_rps (rate_limited).", "reason"),
 		published:     d.Counter("pairs_published_total", "Pairs stored in the pairs stream."),
 		publishFailed: d.Counter("publish_failures_total", "Pair publishes that failed (the envelope is retried)."),
 		truncatedReq:  d.Counter("truncated_requests_total", "Replays whose request body had been truncated by the tap (sent as captured)."),
-		latency:       d.Histogram("replay_latency_seconds", "Time from sending a replay to the end of the shadow's body.", latency),
+		truncatedPairs: d.Counter("pairs_truncated_total",
+			"Pairs whose bodies were cut (and flagged body_truncated) to fit in the NATS max payload."),
+		latency: d.Histogram("replay_latency_seconds", "Time from sending a replay to the end of the shadow's body.", latency),
 		secondaryLatency: d.Histogram("secondary_latency_seconds",
 			"Time from sending a replay to the end of the secondary's body.", latency),
 		runners: d.Gauge("runners",
@@ -144,6 +153,7 @@ func (m *metrics) snapshot(st stage.Stats) Stats {
 		Runners:           admin.Int(m.runners),
 		DeadLettered:      st.DeadLetteredTotal(),
 		PairsPublished:    admin.Int(m.published),
+		PairsTruncated:    admin.Int(m.truncatedPairs),
 		PublishFailures:   admin.Int(m.publishFailed) + st.DeadLetterFailures,
 		Naks:              st.Naks,
 		AckFailures:       st.AckFailures,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/envelope"
+	"github.com/darklaunch/darklaunch/pkg/netpolicy"
 )
 
 // HeaderShadow marks every replayed request, so a shadow can tell mirrored
@@ -65,7 +66,7 @@ func ShadowHeaders(h http.Header) http.Header {
 }
 
 // ClassifyError maps a replay's transport error to an Outcome.ErrorKind:
-// timeout (deadline passed, or a network timeout), refused (nothing listens),
+// blocked (the target policy refused the target), timeout (deadline passed, or a network timeout), refused (nothing listens),
 // reset (the connection was reset or closed before the response was
 // complete), or other.
 func ClassifyError(err error) string {
@@ -73,6 +74,8 @@ func ClassifyError(err error) string {
 	switch {
 	case err == nil:
 		return ""
+	case errors.Is(err, netpolicy.ErrRefused):
+		return envelope.ErrorBlocked
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return envelope.ErrorTimeout
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -88,9 +91,13 @@ func ClassifyError(err error) string {
 // newClient returns the replay client: tuned keep-alive pooling, no proxy
 // from the environment (replays go straight to the shadow), no transparent
 // decompression (the shadow's body is recorded as sent, like the primary's)
-// and no redirect following (the comparison is of what the shadow answered).
+// no redirect following (the comparison is of what the shadow answered, and
+// a redirect must not lead a replay elsewhere), and the target policy
+// applied to every address dialled, after name resolution
+// (netpolicy.Control), so a name that resolves to a metadata address is
+// refused however it got there.
 func newClient(cfg *Config) (*http.Client, *http.Transport) {
-	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: netpolicy.Control, Resolver: cfg.resolver}
 	tr := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          0,
@@ -118,11 +125,16 @@ func newClient(cfg *Config) (*http.Client, *http.Transport) {
 // until the failure.
 func (s *Service) replay(ctx context.Context, targetURL string, env *envelope.Envelope) envelope.Outcome {
 	fail := func(err error, start time.Time) envelope.Outcome {
-		out := envelope.Outcome{Error: err.Error(), ErrorKind: ClassifyError(err)}
+		out := envelope.Outcome{Error: envelope.ScrubError(err.Error()), ErrorKind: ClassifyError(err)}
 		if !start.IsZero() {
 			out.LatencyUS = time.Since(start).Microseconds()
 		}
 		return out
+	}
+	if err := s.cfg.targets.CheckURL(targetURL); err != nil {
+		// Checked here too, not only by the reporter: this runner's
+		// allow-list may be narrower, and a launch may predate it.
+		return fail(err, time.Time{})
 	}
 	u, err := JoinURL(targetURL, env.Request.Path, env.Request.RawQuery)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/seal"
 	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sourcegraph/conc"
 )
@@ -77,9 +78,9 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, log: log, keys: keys}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
-		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATSURL: cfg.NATSURL,
+		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
-		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonSeal},
+		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
 		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
 	}, s, log)
@@ -239,7 +240,11 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 		RunnerID:   s.cfg.ID,
 		ReplayedAt: time.Now().UTC(),
 	}
-	data, err := json.Marshal(&pair)
+	data, err := s.encodePair(&pair)
+	if errors.Is(err, envelope.ErrTooLarge) {
+		msg.DeadLetter(ctx, reasonTooLarge, fmt.Errorf("envelope %s: %w", env.ID, err))
+		return
+	}
 	if err != nil {
 		// Cannot happen for these types; keep the envelope rather than lose it.
 		msg.Retry(ctx, fmt.Errorf("encode pair: %w", err))
@@ -248,6 +253,12 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	_, err = s.js.Publish(pctx, stream.PairSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID))
 	cancel()
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// The server's limit is below what the connection announced:
+		// republishing the same bytes cannot succeed.
+		msg.DeadLetter(ctx, reasonTooLarge, fmt.Errorf("envelope %s: publish pair: %w", env.ID, err))
+		return
+	}
 	if err != nil {
 		s.m.publishFailed.Inc()
 		log.Warn("publishing pair failed; envelope will be retried", "err", err)
@@ -259,6 +270,27 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	// Handle returns; a lost ack means a redelivery, and the repeated pair
 	// is dropped by the pairs stream's duplicate window.
 	_ = msg.Ack(ctx)
+}
+
+// pairHeadroom is kept free of a pair's JSON within the max payload for
+// the message's headers (Nats-Msg-Id), which count towards it.
+const pairHeadroom = 512
+
+// encodePair encodes a pair so that it fits in a NATS message, cutting
+// the bodies it carries when it would not (each cut body flagged
+// body_truncated, its body_size kept; counted in pairs_truncated_total),
+// like a tap fits its envelopes. ErrTooLarge: not even without bodies.
+func (s *Service) encodePair(p *envelope.Pair) ([]byte, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	limit := int(s.st.Conn().MaxPayload()) - pairHeadroom
+	fitted, err := envelope.FitPair(p, data, limit)
+	if err == nil && len(fitted) < len(data) {
+		s.m.truncatedPairs.Inc()
+	}
+	return fitted, err
 }
 
 // replayAll replays env to the launch's shadow and, when the launch names

@@ -39,6 +39,9 @@ type Options struct {
 	// Stall makes the instance hold what it receives for a few seconds
 	// before finishing it (a slow shadow, a batch that is not yet due).
 	Stall bool
+	// Panic makes the instance's handler panic on the messages
+	// Fixture.PublishPanic publishes (and only on those).
+	Panic bool
 }
 
 // Fixture is the stage under test in one check, against a fresh NATS
@@ -55,6 +58,9 @@ type Fixture struct {
 	// Processed reports whether the message with this id has been
 	// processed: its output is stored.
 	Processed func(id string) bool
+	// PublishPanic publishes one message that an instance built with
+	// Options.Panic panics on, and returns its id.
+	PublishPanic func() string
 	// Undecodable is published on Subject; its dead letter's reason must
 	// contain Reason.
 	Subject     string
@@ -82,6 +88,7 @@ func Run(t *testing.T, setup Setup) {
 		{"DeadLetterUndecodable", deadLetterUndecodable},
 		{"DrainOnShutdown", drainOnShutdown},
 		{"DeletedConsumerRecreated", deletedConsumerRecreated},
+		{"PanicDeadLettered", panicDeadLettered},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := testenv.StartJetStream(t)
@@ -186,6 +193,23 @@ func redeliveryAfterCrash(t *testing.T, e *env) {
 	})
 }
 
+// deadLetter waits until the stage's stream is empty and its one dead
+// letter stored, and returns that dead letter.
+func (e *env) deadLetter() *jetstream.RawStreamMsg {
+	e.t.Helper()
+	testenv.WaitStreamMsgs(e.t, e.js, stream.DeadLetterStream, 1)
+	testenv.WaitStreamMsgs(e.t, e.js, e.fx.Stream, 0)
+	s, err := e.js.Stream(e.ctx, stream.DeadLetterStream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(e.ctx, stream.DeadLetterSubject(e.fx.Name))
+	if err != nil {
+		e.t.Fatalf("no dead letter on %s: %v", stream.DeadLetterSubject(e.fx.Name), err)
+	}
+	return m
+}
+
 // deadLetterUndecodable: a message the stage cannot decode goes to its
 // dead-letter subject, unchanged, with the reason and the original
 // subject, and is acked.
@@ -194,16 +218,7 @@ func deadLetterUndecodable(t *testing.T, e *env) {
 	if _, err := e.js.Publish(e.ctx, e.fx.Subject, e.fx.Undecodable); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitStreamMsgs(t, e.js, stream.DeadLetterStream, 1)
-	testenv.WaitStreamMsgs(t, e.js, e.fx.Stream, 0)
-	s, err := e.js.Stream(e.ctx, stream.DeadLetterStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(e.ctx, stream.DeadLetterSubject(e.fx.Name))
-	if err != nil {
-		t.Fatalf("no dead letter on %s: %v", stream.DeadLetterSubject(e.fx.Name), err)
-	}
+	m := e.deadLetter()
 	if string(m.Data) != string(e.fx.Undecodable) || m.Header.Get(stream.HeaderSubject) != e.fx.Subject ||
 		!strings.Contains(m.Header.Get(stream.HeaderReason), e.fx.Reason) {
 		t.Errorf("dead letter %q from %q, reason %q; want the message unchanged from %q with a reason containing %q",
@@ -215,6 +230,33 @@ func deadLetterUndecodable(t *testing.T, e *env) {
 		}
 		return nil
 	})
+}
+
+// panicDeadLettered: a message the handler panics on is dead-lettered with
+// the reason panic, counted, and acked; the messages before and after it
+// are processed by the same instance, which keeps running.
+func panicDeadLettered(t *testing.T, e *env) {
+	r := e.start(Options{Panic: true})
+	before := e.fx.Publish()
+	poison := e.fx.PublishPanic()
+	after := e.fx.Publish()
+	e.waitProcessed(before, after)
+	m := e.deadLetter()
+	if !strings.Contains(m.Header.Get(stream.HeaderReason), "panic") {
+		t.Errorf("dead letter reason %q does not name the panic", m.Header.Get(stream.HeaderReason))
+	}
+	testenv.CheckFor(t, wait, poll, func() error {
+		st := r.Stage().Stats()
+		if st.Panics != 1 || st.DeadLettered[stage.ReasonPanic] != 1 || st.InFlight != 0 {
+			return fmt.Errorf("stats %+v, want one panic dead-lettered and nothing held", st)
+		}
+		return nil
+	})
+	if e.fx.Processed(poison) {
+		t.Error("the message the handler panicked on was also processed")
+	}
+	last := e.fx.Publish()
+	e.waitProcessed(last)
 }
 
 // drainOnShutdown: a shutdown while deliveries are held finishes them:
