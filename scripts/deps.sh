@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what darklaunch's tests and demo need, skipping what is present:
-# clickhouse-server, clickhouse-client and redis-server from Debian packages,
+# clickhouse-server, clickhouse-client, redis-server and hey (make bench) from
+# Debian packages,
 # and nats-server (built with `go install` into .local/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ missing=()
 have clickhouse-server || missing+=(clickhouse-server)
 have clickhouse-client || missing+=(clickhouse-client)
 have redis-server || missing+=(redis-server)
+# hey: the out-of-process load generator of `make bench` (polling figures).
+have hey || missing+=(hey)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]} from Debian packages"
   $SUDO apt-get update -qq

@@ -78,6 +78,10 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		fmt.Sprintf(comparisonsDDL, database),
 		fmt.Sprintf(examplesDDL, database),
 		fmt.Sprintf(auditDDL, database),
+		fmt.Sprintf(sealsDDL, database),
+		fmt.Sprintf(pairCountsDDL, database),
+		fmt.Sprintf(diffCountsDDL, database),
+		fmt.Sprintf(latencyHistDDL, database),
 	}
 	for _, s := range stmts {
 		if err := conn.Exec(ctx, s); err != nil {

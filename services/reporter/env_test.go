@@ -31,12 +31,15 @@ type env struct {
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis
+	cfg   reporter.Config // the reporter's, to start another like it
 }
 
 type envOptions struct {
 	cacheTTL time.Duration
 	// controlInterval > 0 runs the ramp controller.
 	controlInterval time.Duration
+	// compactInterval > 0 runs compaction, sealing buckets at once.
+	compactInterval time.Duration
 	// allowedTargets is REPORTER_ALLOWED_TARGETS.
 	allowedTargets string
 }
@@ -48,10 +51,12 @@ func startEnv(t *testing.T, o envOptions) *env {
 	e.redis = testenv.NewRedis(t)
 	e.redis.Start()
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second,
-		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter", AllowedTargets: o.allowedTargets}
+		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter", AllowedTargets: o.allowedTargets,
+		CompactInterval: o.compactInterval, SealAfter: time.Nanosecond}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
+	e.cfg = cfg
 	e.svc = e.run(cfg)
 
 	ctx := testenv.Context(t)
@@ -95,7 +100,7 @@ func (e *env) do(method, path string, body any, headers ...string) (*http.Respon
 	return request(e.t, method, e.base+path, body, headers...)
 }
 
-func request(t *testing.T, method, url string, body any, headers ...string) (*http.Response, []byte) {
+func request(t testing.TB, method, url string, body any, headers ...string) (*http.Response, []byte) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {

@@ -106,13 +106,15 @@ const (
 		") USING fingerprint ORDER BY n DESC, fingerprint"
 )
 
-// QueryStats computes a launch's statistics from database.comparisons and
-// database.examples in two rounds of concurrent queries: the noise
+// QueryStatsRaw computes a launch's statistics from the raw rows of
+// database.comparisons (with FINAL) and database.examples in two rounds of
+// concurrent queries. It is the reference the aggregate-based QueryStats
+// is tested and benchmarked against, not what the API serves: the noise
 // candidates and the diffs, then (with the suppressed paths decided here)
 // the routes with the totals and the diff classes. The database name must
 // be a plain identifier (analytics.Open checks it). A launch with no rows
 // gets zeros and empty lists.
-func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string, th api.NoiseThresholds) (*api.Stats, error) {
+func QueryStatsRaw(ctx context.Context, conn driver.Conn, database, launchID string, th api.NoiseThresholds) (*api.Stats, error) {
 	st := &api.Stats{GeneratedAt: time.Now().UTC(), Routes: []api.RouteStats{}, Diffs: []api.DiffCount{},
 		Noise: api.Noise{NoiseThresholds: th, Suppressed: []api.SuppressedPath{}}, Classes: []api.DiffClass{},
 		Audit: []api.AuditEntry{}}
