@@ -267,7 +267,7 @@ func CompactRecent(ctx context.Context, conn driver.Conn, database, launchID str
 		BucketSummary
 		all uint64
 	}
-	raw, err := scanAll(ctx, conn, "bucket summary",
+	raw, err := ScanAll(ctx, conn, "bucket summary",
 		"SELECT toStartOfMinute(ts) AS b, countIf(received_at_us < @w), maxIf(inserted_at, received_at_us < @w), count() FROM "+database+
 			".comparisons PREWHERE launch_id = @launch AND ts >= toDateTime(@since) GROUP BY b ORDER BY b",
 		func(rows driver.Rows) (s summary, err error) {
@@ -277,7 +277,7 @@ func CompactRecent(ctx context.Context, conn driver.Conn, database, launchID str
 	if err != nil {
 		return res, err
 	}
-	sealed, err := scanAll(ctx, conn, "seals",
+	sealed, err := ScanAll(ctx, conn, "seals",
 		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version), argMax(until_us, version) FROM "+database+
 			".seals WHERE launch_id = @launch AND bucket >= toDateTime(@since) GROUP BY bucket",
 		func(rows driver.Rows) (s BucketSummary, err error) {
@@ -356,8 +356,9 @@ func seal(ctx context.Context, conn driver.Conn, database, launchID string, buck
 		})
 }
 
-// scanAll runs a query and scans each row; errors name the query.
-func scanAll[T any](ctx context.Context, conn driver.Conn, name, query string, scan func(driver.Rows) (T, error), args ...any) ([]T, error) {
+// ScanAll runs a query and scans each row; errors name the query. The
+// reporter's queries use it too.
+func ScanAll[T any](ctx context.Context, conn driver.Conn, name, query string, scan func(driver.Rows) (T, error), args ...any) ([]T, error) {
 	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s query: %w", name, err)
@@ -497,7 +498,7 @@ func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 			"sum(primary_errors), sum(with_secondary), sum(answered), sum(slower), sum(faster), sum(tied), min(first_us), max(last_us), " +
 			"anyIf(diffset, has_diffset = 1), max(has_diffset) FROM " + src +
 			" GROUP BY route, method, raw_mismatch, fingerprint, real_paths, no_paths"
-		return scanAll(ctx, conn, "pair groups", q, func(rows driver.Rows) (g PairGroup, err error) {
+		return ScanAll(ctx, conn, "pair groups", q, func(rows driver.Rows) (g PairGroup, err error) {
 			var rm, np, hd uint8
 			err = rows.Scan(&g.Route, &g.Method, &rm, &g.Fingerprint, &g.RealPaths, &np, &g.Compared, &g.ShadowErrors, &g.ShadowFailures,
 				&g.PrimaryErrors, &g.WithSecondary, &g.Answered, &g.Slower, &g.Faster, &g.Tied, &g.FirstUS, &g.LastUS, &g.DiffSet, &hd)
@@ -562,7 +563,7 @@ func DiffGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 	}
 	q := "SELECT route, gpath, kind, sum(diffs), sum(diffs_noisy), sum(sec_diffs), sum(sec_noisy) FROM " + v.union(database, aggregates[1]) +
 		" GROUP BY route, gpath, kind"
-	return scanAll(ctx, conn, "diff groups", q, func(rows driver.Rows) (g DiffGroup, err error) {
+	return ScanAll(ctx, conn, "diff groups", q, func(rows driver.Rows) (g DiffGroup, err error) {
 		err = rows.Scan(&g.Route, &g.Path, &g.Kind, &g.Diffs, &g.DiffsNoisy, &g.SecDiffs, &g.SecNoisy)
 		return g, err
 	}, v.args()...)
@@ -586,7 +587,7 @@ func Histograms(ctx context.Context, conn driver.Conn, database string, v View) 
 	read := func(src string) ([]HistBin, error) {
 		q := "SELECT route, method, toString(side), answered, bin, sum(n), sum(sum_us) FROM " + src +
 			" GROUP BY route, method, side, answered, bin"
-		return scanAll(ctx, conn, "latency histograms", q, func(rows driver.Rows) (h HistBin, err error) {
+		return ScanAll(ctx, conn, "latency histograms", q, func(rows driver.Rows) (h HistBin, err error) {
 			var a uint8
 			err = rows.Scan(&h.Route, &h.Method, &h.Side, &a, &h.Bin, &h.N, &h.SumUS)
 			h.Answered = a == 1

@@ -27,7 +27,7 @@ func DropExpired(ctx context.Context, conn driver.Conn, database string, now tim
 	cutoff := now.Add(-retention)
 	var dropped []string
 	for _, table := range tables {
-		parts, err := scanAll(ctx, conn, "partitions",
+		parts, err := ScanAll(ctx, conn, "partitions",
 			"SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
 			func(rows driver.Rows) (p string, err error) {
 				err = rows.Scan(&p)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
-	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
 )
 
@@ -24,15 +23,7 @@ func TestDocsQueriesMatchAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testenv.Context(t)
-	conn, err := analytics.Open(ctx, analytics.Options{Addr: testenv.StartClickHouse(t), Database: testDB, User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := analytics.Migrate(ctx, conn, testDB); err != nil {
-		t.Fatal(err)
-	}
+	ctx, conn := openTestDB(t)
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	rows := shapedRows("l1", start, 20_000, 10, 5)
 	if err := analytics.Insert(ctx, conn, testDB, append(rows, shapedRows("l2", start, 500, 10, 6)...)); err != nil {

@@ -268,23 +268,12 @@ func (s *Service) connectNATS(ctx context.Context) {
 
 func (s *Service) connectClickHouse(ctx context.Context) {
 	var conn driver.Conn
+	// Migrating here lets reports answer (with zeros) before the
+	// comparator ever created the table.
 	ok := s.retry(ctx, "connect to ClickHouse and apply the schema", func(actx context.Context) error {
-		o, err := analytics.OptionsFor(s.cfg.ClickHouse)
-		if err != nil {
-			return err
-		}
-		c, err := analytics.Open(actx, o)
-		if err != nil {
-			return err
-		}
-		// Migrating here lets reports answer (with zeros) before the
-		// comparator ever created the table.
-		if err := analytics.Migrate(actx, c, s.cfg.ClickHouseDatabase); err != nil {
-			c.Close()
-			return err
-		}
+		c, err := analytics.Connect(actx, s.cfg.ClickHouse)
 		conn = c
-		return nil
+		return err
 	})
 	if ok {
 		s.ch.Store(&chConn{conn})

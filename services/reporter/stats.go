@@ -217,24 +217,15 @@ func isMismatch(p analytics.PairGroup, suppressed map[string]bool) bool {
 // answered, most noisy (relatively) first, at most maxSuppressed.
 func noiseCandidates(diffs []analytics.DiffGroup, th api.NoiseThresholds) []api.SuppressedPath {
 	type rp struct{ route, path string }
-	sums := map[rp]*api.SuppressedPath{}
-	for _, d := range diffs {
-		if d.SecDiffs == 0 {
-			continue
-		}
-		k := rp{d.Route, d.Path}
-		s := sums[k]
-		if s == nil {
-			s = &api.SuppressedPath{Route: d.Route, Path: d.Path}
-			sums[k] = s
-		}
-		s.Raw += d.SecDiffs
-		s.Noisy += d.SecNoisy
-	}
 	var out []api.SuppressedPath
-	for _, s := range sums {
+	for _, s := range sumBy(diffs, func(d analytics.DiffGroup) (rp, bool) { return rp{d.Route, d.Path}, d.SecDiffs > 0 },
+		func(s *api.SuppressedPath, d analytics.DiffGroup) {
+			s.Route, s.Path = d.Route, d.Path
+			s.Raw += d.SecDiffs
+			s.Noisy += d.SecNoisy
+		}) {
 		if s.Noisy >= th.MinCount {
-			out = append(out, *s)
+			out = append(out, s)
 		}
 	}
 	slices.SortFunc(out, func(a, b api.SuppressedPath) int {
@@ -249,24 +240,12 @@ func noiseCandidates(diffs []analytics.DiffGroup, th api.NoiseThresholds) []api.
 // the pairs the shadow answered, most frequent first, at most maxDiffs.
 func diffCounts(diffs []analytics.DiffGroup) []api.DiffCount {
 	type pk struct{ path, kind string }
-	sums := map[pk]*api.DiffCount{}
-	for _, d := range diffs {
-		if d.Diffs == 0 {
-			continue
-		}
-		k := pk{d.Path, d.Kind}
-		c := sums[k]
-		if c == nil {
-			c = &api.DiffCount{Path: d.Path, Kind: d.Kind}
-			sums[k] = c
-		}
-		c.Count += d.Diffs
-		c.Noisy += d.DiffsNoisy
-	}
-	out := make([]api.DiffCount, 0, len(sums))
-	for _, c := range sums {
-		out = append(out, *c)
-	}
+	out := sumBy(diffs, func(d analytics.DiffGroup) (pk, bool) { return pk{d.Path, d.Kind}, d.Diffs > 0 },
+		func(c *api.DiffCount, d analytics.DiffGroup) {
+			c.Path, c.Kind = d.Path, d.Kind
+			c.Count += d.Diffs
+			c.Noisy += d.DiffsNoisy
+		})
 	slices.SortFunc(out, func(a, b api.DiffCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Kind, b.Kind))
 	})
@@ -295,7 +274,7 @@ func exampleIDs(ctx context.Context, conn driver.Conn, database, launchID string
 		fp  string
 		ids []string
 	}
-	rows, err := queryRows(ctx, conn, "examples",
+	rows, err := analytics.ScanAll(ctx, conn, "examples",
 		"SELECT fingerprint, arraySort(groupArray(envelope_id)) FROM "+database+".examples FINAL WHERE launch_id = @launch GROUP BY fingerprint",
 		func(rows driver.Rows) (e ex, err error) {
 			err = rows.Scan(&e.fp, &e.ids)
@@ -306,4 +285,26 @@ func exampleIDs(ctx context.Context, conn driver.Conn, database, launchID string
 		m[e.fp] = e.ids
 	}
 	return m, err
+}
+
+// sumBy adds up items by key: key says an item's group and whether it
+// counts at all, add adds it into its group's value (zero at first). The
+// groups come back in no particular order.
+func sumBy[T any, K comparable, V any](items []T, key func(T) (K, bool), add func(*V, T)) []V {
+	idx := map[K]int{}
+	var out []V
+	for _, it := range items {
+		k, ok := key(it)
+		if !ok {
+			continue
+		}
+		i, seen := idx[k]
+		if !seen {
+			i = len(out)
+			idx[k] = i
+			out = append(out, *new(V))
+		}
+		add(&out[i], it)
+	}
+	return out
 }

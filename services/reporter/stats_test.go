@@ -13,6 +13,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
+	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 	"github.com/darklaunch/darklaunch/services/reporter"
 )
@@ -182,15 +183,7 @@ func compareWindow(t *testing.T, what string, got, want *reporter.WindowStats, r
 // a batch was inserted twice (into sealed and unsealed buckets, before
 // and after resealing), and for windows starting inside a bucket.
 func TestStatsEqualRaw(t *testing.T) {
-	ctx := testenv.Context(t)
-	conn, err := analytics.Open(ctx, analytics.Options{Addr: testenv.StartClickHouse(t), Database: testDB, User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := analytics.Migrate(ctx, conn, testDB); err != nil {
-		t.Fatal(err)
-	}
+	ctx, conn := openTestDB(t)
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	rows := shapedRows("l1", start, 30_000, 20, 1)
 	if err := analytics.Insert(ctx, conn, testDB, append(rows, shapedRows("l2", start, 1000, 20, 2)...)); err != nil {
@@ -265,4 +258,18 @@ func assertFewAggregateRows(t *testing.T, ctx context.Context, conn driver.Conn,
 	if n*10 > uint64(pairs) {
 		t.Fatalf("%d aggregate rows for %d pairs", n, pairs)
 	}
+}
+
+// openTestDB starts a private clickhouse-server and returns the test's
+// context and a connection to testDB with the schema applied, closed when
+// the test ends.
+func openTestDB(t *testing.T) (context.Context, driver.Conn) {
+	t.Helper()
+	ctx := testenv.Context(t)
+	conn, err := analytics.Connect(ctx, config.ClickHouse{ClickHouseAddr: testenv.StartClickHouse(t), ClickHouseDatabase: testDB, ClickHouseUser: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return ctx, conn
 }

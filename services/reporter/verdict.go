@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
@@ -71,7 +72,7 @@ const windowQuery = "SELECT count() AS pairs, " +
 // benchmarked against.
 func QueryWindowRaw(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
 	launchArg := clickhouse.Named("launch", launchID)
-	cands, err := queryRows(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
+	cands, err := analytics.ScanAll(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
 		func(rows driver.Rows) (s api.SuppressedPath, err error) {
 			err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
 			return s, err
