@@ -155,34 +155,18 @@ func BenchmarkReportScale(b *testing.B) {
 		if n > 10_000_000 {
 			rawRuns = 1
 		}
-		var rep, ver, rawRep, rawVer []time.Duration
-		var aggSt, rawSt *api.Stats
-		for range runs {
-			start = time.Now()
-			st, err := reporter.QueryStats(ctx, conn, testDB, l.ID, th)
-			if err != nil {
-				b.Fatal(err)
+		// measure times n reports (stats) and verdict windows (window).
+		measure := func(n int, stats func() (*api.Stats, error), window func() error) (rep, ver []time.Duration, last *api.Stats) {
+			for range n {
+				rep = append(rep, timed(b, func() (err error) { last, err = stats(); return err }))
+				ver = append(ver, timed(b, window))
 			}
-			rep, aggSt = append(rep, time.Since(start)), st
-			start = time.Now()
-			if _, err := reporter.QueryWindow(ctx, conn, testDB, l.ID, fromUS, th); err != nil {
-				b.Fatal(err)
-			}
-			ver = append(ver, time.Since(start))
+			return rep, ver, last
 		}
-		for range rawRuns {
-			start = time.Now()
-			st, err := reporter.QueryStatsRaw(ctx, conn, testDB, l.ID, th)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rawRep, rawSt = append(rawRep, time.Since(start)), st
-			start = time.Now()
-			if _, err := reporter.QueryWindowRaw(ctx, conn, testDB, l.ID, fromUS, th); err != nil {
-				b.Fatal(err)
-			}
-			rawVer = append(rawVer, time.Since(start))
-		}
+		rep, ver, aggSt := measure(runs, func() (*api.Stats, error) { return reporter.QueryStats(ctx, conn, testDB, l.ID, th) },
+			func() error { _, err := reporter.QueryWindow(ctx, conn, testDB, l.ID, fromUS, th); return err })
+		rawRep, rawVer, rawSt := measure(rawRuns, func() (*api.Stats, error) { return reporter.QueryStatsRaw(ctx, conn, testDB, l.ID, th) },
+			func() error { _, err := reporter.QueryWindowRaw(ctx, conn, testDB, l.ID, fromUS, th); return err })
 		// The parts of a report and of a verdict, one at a time.
 		v, err := analytics.NewView(ctx, conn, testDB, l.ID, 0)
 		if err != nil {
@@ -203,11 +187,7 @@ func BenchmarkReportScale(b *testing.B) {
 		} {
 			var d []time.Duration
 			for range 5 {
-				start = time.Now()
-				if err := part.run(); err != nil {
-					b.Fatal(err)
-				}
-				d = append(d, time.Since(start))
+				d = append(d, timed(b, part.run))
 			}
 			line(n, part.name, d)
 		}
@@ -325,4 +305,15 @@ func startBenchEnv(b *testing.B) *benchEnv {
 		return nil
 	})
 	return e
+}
+
+// timed runs f once and says how long it took; the benchmark fails on its
+// error.
+func timed(b *testing.B, f func() error) time.Duration {
+	b.Helper()
+	start := time.Now()
+	if err := f(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }
