@@ -39,6 +39,26 @@ func OptionsFor(c config.ClickHouse) (Options, error) {
 		Password: c.ClickHousePassword, TLS: t}, nil
 }
 
+// Connect opens the database the settings name (over TLS when they say
+// so) and applies the schema: what every service that reads or writes the
+// comparisons does first. The connection is closed when the schema cannot
+// be applied.
+func Connect(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
+	o, err := OptionsFor(c)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, conn, c.ClickHouseDatabase); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // Open connects over the native protocol (the HTTP protocol of
@@ -78,6 +98,10 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		fmt.Sprintf(comparisonsDDL, database),
 		fmt.Sprintf(examplesDDL, database),
 		fmt.Sprintf(auditDDL, database),
+		fmt.Sprintf(sealsDDL, database),
+		fmt.Sprintf(pairCountsDDL, database),
+		fmt.Sprintf(diffCountsDDL, database),
+		fmt.Sprintf(latencyHistDDL, database),
 	}
 	for _, s := range stmts {
 		if err := conn.Exec(ctx, s); err != nil {

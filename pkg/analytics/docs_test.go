@@ -16,7 +16,7 @@ func TestSchemaDocs(t *testing.T) {
 		t.Fatalf("read the schema docs: %v", err)
 	}
 	ctx, conn := openTestDB(t, "darklaunch", 1)
-	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = 'darklaunch' AND table IN ('comparisons', 'examples')")
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = 'darklaunch' AND table IN ('comparisons', 'examples', 'seals', 'pair_counts', 'diff_counts', 'latency_hist')")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestSchemaDocs(t *testing.T) {
 			t.Errorf("column %s is not documented in docs/clickhouse.md", name)
 		}
 	}
-	if n < 45 {
+	if n < 90 {
 		t.Fatalf("found %d columns, the table was not created", n)
 	}
 	_, examples, ok := strings.Cut(string(doc), "## Example queries")
@@ -39,7 +39,7 @@ func TestSchemaDocs(t *testing.T) {
 		t.Fatal("docs/clickhouse.md has no example queries section")
 	}
 	queries := regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(examples, -1)
-	if len(queries) < 2 {
+	if len(queries) < 8 {
 		t.Fatalf("found %d example queries, want at least 2", len(queries))
 	}
 	for _, q := range queries {

@@ -10,6 +10,10 @@ import (
 // now plus its comparison statistics as of GeneratedAt.
 type Report struct {
 	Launch *launch.Launch `json:"launch"`
+	// AgeSeconds is how old the numbers are when served (now -
+	// GeneratedAt on the reporter's clock, to the millisecond): a served
+	// report may be older than REPORTER_CACHE_TTL while one refresh runs.
+	AgeSeconds float64 `json:"age_seconds"`
 	Stats
 }
 

@@ -6,7 +6,7 @@ import (
 
 func TestReportJSON(t *testing.T) {
 	q := Quantiles{P50: 1.5, P95: 2, P99: 3}
-	r := Report{Stats: Stats{GeneratedAt: t0,
+	r := Report{AgeSeconds: 1.25, Stats: Stats{GeneratedAt: t0,
 		Totals:    Totals{Compared: 10, Mismatches: 1, ShadowErrors: 2, MismatchRate: 0.1, ShadowErrorRate: 0.2, RawMismatches: 3, RawMismatchRate: 0.3, WithSecondary: 4},
 		LatencyMS: Latency{Primary: q, Shadow: q},
 		Routes:    []RouteStats{{Route: "/a", Method: "GET", Compared: 10, Mismatches: 1, ShadowErrors: 2, LatencyMS: Latency{Primary: q, Shadow: q}, RawMismatches: 3, WithSecondary: 4}},
@@ -17,7 +17,7 @@ func TestReportJSON(t *testing.T) {
 			FirstSeen: t0, LastSeen: t0, ShareOfRoute: 0.1, Examples: []string{"e1"}}},
 		Audit: []AuditEntry{},
 	}}
-	checkJSON(t, r, `{"launch":null,"generated_at":"2026-11-26T06:00:00Z",`+
+	checkJSON(t, r, `{"launch":null,"age_seconds":1.25,"generated_at":"2026-11-26T06:00:00Z",`+
 		`"totals":{"compared":10,"mismatches":1,"shadow_errors":2,"mismatch_rate":0.1,"shadow_error_rate":0.2,"raw_mismatches":3,"raw_mismatch_rate":0.3,"with_secondary":4},`+
 		`"latency_ms":{"primary":{"p50":1.5,"p95":2,"p99":3},"shadow":{"p50":1.5,"p95":2,"p99":3}},`+
 		`"routes":[{"route":"/a","method":"GET","compared":10,"mismatches":1,"shadow_errors":2,"latency_ms":{"primary":{"p50":1.5,"p95":2,"p99":3},"shadow":{"p50":1.5,"p95":2,"p99":3}},"raw_mismatches":3,"with_secondary":4}],`+

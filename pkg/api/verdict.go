@@ -48,6 +48,9 @@ type Verdict struct {
 	Gates launch.Gates `json:"gates"`
 	// GeneratedAt is when ClickHouse computed the window's numbers.
 	GeneratedAt time.Time `json:"generated_at"`
+	// AgeSeconds is how old those numbers are when served (to the
+	// millisecond); 0 for a live window (read at each request).
+	AgeSeconds float64 `json:"age_seconds"`
 }
 
 // Check is one gate: its measured value, its threshold, and whether it

@@ -16,7 +16,7 @@ func TestVerdictJSON(t *testing.T) {
 		`"checks":[{"name":"pairs","value":150,"threshold":100,"ok":true}],`+
 		`"window":{"source":"pairs","from":"2026-11-26T06:00:00Z","pairs":150,"step":1},`+
 		`"gates":{"min_pairs":100,"max_mismatch_rate":0.01,"max_error_rate_delta":0.01,"max_latency_ratio":{"p50":1.2,"p95":1.5,"p99":2},"alpha":0.01},`+
-		`"generated_at":"2026-11-26T06:00:00Z"}`)
+		`"generated_at":"2026-11-26T06:00:00Z","age_seconds":0}`)
 	// A live window names its taps; a window without a ramp step has none.
 	checkJSON(t, Window{Source: SourceLive, From: t0, Pairs: 3, Taps: 2}, `{"source":"live","from":"2026-11-26T06:00:00Z","pairs":3,"taps":2}`)
 }

@@ -83,15 +83,8 @@ func newOperator(t testing.TB, systemAccount string) (nkeys.KeyPair, *jwt.Operat
 	kp := must(t, nkeys.CreateOperator)
 	oc := jwt.NewOperatorClaims(must(t, kp.PublicKey))
 	oc.SystemAccount = systemAccount
-	token, err := oc.Encode(kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	decoded, err := jwt.DecodeOperatorClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kp, decoded
+	token := must(t, func() (string, error) { return oc.Encode(kp) })
+	return kp, must(t, func() (*jwt.OperatorClaims, error) { return jwt.DecodeOperatorClaims(token) })
 }
 
 func must[T any](t testing.TB, f func() (T, error)) T {

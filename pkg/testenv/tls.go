@@ -90,15 +90,10 @@ func newCert(t testing.TB, parent *x509.Certificate, parentKey *ecdsa.PrivateKey
 		tmpl.DNSNames = []string{"localhost"}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
+	der := must(t, func() ([]byte, error) {
+		return x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	})
+	return must(t, func() (*x509.Certificate, error) { return x509.ParseCertificate(der) }), key
 }
 
 func marshalKey(t testing.TB, k *ecdsa.PrivateKey) []byte {

@@ -165,16 +165,8 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 func (s *Service) openClickHouse(ctx context.Context) error {
-	o, err := analytics.OptionsFor(s.cfg.ClickHouse)
+	conn, err := analytics.Connect(ctx, s.cfg.ClickHouse)
 	if err != nil {
-		return err
-	}
-	conn, err := analytics.Open(ctx, o)
-	if err != nil {
-		return err
-	}
-	if err := analytics.Migrate(ctx, conn, s.cfg.ClickHouseDatabase); err != nil {
-		_ = conn.Close()
 		return err
 	}
 	s.ch.Store(&chConn{conn})

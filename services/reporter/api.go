@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -306,7 +307,11 @@ func (s *Service) pathLaunch(r *http.Request) (*launch.Launch, error) {
 // updateLaunch applies change to the launch named in the path.
 func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) error) (*launch.Launch, error) {
 	return withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Update(ctx, r.PathValue("id"), change)
+		l, err := store.Update(ctx, r.PathValue("id"), change)
+		if err == nil {
+			s.awaitWatcher(ctx, l.ID, l.Revision)
+		}
+		return l, err
 	})
 }
 
@@ -323,7 +328,11 @@ func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	l, err := withStore(s, r, func(ctx context.Context, store *launch.Store) (*launch.Launch, error) {
-		return store.Create(ctx, nl)
+		l, err := store.Create(ctx, nl)
+		if err == nil {
+			s.awaitWatcher(ctx, l.ID, l.Revision)
+		}
+		return l, err
 	})
 	if err != nil {
 		return err
@@ -480,50 +489,111 @@ func (s *Service) promoteLaunch(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getVerdict(w http.ResponseWriter, r *http.Request) error {
-	var hit bool
-	v, err := withPathLaunch(s, r, func(ctx context.Context, l *launch.Launch) (v *api.Verdict, err error) {
-		v, hit, err = s.verdictFor(ctx, l)
-		return v, err
-	})
+	l, err := s.memLaunch(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	v, source, err := s.verdictFor(ctx, l)
 	if err != nil {
 		return err
 	}
 	s.metrics.verdicts.WithLabelValues(v.Verdict).Inc()
-	writeCached(w, v, hit)
+	s.metrics.reportAge.WithLabelValues("verdict").Observe(v.AgeSeconds)
+	setCacheHeaders(w, source, v.AgeSeconds)
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 
+// getReport answers the launch (from the watcher's memory) and its
+// numbers (the JSON kept in memory) without decoding or encoding either
+// on a cache hit: {"launch":…,"age_seconds":…, then the numbers' fields}.
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) error {
-	var hit bool
-	rep, err := withPathLaunch(s, r, func(ctx context.Context, l *launch.Launch) (*api.Report, error) {
-		st, cached, err := s.stats(ctx, l.ID)
-		if err != nil {
-			return nil, fmt.Errorf("compute report of launch %s: %w", l.ID, err)
-		}
-		hit = cached
-		return &api.Report{Launch: l, Stats: *st}, nil
-	})
+	l, err := s.memLaunch(r)
 	if err != nil {
 		return err
 	}
-	s.metrics.reports.WithLabelValues(cacheLabel(hit)).Inc()
-	writeCached(w, rep, hit)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	stats, at, source, err := s.stats(ctx, l.ID)
+	if err != nil {
+		return fmt.Errorf("compute report of launch %s: %w", l.ID, err)
+	}
+	lj, err := s.launchJSON.get(l)
+	if err != nil {
+		return err
+	}
+	age := ageSeconds(at)
+	b := make([]byte, 0, len(lj)+len(stats)+48)
+	b = append(b, `{"launch":`...)
+	b = append(b, lj...)
+	b = append(b, `,"age_seconds":`...)
+	b = strconv.AppendFloat(b, age, 'f', -1, 64)
+	b = append(b, ',')
+	b = append(b, stats[1:]...) // stats is a JSON object with fields
+	b = append(b, '\n')
+	s.metrics.reports.WithLabelValues(source).Inc()
+	s.metrics.reportAge.WithLabelValues("report").Observe(age)
+	setCacheHeaders(w, source, age)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 	return nil
 }
 
-// cacheLabel is "hit" for an answer from the cache, else "miss".
-func cacheLabel(hit bool) string {
-	if hit {
-		return "hit"
-	}
-	return "miss"
+// ageSeconds is the time since at, in seconds to the millisecond.
+func ageSeconds(at time.Time) float64 {
+	return math.Max(0, math.Round(time.Since(at).Seconds()*1000)/1000)
 }
 
-// writeCached answers v, saying in X-Darklaunch-Cache whether it came from
-// the cache.
-func writeCached(w http.ResponseWriter, v any, hit bool) {
-	w.Header().Set("X-Darklaunch-Cache", cacheLabel(hit))
-	writeJSON(w, http.StatusOK, v)
+// setCacheHeaders says where the numbers came from (X-Darklaunch-Cache:
+// hit, stale or miss) and how old they are (X-Darklaunch-Age, seconds).
+func setCacheHeaders(w http.ResponseWriter, source string, age float64) {
+	w.Header().Set("X-Darklaunch-Cache", source)
+	w.Header().Set("X-Darklaunch-Age", strconv.FormatFloat(age, 'f', 3, 64))
+}
+
+// memLaunch is the launch named in the path, from the watcher's memory;
+// from the store while the watcher has not read the bucket yet or does
+// not know the launch (the store then answers 404 for an unknown id).
+func (s *Service) memLaunch(r *http.Request) (*launch.Launch, error) {
+	if w := s.watcher.Load(); w != nil {
+		select {
+		case <-w.Ready():
+			if l := w.Snapshot().ByID[r.PathValue("id")]; l != nil {
+				return l, nil
+			}
+		default:
+		}
+	}
+	return s.pathLaunch(r)
+}
+
+// awaitWatcher waits (at most a second) until the watcher has seen the
+// launch at revision rev or later, so the reporter's own change shows in
+// the next report it serves.
+func (s *Service) awaitWatcher(ctx context.Context, id string, rev uint64) {
+	w := s.watcher.Load()
+	if w == nil {
+		return
+	}
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	for {
+		changed := w.Changed()
+		if l := w.Snapshot().ByID[id]; l != nil && l.Revision >= rev {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {

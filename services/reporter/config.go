@@ -18,7 +18,7 @@ import (
 type Config struct {
 	Addr         string        `envconfig:"REPORTER_ADDR" default:":8090" desc:"listen address of the API (/v1), GET /healthz and the dashboard (GET /)"`
 	AdminAddr    string        `envconfig:"REPORTER_ADMIN_ADDR" default:":8091" desc:"listen address of the admin server: GET /metrics (Prometheus) and GET /healthz"`
-	CacheTTL     time.Duration `envconfig:"REPORTER_CACHE_TTL" default:"2s" desc:"how long a computed report is served from Redis; 0 disables the cache (concurrent polls are still collapsed)"`
+	CacheTTL     time.Duration `envconfig:"REPORTER_CACHE_TTL" default:"2s" desc:"how long computed numbers are served as fresh, from memory or Redis; older ones are still served (stale) while one refresh runs; 0 disables the cache (concurrent polls are still collapsed)"`
 	QueryTimeout time.Duration `envconfig:"REPORTER_QUERY_TIMEOUT" default:"10s" desc:"timeout of one report computation in ClickHouse and of one launch store operation"`
 	// A path is noise for a route when most of its differences also show
 	// between primary and secondary: see docs/api.md, "Noise".
@@ -31,6 +31,11 @@ type Config struct {
 	// Authentication: see docs/api.md, "Authentication".
 	TokensFile string `envconfig:"REPORTER_TOKENS_FILE" default:"" desc:"file of the API's bearer tokens, one 'NAME SCOPE TOKEN' per line (scope read, operate or admin; TOKEN in clear or sha256:<hex>; # comments); read at start. Required unless REPORTER_AUTH=off"`
 	Auth       string `envconfig:"REPORTER_AUTH" default:"on" desc:"on: every /v1 request needs a token of REPORTER_TOKENS_FILE; off: no authentication, anyone who reaches REPORTER_ADDR controls the launches (logged and shown in /healthz as a warning; never in production)"`
+	// Compaction and retention: see docs/clickhouse.md, "Aggregates".
+	CompactInterval    time.Duration `envconfig:"REPORTER_COMPACT_INTERVAL" default:"5s" desc:"how often the reporter seals the launches' pairs into the one-minute aggregate tables reports read; 0 disables compaction in this process (reports stay exact, computed from the raw rows past the last seal)"`
+	SealAfter          time.Duration `envconfig:"REPORTER_SEAL_AFTER" default:"10s" desc:"pairs are sealed once received this long ago (rows still on their way from the comparators); a row arriving later for a sealed minute makes it sealed again at the next compaction"`
+	Retention          time.Duration `envconfig:"REPORTER_RETENTION" default:"0s" desc:"how long comparison rows and examples are kept: a month's partition is dropped once the whole month is older than this; 0 keeps them"`
+	AggregateRetention time.Duration `envconfig:"REPORTER_AGGREGATE_RETENTION" default:"0s" desc:"the same for the aggregate tables (seals, pair_counts, diff_counts, latency_hist); 0 keeps them; when set, at least REPORTER_RETENTION (which must then be set)"`
 	// AllowedTargets: see docs/api.md, "Targets".
 	AllowedTargets string `envconfig:"REPORTER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets a launch's shadow_url and secondary_url may name: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused"`
 	// allowed is AllowedTargets parsed (prepare).
@@ -42,14 +47,15 @@ type Config struct {
 }
 
 // prepare gives the zero fields of a Config built in Go their default
-// tags, except CacheTTL and ControlInterval, whose zero means off; then it
+// tags, except CacheTTL, ControlInterval and CompactInterval, whose zero
+// means off; then it
 // validates, and derives an empty ID.
 func (c *Config) prepare() error {
 	off := *c
 	if err := config.Defaults(c); err != nil {
 		return err
 	}
-	c.CacheTTL, c.ControlInterval = off.CacheTTL, off.ControlInterval
+	c.CacheTTL, c.ControlInterval, c.CompactInterval = off.CacheTTL, off.ControlInterval, off.CompactInterval
 	if err := config.Validate(c); err != nil {
 		return err
 	}
@@ -80,6 +86,14 @@ func (c *Config) Validate() error {
 		return errors.New("REPORTER_TOKENS_FILE is not set: the API needs tokens (docs/api.md, Authentication); set REPORTER_AUTH=off to run without authentication, never in production")
 	case c.Auth == authOff && c.TokensFile != "":
 		return fmt.Errorf("REPORTER_AUTH=off and REPORTER_TOKENS_FILE %s are both set: choose one", c.TokensFile)
+	case c.CompactInterval < 0 || c.SealAfter < 0:
+		return fmt.Errorf("REPORTER_COMPACT_INTERVAL %s and REPORTER_SEAL_AFTER %s must not be negative", c.CompactInterval, c.SealAfter)
+	case c.Retention < 0 || c.AggregateRetention < 0:
+		return fmt.Errorf("REPORTER_RETENTION %s and REPORTER_AGGREGATE_RETENTION %s must not be negative", c.Retention, c.AggregateRetention)
+	case c.AggregateRetention > 0 && (c.Retention == 0 || c.AggregateRetention < c.Retention):
+		// Aggregates dropped while their raw rows stay would be sealed
+		// again from them at every compaction.
+		return fmt.Errorf("REPORTER_AGGREGATE_RETENTION %s must be at least REPORTER_RETENTION %s, which must then be set", c.AggregateRetention, c.Retention)
 	}
 	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
 		return fmt.Errorf("REPORTER_ALLOWED_TARGETS: %w", err)
@@ -104,10 +118,10 @@ const (
 	maxExamples = 10
 	// cacheKeyPrefix namespaces report cache keys; the version segment lets a
 	// change of the cached shape never read an old value.
-	cacheKeyPrefix = "darklaunch:reporter:report:v3:"
+	cacheKeyPrefix = "darklaunch:reporter:report:v4:"
 	// verdictKeyPrefix namespaces the cached numbers of verdict windows
 	// (<prefix><launch id>:<window start in Unix µs>).
-	verdictKeyPrefix = "darklaunch:reporter:verdict:v1:"
+	verdictKeyPrefix = "darklaunch:reporter:verdict:v2:"
 	// maxAudit bounds the audit entries a report shows.
 	maxAudit = 100
 )

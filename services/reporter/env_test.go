@@ -38,6 +38,7 @@ type env struct {
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis
+	cfg   reporter.Config // the reporter's, to start another like it
 }
 
 type envOptions struct {
@@ -47,6 +48,8 @@ type envOptions struct {
 	// quiet discards the reporter's log (a fuzz target may not log to
 	// its testing.F).
 	quiet bool
+	// compactInterval > 0 runs compaction, sealing buckets at once.
+	compactInterval time.Duration
 	// allowedTargets is REPORTER_ALLOWED_TARGETS.
 	allowedTargets string
 }
@@ -58,7 +61,8 @@ func startEnv(t testing.TB, o envOptions) *env {
 	e.redis = testenv.NewRedis(t)
 	e.redis.Start()
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: o.cacheTTL, QueryTimeout: 10 * time.Second,
-		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter", AllowedTargets: o.allowedTargets}
+		ControlInterval: o.controlInterval, LeaseTTL: 10 * o.controlInterval, ID: "test-reporter", AllowedTargets: o.allowedTargets,
+		CompactInterval: o.compactInterval, SealAfter: time.Nanosecond}
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
@@ -66,6 +70,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if o.quiet {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	e.cfg = cfg
 	e.svc = e.run(cfg)
 
 	ctx := testenv.Context(t)

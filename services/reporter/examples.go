@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
 )
 
@@ -20,7 +21,7 @@ const examplesQuery = "SELECT envelope_id, ts, route, method, path, query, diff_
 // QueryExamples reads a diff class's stored examples; none for a class
 // without any (or an unknown fingerprint).
 func QueryExamples(ctx context.Context, conn driver.Conn, database, launchID, fingerprint string) ([]api.Example, error) {
-	ex, err := queryRows(ctx, conn, "examples", fmt.Sprintf(examplesQuery, database, maxExamples),
+	ex, err := analytics.ScanAll(ctx, conn, "examples", fmt.Sprintf(examplesQuery, database, maxExamples),
 		func(rows driver.Rows) (e api.Example, err error) {
 			var paths, kinds []string
 			var reqH, primH, shH string

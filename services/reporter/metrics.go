@@ -22,6 +22,11 @@ type metrics struct {
 	auditWritten        prometheus.Counter
 	auditFailures       *prometheus.CounterVec
 	authFailures        *prometheus.CounterVec
+	compactions         *prometheus.CounterVec
+	sealedBuckets       *prometheus.CounterVec
+	compactDuration     prometheus.Histogram
+	droppedPartitions   *prometheus.CounterVec
+	reportAge           *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,5 +61,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Audit entries lost, by reason (insert: ClickHouse failed or is not connected; queue_full; shutdown). The launch change itself was made.", "reason"),
 		authFailures: d.CounterVec("auth_failures_total",
 			"API requests refused by authentication, by reason (token: none or not valid, 401; scope: too small, 403).", "reason"),
+		compactions: d.CounterVec("compactions_total",
+			"Compactions of one launch (sealing its finished buckets into the aggregate tables), by result (ok, error).", "result"),
+		sealedBuckets: d.CounterVec("sealed_buckets_total",
+			"One-minute buckets sealed into the aggregate tables, by kind (sealed: the first time; resealed: rows arrived or collapsed since).", "kind"),
+		compactDuration: d.Histogram("compaction_duration_seconds", "Duration of one launch's compaction.",
+			prometheus.ExponentialBuckets(0.005, 2.5, 10)),
+		droppedPartitions: d.CounterVec("dropped_partitions_total",
+			"Month partitions dropped by retention (REPORTER_RETENTION, REPORTER_AGGREGATE_RETENTION), by table.", "table"),
+		reportAge: d.HistogramVec("served_age_seconds",
+			"Age of the numbers served (now - generated_at) by endpoint (report, verdict).",
+			prometheus.ExponentialBuckets(0.05, 2.5, 10), "endpoint"),
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
 )
 
@@ -106,13 +107,15 @@ const (
 		") USING fingerprint ORDER BY n DESC, fingerprint"
 )
 
-// QueryStats computes a launch's statistics from database.comparisons and
-// database.examples in two rounds of concurrent queries: the noise
+// QueryStatsRaw computes a launch's statistics from the raw rows of
+// database.comparisons (with FINAL) and database.examples in two rounds of
+// concurrent queries. It is the reference the aggregate-based QueryStats
+// is tested and benchmarked against, not what the API serves: the noise
 // candidates and the diffs, then (with the suppressed paths decided here)
 // the routes with the totals and the diff classes. The database name must
 // be a plain identifier (analytics.Open checks it). A launch with no rows
 // gets zeros and empty lists.
-func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string, th api.NoiseThresholds) (*api.Stats, error) {
+func QueryStatsRaw(ctx context.Context, conn driver.Conn, database, launchID string, th api.NoiseThresholds) (*api.Stats, error) {
 	st := &api.Stats{GeneratedAt: time.Now().UTC(), Routes: []api.RouteStats{}, Diffs: []api.DiffCount{},
 		Noise: api.Noise{NoiseThresholds: th, Suppressed: []api.SuppressedPath{}}, Classes: []api.DiffClass{},
 		Audit: []api.AuditEntry{}}
@@ -120,7 +123,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		cands, err := queryRows(gctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
+		cands, err := analytics.ScanAll(gctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
 			func(rows driver.Rows) (s api.SuppressedPath, err error) {
 				err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
 				return s, err
@@ -129,7 +132,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		return err
 	})
 	g.Go(func() error {
-		diffs, err := queryRows(gctx, conn, "diffs", fmt.Sprintf(diffsQuery, database, maxDiffs),
+		diffs, err := analytics.ScanAll(gctx, conn, "diffs", fmt.Sprintf(diffsQuery, database, maxDiffs),
 			func(rows driver.Rows) (d api.DiffCount, err error) {
 				err = rows.Scan(&d.Path, &d.Kind, &d.Count, &d.Noisy)
 				return d, err
@@ -159,7 +162,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		return nil
 	})
 	g.Go(func() error {
-		classes, err := queryRows(gctx, conn, "classes", fmt.Sprintf(classesQuery, database, maxClasses),
+		classes, err := analytics.ScanAll(gctx, conn, "classes", fmt.Sprintf(classesQuery, database, maxClasses),
 			func(rows driver.Rows) (c api.DiffClass, err error) {
 				var firstUS, lastUS int64
 				var diffset []string
@@ -268,29 +271,6 @@ func rate(n, of uint64) float64 {
 		return 0
 	}
 	return float64(n) / float64(of)
-}
-
-// queryRows runs a query and scans each row with scan; errors name the
-// query.
-func queryRows[T any](ctx context.Context, conn driver.Conn, name, query string,
-	scan func(driver.Rows) (T, error), args ...any) ([]T, error) {
-	rows, err := conn.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s query: %w", name, err)
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s query: %w", name, err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s query: %w", name, err)
-	}
-	return out, nil
 }
 
 // toQuantiles maps ClickHouse's [p50, p95, p99] to Quantiles. Quantiles of

@@ -51,6 +51,14 @@ type Service struct {
 	leases atomic.Pointer[kvLeases]
 	liveKV atomic.Pointer[jetstream.KeyValue]
 	ch     atomic.Pointer[chConn]
+	// watcher keeps every launch in memory (the report and verdict
+	// handlers read it instead of the store).
+	watcher atomic.Pointer[launch.Watcher]
+
+	// memo holds the computed reports and verdict windows this process
+	// serves (cache.go); launchJSON the encoded launches.
+	memo       memo
+	launchJSON launchJSONCache
 
 	// id names this reporter in leases and audit entries.
 	id string
@@ -178,6 +186,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.ControlInterval > 0 {
 		wg.Go(func() { s.runController(ctx) })
 	}
+	if s.cfg.CompactInterval > 0 {
+		wg.Go(func() { s.runCompaction(ctx) })
+	}
 	var auditWG sync.WaitGroup
 	auditWG.Go(s.writeAudit)
 	s.log.Info("reporter listening", "addr", s.Addr(), "admin_addr", s.AdminAddr(), "id", s.id)
@@ -233,12 +244,13 @@ func (s *Service) connectNATS(ctx context.Context) {
 		return
 	}
 	s.nc.Store(nc)
+	var kv jetstream.KeyValue
 	ok = s.retry(ctx, "open the NATS launches bucket", func(actx context.Context) error {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return err
 		}
-		kv, err := launch.OpenBucket(actx, js)
+		kv, err = launch.OpenBucket(actx, js)
 		if err != nil {
 			return err
 		}
@@ -257,30 +269,23 @@ func (s *Service) connectNATS(ctx context.Context) {
 		s.store.Store(launch.NewStore(kv))
 		return nil
 	})
-	if ok {
-		s.log.Info("launch store ready", "nats_url", nc.ConnectedUrlRedacted())
+	if !ok {
+		return
 	}
+	s.log.Info("launch store ready", "nats_url", nc.ConnectedUrlRedacted())
+	w := launch.NewWatcher(kv, nc, s.log)
+	s.watcher.Store(w)
+	_ = w.Run(ctx) // until shutdown
 }
 
 func (s *Service) connectClickHouse(ctx context.Context) {
 	var conn driver.Conn
+	// Migrating here lets reports answer (with zeros) before the
+	// comparator ever created the table.
 	ok := s.retry(ctx, "connect to ClickHouse and apply the schema", func(actx context.Context) error {
-		o, err := analytics.OptionsFor(s.cfg.ClickHouse)
-		if err != nil {
-			return err
-		}
-		c, err := analytics.Open(actx, o)
-		if err != nil {
-			return err
-		}
-		// Migrating here lets reports answer (with zeros) before the
-		// comparator ever created the table.
-		if err := analytics.Migrate(actx, c, s.cfg.ClickHouseDatabase); err != nil {
-			c.Close()
-			return err
-		}
+		c, err := analytics.Connect(actx, s.cfg.ClickHouse)
 		conn = c
-		return nil
+		return err
 	})
 	if ok {
 		s.ch.Store(&chConn{conn})

@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
@@ -37,6 +38,10 @@ type WindowStats struct {
 	// the shadow took longer than the primary.
 	Answered uint64 `json:"answered"`
 	Slower   uint64 `json:"slower"`
+	// Faster and Tied are the other answered pairs (the raw query does
+	// not fill them).
+	Faster uint64 `json:"faster,omitempty"`
+	Tied   uint64 `json:"tied,omitempty"`
 	// PrimaryUS and ShadowUS are p50, p95, p99 latencies in microseconds
 	// over the answered pairs (both sides over the same requests).
 	PrimaryUS [3]float64 `json:"primary_us"`
@@ -60,12 +65,14 @@ const windowQuery = "SELECT count() AS pairs, " +
 	", any(route) AS any_route" +
 	" FROM %s.comparisons FINAL WHERE launch_id = @launch AND received_at_us >= @from_us"
 
-// QueryWindow computes the numbers of a launch's pairs received from
-// fromUS (Unix microseconds) on: the noise candidates over the launch's
-// whole history first (as the report does), then the window in one query.
-func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
+// QueryWindowRaw computes the numbers of a launch's pairs received from
+// fromUS (Unix microseconds) on from the raw rows: the noise candidates
+// over the launch's whole history first (as the report does), then the
+// window in one query. It is the reference QueryWindow is tested and
+// benchmarked against.
+func QueryWindowRaw(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
 	launchArg := clickhouse.Named("launch", launchID)
-	cands, err := queryRows(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
+	cands, err := analytics.ScanAll(ctx, conn, "noise", fmt.Sprintf(noiseQuery, database, maxSuppressed),
 		func(rows driver.Rows) (s api.SuppressedPath, err error) {
 			err = rows.Scan(&s.Route, &s.Path, &s.Raw, &s.Noisy)
 			return s, err
@@ -235,26 +242,31 @@ func fmtRate(r float64) string {
 }
 
 // verdictFor computes a launch's verdict: on live traffic while it is
-// promoting, else from its window's compared pairs (cached in Redis and
-// shared by concurrent polls, like the report).
-func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*api.Verdict, bool, error) {
+// promoting (sourceMiss), else from its window's compared pairs (kept in
+// memory and Redis and shared by concurrent polls, like the report; the
+// string says where the numbers came from).
+func (s *Service) verdictFor(ctx context.Context, l *launch.Launch) (*api.Verdict, string, error) {
 	if l.Status == launch.StatusPromoting {
 		v, err := s.liveVerdict(ctx, l)
-		return v, false, err
+		return v, sourceMiss, err
 	}
 	from, step := VerdictWindow(l)
-	st, hit, err := cached(s, ctx, verdictCacheKey(l.ID, from.UnixMicro()), s.metrics.verdictQueries,
-		func(qctx context.Context, conn driver.Conn) (*WindowStats, error) {
-			return QueryWindow(qctx, conn, s.cfg.ClickHouseDatabase, l.ID, from.UnixMicro(), s.noise())
+	st, _, source, err := cached(s, ctx, verdictCacheKey(l.ID, from.UnixMicro()), s.metrics.verdictQueries, windowCodec,
+		func(qctx context.Context, conn driver.Conn) (*WindowStats, time.Time, error) {
+			st, err := QueryWindow(qctx, conn, s.cfg.ClickHouseDatabase, l.ID, from.UnixMicro(), s.noise())
+			if err != nil {
+				return nil, time.Time{}, err
+			}
+			return st, st.GeneratedAt, nil
 		})
 	if err != nil {
-		return nil, false, fmt.Errorf("compute verdict of launch %s: %w", l.ID, err)
+		return nil, "", fmt.Errorf("compute verdict of launch %s: %w", l.ID, err)
 	}
 	g := l.Gates.WithDefaults()
-	v := &api.Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt,
+	v := &api.Verdict{LaunchID: l.ID, Gates: g, GeneratedAt: st.GeneratedAt, AgeSeconds: ageSeconds(st.GeneratedAt),
 		Window: api.Window{Source: api.SourcePairs, From: from.UTC(), Pairs: st.Pairs, Step: step}}
 	v.Verdict, v.Reasons, v.Checks = ComputeVerdict(st, g)
-	return v, hit, nil
+	return v, source, nil
 }
 
 // liveVerdict judges a promoting launch on the live traffic of its current

@@ -174,7 +174,14 @@ func TestRolloutPromotes(t *testing.T) {
 			steps = append(steps, st)
 		}
 		if l.Status == "promoting" {
-			s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &liveVerdict)
+			// The reporter reads the launch from its watcher, which may be a
+			// few milliseconds behind the store this poll read: keep the
+			// verdicts judged on live traffic.
+			var v api.Verdict
+			s.apiOK("GET", "/v1/launches/"+created.ID+"/verdict", nil, http.StatusOK, &v)
+			if v.Window.Source == api.SourceLive {
+				liveVerdict = v
+			}
 		}
 		if l.Status == "rolled_back" {
 			var r api.Report

@@ -1,0 +1,119 @@
+package reporter
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/analytics"
+	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/retry"
+)
+
+// retentionEvery is how often retention is enforced (partition drops).
+const retentionEvery = time.Hour
+
+// fullCheckEvery: every this many intervals compaction looks at all of a
+// launch's minutes (for late rows in old ones); in between at the last
+// few minutes only.
+const fullCheckEvery = 12
+
+// recentMinutes is how far back a partial check looks, before the
+// watermark.
+const recentMinutes = 3 * time.Minute
+
+// compactTimeout bounds one launch's compaction. A long launch's first
+// one (after an upgrade) may take longer: its seals are written a chunk at
+// a time, oldest first, and the next compaction goes on from there.
+const compactTimeout = 2 * time.Minute
+
+// finishedCheckEvery: a launch that neither mirrors nor serves live
+// traffic is compacted only every this many intervals (late rows of it
+// are rare, and reports stay exact meanwhile: unsealed buckets are read
+// raw).
+const finishedCheckEvery = 20
+
+// runCompaction seals the launches' finished buckets every
+// REPORTER_COMPACT_INTERVAL (see analytics.Compact) and enforces
+// retention every hour, until ctx ends. Every reporter replica runs it;
+// concurrent seals of one bucket are harmless (each is a version, readers
+// use the latest).
+func (s *Service) runCompaction(ctx context.Context) {
+	var lastRetention time.Time
+	tick := 0
+	// full holds the launches this process compacted whole: until then a
+	// launch gets only full compactions, because sealing its last minutes
+	// first would move its watermark past minutes not sealed yet.
+	full := map[string]bool{}
+	retry.Every(ctx, s.cfg.CompactInterval, func() {
+		tick++
+		w, conn := s.watcher.Load(), s.ch.Load()
+		if w == nil || conn == nil {
+			return
+		}
+		for id, l := range w.Snapshot().ByID {
+			if ctx.Err() != nil {
+				return
+			}
+			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 1 {
+				continue
+			}
+			var since time.Time
+			if full[id] && tick%fullCheckEvery != 1 {
+				since = time.Now().Add(-s.cfg.SealAfter - recentMinutes)
+			}
+			ok := s.compactLaunch(ctx, conn, id, l, since)
+			full[id] = full[id] || (ok && since.IsZero())
+		}
+		if time.Since(lastRetention) >= retentionEvery {
+			lastRetention = time.Now()
+			s.enforceRetention(ctx, conn)
+		}
+	})
+}
+
+// compactLaunch compacts one launch (its last minutes from since on, or
+// all of it when since is zero) and reports whether it succeeded.
+func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch, since time.Time) bool {
+	cctx, cancel := context.WithTimeout(ctx, compactTimeout)
+	defer cancel()
+	start := time.Now()
+	res, err := analytics.CompactRecent(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter, since)
+	s.metrics.compactDuration.Observe(time.Since(start).Seconds())
+	s.metrics.sealedBuckets.WithLabelValues("sealed").Add(float64(res.Sealed))
+	s.metrics.sealedBuckets.WithLabelValues("resealed").Add(float64(res.Resealed))
+	if err != nil {
+		s.metrics.compactions.WithLabelValues("error").Inc()
+		if ctx.Err() == nil {
+			s.log.Warn("compaction failed", "launch_id", id, "err", err)
+		}
+		return false
+	}
+	s.metrics.compactions.WithLabelValues("ok").Inc()
+	if res.Sealed+res.Resealed > 0 {
+		s.log.Debug("compacted", "launch_id", id, "status", l.Status, "sealed", res.Sealed, "resealed", res.Resealed,
+			"rows", res.Rows, "pending", res.Pending, "duration", time.Since(start))
+	}
+	return true
+}
+
+// enforceRetention drops the month partitions past REPORTER_RETENTION
+// (raw rows) and REPORTER_AGGREGATE_RETENTION (aggregates).
+func (s *Service) enforceRetention(ctx context.Context, conn *chConn) {
+	for _, r := range []struct {
+		tables    []string
+		retention time.Duration
+	}{{analytics.RawTables, s.cfg.Retention}, {analytics.AggregateTables, s.cfg.AggregateRetention}} {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+		dropped, err := analytics.DropExpired(cctx, conn, s.cfg.ClickHouseDatabase, time.Now(), r.tables, r.retention)
+		cancel()
+		for _, d := range dropped {
+			s.log.Info("retention: partition dropped", "partition", d, "retention", r.retention)
+			table, _, _ := strings.Cut(d, "/")
+			s.metrics.droppedPartitions.WithLabelValues(table).Inc()
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("retention failed", "err", err)
+		}
+	}
+}
