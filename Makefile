@@ -53,7 +53,7 @@ bench: deps
 DEMO_DURATION ?= 15s
 demo: deps build
 	@scripts/stack.sh up
-	@bin/demo-load -duration $(DEMO_DURATION)
+	@DARKLAUNCH_TOKEN=$$(cat .local/stack/api-token) bin/demo-load -duration $(DEMO_DURATION)
 	@echo "The stack keeps running; stop it with: make down"
 
 up: deps build

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what darklaunch's tests and demo need, skipping what is present:
-# clickhouse-server, clickhouse-client, redis-server and hey (make bench) from
-# Debian packages,
-# and nats-server (built with `go install` into .local/bin).
+# clickhouse-server, clickhouse-client, redis-server, hey (make bench) and
+# chromium (the dashboard's browser test) from Debian packages, and
+# nats-server (built with `go install` into .local/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ have clickhouse-client || missing+=(clickhouse-client)
 have redis-server || missing+=(redis-server)
 # hey: the out-of-process load generator of `make bench` (polling figures).
 have hey || missing+=(hey)
+have chromium || have chromium-browser || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]} from Debian packages"
   $SUDO apt-get update -qq
@@ -36,4 +37,4 @@ if [ ! -x .local/bin/nats-server ]; then
   mkdir -p .local/bin
   GOBIN="$PWD/.local/bin" GOWORK=off go install "github.com/nats-io/nats-server/v2@${NATS_SERVER_VERSION}"
 fi
-echo "deps: ok (clickhouse-server, redis-server, .local/bin/nats-server)"
+echo "deps: ok (clickhouse-server, redis-server, hey, chromium, .local/bin/nats-server)"

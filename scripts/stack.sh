@@ -87,6 +87,18 @@ up_infra() {
   wait_port nats "$NATS_PORT"; wait_port clickhouse "$CLICKHOUSE_PORT"; wait_port redis "$REDIS_PORT"
 }
 
+# api_token creates the stack's admin API token once (.local/stack/api-token,
+# mode 600) and gives the reporter a tokens file holding only its sha256.
+api_token() {
+  local token=$STACK/api-token tokens=$STACK/reporter-tokens
+  if [ ! -s "$token" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token")
+  fi
+  chmod 600 "$token"
+  (umask 077; printf '# the local stack'"'"'s admin token (.local/stack/api-token)\nstack admin sha256:%s\n' \
+    "$(tr -d '\n' <"$token" | sha256sum | cut -d' ' -f1)" >"$tokens")
+}
+
 # seal_keys creates the key file mirror and runner share (sealed header
 # values in envelopes, replay proofs), once: later runs reuse it, so what
 # the streams hold stays readable.
@@ -101,6 +113,7 @@ seal_keys() {
 
 up_apps() {
   echo "stack: demo apps and darklaunch services"
+  api_token
   seal_keys
   DEMO_ADDR=127.0.0.1:$PRIMARY_PORT DEMO_VARIANT=primary start demo-primary "$ROOT/bin/demo-app"
   DEMO_ADDR=127.0.0.1:$SHADOW_PORT DEMO_VARIANT=shadow start demo-shadow "$ROOT/bin/demo-app"
@@ -109,10 +122,15 @@ up_apps() {
     MIRROR_PRIMARY_URL=http://127.0.0.1:$PRIMARY_PORT MIRROR_SEAL_KEY_FILE=$SEAL_KEYS start mirror "$ROOT/bin/mirror"
   RUNNER_ADMIN_ADDR=127.0.0.1:$RUNNER_ADMIN_PORT RUNNER_SEAL_KEY_FILE=$SEAL_KEYS start shadow-runner "$ROOT/bin/shadow-runner"
   COMPARATOR_ADMIN_ADDR=127.0.0.1:$COMPARATOR_ADMIN_PORT start comparator "$ROOT/bin/comparator"
-  REPORTER_ADDR=127.0.0.1:$REPORTER_PORT REPORTER_ADMIN_ADDR=127.0.0.1:$REPORTER_ADMIN_PORT start reporter "$ROOT/bin/reporter"
+  REPORTER_ADDR=127.0.0.1:$REPORTER_PORT REPORTER_ADMIN_ADDR=127.0.0.1:$REPORTER_ADMIN_PORT \
+    REPORTER_TOKENS_FILE=$STACK/reporter-tokens start reporter "$ROOT/bin/reporter"
   wait_port demo-primary "$PRIMARY_PORT"; wait_port demo-shadow "$SHADOW_PORT"; wait_port demo-secondary "$SECONDARY_PORT"
   wait_port mirror "$MIRROR_PORT"; wait_port reporter "$REPORTER_PORT"
   wait_port shadow-runner "$RUNNER_ADMIN_PORT"; wait_port comparator "$COMPARATOR_ADMIN_PORT"
+  echo "stack: the API needs a token; an admin one is in .local/stack/api-token (mode 600):"
+  echo "  export DARKLAUNCH_TOKEN=\$(cat .local/stack/api-token)"
+  echo "  bin/darkctl list    # or: curl -H \"Authorization: Bearer \$DARKLAUNCH_TOKEN\" 127.0.0.1:$REPORTER_PORT/v1/launches"
+  echo "  the dashboard (http://127.0.0.1:$REPORTER_PORT/) asks for it once per browser session"
 }
 
 down() {

@@ -58,6 +58,9 @@ commands:
                                 1 fail, 2 still inconclusive at the timeout
 
 The reporter URL comes from -reporter or $DARKLAUNCH_REPORTER (default http://127.0.0.1:8090).
+The API token comes from $DARKLAUNCH_TOKEN (sent as Authorization: Bearer; list, show,
+report, verdict and wait need a read token; pause, resume, rollback and percent an
+operate token; create and promote an admin token).
 Exit codes: 0 ok/pass, 1 fail, 2 inconclusive or timeout, 3 usage or API error.
 `
 
@@ -88,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitError
 	}
-	c, err := client.New(*reporter)
+	c, err := client.New(*reporter, client.WithToken(os.Getenv("DARKLAUNCH_TOKEN")))
 	if err != nil {
 		fmt.Fprintln(stderr, "darkctl:", err)
 		return exitError

@@ -24,6 +24,7 @@ type Check func(ctx context.Context) error
 type Server struct {
 	Registry *prometheus.Registry
 	checks   map[string]Check
+	warnings []string
 	ln       net.Listener
 	routes   []route
 	log      *slog.Logger
@@ -39,6 +40,19 @@ func New(log *slog.Logger) *Server {
 
 // AddCheck registers a named health check.
 func (s *Server) AddCheck(name string, c Check) { s.checks[name] = c }
+
+// AddWarning adds a warning every health report carries. Call it before
+// Serve.
+func (s *Server) AddWarning(w string) { s.warnings = append(s.warnings, w) }
+
+// Health runs the server's checks (see the function Health) and adds its
+// warnings: the /healthz report, for a service that also serves it on
+// another address.
+func (s *Server) Health(ctx context.Context) (int, HealthReport) {
+	code, rep := Health(ctx, s.checks)
+	rep.Warnings = s.warnings
+	return code, rep
+}
 
 type route struct {
 	pattern string
@@ -60,7 +74,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	status, body := Health(ctx, s.checks)
+	status, body := s.Health(ctx)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
@@ -70,6 +84,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 type HealthReport struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
+	// Warnings say what runs but should not in production (a reporter
+	// without authentication); they do not make the status degraded.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Health runs every check and returns 200 with status "ok" when all pass,

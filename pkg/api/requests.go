@@ -65,3 +65,18 @@ type PromoteRequest struct {
 	// once; [] (empty, not nil): 100% at once.
 	LiveSteps []launch.Step `json:"live_steps,omitzero"`
 }
+
+// Validate refuses a reason over launch.MaxReasonLen (the API answers 422);
+// the launch itself is validated by the store.
+func (r *CreateRequest) Validate() error { return launch.CheckReason(r.Reason) }
+
+// Validate refuses a reason over launch.MaxReasonLen; the patched launch
+// is validated by launch.Launch.ApplyPatch.
+func (r *PatchRequest) Validate() error { return launch.CheckReason(r.Reason) }
+
+// Validate refuses a reason over launch.MaxReasonLen.
+func (r *ActionRequest) Validate() error { return launch.CheckReason(r.Reason) }
+
+// Validate refuses a reason over launch.MaxReasonLen; the live steps are
+// validated by launch.Launch.Promote.
+func (r *PromoteRequest) Validate() error { return launch.CheckReason(r.Reason) }

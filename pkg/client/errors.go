@@ -13,9 +13,12 @@ import (
 // of its status:
 //
 //	400 ErrBadRequest        unreadable body, unknown field, PATCH changing nothing
+//	401 ErrUnauthorized      no token, or one the reporter does not know
+//	403 ErrForbidden         the token's scope is too small (or a cross-origin browser request)
 //	404 ErrNotFound          unknown launch (also launch.ErrNotFound) or route
 //	409 launch.ErrConflict   a transition the launch's status refuses
-//	422 launch.ErrInvalid    a launch, rule, ramp or gate that does not validate
+//	413 ErrTooLarge          a request body over the API's limit
+//	422 launch.ErrInvalid    a launch, rule, ramp, gate or reason that does not validate
 //	503 ErrUnavailable       NATS or ClickHouse not reachable yet: retry later
 //
 // so a caller tests errors.Is(err, launch.ErrConflict) as the reporter does.
@@ -33,8 +36,14 @@ func (e *APIError) Error() string {
 var (
 	// ErrBadRequest matches an APIError with status 400.
 	ErrBadRequest = errors.New("bad request")
+	// ErrUnauthorized matches an APIError with status 401.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden matches an APIError with status 403.
+	ErrForbidden = errors.New("forbidden")
 	// ErrNotFound matches an APIError with status 404.
 	ErrNotFound = errors.New("not found")
+	// ErrTooLarge matches an APIError with status 413.
+	ErrTooLarge = errors.New("request too large")
 	// ErrUnavailable matches an APIError with status 503.
 	ErrUnavailable = errors.New("unavailable")
 )
@@ -44,6 +53,12 @@ func (e *APIError) Is(target error) bool {
 	switch e.Status {
 	case http.StatusBadRequest:
 		return target == ErrBadRequest
+	case http.StatusUnauthorized:
+		return target == ErrUnauthorized
+	case http.StatusForbidden:
+		return target == ErrForbidden
+	case http.StatusRequestEntityTooLarge:
+		return target == ErrTooLarge
 	case http.StatusNotFound:
 		return target == ErrNotFound || target == launch.ErrNotFound
 	case http.StatusConflict:

@@ -9,17 +9,20 @@ import (
 )
 
 func TestAPIErrorIs(t *testing.T) {
-	sentinels := []error{ErrBadRequest, ErrNotFound, launch.ErrNotFound, launch.ErrConflict, launch.ErrInvalid, ErrUnavailable}
+	sentinels := []error{ErrBadRequest, ErrUnauthorized, ErrForbidden, ErrNotFound, launch.ErrNotFound, launch.ErrConflict, ErrTooLarge, launch.ErrInvalid, ErrUnavailable}
 	for _, c := range []struct {
 		status int
 		match  []error
 	}{
 		{400, []error{ErrBadRequest}},
+		{401, []error{ErrUnauthorized}},
+		{403, []error{ErrForbidden}},
 		{404, []error{ErrNotFound, launch.ErrNotFound}},
 		{409, []error{launch.ErrConflict}},
 		{422, []error{launch.ErrInvalid}},
 		{503, []error{ErrUnavailable}},
-		{413, nil},
+		{413, []error{ErrTooLarge}},
+		{429, nil},
 		{500, nil},
 	} {
 		// Wrapped, as a caller would return it.

@@ -14,6 +14,7 @@ const (
 	MaxRulePathLen   = 1024 // bytes in one rule path
 	MaxRulePathSteps = 64   // steps in one rule path
 	MaxRuleEntries   = 256  // entries in one rules list or map
+	MaxHeaderNameLen = 256  // bytes in one header name of a rules list
 )
 
 // step is one step of a rule path: a member name, an array index, or a

@@ -304,6 +304,9 @@ func (l *nameList) add(n string, allowStar bool) error {
 	if name == "" {
 		return errors.New("empty")
 	}
+	if len(name) > MaxHeaderNameLen {
+		return fmt.Errorf("longer than %d bytes", MaxHeaderNameLen)
+	}
 	for i := 0; i < len(name); i++ {
 		if !isTokenByte(name[i]) {
 			return fmt.Errorf("%s at offset %d is not allowed in a header name", quoteByte(name, i), i)

@@ -129,12 +129,12 @@ var serviceName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // Normalize fills defaults and validates a launch, returning an error that
 // wraps ErrInvalid and names the field.
 func (l *Launch) Normalize() error {
+	if err := l.checkCaps(); err != nil {
+		return err
+	}
 	l.Name = strings.TrimSpace(l.Name)
 	if l.Name == "" {
 		return fmt.Errorf("%w: name is required", ErrInvalid)
-	}
-	if len(l.Name) > 200 {
-		return fmt.Errorf("%w: name is longer than 200 characters", ErrInvalid)
 	}
 	if l.Service == "" {
 		l.Service = DefaultService

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -51,13 +52,13 @@ func (s *Store) Create(ctx context.Context, l Launch) (*Launch, error) {
 	l.Status = StatusActive
 	l.CreatedAt = s.now().UTC()
 	l.UpdatedAt = l.CreatedAt
-	data, err := json.Marshal(&l)
+	data, err := encode(&l)
 	if err != nil {
 		return nil, err
 	}
 	rev, err := s.kv.Create(ctx, l.ID, data)
 	if err != nil {
-		return nil, fmt.Errorf("store launch %s: %w", l.ID, err)
+		return nil, storeError("store", l.ID, len(data), err)
 	}
 	l.Revision = rev
 	return &l, nil
@@ -113,7 +114,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(*Launch) erro
 			return nil, err
 		}
 		l.UpdatedAt = s.now().UTC()
-		data, err := json.Marshal(l)
+		data, err := encode(l)
 		if err != nil {
 			return nil, err
 		}
@@ -123,10 +124,31 @@ func (s *Store) Update(ctx context.Context, id string, change func(*Launch) erro
 			return l, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) || attempt >= 20 {
-			return nil, fmt.Errorf("update launch %s: %w", id, err)
+			return nil, storeError("update", id, len(data), err)
 		}
 		// Someone else wrote first: re-read and re-apply.
 	}
+}
+
+// encode is the launch as stored, refused (ErrInvalid) when over
+// MaxEncodedBytes.
+func encode(l *Launch) ([]byte, error) {
+	data, err := json.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	return data, checkEncoded(l.ID, data)
+}
+
+// storeError wraps a failed write of a launch of size bytes. A launch
+// over the NATS server's max payload (set lower than MaxEncodedBytes) is
+// the caller's: ErrInvalid, not an outage.
+func storeError(op, id string, size int, err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: launch %s is %d bytes as stored JSON, more than the NATS server accepts in one message: shorten its rules, patterns or names",
+			ErrInvalid, id, size)
+	}
+	return fmt.Errorf("%s launch %s: %w", op, id, err)
 }
 
 func decode(e jetstream.KeyValueEntry) (*Launch, error) {

@@ -1,13 +1,11 @@
 package stream_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -56,22 +54,9 @@ func TestEnsureDedupeAndDeadLetter(t *testing.T) {
 }
 
 // syncBuffer is a log destination NATS callback goroutines may write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type syncBuffer struct{ testenv.Buffer }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
+func (b *syncBuffer) count(s string) int { return strings.Count(b.String(), s) }
 
 func (b *syncBuffer) await(t *testing.T, s string) {
 	t.Helper()

@@ -9,11 +9,11 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/compare"
@@ -37,17 +37,22 @@ var auditActions = map[launch.Action]string{
 
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/launches", s.api(s.createLaunch))
-	mux.HandleFunc("GET /v1/launches", s.api(s.listLaunches))
-	mux.HandleFunc("GET /v1/launches/{id}", s.api(s.getLaunch))
-	mux.HandleFunc("PATCH /v1/launches/{id}", s.api(s.patchLaunch))
+	// Each route names the least scope it needs; PATCH needs more when
+	// its fields do (launch.Patch.Scope, checked in patchLaunch).
+	mux.HandleFunc("POST /v1/launches", s.api(launch.ScopeAdmin, s.createLaunch))
+	mux.HandleFunc("GET /v1/launches", s.api(launch.ScopeRead, s.listLaunches))
+	mux.HandleFunc("GET /v1/launches/{id}", s.api(launch.ScopeRead, s.getLaunch))
+	mux.HandleFunc("PATCH /v1/launches/{id}", s.api(launch.ScopeOperate, s.patchLaunch))
 	for a, do := range actions {
-		mux.HandleFunc("POST /v1/launches/{id}/"+string(a), s.api(s.actionHandler(a, do)))
+		mux.HandleFunc("POST /v1/launches/{id}/"+string(a), s.api(a.Scope(), s.actionHandler(a, do)))
 	}
-	mux.HandleFunc("POST /v1/launches/{id}/promote", s.api(s.promoteLaunch))
-	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(s.getReport))
-	mux.HandleFunc("GET /v1/launches/{id}/verdict", s.api(s.getVerdict))
-	mux.HandleFunc("GET /v1/launches/{id}/examples/{fingerprint}", s.api(s.getExamples))
+	mux.HandleFunc("POST /v1/launches/{id}/promote", s.api(launch.ActionPromote.Scope(), s.promoteLaunch))
+	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(launch.ScopeRead, s.getReport))
+	mux.HandleFunc("GET /v1/launches/{id}/verdict", s.api(launch.ScopeRead, s.getVerdict))
+	mux.HandleFunc("GET /v1/launches/{id}/examples/{fingerprint}", s.api(launch.ScopeRead, s.getExamples))
+	// Neither needs a token: /healthz says only whether the dependencies
+	// are reachable, and the dashboard page holds no data (its API calls
+	// carry the token the operator gives it).
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", serveDashboard)
 
@@ -173,6 +178,11 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &he):
 		code = he.code
+	case errors.Is(err, errUnauthenticated):
+		code = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="darklaunch"`)
+	case errors.Is(err, errForbidden):
+		code = http.StatusForbidden
 	case errors.Is(err, launch.ErrInvalid):
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, launch.ErrNotFound):
@@ -192,8 +202,24 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+		msg = publicMessage(code, msg)
 	}
 	writeError(w, code, msg)
+}
+
+// publicMessage is what a 5xx answer says of a failure whose whole
+// message (addresses, driver errors, queries) went to the log only: which
+// dependency is not connected yet, or that one failed or was too slow.
+func publicMessage(code int, msg string) string {
+	switch {
+	case code == http.StatusInternalServerError:
+		return "internal error; the reporter's log has the details"
+	case strings.HasPrefix(msg, "timed out"):
+		return "timed out waiting for NATS or ClickHouse; retry later"
+	case strings.Contains(msg, errNotReady.Error()+": "):
+		return msg[strings.Index(msg, errNotReady.Error()+": "):] + "; retry later"
+	}
+	return "NATS, ClickHouse or Redis failed or is unreachable; retry later (the reporter's log has the details)"
 }
 
 // decodeBody reads one JSON object into dst. Unknown fields, trailing data
@@ -218,6 +244,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) 
 	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
+		if v, ok := dst.(interface{ Validate() error }); ok {
+			return v.Validate()
+		}
 		return nil
 	case errors.As(err, &tooBig):
 		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
@@ -234,10 +263,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) 
 // its failure for api to answer.
 type apiFunc func(w http.ResponseWriter, r *http.Request) error
 
-// api makes h a handler whose failures are answered by fail.
-func (s *Service) api(h apiFunc) http.HandlerFunc {
+// api makes h a handler of a route that needs scope, whose failures
+// (authentication's included) are answered by fail.
+func (s *Service) api(scope launch.Scope, h apiFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
+		if err := s.authenticated(w, r, scope, h); err != nil {
 			s.fail(w, r, err)
 		}
 	}
@@ -284,11 +314,6 @@ func (s *Service) updateLaunch(r *http.Request, change func(*launch.Launch) erro
 		return l, err
 	})
 }
-
-// actor names the caller of an API request in the audit log: the TCP
-// peer (a proxy in front of the reporter shows as itself; forwarding
-// headers are not trusted).
-func actor(r *http.Request) string { return "api:" + r.RemoteAddr }
 
 func (s *Service) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	var req api.CreateRequest
@@ -360,6 +385,9 @@ func patched(p launch.Patch) map[string]any {
 func (s *Service) patchLaunch(w http.ResponseWriter, r *http.Request) error {
 	var req api.PatchRequest
 	if err := decodeBody(w, r, &req, true); err != nil {
+		return err
+	}
+	if err := s.authorize(r, req.Patch.Scope()); err != nil {
 		return err
 	}
 	if req.Patch.Empty() {
@@ -571,6 +599,6 @@ func (s *Service) awaitWatcher(ctx context.Context, id string, rev uint64) {
 func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	code, rep := admin.Health(ctx, s.checks())
+	code, rep := s.admin.Health(ctx)
 	writeJSON(w, code, rep)
 }

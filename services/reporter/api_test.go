@@ -111,7 +111,7 @@ func TestAPI(t *testing.T) {
 			codes := make([]int, len(patches))
 			for i, p := range patches {
 				wg.Go(func() {
-					res, _ := request(t, "PATCH", e.base+"/v1/launches/"+l.ID, p)
+					res, _ := e.do("PATCH", "/v1/launches/"+l.ID, p)
 					codes[i] = res.StatusCode
 				})
 			}
@@ -307,12 +307,13 @@ func TestAPI(t *testing.T) {
 
 // newUnreachableConfig is the configuration of a reporter whose NATS is
 // js (stopped by the caller, or not) and whose ClickHouse does not listen.
-func newUnreachableConfig(t *testing.T, js *testenv.JetStream) reporter.Config {
+func newUnreachableConfig(t testing.TB, js *testenv.JetStream) reporter.Config {
 	cfg := reporter.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", CacheTTL: time.Second, QueryTimeout: 5 * time.Second}
 	cfg.NATSURL = js.URL()
 	cfg.ClickHouseAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens there
 	cfg.ClickHouseDatabase, cfg.ClickHouseUser = testDB, "default"
 	cfg.RedisURL = testenv.StartRedis(t)
+	cfg.TokensFile = writeTokens(t)
 	return cfg
 }
 

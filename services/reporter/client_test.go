@@ -36,11 +36,22 @@ func apiError(t *testing.T, what string, err error, status int, sentinel error, 
 // errors.As and errors.Is.
 func TestClient(t *testing.T) {
 	e := startEnv(t, envOptions{})
-	c, err := client.New(e.base + "/")
+	c, err := client.New(e.base+"/", client.WithToken(e.token))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := testenv.Context(t)
+
+	// Tokens: none, or one of too small a scope, are typed errors.
+	anonymous, _ := client.New(e.base)
+	_, err = anonymous.List(ctx)
+	apiError(t, "list without a token", err, http.StatusUnauthorized, client.ErrUnauthorized, "needs a token")
+	reader, _ := client.New(e.base, client.WithToken(testTokens["read"]))
+	if _, err := reader.List(ctx); err != nil {
+		t.Fatalf("list with a read token: %v", err)
+	}
+	_, err = reader.Create(ctx, api.CreateRequest{Name: "x", ShadowURL: "http://s"})
+	apiError(t, "create with a read token", err, http.StatusForbidden, client.ErrForbidden, "needs admin")
 
 	// Create: the typed request, with the fields the flat map used to carry.
 	l, err := c.Create(ctx, api.CreateRequest{Name: "client", Service: "checkout", ShadowURL: "http://shadow.internal:8080",
@@ -187,7 +198,7 @@ func TestClientUnavailable(t *testing.T) {
 	js.Stop()
 	e := &env{t: t, js: js}
 	e.svc = e.run(newUnreachableConfig(t, js))
-	c, err := client.New(e.base)
+	c, err := client.New(e.base, client.WithToken(testTokens["read"]))
 	if err != nil {
 		t.Fatal(err)
 	}

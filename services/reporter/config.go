@@ -6,6 +6,7 @@
 package reporter
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,6 +28,9 @@ type Config struct {
 	ControlInterval time.Duration `envconfig:"REPORTER_CONTROL_INTERVAL" default:"2s" desc:"how often the ramp controller looks at the launches it drives (advance, stay, roll back, promote) and renews their leases; 0 disables the controller in this process"`
 	LeaseTTL        time.Duration `envconfig:"REPORTER_LEASE_TTL" default:"10s" desc:"lifetime of a controller lease in the NATS KV bucket darklaunch_leases: when the reporter driving a launch dies, another takes over within this TTL plus one control interval; at least twice REPORTER_CONTROL_INTERVAL"`
 	ID              string        `envconfig:"REPORTER_ID" default:"" desc:"this reporter's name in leases and audit entries (controller:<id>); empty: the host name and a random suffix"`
+	// Authentication: see docs/api.md, "Authentication".
+	TokensFile string `envconfig:"REPORTER_TOKENS_FILE" default:"" desc:"file of the API's bearer tokens, one 'NAME SCOPE TOKEN' per line (scope read, operate or admin; TOKEN in clear or sha256:<hex>; # comments); read at start. Required unless REPORTER_AUTH=off"`
+	Auth       string `envconfig:"REPORTER_AUTH" default:"on" desc:"on: every /v1 request needs a token of REPORTER_TOKENS_FILE; off: no authentication, anyone who reaches REPORTER_ADDR controls the launches (logged and shown in /healthz as a warning; never in production)"`
 	// Compaction and retention: see docs/clickhouse.md, "Aggregates".
 	CompactInterval    time.Duration `envconfig:"REPORTER_COMPACT_INTERVAL" default:"5s" desc:"how often the reporter seals the launches' pairs into the one-minute aggregate tables reports read; 0 disables compaction in this process (reports stay exact, computed from the raw rows past the last seal)"`
 	SealAfter          time.Duration `envconfig:"REPORTER_SEAL_AFTER" default:"10s" desc:"pairs are sealed once received this long ago (rows still on their way from the comparators); a row arriving later for a sealed minute makes it sealed again at the next compaction"`
@@ -76,6 +80,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("REPORTER_LEASE_TTL %s must be at least twice REPORTER_CONTROL_INTERVAL %s, or a lease expires between two renewals", c.LeaseTTL, c.ControlInterval)
 	case c.CacheTTL < 0:
 		return fmt.Errorf("REPORTER_CACHE_TTL %s is negative", c.CacheTTL)
+	case c.Auth != authOn && c.Auth != authOff:
+		return fmt.Errorf("REPORTER_AUTH %q must be on or off", c.Auth)
+	case c.Auth == authOn && c.TokensFile == "":
+		return errors.New("REPORTER_TOKENS_FILE is not set: the API needs tokens (docs/api.md, Authentication); set REPORTER_AUTH=off to run without authentication, never in production")
+	case c.Auth == authOff && c.TokensFile != "":
+		return fmt.Errorf("REPORTER_AUTH=off and REPORTER_TOKENS_FILE %s are both set: choose one", c.TokensFile)
 	case c.CompactInterval < 0 || c.SealAfter < 0:
 		return fmt.Errorf("REPORTER_COMPACT_INTERVAL %s and REPORTER_SEAL_AFTER %s must not be negative", c.CompactInterval, c.SealAfter)
 	case c.Retention < 0 || c.AggregateRetention < 0:

@@ -2,11 +2,14 @@ package reporter_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +27,14 @@ const testDB = "dl_reporter_test"
 
 // env is a running reporter over real NATS, ClickHouse and Redis.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *reporter.Service
 	base  string
 	admin string
+	// token is an admin token of the reporter's tokens file: do sends it.
+	token string
+	// log is the reporter's log; nil: the test's (testenv.Logger).
+	log   *slog.Logger
 	js    *testenv.JetStream
 	ch    driver.Conn // a connection of the test's own, for inserting rows
 	redis *testenv.Redis
@@ -38,13 +45,16 @@ type envOptions struct {
 	cacheTTL time.Duration
 	// controlInterval > 0 runs the ramp controller.
 	controlInterval time.Duration
+	// quiet discards the reporter's log (a fuzz target may not log to
+	// its testing.F).
+	quiet bool
 	// compactInterval > 0 runs compaction, sealing buckets at once.
 	compactInterval time.Duration
 	// allowedTargets is REPORTER_ALLOWED_TARGETS.
 	allowedTargets string
 }
 
-func startEnv(t *testing.T, o envOptions) *env {
+func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, js: testenv.StartJetStream(t)}
 	chAddr := testenv.StartClickHouse(t)
@@ -56,6 +66,10 @@ func startEnv(t *testing.T, o envOptions) *env {
 	cfg.NATSURL = e.js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = e.redis.URL()
+	cfg.TokensFile = writeTokens(t)
+	if o.quiet {
+		e.log = slog.New(slog.DiscardHandler)
+	}
 	e.cfg = cfg
 	e.svc = e.run(cfg)
 
@@ -82,22 +96,50 @@ func startEnv(t *testing.T, o envOptions) *env {
 func (e *env) run(cfg reporter.Config) *reporter.Service {
 	t := e.t
 	t.Helper()
-	svc, err := reporter.New(cfg, testenv.Logger(t, slog.LevelWarn))
+	log := e.log
+	if log == nil {
+		log = testenv.Logger(t, slog.LevelWarn)
+	}
+	svc, err := reporter.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.base = "http://" + svc.Addr()
 	e.admin = "http://" + svc.AdminAddr()
+	e.token = testTokens["admin"]
 	testenv.Run(t, svc.Run)
 	return svc
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
-// do sends a request to the API; body is sent as is when it is a string,
-// else as JSON. Extra headers come in name, value pairs.
+// testTokens are the tokens of the tokens file writeTokens writes, by
+// scope; the file holds the admin one as its sha256 digest.
+var testTokens = map[string]string{
+	"admin":   "test-admin-token-5d0c1f0e8a",
+	"operate": "test-operate-token-77b2c4a1",
+	"read":    "test-read-token-3e9f0a6d25",
+}
+
+// writeTokens writes a tokens file holding testTokens (named after their
+// scopes: "admin", "operate", "read") and returns its path.
+func writeTokens(t testing.TB) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(testTokens["admin"]))
+	data := fmt.Sprintf("# the reporter tests' tokens\nadmin admin sha256:%x\n\noperate operate %s  # an operator\nread read %s\n",
+		sum, testTokens["operate"], testTokens["read"])
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// do sends a request to the API with the admin token (a header given in
+// headers replaces it); body is sent as is when it is a string, else as
+// JSON. Extra headers come in name, value pairs.
 func (e *env) do(method, path string, body any, headers ...string) (*http.Response, []byte) {
-	return request(e.t, method, e.base+path, body, headers...)
+	return request(e.t, method, e.base+path, body, append([]string{"Authorization", "Bearer " + e.token}, headers...)...)
 }
 
 func request(t testing.TB, method, url string, body any, headers ...string) (*http.Response, []byte) {
@@ -164,7 +206,7 @@ func (e *env) apiError(code int, method, path string, body any, want ...string) 
 	return checkError(e.t, res, data, code, want...)
 }
 
-func checkError(t *testing.T, res *http.Response, data []byte, code int, want ...string) string {
+func checkError(t testing.TB, res *http.Response, data []byte, code int, want ...string) string {
 	t.Helper()
 	if res.StatusCode != code {
 		t.Fatalf("%s %s: status %d, want %d; body %s", res.Request.Method, res.Request.URL.Path, res.StatusCode, code, data)

@@ -21,6 +21,7 @@ type metrics struct {
 	leaseErrors         prometheus.Counter
 	auditWritten        prometheus.Counter
 	auditFailures       *prometheus.CounterVec
+	authFailures        *prometheus.CounterVec
 	compactions         *prometheus.CounterVec
 	sealedBuckets       *prometheus.CounterVec
 	compactDuration     prometheus.Histogram
@@ -58,6 +59,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		auditWritten: d.Counter("audit_entries_total", "Audit entries written to ClickHouse."),
 		auditFailures: d.CounterVec("audit_failures_total",
 			"Audit entries lost, by reason (insert: ClickHouse failed or is not connected; queue_full; shutdown). The launch change itself was made.", "reason"),
+		authFailures: d.CounterVec("auth_failures_total",
+			"API requests refused by authentication, by reason (token: none or not valid, 401; scope: too small, 403).", "reason"),
 		compactions: d.CounterVec("compactions_total",
 			"Compactions of one launch (sealing its finished buckets into the aggregate tables), by result (ok, error).", "result"),
 		sealedBuckets: d.CounterVec("sealed_buckets_total",

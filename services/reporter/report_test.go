@@ -273,7 +273,7 @@ func TestReportCache(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				var rep api.Report
-				res, data := request(t, "GET", e.base+"/v1/launches/"+cold.ID+"/report", nil)
+				res, data := request(t, "GET", e.base+"/v1/launches/"+cold.ID+"/report", nil, "Authorization", "Bearer "+e.token)
 				codes[i] = res.StatusCode
 				if res.StatusCode == 200 {
 					if err := jsonUnmarshal(data, &rep); err != nil {

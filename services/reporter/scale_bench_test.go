@@ -76,7 +76,7 @@ func BenchmarkReportScale(b *testing.B) {
 
 	// The launch exists in the reporter (for the polling part).
 	var l struct{ ID string }
-	res, body := request(b, "POST", e.base+"/v1/launches", map[string]any{"name": "bench", "shadow_url": "http://shadow", "sample_percent": 10})
+	res, body := request(b, "POST", e.base+"/v1/launches", map[string]any{"name": "bench", "shadow_url": "http://shadow", "sample_percent": 10}, bearer("admin")...)
 	if res.StatusCode != http.StatusCreated || jsonUnmarshal(body, &l) != nil {
 		b.Fatalf("create launch: %d %s", res.StatusCode, body)
 	}
@@ -218,9 +218,9 @@ func BenchmarkReportScale(b *testing.B) {
 	}
 	for _, ep := range []string{"report", "verdict"} {
 		url := e.base + "/v1/launches/" + l.ID + "/" + ep
-		request(b, "GET", url, nil) // warm: the first computation
+		request(b, "GET", url, nil, bearer("read")...) // warm: the first computation
 		// 50 clients at 20 req/s each: 1,000 req/s for 10 s.
-		out, err := exec.Command("hey", "-z", "10s", "-c", "50", "-q", "20", url).CombinedOutput()
+		out, err := exec.Command("hey", "-z", "10s", "-c", "50", "-q", "20", "-H", "Authorization: Bearer "+testTokens["read"], url).CombinedOutput()
 		if err != nil {
 			b.Fatalf("hey: %v\n%s", err, out)
 		}
@@ -286,6 +286,7 @@ func startBenchEnv(b *testing.B) *benchEnv {
 	cfg.NATSURL = js.URL()
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, testDB, "default"
 	cfg.RedisURL = testenv.StartRedis(b)
+	cfg.TokensFile = writeTokens(b)
 	svc, err := reporter.New(cfg, testenv.Logger(b, slog.LevelWarn))
 	if err != nil {
 		b.Fatal(err)

@@ -69,7 +69,7 @@ func TestCompactionAndStaleWhileRevalidate(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			res, body := request(t, "GET", e.base+"/v1/launches/"+l.ID+"/report", nil)
+			res, body := request(t, "GET", e.base+"/v1/launches/"+l.ID+"/report", nil, bearer("read")...)
 			var rep api.Report
 			if err := jsonUnmarshal(body, &rep); err != nil || res.StatusCode != 200 {
 				t.Errorf("stale poll: %d %v", res.StatusCode, err)
@@ -112,13 +112,13 @@ func TestCompactionAndStaleWhileRevalidate(t *testing.T) {
 		}
 		return nil
 	})
-	res, body := request(t, "GET", url, nil)
+	res, body := request(t, "GET", url, nil, bearer("read")...)
 	var rep api.Report
 	if err := jsonUnmarshal(body, &rep); err != nil || res.Header.Get("X-Darklaunch-Cache") != "stale" || rep.Totals.Compared != 5100 || second.ReportQueries() > 1 {
 		t.Fatalf("first poll of a new replica: %d %s, compared %d, %d computations", res.StatusCode, res.Header.Get("X-Darklaunch-Cache"), rep.Totals.Compared, second.ReportQueries())
 	}
 	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if res, _ := request(t, "GET", url, nil); res.Header.Get("X-Darklaunch-Cache") != "hit" {
+		if res, _ := request(t, "GET", url, nil, bearer("read")...); res.Header.Get("X-Darklaunch-Cache") != "hit" {
 			return fmt.Errorf("new replica after its refresh: %s", res.Header.Get("X-Darklaunch-Cache"))
 		}
 		return nil

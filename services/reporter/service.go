@@ -41,6 +41,7 @@ type Service struct {
 	admin   *admin.Server
 	handler http.Handler
 	metrics *metrics
+	auth    *authenticator
 	rdb     *redis.Client
 	flight  singleflight.Group
 
@@ -110,7 +111,18 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	ropts.DialerRetries = 1
 	ropts.ContextTimeoutEnabled = true
 
-	s := &Service{cfg: cfg, log: log, admin: admin.New(log), id: cfg.ID, auditCh: make(chan api.AuditEntry, auditQueueSize)}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, admin: admin.New(log), auth: auth, id: cfg.ID, auditCh: make(chan api.AuditEntry, auditQueueSize)}
+	if auth.off {
+		const warning = "authentication is off (REPORTER_AUTH=off): anyone who reaches REPORTER_ADDR controls the launches"
+		log.Warn(warning)
+		s.admin.AddWarning(warning)
+	} else {
+		log.Info("API authentication on", "tokens_file", cfg.TokensFile, "tokens", len(auth.tokens))
+	}
 	s.metrics = newMetrics(s.admin.Registry)
 	s.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -338,7 +350,7 @@ func (s *Service) noise() api.NoiseThresholds {
 func (s *Service) launchStore() (*launch.Store, error) {
 	st := s.store.Load()
 	if st == nil {
-		return nil, fmt.Errorf("%w: the launch store (NATS KV bucket %s) is not connected yet", errNotReady, launch.Bucket)
+		return nil, fmt.Errorf("%w: the launch store (NATS) is not connected yet", errNotReady)
 	}
 	return st, nil
 }
@@ -346,7 +358,7 @@ func (s *Service) launchStore() (*launch.Store, error) {
 func (s *Service) clickhouse() (driver.Conn, error) {
 	c := s.ch.Load()
 	if c == nil {
-		return nil, fmt.Errorf("%w: ClickHouse at %s is not connected yet", errNotReady, s.cfg.ClickHouseAddr)
+		return nil, fmt.Errorf("%w: ClickHouse is not connected yet", errNotReady)
 	}
 	return c.Conn, nil
 }

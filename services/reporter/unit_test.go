@@ -1,13 +1,17 @@
 package reporter
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/launch"
@@ -124,11 +128,33 @@ func TestErrorCodes(t *testing.T) {
 		{&httpError{413, "big"}, 413},
 		{errNotReady, 503},
 		{errors.New("nats: timeout"), 503},
+		{fmt.Errorf("%w: no token", errUnauthenticated), 401},
+		{fmt.Errorf("%w: scope read", errForbidden), 403},
 	} {
 		w := httptest.NewRecorder()
 		s.fail(w, httptest.NewRequest("GET", "/", nil), c.err)
 		if w.Code != c.code || w.Header().Get("Content-Type") != "application/json" || !strings.Contains(w.Body.String(), `"error":`) {
 			t.Errorf("fail(%v) = %d %s, want %d with a JSON error", c.err, w.Code, w.Body, c.code)
+		}
+		if challenge := w.Header().Get("WWW-Authenticate"); (c.code == 401) != strings.HasPrefix(challenge, "Bearer") {
+			t.Errorf("fail(%v): WWW-Authenticate %q", c.err, challenge)
+		}
+	}
+	// 5xx answers say what failed, never with the internals the log gets.
+	for _, c := range []struct {
+		err        error
+		code       int
+		want, leak string
+	}{
+		{fmt.Errorf("read launch x: dial tcp 10.1.2.3:4222: connect: connection refused"), 503, "retry later", "10.1.2.3"},
+		{fmt.Errorf("compute report: %w", context.DeadlineExceeded), 503, "timed out", "compute report"},
+		{fmt.Errorf("compute report of launch x: %w: ClickHouse is not connected yet", errNotReady), 503, "not ready: ClickHouse is not connected yet", "compute report"},
+		{&clickhouse.Exception{Code: 62, Message: "Syntax error: SELECT secret_column"}, 500, "internal error", "secret_column"},
+	} {
+		w := httptest.NewRecorder()
+		s.fail(w, httptest.NewRequest("GET", "/", nil), c.err)
+		if w.Code != c.code || !strings.Contains(w.Body.String(), c.want) || strings.Contains(w.Body.String(), c.leak) {
+			t.Errorf("fail(%v) = %d %s, want %d saying %q without %q", c.err, w.Code, w.Body, c.code, c.want, c.leak)
 		}
 	}
 }

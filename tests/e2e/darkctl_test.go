@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -17,9 +18,10 @@ import (
 
 // darkctl runs the real binary against the stack's reporter.
 type darkctl struct {
-	t   *testing.T
-	bin string
-	url string
+	t     *testing.T
+	bin   string
+	url   string
+	token string // DARKLAUNCH_TOKEN
 }
 
 func buildDarkctl(t *testing.T, s *stack) *darkctl {
@@ -29,13 +31,14 @@ func buildDarkctl(t *testing.T, s *stack) *darkctl {
 	if err != nil {
 		t.Fatalf("build darkctl: %v\n%s", err, out)
 	}
-	return &darkctl{t: t, bin: bin, url: "http://" + s.reporter.Addr()}
+	return &darkctl{t: t, bin: bin, url: "http://" + s.reporter.Addr(), token: s.token}
 }
 
 // run returns stdout, stderr and the exit code.
 func (d *darkctl) run(args ...string) (string, string, int) {
 	d.t.Helper()
 	cmd := exec.Command(d.bin, append([]string{"-reporter", d.url}, args...)...)
+	cmd.Env = append(os.Environ(), "DARKLAUNCH_TOKEN="+d.token)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -130,6 +133,14 @@ func TestDarkctl(t *testing.T) {
 		_, errOut, code := d.run(args...)
 		if code != 3 || !strings.Contains(errOut, "darkctl:") {
 			t.Errorf("%v: exit %d, stderr %q; want exit 3 with a message", args, code, errOut)
+		}
+	}
+	// DARKLAUNCH_TOKEN unset or wrong: the API's 401, exit 3.
+	for _, token := range []string{"", "not-the-token"} {
+		anonymous := *d
+		anonymous.token = token
+		if _, errOut, code := anonymous.run("list"); code != 3 || !strings.Contains(errOut, "401 Unauthorized") {
+			t.Errorf("list with DARKLAUNCH_TOKEN %q: exit %d, stderr %q; want exit 3 and the 401", token, code, errOut)
 		}
 	}
 }

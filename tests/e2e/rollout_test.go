@@ -207,7 +207,7 @@ func TestRolloutPromotes(t *testing.T) {
 	if l.LivePercent != 100 || l.SamplePercent != 100 {
 		t.Fatalf("promoted launch %+v", l)
 	}
-	if a := strings.Join(s.audit(created.ID), ", "); a != "created by api, step_advanced by controller, step_advanced by controller, promoted by controller, promoted by controller" {
+	if a := strings.Join(s.audit(created.ID), ", "); a != "created by e2e, step_advanced by controller, step_advanced by controller, promoted by controller, promoted by controller" {
 		t.Fatalf("audit: %s", a)
 	}
 

@@ -7,6 +7,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,6 +51,8 @@ type stack struct {
 	comparator    *comparator.Service
 	reporter      *reporter.Service
 	client        *http.Client
+	// token is an admin token of the reporter's tokens file; api sends it.
+	token string
 	// sealKeys is the key file mirror and runner share.
 	sealKeys string
 }
@@ -179,8 +184,10 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.token = rand.Text()
 	s.reporter, err = reporter.New(load[reporter.Config](t, with(map[string]string{
 		"REPORTER_ADDR": "127.0.0.1:0", "REPORTER_ADMIN_ADDR": "127.0.0.1:0", "REPORTER_CACHE_TTL": "0s",
+		"REPORTER_TOKENS_FILE": writeFile(t, "tokens", fmt.Sprintf("e2e admin sha256:%x\n", sha256.Sum256([]byte(s.token)))),
 		// A quick controller, so ramps with holds of a second move in a test.
 		"REPORTER_CONTROL_INTERVAL": "200ms", "REPORTER_LEASE_TTL": "2s",
 	})), logger("reporter"))
@@ -257,8 +264,18 @@ func (s *stack) api(method, path string, body any) (int, []byte) {
 	if body != nil {
 		data = mustJSON(s.t, body)
 	}
-	code, _, out := s.do(s.reporter.Addr(), method, path, data)
+	code, _, out := s.do(s.reporter.Addr(), method, path, data, "Authorization", "Bearer "+s.token)
 	return code, out
+}
+
+// writeFile writes a file of the test's own and returns its path.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // apiOK calls the reporter, requires the status, and decodes the body.

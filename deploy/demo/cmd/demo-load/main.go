@@ -40,7 +40,8 @@ func main() {
 
 func run(mirror, reporter, shadow, secondary, service string, percent float64, duration time.Duration, workers, rate int) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	reporterAPI, err := dlclient.New(reporter)
+	// An admin token (it creates a launch): make demo passes the stack's.
+	reporterAPI, err := dlclient.New(reporter, dlclient.WithToken(os.Getenv("DARKLAUNCH_TOKEN")))
 	if err != nil {
 		return err
 	}
