@@ -265,7 +265,17 @@ func StartClickHouseTLS(t testing.TB, files *TLSFiles) string {
     <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
     <disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>`, secure, files.ServerCert, files.ServerKey))
 	c.Start()
-	return fmt.Sprintf("127.0.0.1:%d", secure)
+	addr := fmt.Sprintf("127.0.0.1:%d", secure)
+	// Start waits for the plain port; the secure one may open a moment
+	// later (seen under load), so wait for it too before a test dials it.
+	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return fmt.Errorf("clickhouse secure port: %w", err)
+		}
+		return conn.Close()
+	})
+	return addr
 }
 
 // newClickHouse is NewClickHouse with extra elements in its config.xml.
