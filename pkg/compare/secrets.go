@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/darklaunch/darklaunch/pkg/envelope"
 )
 
 // detector finds one kind of credential: every occurrence of hint is a
@@ -211,4 +213,122 @@ func MaskSecretsString(s string, echoes Echoes) string {
 		return string(m)
 	}
 	return s
+}
+
+// HeaderEchoes is RequestEchoes for the headers in names only (canonical
+// names): the credential values a tap seals or leaves out of an envelope.
+// Cookie, Authorization, Proxy-Authorization and X-Api-Key are read as
+// RequestEchoes reads them; any other header in names gives its whole
+// value, under the same rules (8 bytes or more, safe characters). It
+// returns nil when h holds none of them, without allocating.
+func HeaderEchoes(h http.Header, names []string) Echoes {
+	var out Echoes
+	for _, name := range names {
+		vs := h[name]
+		if len(vs) == 0 {
+			continue
+		}
+		switch name {
+		case "Cookie", "Authorization", "Proxy-Authorization", "X-Api-Key":
+			out = append(out, RequestEchoes(http.Header{name: vs})...)
+		default:
+			for _, v := range vs {
+				if v = strings.TrimSpace(v); len(v) >= minEcho && echoSafe(v) {
+					out = append(out, []byte(v))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// MaskEchoes returns b with every occurrence of an echo replaced by
+// Redacted, and nothing else changed (unlike MaskSecrets, no detector
+// runs). It returns b itself when there is nothing to mask. The tap and
+// the runner mask echoed credentials with it at capture, so the primary's
+// and the shadow's bodies carry the same deterministic token.
+func MaskEchoes(b []byte, echoes Echoes) []byte {
+	if len(echoes) == 0 || len(b) == 0 {
+		return b
+	}
+	var spans [][2]int
+	for _, e := range echoes {
+		for off := 0; ; {
+			i := bytes.Index(b[off:], e)
+			if i < 0 {
+				break
+			}
+			spans = append(spans, [2]int{off + i, off + i + len(e)})
+			off += i + len(e)
+		}
+	}
+	if len(spans) == 0 {
+		return b
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	merged := spans[:1]
+	for _, s := range spans[1:] {
+		last := &merged[len(merged)-1]
+		if s[0] <= last[1] {
+			last[1] = max(last[1], s[1])
+			continue
+		}
+		merged = append(merged, s)
+	}
+	return maskSpans(b, merged)
+}
+
+// MaskEchoesHeader returns h with every echo masked in the values of the
+// headers not in skip (canonical names: the sealed ones, which hold
+// ciphertext). h is returned itself when nothing changes, otherwise a
+// copy: h may be shared.
+func MaskEchoesHeader(h http.Header, echoes Echoes, skip []string) http.Header {
+	if len(echoes) == 0 {
+		return h
+	}
+	var out http.Header
+	for k, vs := range h {
+		if slices.Contains(skip, k) {
+			continue
+		}
+		for i, v := range vs {
+			m := MaskEchoes([]byte(v), echoes)
+			if len(m) == len(v) && string(m) == v {
+				continue
+			}
+			if out == nil {
+				out = h.Clone()
+			}
+			out[k][i] = string(m)
+		}
+	}
+	if out == nil {
+		return h
+	}
+	return out
+}
+
+// MaskEchoesResponse replaces, in r's body and in its header values other
+// than those in skip (canonical names: the sealed ones), every occurrence
+// of an echo with Redacted. The tap does it to the primary's response with
+// the request's clear credentials before sealing them, the shadow-runner
+// to the shadow's and the secondary's with the opened ones: an echoed
+// credential then compares equal on both sides and is stored in clear
+// nowhere. A body with a Content-Encoding is left as it is (the clear
+// value cannot be found in it). When the body is whole, BodySize becomes
+// its masked length. r's body and headers are replaced, never modified in
+// place: they may be shared.
+func MaskEchoesResponse(r *envelope.Response, echoes Echoes, skip []string) {
+	if len(echoes) == 0 || r == nil {
+		return
+	}
+	if ce := r.Headers.Get("Content-Encoding"); ce == "" || strings.EqualFold(ce, "identity") {
+		if b := MaskEchoes(r.Body, echoes); len(b) != len(r.Body) || (len(b) > 0 && &b[0] != &r.Body[0]) {
+			r.Body = b
+			if !r.BodyTruncated {
+				r.BodySize = int64(len(b))
+			}
+		}
+	}
+	r.Headers = MaskEchoesHeader(r.Headers, echoes, skip)
 }

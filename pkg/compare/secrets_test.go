@@ -3,6 +3,7 @@ package compare
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -124,5 +125,56 @@ func BenchmarkMaskSecrets(b *testing.B) {
 				MaskSecrets(body, nil)
 			}
 		})
+	}
+}
+
+func TestHeaderEchoesAndMaskEchoes(t *testing.T) {
+	h := http.Header{
+		"Cookie":        {"sid=session-value-123; lang=en; n=12345678901"},
+		"Authorization": {"Bearer token-value-abc"},
+		"X-Auth-Token":  {"custom-secret-xyz"},
+		"Accept":        {"application/json-value"},
+	}
+	if got := HeaderEchoes(http.Header{"Accept": {"x"}}, []string{"Cookie"}); got != nil {
+		t.Errorf("no sensitive header: %q", got)
+	}
+	echoes := HeaderEchoes(h, []string{"Cookie", "Authorization", "X-Auth-Token"})
+	var got []string
+	for _, e := range echoes {
+		got = append(got, string(e))
+	}
+	slices.Sort(got)
+	want := []string{"custom-secret-xyz", "session-value-123", "token-value-abc"}
+	if !slices.Equal(got, want) {
+		t.Errorf("echoes %q, want %q", got, want)
+	}
+
+	body := []byte(`{"sid":"session-value-123","auth":"Bearer token-value-abc","lang":"en","jwt":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.x"}`)
+	out := MaskEchoes(body, echoes)
+	wantBody := `{"sid":"[REDACTED]","auth":"Bearer [REDACTED]","lang":"en","jwt":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.x"}`
+	if string(out) != wantBody {
+		t.Errorf("masked %s", out)
+	}
+	if plain := []byte(`{"a":1}`); &MaskEchoes(plain, echoes)[0] != &plain[0] {
+		t.Error("nothing to mask, but a copy")
+	}
+
+	resp := envelope.Response{
+		Headers:  http.Header{"X-Echo": {"s=session-value-123"}, "Set-Cookie": {"dlseal:v1:k:abc"}},
+		Body:     body,
+		BodySize: int64(len(body)),
+	}
+	orig := resp.Headers
+	MaskEchoesResponse(&resp, echoes, []string{"Set-Cookie"})
+	if string(resp.Body) != wantBody || resp.BodySize != int64(len(wantBody)) || resp.Headers.Get("X-Echo") != "s=[REDACTED]" {
+		t.Errorf("response %v %d %s", resp.Headers, resp.BodySize, resp.Body)
+	}
+	if orig.Get("X-Echo") != "s=session-value-123" || string(body) == wantBody {
+		t.Error("the shared original was modified")
+	}
+	gz := envelope.Response{Headers: http.Header{"Content-Encoding": {"gzip"}}, Body: []byte("session-value-123")}
+	MaskEchoesResponse(&gz, echoes, nil)
+	if string(gz.Body) != "session-value-123" {
+		t.Error("an encoded body was changed")
 	}
 }

@@ -66,7 +66,7 @@ type Service struct {
 	srv   *http.Server
 	admin *admin.Server
 
-	queue      chan *envelope.Envelope
+	queue      chan queued
 	queueBytes atomic.Int64
 
 	// watcher is nil until the launch bucket could be opened.
@@ -139,7 +139,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log:         log,
 		target:      target,
 		transport:   newTransport(cfg),
-		queue:       make(chan *envelope.Envelope, cfg.QueueSize),
+		queue:       make(chan queued, cfg.QueueSize),
 		ensureAgain: make(chan struct{}, 1),
 	}
 	pool := &bufferPool{}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,9 +14,19 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
+// queued is an envelope waiting for a publisher, with the client's own
+// request headers: before the launch's capture policy dropped or replaced
+// some (env.Request.Headers is after it), and shared by the envelopes of
+// the request, read-only. The publisher masks their credentials where the
+// primary's response echoes them (seal.go).
+type queued struct {
+	env    *envelope.Envelope
+	client http.Header
+}
+
 // enqueue hands an envelope to the publishers without ever blocking the
 // request: when the queue is full (in count or in bytes) it is dropped.
-func (s *Service) enqueue(env *envelope.Envelope) {
+func (s *Service) enqueue(env *envelope.Envelope, client http.Header) {
 	size := envSize(env)
 	if s.queueBytes.Add(size) > s.cfg.QueueMaxBytes {
 		s.queueBytes.Add(-size)
@@ -23,7 +34,7 @@ func (s *Service) enqueue(env *envelope.Envelope) {
 		return
 	}
 	select {
-	case s.queue <- env:
+	case s.queue <- queued{env, client}:
 	default:
 		s.queueBytes.Add(-size)
 		s.drop(dropQueueFull, 1)
@@ -40,8 +51,8 @@ func envSize(env *envelope.Envelope) int64 {
 func (s *Service) dropQueued() {
 	for {
 		select {
-		case env := <-s.queue:
-			s.queueBytes.Add(-envSize(env))
+		case q := <-s.queue:
+			s.queueBytes.Add(-envSize(q.env))
 			s.drop(dropShutdown, 1)
 		default:
 			return
@@ -54,13 +65,13 @@ func (s *Service) dropQueued() {
 func (s *Service) publisher(js jetstream.JetStream, nc *nats.Conn, draining <-chan struct{}) {
 	for {
 		select {
-		case env := <-s.queue:
-			s.publish(js, nc, env)
+		case q := <-s.queue:
+			s.publish(js, nc, q)
 		case <-draining:
 			for time.Now().Before(s.drainDeadline) {
 				select {
-				case env := <-s.queue:
-					s.publish(js, nc, env)
+				case q := <-s.queue:
+					s.publish(js, nc, q)
 				default:
 					return
 				}
@@ -74,9 +85,10 @@ func (s *Service) publisher(js jetstream.JetStream, nc *nats.Conn, draining <-ch
 // is counted by onAck or onPublishErr. While NATS is away, PublishAsync
 // fails at once (the connection buffers nothing), so the envelope is
 // dropped and the publisher moves on.
-func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, env *envelope.Envelope) {
+func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, q queued) {
+	env := q.env
 	s.queueBytes.Add(-envSize(env))
-	s.protection.protect(env)
+	s.protection.protect(env, q.client)
 	if s.publishHook != nil {
 		s.publishHook(env)
 	}

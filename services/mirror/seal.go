@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/seal"
 )
@@ -66,12 +67,24 @@ func (p *protection) describe() (warn bool, msg string) {
 }
 
 // protect seals (or leaves out) the sensitive values of an envelope's
-// request and primary response headers. The headers may be shared with
-// the other envelopes of the request: they are copied before a change.
-func (p *protection) protect(env *envelope.Envelope) {
+// request and primary response headers, after masking the request's
+// credentials where the primary echoes them back: those of client (the
+// client's headers, before the launch's capture policy dropped or replaced
+// any) and of the envelope's request headers
+// (compare.MaskEchoesResponse; the shadow-runner masks the shadow's and the
+// secondary's responses the same way, so both sides carry the same token). The headers
+// and bodies may be shared with the other envelopes of the request: they
+// are copied before a change. It runs in the publishers, never on the
+// request path.
+func (p *protection) protect(env *envelope.Envelope, client http.Header) {
 	if p.clear {
 		return
 	}
+	echoes := compare.HeaderEchoes(env.Request.Headers, p.names)
+	if client != nil {
+		echoes = append(echoes, compare.HeaderEchoes(client, p.names)...)
+	}
+	compare.MaskEchoesResponse(&env.Primary, echoes, p.names)
 	env.Request.Headers = p.header(env.LaunchID, env.Request.Headers)
 	env.Primary.Headers = p.header(env.LaunchID, env.Primary.Headers)
 }

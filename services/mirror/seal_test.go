@@ -1,10 +1,16 @@
 package mirror
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/seal"
@@ -103,4 +109,101 @@ func TestSensitiveHeadersWithoutKeyFile(t *testing.T) {
 		}
 		stop()
 	}
+}
+
+// newEchoPrimary answers with a JSON body that echoes the request's Cookie
+// values and Authorization credential, and a header that echoes the
+// session cookie.
+func newEchoPrimary(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cookies := map[string]string{}
+		for _, c := range r.Cookies() {
+			cookies[c.Name] = c.Value
+		}
+		_, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if c, err := r.Cookie("sid"); err == nil {
+			w.Header().Set("X-Debug-Session", "session "+c.Value)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"cookies": cookies, "auth": cred, "lang_seen": r.Header.Get("Cookie") != ""})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A primary that echoes the request's credentials: the envelope's primary
+// body and non-sensitive headers carry compare.Redacted in their place,
+// with the key file (sealed), with a capture policy that drops or replaces
+// them (the client's values are masked), and without a key file (left
+// out). Short cookie values are kept.
+func TestEchoedCredentialsAreMaskedInThePrimaryResponse(t *testing.T) {
+	const cookieVal, tokenVal = "user-cookie-0123456789", "user-token-abcdefgh"
+	e := newNATSEnv(t)
+	primary := newEchoPrimary(t)
+	check := func(name string, env *envelope.Envelope) {
+		t.Helper()
+		body := string(env.Primary.Body)
+		for _, secret := range []string{cookieVal, tokenVal} {
+			if strings.Contains(body, secret) || strings.Contains(fmt.Sprint(env.Primary.Headers), secret) {
+				t.Errorf("%s: %q in clear in the primary response: %s %v", name, secret, body, env.Primary.Headers)
+			}
+		}
+		var got struct {
+			Cookies map[string]string `json:"cookies"`
+			Auth    string            `json:"auth"`
+		}
+		if err := json.Unmarshal(env.Primary.Body, &got); err != nil {
+			t.Fatalf("%s: body no longer JSON: %v: %s", name, err, body)
+		}
+		if got.Cookies["sid"] != compare.Redacted || got.Auth != compare.Redacted || got.Cookies["lang"] != "en" {
+			t.Errorf("%s: body %s", name, body)
+		}
+		if h := env.Primary.Headers.Get("X-Debug-Session"); h != "session "+compare.Redacted {
+			t.Errorf("%s: X-Debug-Session %q", name, h)
+		}
+		if env.Primary.BodySize != int64(len(env.Primary.Body)) {
+			t.Errorf("%s: body size %d for %d bytes", name, env.Primary.BodySize, len(env.Primary.Body))
+		}
+	}
+	send := func(addr string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+addr+"/echo", nil)
+		req.Header.Set("Authorization", "Bearer "+tokenVal)
+		req.Header.Set("Cookie", "sid="+cookieVal+"; lang=en")
+		resp, err := newClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// The client itself gets the primary's answer untouched.
+		if !strings.Contains(string(b), cookieVal) || !strings.Contains(string(b), tokenVal) {
+			t.Fatalf("client's response changed: %s", b)
+		}
+	}
+
+	s, stop := startMirror(t, e, primary.URL, nil)
+	plain := e.createLaunch(t, 100, nil, nil)
+	policy := e.create(t, launch.Launch{SamplePercent: 100, Capture: launch.Capture{
+		DropHeaders:    []string{"Cookie"},
+		ReplaceHeaders: map[string]string{"Authorization": "Bearer shadow-token-xyz"},
+	}}, nil)
+	waitMirrored(t, s, plain.ID, policy.ID)
+	send(s.Addr())
+	envs := byLaunch(t, e, 2)
+	check("sealed", envs[plain.ID])
+	check("sealed, capture policy", envs[policy.ID])
+	for _, id := range []string{plain.ID, policy.ID} {
+		if _, err := e.store.Update(t.Context(), id, func(l *launch.Launch) error { return l.Pause() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+
+	s, _ = startMirror(t, e, primary.URL, func(c *Config) { c.SealKeyFile, c.Seal = "", SealAuto })
+	l := e.createLaunch(t, 100, nil, nil)
+	waitMirrored(t, s, l.ID)
+	send(s.Addr())
+	check("left out", byLaunch(t, e, 1)[l.ID])
 }

@@ -287,7 +287,7 @@ func (s *Service) finish(t *tap) {
 			ReceivedAt: received,
 			Request:    lreq,
 			Primary:    resp,
-		})
+		}, req.Headers)
 	}
 }
 

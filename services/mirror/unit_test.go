@@ -232,7 +232,7 @@ func TestSamplingDecisionDoesNotAllocate(t *testing.T) {
 
 // newBareService is enough of a Service to finish taps.
 func newBareService() *Service {
-	s := &Service{cfg: Config{BodyLimit: 1 << 10, QueueMaxBytes: 1 << 30, TapID: "t"}, queue: make(chan *envelope.Envelope, 10)}
+	s := &Service{cfg: Config{BodyLimit: 1 << 10, QueueMaxBytes: 1 << 30, TapID: "t"}, queue: make(chan queued, 10)}
 	s.registerMetrics(prometheus.NewRegistry())
 	return s
 }
@@ -269,7 +269,7 @@ func TestRequestTeeFinishesOnceAfterReaderAndHandler(t *testing.T) {
 		if n := len(s.queue); n != 1 {
 			t.Fatalf("run %d: %d envelopes queued, want exactly 1", i, n)
 		}
-		env := <-s.queue
+		env := (<-s.queue).env
 		// Whether the reader got to the end or not, the full size is known
 		// (from Content-Length) and the capture respects the limit.
 		r := env.Request
@@ -283,8 +283,8 @@ func TestQueueByteBudget(t *testing.T) {
 	s := newBareService()
 	s.cfg.QueueMaxBytes = 3000
 	big := &envelope.Envelope{Primary: envelope.Response{Body: make([]byte, 2000)}}
-	s.enqueue(big)
-	s.enqueue(big) // 2 × 2512 > 3000
+	s.enqueue(big, nil)
+	s.enqueue(big, nil) // 2 × 2512 > 3000
 	if len(s.queue) != 1 || s.Stats().Dropped[ReasonQueueFull] != 1 {
 		t.Errorf("queue %d, stats %+v", len(s.queue), s.Stats())
 	}

@@ -231,6 +231,7 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 		return
 	}
 	out, sec := s.replayAll(ctx, l, replayEnv, log)
+	maskEchoes(env, replayEnv, &out, sec)
 	s.sealOutcomes(env.LaunchID, &out, sec)
 	pair := envelope.Pair{
 		V:          envelope.Version,

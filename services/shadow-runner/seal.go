@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/seal"
 )
@@ -67,6 +68,38 @@ func (s *Service) sealOutcomes(launchID string, outs ...*envelope.Outcome) {
 		}
 		if s.keys != nil {
 			s.keys.SealHeader(launchID, o.Headers, seal.DefaultHeaders)
+		}
+	}
+}
+
+// maskEchoes masks, in the shadow's and the secondary's responses (body,
+// and header values other than the sensitive ones), every credential of
+// the request they echo back, as the tap masked the primary's: the values
+// of the headers sealed in env, opened in replayEnv (compare.HeaderEchoes,
+// compare.MaskEchoesResponse). Both sides then carry the same token, and
+// no clear credential leaves the runner. An envelope with nothing sealed
+// (MIRROR_SEAL=off, clear capture) is left to the comparator's own echo
+// masking, as its primary was.
+func maskEchoes(env, replayEnv *envelope.Envelope, outs ...*envelope.Outcome) {
+	if replayEnv == env {
+		return
+	}
+	var names []string
+	for name, vs := range env.Request.Headers {
+		for _, v := range vs {
+			if seal.IsSealed(v) {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	echoes := compare.HeaderEchoes(replayEnv.Request.Headers, names)
+	if len(echoes) == 0 {
+		return
+	}
+	for _, o := range outs {
+		if o != nil {
+			compare.MaskEchoesResponse(&o.Response, echoes, seal.DefaultHeaders)
 		}
 	}
 }

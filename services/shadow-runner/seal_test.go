@@ -1,11 +1,14 @@
 package runner
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/compare"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/seal"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
@@ -91,5 +94,90 @@ func TestUnsealableEnvelopesAreDeadLettered(t *testing.T) {
 	}
 	if len(sh.requests()) != 0 {
 		t.Error("an unsealable envelope reached the shadow")
+	}
+}
+
+// echoHandler answers with a JSON body (and a header) that echo the
+// request's Cookie values and Authorization credential.
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	cookies := map[string]string{}
+	for _, c := range r.Cookies() {
+		cookies[c.Name] = c.Value
+	}
+	_, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if c, err := r.Cookie("sid"); err == nil {
+		w.Header().Set("X-Debug-Session", "session "+c.Value)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"cookies": cookies, "auth": cred})
+}
+
+// A shadow and a secondary that echo the request's sealed credentials: the
+// pair carries compare.Redacted in their place, as the tap's primary body
+// does, and the clear values are nowhere in the pairs stream. Short cookie
+// values are kept.
+func TestEchoedCredentialsAreMaskedInThePair(t *testing.T) {
+	const cookieVal, tokenVal = "user-cookie-0123456789", "user-token-abcdefgh"
+	h := newHarness(t)
+	keyFile, keys := testenv.SealKeys(t, "k1")
+	sh := newShadow(t, echoHandler)
+	sec := newShadow(t, echoHandler)
+	l := h.createLaunchWithSecondary(sh.URL, sec.URL)
+	cfg := h.testConfig("runner-echo")
+	cfg.SealKeyFile = keyFile
+	h.runReady(cfg)
+
+	env := newEnvelope(l.ID, "GET", "/echo", "", nil)
+	env.Request.Headers.Set("Authorization", "Bearer "+tokenVal)
+	env.Request.Headers.Set("Cookie", "sid="+cookieVal+"; lang=en")
+	keys.SealHeader(l.ID, env.Request.Headers, seal.DefaultHeaders)
+	h.publishEnvelope(env)
+	h.waitStreamMsgs(stream.PairsStream, 1)
+
+	if seen := sh.requests()[0]; seen.Header.Get("Cookie") != "sid="+cookieVal+"; lang=en" {
+		t.Errorf("the shadow got Cookie %q", seen.Header.Get("Cookie"))
+	}
+	p := h.pairs()[0]
+	if p.Secondary == nil {
+		t.Fatal("no secondary outcome")
+	}
+	for name, o := range map[string]*envelope.Outcome{"shadow": &p.Shadow, "secondary": p.Secondary} {
+		var got struct {
+			Cookies map[string]string `json:"cookies"`
+			Auth    string            `json:"auth"`
+		}
+		if err := json.Unmarshal(o.Body, &got); err != nil {
+			t.Fatalf("%s: body no longer JSON: %v: %s", name, err, o.Body)
+		}
+		if got.Cookies["sid"] != compare.Redacted || got.Auth != compare.Redacted || got.Cookies["lang"] != "en" {
+			t.Errorf("%s: body %s", name, o.Body)
+		}
+		if v := o.Headers.Get("X-Debug-Session"); v != "session "+compare.Redacted {
+			t.Errorf("%s: X-Debug-Session %q", name, v)
+		}
+		if o.BodySize != int64(len(o.Body)) {
+			t.Errorf("%s: body size %d for %d bytes", name, o.BodySize, len(o.Body))
+		}
+	}
+	for _, m := range h.rawMsgs(stream.PairsStream) {
+		if strings.Contains(string(m.Data), cookieVal) || strings.Contains(string(m.Data), tokenVal) {
+			t.Errorf("a clear value in the pairs stream: %s", m.Data)
+		}
+	}
+}
+
+// An envelope captured in clear (MIRROR_SEAL=off) is left to the
+// comparator's echo masking: its primary body was not masked either.
+func TestClearEnvelopesAreNotMasked(t *testing.T) {
+	h := newHarness(t)
+	sh := newShadow(t, echoHandler)
+	l := h.createLaunch(sh.URL)
+	h.runReady(h.testConfig("runner-clear"))
+	env := newEnvelope(l.ID, "GET", "/echo", "", nil)
+	env.Request.Headers.Set("Cookie", "sid=user-cookie-0123456789")
+	h.publishEnvelope(env)
+	h.waitStreamMsgs(stream.PairsStream, 1)
+	if p := h.pairs()[0]; !strings.Contains(string(p.Shadow.Body), "user-cookie-0123456789") {
+		t.Errorf("clear capture masked: %s", p.Shadow.Body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -34,6 +35,28 @@ func (ra *recordAuth) wrap(next http.Handler) http.Handler {
 		ra.mu.Unlock()
 		w.Header().Set("Set-Cookie", "shadow-session="+r.Header.Get("X-Api-Key"))
 		next.ServeHTTP(w, r)
+	})
+}
+
+// echoCredentials answers GET /api/echo, as a debug endpoint might, with
+// the request's cookies, Authorization and X-Api-Key in a JSON body and
+// the session cookie in a header; other requests go to next.
+func echoCredentials(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/echo" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		cookies := map[string]string{}
+		for _, c := range r.Cookies() {
+			cookies[c.Name] = c.Value
+		}
+		if c, err := r.Cookie("session"); err == nil {
+			w.Header().Set("X-Debug-Session", c.Value)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"cookies": cookies, "authorization": r.Header.Get("Authorization"),
+			"api_key_seen": r.Header.Get("X-Api-Key"), "note": "debug echo"})
 	})
 }
 
@@ -116,7 +139,10 @@ func (s *stack) tablesContaining(needles ...string) []string {
 // neither in the JetStream store nor in any ClickHouse table.
 func TestCredentialsAreNotStoredInClear(t *testing.T) {
 	var ra recordAuth
-	s := startStack(t, wrapShadow(ra.wrap))
+	// The primary and the shadow echo the credentials back on /api/echo:
+	// the echoes are masked at capture, in the tap and in the runner.
+	s := startStack(t, wrapShadow(func(h http.Handler) http.Handler { return ra.wrap(echoCredentials(h)) }),
+		wrapPrimary(echoCredentials))
 	token, cookie, apiKey, shadowKey := "tok-"+rand.Text(), "sid-"+rand.Text(), "key-"+rand.Text(), "shadowkey-"+rand.Text()
 	l := s.createLaunchWith(map[string]any{"shadow_url": s.shadow.URL, "sample_percent": 100,
 		"capture": map[string]any{"replace_headers": map[string]string{"X-Api-Key": shadowKey}}})
@@ -130,10 +156,17 @@ func TestCredentialsAreNotStoredInClear(t *testing.T) {
 	probes := s.waitMirrorSees()
 	const n = 20
 	for i := range n {
-		code, _, _ := s.do(s.mirror.Addr(), "GET", fmt.Sprintf("/api/users/%d", i+1), nil,
+		path := fmt.Sprintf("/api/users/%d", i+1)
+		if i%2 == 0 {
+			path = "/api/echo"
+		}
+		code, _, body := s.do(s.mirror.Addr(), "GET", path, nil,
 			"Authorization", "Bearer "+token, "Cookie", "session="+cookie, "X-Api-Key", apiKey)
 		if code != 200 {
 			t.Fatalf("status %d", code)
+		}
+		if path == "/api/echo" && (!strings.Contains(string(body), cookie) || !strings.Contains(string(body), apiKey)) {
+			t.Fatalf("the client did not get the primary's echo: %s", body)
 		}
 	}
 	st := s.drained()
@@ -155,6 +188,12 @@ func TestCredentialsAreNotStoredInClear(t *testing.T) {
 	ra.mu.Unlock()
 	if got != n {
 		t.Fatalf("%d of %d replays carried %q", got, n, want)
+	}
+	// The primary echoed the client's credentials, the shadow the same
+	// cookie and token but the policy's key: masked alike on both sides,
+	// the bodies compare equal.
+	if all, diff := s.rows(l.ID, "path = '/api/echo'"), s.rows(l.ID, "path = '/api/echo' AND body_match = 0"); all != n/2 || diff != 0 {
+		t.Errorf("/api/echo: %d rows, %d with differing bodies; want %d and 0", all, diff, n/2)
 	}
 	secrets := []string{token, cookie, apiKey, shadowKey}
 	// The policy's credential is part of the launch, in the launch bucket

@@ -83,6 +83,8 @@ func logger(name string) *slog.Logger {
 type stackOptions struct {
 	// wrapShadow, when set, wraps the demo shadow's handler.
 	wrapShadow func(http.Handler) http.Handler
+	// wrapPrimary, when set, wraps the demo primary's handler.
+	wrapPrimary func(http.Handler) http.Handler
 	// serviceTime, when set, is the least time every answer of the
 	// primary, the shadow and the secondary takes.
 	serviceTime time.Duration
@@ -93,6 +95,11 @@ type stackOption func(*stackOptions)
 // wrapShadow makes the shadow answer through wrap(demo shadow).
 func wrapShadow(wrap func(http.Handler) http.Handler) stackOption {
 	return func(o *stackOptions) { o.wrapShadow = wrap }
+}
+
+// wrapPrimary makes the primary answer through wrap(demo primary).
+func wrapPrimary(wrap func(http.Handler) http.Handler) stackOption {
+	return func(o *stackOptions) { o.wrapPrimary = wrap }
 }
 
 // withServiceTime makes every version take at least d per answer, as a
@@ -131,6 +138,9 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	sech, _ := demo.Handler(demo.Secondary, opts)
 	if o.wrapShadow != nil {
 		sh = o.wrapShadow(sh)
+	}
+	if o.wrapPrimary != nil {
+		ph = o.wrapPrimary(ph)
 	}
 	if o.serviceTime > 0 {
 		ph, sh, sech = takeAtLeast(o.serviceTime, ph), takeAtLeast(o.serviceTime, sh), takeAtLeast(o.serviceTime, sech)
