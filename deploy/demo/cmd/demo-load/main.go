@@ -147,7 +147,7 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 	dlclient.PrintReport(os.Stdout, rep)
 	fmt.Printf("Explore:\n  dashboard   %s/\n  report      %s/v1/launches/%s/report\n  launches    %s/v1/launches\n",
 		reporter, reporter, l.ID, reporter)
-	fmt.Printf("  ClickHouse  clickhouse-client --port 9000 --query \"SELECT route, count(), sum(match = 0) FROM darklaunch.comparisons FINAL WHERE launch_id = '%s' GROUP BY route\"\n", l.ID)
+	fmt.Printf("  ClickHouse  clickhouse-client --port 9000 --query \"SELECT route, count(), sum(match = 0 AND shadow_error = '') AS raw_mismatches FROM darklaunch.comparisons FINAL WHERE launch_id = '%s' GROUP BY route\"\n", l.ID)
 	fmt.Println("Stop the stack with: make down")
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d requests failed at the client", failed.Load())
