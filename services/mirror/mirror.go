@@ -68,6 +68,9 @@ type Service struct {
 
 	queue      chan queued
 	queueBytes atomic.Int64
+	// outcomes counts publishes whose outcome (onAck, onPublishErr) is not
+	// counted yet; the drain waits for it.
+	outcomes sync.WaitGroup
 
 	// watcher is nil until the launch bucket could be opened.
 	watcher atomic.Pointer[launch.Watcher]
@@ -294,6 +297,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		// Fails what is still pending through onPublishErr, so it is counted.
 		js.CleanupPublisher()
+		// nats.go forgets an ack before it calls onAck, so the two above
+		// can return while an onAck still runs: wait until every publish
+		// has been counted, published or dropped.
+		s.outcomes.Wait()
 	}
 	s.dropQueued()
 	background.Wait()

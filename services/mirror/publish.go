@@ -105,9 +105,11 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, q queued) {
 		return
 	}
 	s.stats.pending.Inc()
+	s.outcomes.Add(1)
 	if _, err := js.PublishAsync(stream.EnvelopeSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID)); err != nil {
 		s.stats.pending.Dec()
 		s.drop(dropNATSError, 1)
+		s.outcomes.Done()
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "cannot publish envelopes; dropping them", "err", err)
 	}
 }
@@ -116,6 +118,7 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, q queued) {
 func (s *Service) onAck(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
 	s.stats.pending.Dec()
 	s.stats.published.Inc()
+	s.outcomes.Done()
 }
 
 // onPublishErr runs for every async publish that failed after it was sent:
@@ -137,6 +140,7 @@ func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
 	if reason == dropNATSError {
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope not acknowledged; dropping it", "err", err)
 	}
+	s.outcomes.Done()
 }
 
 // errTooLarge: the envelope does not fit in the server's max payload.
