@@ -157,6 +157,11 @@ func secretSpans(b []byte, echoes Echoes) [][2]int {
 	for i := range detectors {
 		spans = detectors[i].find(b, spans)
 	}
+	return mergeSpans(echoSpans(b, echoes, spans))
+}
+
+// echoSpans appends the spans of every occurrence of each echo in b.
+func echoSpans(b []byte, echoes Echoes, spans [][2]int) [][2]int {
 	for _, e := range echoes {
 		for off := 0; ; {
 			i := bytes.Index(b[off:], e)
@@ -167,10 +172,15 @@ func secretSpans(b []byte, echoes Echoes) [][2]int {
 			off += i + len(e)
 		}
 	}
+	return spans
+}
+
+// mergeSpans sorts spans and merges those that overlap. Each detector's
+// matches are in order, not the whole.
+func mergeSpans(spans [][2]int) [][2]int {
 	if len(spans) < 2 {
 		return spans
 	}
-	// Each detector's matches are in order, not the whole: sort and merge.
 	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
 	merged := spans[:1]
 	for _, s := range spans[1:] {
@@ -251,31 +261,11 @@ func MaskEchoes(b []byte, echoes Echoes) []byte {
 	if len(echoes) == 0 || len(b) == 0 {
 		return b
 	}
-	var spans [][2]int
-	for _, e := range echoes {
-		for off := 0; ; {
-			i := bytes.Index(b[off:], e)
-			if i < 0 {
-				break
-			}
-			spans = append(spans, [2]int{off + i, off + i + len(e)})
-			off += i + len(e)
-		}
-	}
+	spans := echoSpans(b, echoes, nil)
 	if len(spans) == 0 {
 		return b
 	}
-	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
-	merged := spans[:1]
-	for _, s := range spans[1:] {
-		last := &merged[len(merged)-1]
-		if s[0] <= last[1] {
-			last[1] = max(last[1], s[1])
-			continue
-		}
-		merged = append(merged, s)
-	}
-	return maskSpans(b, merged)
+	return maskSpans(b, mergeSpans(spans))
 }
 
 // MaskEchoesHeader returns h with every echo masked in the values of the

@@ -151,7 +151,7 @@ func (s *Service) flush(ctx context.Context, b *batch) bool {
 	db := s.cfg.ClickHouseDatabase
 	for attempt := 1; ; attempt++ {
 		s.keepAlive(b)
-		ch := s.ch.Load()
+		ch := s.ch.Get()
 		ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
 		start := time.Now()
 		err := analytics.Insert(ictx, ch, db, b.rows)
@@ -229,7 +229,7 @@ func (s *Service) writeExamples(ctx context.Context, examples []analytics.Exampl
 		return
 	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InsertTimeout)
-	err := analytics.InsertExamples(ictx, s.ch.Load(), s.cfg.ClickHouseDatabase, examples)
+	err := analytics.InsertExamples(ictx, s.ch.Get(), s.cfg.ClickHouseDatabase, examples)
 	cancel()
 	if err != nil {
 		s.m.exampleFailures.Inc()

@@ -16,10 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
@@ -57,7 +55,7 @@ type Service struct {
 	// buildRow is BuildRow (a seam for the tests of a handler that panics).
 	buildRow func(compare.Comparer, *envelope.Pair) (analytics.Row, error)
 
-	ch atomic.Pointer[chConn]
+	ch analytics.LazyConn
 
 	// rules, slots, the batch and the byte budget belong to the stage's
 	// fetching goroutine (Handle, Next, Flush).
@@ -67,9 +65,6 @@ type Service struct {
 	budget, slack int
 	fetched       time.Time
 }
-
-// chConn boxes the ClickHouse connection (an interface) for atomic.Pointer.
-type chConn struct{ driver.Conn }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
 // service ready to Run. It does not touch NATS or ClickHouse.
@@ -113,7 +108,7 @@ func (s *Service) Stage() *stage.Stage { return s.st }
 func (s *Service) Ready() <-chan struct{} { return s.st.Ready() }
 
 func (s *Service) checkClickHouse(ctx context.Context) error {
-	ch := s.ch.Load()
+	ch := s.ch.Get()
 	if ch == nil {
 		return fmt.Errorf("ClickHouse: %w", ErrNotConnected)
 	}
@@ -126,7 +121,7 @@ func (s *Service) checkClickHouse(ctx context.Context) error {
 // shutdown; NATS and ClickHouse being down is retried, not an error.
 func (s *Service) Run(ctx context.Context) error {
 	defer func() {
-		if ch := s.ch.Load(); ch != nil {
+		if ch := s.ch.Get(); ch != nil {
 			_ = ch.Close()
 		}
 	}()
@@ -169,7 +164,7 @@ func (s *Service) openClickHouse(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.ch.Store(&chConn{conn})
+	s.ch.Set(conn)
 	return nil
 }
 

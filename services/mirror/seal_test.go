@@ -14,6 +14,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/seal"
+	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // secretRequest is a request with credentials in every sensitive header.
@@ -111,23 +112,11 @@ func TestSensitiveHeadersWithoutKeyFile(t *testing.T) {
 	}
 }
 
-// newEchoPrimary answers with a JSON body that echoes the request's Cookie
-// values and Authorization credential, and a header that echoes the
-// session cookie.
+// newEchoPrimary is a primary that echoes the request's credentials
+// (testenv.EchoCredentials).
 func newEchoPrimary(t *testing.T) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cookies := map[string]string{}
-		for _, c := range r.Cookies() {
-			cookies[c.Name] = c.Value
-		}
-		_, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if c, err := r.Cookie("sid"); err == nil {
-			w.Header().Set("X-Debug-Session", "session "+c.Value)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"cookies": cookies, "auth": cred, "lang_seen": r.Header.Get("Cookie") != ""})
-	}))
+	srv := httptest.NewServer(http.HandlerFunc(testenv.EchoCredentials))
 	t.Cleanup(srv.Close)
 	return srv
 }

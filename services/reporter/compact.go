@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/darklaunch/darklaunch/pkg/analytics"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/retry"
@@ -47,7 +49,7 @@ func (s *Service) runCompaction(ctx context.Context) {
 	full := map[string]bool{}
 	retry.Every(ctx, s.cfg.CompactInterval, func() {
 		tick++
-		w, conn := s.watcher.Load(), s.ch.Load()
+		w, conn := s.watcher.Load(), s.ch.Get()
 		if w == nil || conn == nil {
 			return
 		}
@@ -74,7 +76,7 @@ func (s *Service) runCompaction(ctx context.Context) {
 
 // compactLaunch compacts one launch (its last minutes from since on, or
 // all of it when since is zero) and reports whether it succeeded.
-func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l *launch.Launch, since time.Time) bool {
+func (s *Service) compactLaunch(ctx context.Context, conn driver.Conn, id string, l *launch.Launch, since time.Time) bool {
 	cctx, cancel := context.WithTimeout(ctx, compactTimeout)
 	defer cancel()
 	start := time.Now()
@@ -99,7 +101,7 @@ func (s *Service) compactLaunch(ctx context.Context, conn *chConn, id string, l 
 
 // enforceRetention drops the month partitions past REPORTER_RETENTION
 // (raw rows) and REPORTER_AGGREGATE_RETENTION (aggregates).
-func (s *Service) enforceRetention(ctx context.Context, conn *chConn) {
+func (s *Service) enforceRetention(ctx context.Context, conn driver.Conn) {
 	for _, r := range []struct {
 		tables    []string
 		retention time.Duration

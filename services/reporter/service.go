@@ -50,7 +50,7 @@ type Service struct {
 	store  atomic.Pointer[launch.Store]
 	leases atomic.Pointer[kvLeases]
 	liveKV atomic.Pointer[jetstream.KeyValue]
-	ch     atomic.Pointer[chConn]
+	ch     analytics.LazyConn
 	// watcher keeps every launch in memory (the report and verdict
 	// handlers read it instead of the store).
 	watcher atomic.Pointer[launch.Watcher]
@@ -77,8 +77,6 @@ type Service struct {
 
 	cacheLoggedAt atomic.Int64 // unix nanoseconds of the last logged cache failure
 }
-
-type chConn struct{ driver.Conn }
 
 // New binds the API and admin listeners and prepares the service; it does
 // not contact NATS, ClickHouse or Redis (Run does, retrying).
@@ -213,7 +211,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if nc := s.nc.Load(); nc != nil {
 		nc.Close()
 	}
-	if ch := s.ch.Load(); ch != nil {
+	if ch := s.ch.Get(); ch != nil {
 		if err := ch.Close(); err != nil {
 			s.log.Warn("close clickhouse", "err", err)
 		}
@@ -288,7 +286,7 @@ func (s *Service) connectClickHouse(ctx context.Context) {
 		return err
 	})
 	if ok {
-		s.ch.Store(&chConn{conn})
+		s.ch.Set(conn)
 		s.log.Info("clickhouse ready", "addr", s.cfg.ClickHouseAddr, "database", s.cfg.ClickHouseDatabase)
 	}
 }
@@ -298,7 +296,7 @@ func (s *Service) connectClickHouse(ctx context.Context) {
 func (s *Service) runController(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ControlInterval)
 	defer t.Stop()
-	for s.store.Load() == nil || s.leases.Load() == nil || s.ch.Load() == nil {
+	for s.store.Load() == nil || s.leases.Load() == nil || s.ch.Get() == nil {
 		select {
 		case <-ctx.Done():
 			return
@@ -356,11 +354,11 @@ func (s *Service) launchStore() (*launch.Store, error) {
 }
 
 func (s *Service) clickhouse() (driver.Conn, error) {
-	c := s.ch.Load()
+	c := s.ch.Get()
 	if c == nil {
 		return nil, fmt.Errorf("%w: ClickHouse is not connected yet", errNotReady)
 	}
-	return c.Conn, nil
+	return c, nil
 }
 
 // checks are the dependencies /healthz reports on, on both addresses.

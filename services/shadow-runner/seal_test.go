@@ -97,21 +97,6 @@ func TestUnsealableEnvelopesAreDeadLettered(t *testing.T) {
 	}
 }
 
-// echoHandler answers with a JSON body (and a header) that echo the
-// request's Cookie values and Authorization credential.
-func echoHandler(w http.ResponseWriter, r *http.Request) {
-	cookies := map[string]string{}
-	for _, c := range r.Cookies() {
-		cookies[c.Name] = c.Value
-	}
-	_, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if c, err := r.Cookie("sid"); err == nil {
-		w.Header().Set("X-Debug-Session", "session "+c.Value)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"cookies": cookies, "auth": cred})
-}
-
 // A shadow and a secondary that echo the request's sealed credentials: the
 // pair carries compare.Redacted in their place, as the tap's primary body
 // does, and the clear values are nowhere in the pairs stream. Short cookie
@@ -120,8 +105,8 @@ func TestEchoedCredentialsAreMaskedInThePair(t *testing.T) {
 	const cookieVal, tokenVal = "user-cookie-0123456789", "user-token-abcdefgh"
 	h := newHarness(t)
 	keyFile, keys := testenv.SealKeys(t, "k1")
-	sh := newShadow(t, echoHandler)
-	sec := newShadow(t, echoHandler)
+	sh := newShadow(t, testenv.EchoCredentials)
+	sec := newShadow(t, testenv.EchoCredentials)
 	l := h.createLaunchWithSecondary(sh.URL, sec.URL)
 	cfg := h.testConfig("runner-echo")
 	cfg.SealKeyFile = keyFile
@@ -170,7 +155,7 @@ func TestEchoedCredentialsAreMaskedInThePair(t *testing.T) {
 // comparator's echo masking: its primary body was not masked either.
 func TestClearEnvelopesAreNotMasked(t *testing.T) {
 	h := newHarness(t)
-	sh := newShadow(t, echoHandler)
+	sh := newShadow(t, testenv.EchoCredentials)
 	l := h.createLaunch(sh.URL)
 	h.runReady(h.testConfig("runner-clear"))
 	env := newEnvelope(l.ID, "GET", "/echo", "", nil)
