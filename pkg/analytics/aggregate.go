@@ -129,21 +129,30 @@ const (
 
 // sourceColumns are the comparison columns the aggregates read.
 const sourceColumns = "envelope_id, ts, received_at_us, route, method, primary_status, shadow_status, primary_latency_us, shadow_latency_us, " +
-	"`match`, shadow_error, diff_paths, diff_kinds, diff_generalized, diff_noise, fingerprint, has_secondary"
+	"`match`, shadow_error, diff_paths, diff_kinds, diff_generalized, diff_noise, fingerprint, has_secondary, secondary_latency_us, secondary_error"
 
 // dedupSource is the launch's comparison rows matching where, one per
 // envelope id: the latest inserted (the row FINAL keeps), which takes a
 // sort; with anyCopy, the first one read (a hash set, no sort: for the
 // unsealed tail, read at every report). Copies of a pair differ only when
 // it was compared twice under different rules.
+//
+// The anyCopy reads select a time range of the launch (the tail past the
+// watermark, the edge minutes of a window): they read the time-ordered
+// copy comparisons_by_time, whose sort key (launch_id, received_at_us)
+// makes the range's cost that of its own rows; comparisons is sorted by
+// (launch_id, route, envelope_id), where a time range scans the whole
+// launch. The copy may hold a pair more than once (a redelivery, the
+// backfill overlapping the view): LIMIT 1 BY envelope_id keeps one. The
+// seals read comparisons itself, whose rows they count.
 func dedupSource(db, where string, anyCopy bool) string {
-	order := " ORDER BY envelope_id, inserted_at DESC"
+	order, table := " ORDER BY envelope_id, inserted_at DESC", "comparisons"
 	if anyCopy {
-		order = ""
+		order, table = "", ByTimeTable
 	}
 	// PREWHERE: only the time columns are read for the launch's other
 	// rows.
-	return "(SELECT " + sourceColumns + " FROM " + db + ".comparisons PREWHERE launch_id = @launch AND (" + where + ")" +
+	return "(SELECT " + sourceColumns + " FROM " + db + "." + table + " PREWHERE launch_id = @launch AND (" + where + ")" +
 		order + " LIMIT 1 BY envelope_id)"
 }
 

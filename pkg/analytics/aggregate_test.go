@@ -396,7 +396,7 @@ func TestDropExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"comparisons/202608", "seals/202608", "pair_counts/202608", "diff_counts/202608", "latency_hist/202608"}
+	want := []string{"comparisons/202608", "comparisons_by_time/202608", "seals/202608", "pair_counts/202608", "diff_counts/202608", "latency_hist/202608"}
 	if !slices.Equal(dropped, want) {
 		t.Fatalf("dropped %v, want %v", dropped, want)
 	}

@@ -102,13 +102,25 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		fmt.Sprintf(pairCountsDDL, database),
 		fmt.Sprintf(diffCountsDDL, database),
 		fmt.Sprintf(latencyHistDDL, database),
+		fmt.Sprintf(schemaMarksDDL, database),
+		fmt.Sprintf(byTimeDDL, database),
 	}
 	for _, s := range stmts {
 		if err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("migrate clickhouse: %w", err)
 		}
 	}
-	return addColumns(ctx, conn, database, "comparisons", comparisonsAdded)
+	if err := addColumns(ctx, conn, database, "comparisons", comparisonsAdded); err != nil {
+		return err
+	}
+	// The view selects columns added above, so it comes after them; the
+	// backfill after the view, so no row falls between the two.
+	for _, s := range []string{fmt.Sprintf(byTimeViewDDL, database)} {
+		if err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("migrate clickhouse: %w", err)
+		}
+	}
+	return backfillByTime(ctx, conn, database)
 }
 
 // column is one column added to a table after its first version.

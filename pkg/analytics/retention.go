@@ -11,7 +11,7 @@ import (
 // RawTables hold comparison rows and examples; AggregateTables the sealed
 // aggregates. Both are partitioned by month (toYYYYMM of ts or bucket).
 var (
-	RawTables       = []string{"comparisons", "examples"}
+	RawTables       = []string{"comparisons", ByTimeTable, "examples"}
 	AggregateTables = []string{"seals", "pair_counts", "diff_counts", "latency_hist"}
 )
 

@@ -35,22 +35,55 @@ const compactTimeout = 2 * time.Minute
 // raw).
 const finishedCheckEvery = 20
 
+// compactionLease is the key, in the lease bucket, of the right to
+// compact: launch keys are UUIDs, so it cannot clash with one.
+const compactionLease = "compaction"
+
 // runCompaction seals the launches' finished buckets every
 // REPORTER_COMPACT_INTERVAL (see analytics.Compact) and enforces
-// retention every hour, until ctx ends. Every reporter replica runs it;
-// concurrent seals of one bucket are harmless (each is a version, readers
-// use the latest).
+// retention every hour, until ctx ends. Every reporter replica runs it,
+// but only the one holding the compaction lease (the key "compaction" in
+// the controllers' lease bucket, darklaunch_leases) compacts: the others
+// would read the same rows again for nothing. The holder renews the lease
+// at each tick and between launches (a long catch-up outlasting the TTL
+// would let another replica in; that is harmless, each seal being a
+// version, only wasted work) and gives it up on shutdown, so another
+// replica takes over at its next tick.
 func (s *Service) runCompaction(ctx context.Context) {
-	var lastRetention time.Time
+	var (
+		lastRetention time.Time
+		lease         *kvLeases
+		renewed       time.Time
+	)
 	tick := 0
-	// full holds the launches this process compacted whole: until then a
-	// launch gets only full compactions, because sealing its last minutes
-	// first would move its watermark past minutes not sealed yet.
+	// full holds the launches this process compacted whole while holding
+	// the lease: until then a launch gets only full compactions, because
+	// sealing its last minutes first would move its watermark past
+	// minutes not sealed yet (another replica may have compacted
+	// meanwhile, or nobody).
 	full := map[string]bool{}
+	hold := func() bool {
+		held, err := lease.Hold(ctx, compactionLease)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("compaction lease", "err", err)
+		}
+		if !held && len(full) > 0 {
+			s.log.Info("compaction lease lost; another reporter compacts", "id", s.id)
+			clear(full)
+		}
+		renewed = time.Now()
+		return held
+	}
 	retry.Every(ctx, s.cfg.CompactInterval, func() {
 		tick++
+		if lease == nil {
+			if l := s.leases.Load(); l != nil {
+				lease = newKVLeases(l.kv, s.id)
+				lease.errors = s.metrics.leaseErrors.Inc
+			}
+		}
 		w, conn := s.watcher.Load(), s.ch.Get()
-		if w == nil || conn == nil {
+		if w == nil || conn == nil || lease == nil || !hold() {
 			return
 		}
 		for id, l := range w.Snapshot().ByID {
@@ -59,6 +92,9 @@ func (s *Service) runCompaction(ctx context.Context) {
 			}
 			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 1 {
 				continue
+			}
+			if time.Since(renewed) > s.cfg.LeaseTTL/3 && !hold() {
+				return
 			}
 			var since time.Time
 			if full[id] && tick%fullCheckEvery != 1 {
@@ -72,6 +108,11 @@ func (s *Service) runCompaction(ctx context.Context) {
 			s.enforceRetention(ctx, conn)
 		}
 	})
+	if lease != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		lease.Release(rctx, compactionLease)
+		cancel()
+	}
 }
 
 // compactLaunch compacts one launch (its last minutes from since on, or
