@@ -102,6 +102,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		fmt.Sprintf(pairCountsDDL, database),
 		fmt.Sprintf(diffCountsDDL, database),
 		fmt.Sprintf(latencyHistDDL, database),
+		fmt.Sprintf(secondaryHistDDL, database),
 		fmt.Sprintf(schemaMarksDDL, database),
 		fmt.Sprintf(byTimeDDL, database),
 	}
@@ -110,8 +111,13 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 			return fmt.Errorf("migrate clickhouse: %w", err)
 		}
 	}
-	if err := addColumns(ctx, conn, database, "comparisons", comparisonsAdded); err != nil {
-		return err
+	for _, t := range []struct {
+		table string
+		cols  []column
+	}{{"comparisons", comparisonsAdded}, {"seals", sealsAdded}, {"pair_counts", pairCountsAdded}} {
+		if err := addColumns(ctx, conn, database, t.table, t.cols); err != nil {
+			return err
+		}
 	}
 	// The view selects columns added above, so it comes after them; the
 	// backfill after the view, so no row falls between the two.

@@ -12,7 +12,7 @@ import (
 // aggregates. Both are partitioned by month (toYYYYMM of ts or bucket).
 var (
 	RawTables       = []string{"comparisons", ByTimeTable, "examples"}
-	AggregateTables = []string{"seals", "pair_counts", "diff_counts", "latency_hist"}
+	AggregateTables = []string{"seals", "pair_counts", "diff_counts", "latency_hist", "secondary_latency_hist"}
 )
 
 // DropExpired enforces retention with partition drops (ClickHouse 18.16
