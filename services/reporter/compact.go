@@ -118,7 +118,7 @@ func (s *Service) runCompaction(ctx context.Context) {
 // compactLaunch compacts one launch (its last minutes from since on, or
 // all of it when since is zero) and reports whether it succeeded.
 func (s *Service) compactLaunch(ctx context.Context, conn driver.Conn, id string, l *launch.Launch, since time.Time) bool {
-	cctx, cancel := context.WithTimeout(ctx, compactTimeout)
+	cctx, cancel := context.WithTimeout(analytics.Background(ctx), compactTimeout)
 	defer cancel()
 	start := time.Now()
 	res, err := analytics.CompactRecent(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter, since)
