@@ -198,8 +198,14 @@ func BenchmarkReportScale(b *testing.B) {
 			what string
 			run  func(context.Context) error
 		}{
-			{"report, aggregates", func(ctx context.Context) error { _, err := reporter.QueryStats(ctx, conn, testDB, l.ID, th); return err }},
-			{"report, raw rows FINAL", func(ctx context.Context) error { _, err := reporter.QueryStatsRaw(ctx, conn, testDB, l.ID, th); return err }},
+			{"report, aggregates", func(ctx context.Context) error {
+				_, err := reporter.QueryStats(ctx, conn, testDB, l.ID, th)
+				return err
+			}},
+			{"report, raw rows FINAL", func(ctx context.Context) error {
+				_, err := reporter.QueryStatsRaw(ctx, conn, testDB, l.ID, th)
+				return err
+			}},
 			{"verdict, aggregates", func(ctx context.Context) error {
 				_, err := reporter.QueryWindow(ctx, conn, testDB, l.ID, fromUS, th)
 				return err
