@@ -7,6 +7,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -26,7 +27,13 @@ type Options struct {
 	Password string
 	// TLS, when set, is used to connect (the server's secure native port).
 	TLS *tls.Config
+	// ReadTimeout bounds the wait for each packet of an answer; 0 means
+	// defaultReadTimeout. A benchmark of raw-row queries over tens of
+	// millions of rows on a loaded machine needs more.
+	ReadTimeout time.Duration
 }
+
+const defaultReadTimeout = 60 * time.Second
 
 // OptionsFor are the Options of a service's shared ClickHouse settings,
 // TLS included (its files are read now).
@@ -72,7 +79,7 @@ func Open(ctx context.Context, o Options) (driver.Conn, error) {
 		Protocol:    clickhouse.Native,
 		Auth:        clickhouse.Auth{Database: "default", Username: o.User, Password: o.Password},
 		DialTimeout: 5 * time.Second,
-		ReadTimeout: 60 * time.Second,
+		ReadTimeout: cmp.Or(o.ReadTimeout, defaultReadTimeout),
 		TLS:         o.TLS,
 	})
 	if err != nil {

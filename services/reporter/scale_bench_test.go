@@ -319,7 +319,9 @@ func startBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	testenv.Run(b, svc.Run)
-	conn, err := analytics.Open(context.Background(), analytics.Options{Addr: chAddr, Database: testDB, User: "default"})
+	// The raw-row baseline's queries may wait minutes for a packet at 30M
+	// rows on a loaded machine.
+	conn, err := analytics.Open(context.Background(), analytics.Options{Addr: chAddr, Database: testDB, User: "default", ReadTimeout: 15 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
