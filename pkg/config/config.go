@@ -35,6 +35,7 @@ type ClickHouse struct {
 	ClickHouseCertFile      string `envconfig:"CLICKHOUSE_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with ClickHouse (with CLICKHOUSE_KEY_FILE)"`
 	ClickHouseKeyFile       string `envconfig:"CLICKHOUSE_KEY_FILE" default:"" desc:"PEM private key of CLICKHOUSE_CERT_FILE"`
 	ClickHouseTLSSkipVerify bool   `envconfig:"CLICKHOUSE_TLS_SKIP_VERIFY" default:"false" desc:"do not verify ClickHouse's certificate (insecure: for tests only)"`
+	ClickHouseCluster       string `envconfig:"CLICKHOUSE_CLUSTER" default:"" desc:"ClickHouse cluster (a name of the servers' remote_servers) to create the tables on, as Replicated*MergeTree tables <table>_local behind Distributed tables <table> (docs/clickhouse.md, Cluster); empty: a single server"`
 }
 
 // Redis is the shared Redis setting.
