@@ -323,3 +323,30 @@ func (c *clusterSchema) sameColumns(ctx context.Context, conn driver.Conn, table
 	}
 	return slices.Equal(cols[0], cols[1]), nil
 }
+
+var distributedEngine = regexp.MustCompile(`^Distributed\(\s*'?(\w+)'?\s*,\s*'?(\w+)'?\s*,\s*'?(\w+)'?`)
+
+// partitionTable says where a table's partitions are: the table itself,
+// listed from this server's system.parts; for a Distributed table (the
+// cluster form), its local table on every server of its cluster, listed
+// through cluster() and dropped ON CLUSTER.
+type partitionTable struct {
+	table, on, parts string
+}
+
+func partitionsOf(ctx context.Context, conn driver.Conn, database, table string) (partitionTable, error) {
+	engines, err := ScanAll(ctx, conn, "table engine", "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?",
+		func(rows driver.Rows) (e string, err error) {
+			err = rows.Scan(&e)
+			return e, err
+		}, database, table)
+	if err != nil {
+		return partitionTable{}, err
+	}
+	if len(engines) == 1 {
+		if m := distributedEngine.FindStringSubmatch(engines[0]); m != nil && m[2] == database {
+			return partitionTable{table: m[3], on: " ON CLUSTER " + m[1], parts: "cluster('" + m[1] + "', system.parts)"}, nil
+		}
+	}
+	return partitionTable{table: table, parts: "system.parts"}, nil
+}

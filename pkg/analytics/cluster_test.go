@@ -91,9 +91,10 @@ func TestClusterRewrite(t *testing.T) {
 // ZooKeeper, shard s1 with two replicas and shard s2 with one. The schema
 // applies from several servers (idempotent), inserts through the
 // Distributed table land on both shards and replicate within s1, a
-// redelivered batch collapses with FINAL across shards, and the
-// aggregates (compaction, then the readers the reports use) give the same
-// figures as the Go reference and a single server.
+// redelivered batch collapses with FINAL across shards, the aggregates
+// (compaction, then the readers the reports use) give the same figures as
+// the Go reference and a single server, and retention drops partitions
+// on every shard.
 func TestClusterSchema(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ZooKeeper and three ClickHouse servers")
@@ -290,6 +291,39 @@ func TestClusterSchema(t *testing.T) {
 	}
 	if n := count(a2, "SELECT sum(n) FROM darklaunch.per_launch WHERE launch_id = 'l2'"); n != uint64(len(other)) {
 		t.Fatalf("the view counted %d rows of l2, want %d", n, len(other))
+	}
+
+	// Retention drops a month's partitions on every shard.
+	old := synthRows("old", time.Date(2026, 8, 10, 0, 0, 0, 0, time.UTC), 400, 5, 3)
+	if err := Insert(ctx, a, db, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Compact(ctx, b, db, "old", time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, conn := range []driver.Conn{a, b} {
+		if n := count(conn, "SELECT count() FROM darklaunch.comparisons_local WHERE toYYYYMM(ts) = 202608"); n == 0 {
+			t.Fatal("a shard holds none of the August rows: the drop would prove nothing")
+		}
+	}
+	dropped, err := DropExpired(ctx, a2, db, time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), append(RawTables, AggregateTables...), 60*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"comparisons/202608", "seals/202608", "pair_counts/202608", "diff_counts/202608", "latency_hist/202608"}; !slices.Equal(dropped, want) {
+		t.Fatalf("dropped %v, want %v", dropped, want)
+	}
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for node, conn := range map[string]driver.Conn{"s1r1": a, "s1r2": a2, "s2r1": b} {
+			if n := count(conn, "SELECT count() FROM darklaunch.comparisons_local WHERE toYYYYMM(ts) = 202608") +
+				count(conn, "SELECT count() FROM darklaunch.pair_counts_local WHERE toYYYYMM(bucket) = 202608"); n != 0 {
+				return fmt.Errorf("%s still holds %d August rows", node, n)
+			}
+		}
+		return nil
+	})
+	if n := count(a, "SELECT count() FROM darklaunch.comparisons FINAL WHERE launch_id = 'l1'"); n != uint64(len(rows)) {
+		t.Fatalf("retention dropped November rows: %d of l1's %d pairs left", n, len(rows))
 	}
 
 	// A single-server table of the same name is never dropped to make
