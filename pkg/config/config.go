@@ -46,6 +46,16 @@ type Redis struct {
 	RedisKeyFile  string `envconfig:"REDIS_KEY_FILE" default:"" desc:"PEM private key of REDIS_CERT_FILE"`
 }
 
+// identifier reports whether s is a plain SQL identifier.
+func identifier(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // Logging selects the log format and level.
 type Logging struct {
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"log level: debug, info, warn, error"`
