@@ -122,4 +122,3 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
-
