@@ -28,6 +28,16 @@ func TestReportCacheOnRedisCluster(t *testing.T) {
 	cfgA := e.cfg
 	cfgA.ID, cfgA.RedisURL, cfgA.RedisAddrs = "reporter-a", "redis://"+nodes[0]+"/0", strings.Join(nodes[1:], ",")
 	a := e.run(cfgA)
+	ready := func(admin string) {
+		t.Helper()
+		testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+			if code, rep := testenv.Health(t, admin); code != http.StatusOK {
+				return fmt.Errorf("reporter at %s: %+v", admin, rep)
+			}
+			return nil
+		})
+	}
+	ready(a.AdminAddr())
 	l := e.create("cluster-cache", 10)
 	ctx := testenv.Context(t)
 	if err := analytics.Insert(ctx, e.ch, testDB, shapedRows(l.ID, time.Now().Add(-5*time.Minute), 300, 2, 1)); err != nil {
@@ -41,12 +51,7 @@ func TestReportCacheOnRedisCluster(t *testing.T) {
 	cfgB := cfgA
 	cfgB.ID, cfgB.RedisURL, cfgB.RedisAddrs, cfgB.RedisCluster = "reporter-b", "redis://"+nodes[2], "", true
 	b := e.run(cfgB) // e now sends its requests to b
-	testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if code, rep := testenv.Health(t, b.AdminAddr()); code != http.StatusOK {
-			return fmt.Errorf("reporter b: %+v", rep)
-		}
-		return nil
-	})
+	ready(b.AdminAddr())
 	var second api.Report
 	res := e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &second)
 	if res.Header.Get("X-Darklaunch-Cache") != "hit" || second.Totals != first.Totals || b.ReportQueries() != 0 || a.ReportQueries() != 1 {
