@@ -221,6 +221,17 @@ func TestClusterSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The inserts went to either replica of s1; a2 reads once it has
+	// everything s1 holds.
+	syncReplica := func() {
+		t.Helper()
+		for table := range tables {
+			if err := a2.Exec(ctx, "SYSTEM SYNC REPLICA darklaunch."+table+localSuffix); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	syncReplica()
 	if n := count(a2, "SELECT count() FROM darklaunch.seals WHERE launch_id = 'l1'"); n != 8 {
 		t.Fatalf("%d seals through the Distributed table, want 8", n)
 	}
@@ -289,6 +300,9 @@ func TestClusterSchema(t *testing.T) {
 	if err := Insert(ctx, b, db, other); err != nil {
 		t.Fatal(err)
 	}
+	if err := a2.Exec(ctx, "SYSTEM SYNC REPLICA darklaunch.per_launch_local"); err != nil {
+		t.Fatal(err)
+	}
 	if n := count(a2, "SELECT sum(n) FROM darklaunch.per_launch WHERE launch_id = 'l2'"); n != uint64(len(other)) {
 		t.Fatalf("the view counted %d rows of l2, want %d", n, len(other))
 	}
@@ -306,6 +320,7 @@ func TestClusterSchema(t *testing.T) {
 			t.Fatal("a shard holds none of the August rows: the drop would prove nothing")
 		}
 	}
+	syncReplica()
 	dropped, err := DropExpired(ctx, a2, db, time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), append(RawTables, AggregateTables...), 60*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
