@@ -11,15 +11,15 @@ import (
 type headerMode uint8
 
 const (
-	hSkip      headerMode = iota
-	hExact                // the field values joined with ", ", each trimmed
-	hMediaType            // MediaType of the first value
-	hList                 // comma-separated tokens, case-insensitive, in order
-	hSet                  // comma-separated tokens, case-insensitive, any order, duplicates once
-	hPresence             // present on both sides or on neither
-	hDirectives           // ";"-separated directives, case-insensitive, any order
-	hContentType          // media type and parameters: names and charset case-insensitive, any order
-	hCSP                  // Content-Security-Policy: directives in any order, each one's sources in any order, nonces as one
+	hSkip        headerMode = iota
+	hExact                  // the field values joined with ", ", each trimmed
+	hMediaType              // MediaType of the first value
+	hList                   // comma-separated tokens, case-insensitive, in order
+	hSet                    // comma-separated tokens, case-insensitive, any order, duplicates once
+	hPresence               // present on both sides or on neither
+	hDirectives             // ";"-separated directives, case-insensitive, any order
+	hContentType            // media type and parameters: names and charset case-insensitive, any order
+	hCSP                    // Content-Security-Policy: directives in any order, each one's sources in any order, nonces as one
 )
 
 // SecurityHeaders are the response headers the rule security_headers adds
