@@ -68,19 +68,17 @@ var classNames = [...]string{
 var typeNames = [...]string{0: "unknown", ShapeNull: "null", ShapeBool: "boolean", ShapeNumber: "number",
 	ShapeString: "string", ShapeArray: "array", ShapeObject: "object"}
 
-// Timestamp details: the precision of the fraction of seconds (bits 0-1)
-// and the zone (bits 2-3).
+// Timestamp details: the number of digits of the fraction of seconds
+// (bits 0-3, at most 15), the zone (bits 4-5), and whether the fraction
+// ends with a digit other than 0 (bit 6), as a formatter that drops
+// trailing zeros (Go's RFC3339Nano) writes it.
 const (
-	precSeconds uint8 = iota // no fraction
-	precMillis               // 1 to 3 digits
-	precMicros               // 4 to 6 digits
-	precNanos                // 7 digits and more
-)
-
-const (
-	zoneNone   uint8 = 0 << 2 // local time, no zone
-	zoneUTC    uint8 = 1 << 2 // Z
-	zoneOffset uint8 = 2 << 2 // +01:00, -0500
+	precDigits  uint8 = 15
+	zoneNone    uint8 = 0 << 4 // local time, no zone
+	zoneUTC     uint8 = 1 << 4 // Z
+	zoneOffset  uint8 = 2 << 4 // +01:00, -0500
+	zoneMask    uint8 = 3 << 4
+	fracTrimmed uint8 = 1 << 6
 )
 
 // Case details of UUIDs and hex ids (bits 4-5 of a UUID's, whose bits 0-3
@@ -364,21 +362,18 @@ func timestampClass(s string) (class, detail uint8, ok bool) {
 		return 0, 0, false
 	}
 	t = t[8:]
-	prec := precSeconds
+	var prec uint8
 	if len(t) > 0 && (t[0] == '.' || t[0] == ',') {
 		n := 1
 		for n < len(t) && isDigit(t[n]) {
 			n++
 		}
-		switch f := n - 1; {
-		case f == 0:
+		if n == 1 {
 			return 0, 0, false
-		case f <= 3:
-			prec = precMillis
-		case f <= 6:
-			prec = precMicros
-		default:
-			prec = precNanos
+		}
+		prec = uint8(min(n-1, int(precDigits)))
+		if t[n-1] != '0' {
+			prec |= fracTrimmed
 		}
 		t = t[n:]
 	}
@@ -519,6 +514,20 @@ func Fits(v, old Shape) bool {
 		return v.Class != ClassEmpty && v.chars&^alphabet == 0 && v.Len == old.Len
 	case ClassBase64:
 		return v.Class != ClassEmpty && v.chars&^base64Chars == 0 && v.Len == old.Len
+	case ClassDecimal:
+		// A formatter that drops trailing zeros writes 2.0 as "2".
+		return v.Class == ClassDecimal || v.Class == ClassInteger
+	case ClassRFC3339, ClassDateTime:
+		// The zone must be the same, and the precision, but a fraction
+		// with fewer digits that does not end with 0 may be one whose
+		// trailing zeros were dropped (RFC3339Nano writes .1234567 for
+		// .123456700): only a fraction that is gone, longer, or shorter
+		// and ending with 0 is another format.
+		if v.Class != old.Class || v.Detail&zoneMask != old.Detail&zoneMask {
+			return false
+		}
+		k, m := v.Detail&precDigits, old.Detail&precDigits
+		return k == m || k > 0 && k < m && v.Detail&fracTrimmed != 0
 	}
 	return v.Class == old.Class && v.Detail == old.Detail
 }
@@ -537,8 +546,13 @@ func (s Shape) String() string {
 	var d []string
 	switch s.Class {
 	case ClassRFC3339, ClassDateTime:
-		d = append(d, [...]string{"s", "ms", "µs", "ns"}[s.Detail&3])
-		switch s.Detail &^ 3 {
+		switch n := s.Detail & precDigits; n {
+		case 0, 3, 6, 9:
+			d = append(d, map[uint8]string{0: "s", 3: "ms", 6: "µs", 9: "ns"}[n])
+		default:
+			d = append(d, strconv.Itoa(int(n))+" digits")
+		}
+		switch s.Detail & zoneMask {
 		case zoneNone:
 			d = append(d, "no zone")
 		case zoneUTC:

@@ -30,6 +30,7 @@ func TestStringShapeClasses(t *testing.T) {
 		{"2024-03-01T12:30:45.123Z", ClassRFC3339, "string/rfc3339 (ms, Z)"},
 		{"2024-03-01T12:30:45.123456+01:00", ClassRFC3339, "string/rfc3339 (µs, offset)"},
 		{"2024-03-01T12:30:45.123456789-0500", ClassRFC3339, "string/rfc3339 (ns, offset)"},
+		{"2024-03-01T12:30:45.12345678Z", ClassRFC3339, "string/rfc3339 (8 digits, Z)"},
 		{"2024-03-01T12:30:45", ClassRFC3339, "string/rfc3339 (s, no zone)"},
 		{"2024-03-01 12:30:45.123", ClassDateTime, "string/datetime (ms, no zone)"},
 		{"2024-03-01", ClassDate, "string/date"},
@@ -89,6 +90,8 @@ func TestFits(t *testing.T) {
 		{"hello world", "x"},
 		{"42", "-1000000"},
 		{"01ARZ3NDEKTSV4RRFFQ69G5FAV", "01BX5ZZKBKACTAV9WEVGEMMVRZ"},
+		{"2024-03-01T12:30:45.123456789Z", "2024-03-01T12:30:45.1234567Z"}, // RFC3339Nano drops trailing zeros
+		{"3.25", "3"}, // so do float formatters
 	}
 	for _, p := range same {
 		if old, v := StringShape(p[0]), StringShape(p[1]); !Fits(v, old) {
@@ -98,6 +101,9 @@ func TestFits(t *testing.T) {
 	changed := [][2]string{
 		{"10.0.0.1:5678", "10.0.0.1"},
 		{"2024-03-01T12:30:45.123456Z", "2024-03-01T12:30:45Z"},
+		{"2024-03-01T12:30:45.123456Z", "2024-03-01T12:30:45.120Z"}, // a fixed ms format, not µs with zeros dropped
+		{"2024-03-01T12:30:45.123Z", "2024-03-01T12:30:45.123456Z"},
+		{"3", "3.25"},
 		{"2024-03-01T12:30:45.123Z", "2024-03-01T12:30:45.123+00:00"},
 		{"2024-03-01T12:30:45Z", "2024-03-01 12:30:45Z"},
 		{"f47ac10b-58cc-4372-a567-0e02b2c3d479", "F47AC10B-58CC-4372-A567-0E02B2C3D479"},
