@@ -518,16 +518,25 @@ func Fits(v, old Shape) bool {
 		// A formatter that drops trailing zeros writes 2.0 as "2".
 		return v.Class == ClassDecimal || v.Class == ClassInteger
 	case ClassRFC3339, ClassDateTime:
-		// The zone must be the same, and the precision, but a fraction
-		// with fewer digits that does not end with 0 may be one whose
-		// trailing zeros were dropped (RFC3339Nano writes .1234567 for
-		// .123456700): only a fraction that is gone, longer, or shorter
-		// and ending with 0 is another format.
+		// The zone must be the same, and the precision; but a formatter
+		// that drops trailing zeros (Go's RFC3339Nano writes .1234567
+		// for .123456700) writes fewer digits, never ending with 0, so
+		// the shorter of two fractions that does not end with 0 may be
+		// such a one. A fraction that appears or disappears, or a shorter
+		// one ending with 0, is another format.
 		if v.Class != old.Class || v.Detail&zoneMask != old.Detail&zoneMask {
 			return false
 		}
 		k, m := v.Detail&precDigits, old.Detail&precDigits
-		return k == m || k > 0 && k < m && v.Detail&fracTrimmed != 0
+		switch {
+		case k == m:
+			return true
+		case k == 0 || m == 0:
+			return false
+		case k < m:
+			return v.Detail&fracTrimmed != 0
+		}
+		return old.Detail&fracTrimmed != 0
 	}
 	return v.Class == old.Class && v.Detail == old.Detail
 }
