@@ -159,32 +159,37 @@ func bodyValue(r api.ExampleResponse, path string) (string, compare.Shape) {
 	return bounded(string(v)), compare.ShapeOfJSON(v)
 }
 
-// headerValue shows a header of a stored example (a JSON object of
-// arrays), its values joined, "(absent)" if it has none.
+// headerValue shows a header of a stored example, its values joined,
+// "(absent)" if it has none.
 func headerValue(raw json.RawMessage, name string) string {
-	var h http.Header
-	if json.Unmarshal(raw, &h) != nil {
-		return "(unreadable)"
+	v := headerValues(raw, name)
+	if len(v) == 0 {
+		return "(absent)"
 	}
-	for k, v := range h {
-		if strings.EqualFold(k, name) && len(v) > 0 {
-			return strconv.Quote(bounded(strings.Join(v, ", ")))
-		}
-	}
-	return "(absent)"
+	return strconv.Quote(bounded(strings.Join(v, ", ")))
 }
 
 func headerFirst(raw json.RawMessage, name string) string {
-	var h http.Header
-	if json.Unmarshal(raw, &h) != nil {
-		return ""
-	}
-	for k, v := range h {
-		if strings.EqualFold(k, name) && len(v) > 0 {
-			return v[0]
-		}
+	if v := headerValues(raw, name); len(v) > 0 {
+		return v[0]
 	}
 	return ""
+}
+
+// headerValues reads a header of a stored example's headers (a JSON
+// object of arrays), whatever the case of its name; nil if absent or
+// unreadable.
+func headerValues(raw json.RawMessage, name string) []string {
+	var h http.Header
+	if json.Unmarshal(raw, &h) != nil {
+		return nil
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
 }
 
 // bounded cuts s to maxValueShown bytes on a character boundary, marked

@@ -378,24 +378,21 @@ func (s *state) parsed(format string, errA, errB error) bool {
 
 // json compares two JSON bodies structurally; false if either does not
 // parse (nothing was compared then).
-func (s *state) json(pa, pb []byte) bool {
-	a, b := getDoc(), getDoc()
-	defer putDoc(a)
-	defer putDoc(b)
-	if !s.parsed("JSON", a.parse(pa), b.parse(pb)) {
-		return false
-	}
-	s.walk(a, b)
-	return true
-}
+func (s *state) json(pa, pb []byte) bool { return s.structural("JSON", (*doc).parse, pa, pb) }
 
 // jsonSeq compares two sequences of JSON texts as arrays of them; false if
 // either is not one (nothing was compared then).
 func (s *state) jsonSeq(pa, pb []byte) bool {
+	return s.structural("JSON sequence", (*doc).parseSeq, pa, pb)
+}
+
+// structural parses both bodies as format and walks them; false if either
+// does not parse.
+func (s *state) structural(format string, parse func(*doc, []byte) error, pa, pb []byte) bool {
 	a, b := getDoc(), getDoc()
 	defer putDoc(a)
 	defer putDoc(b)
-	if !s.parsed("JSON sequence", a.parseSeq(pa), b.parseSeq(pb)) {
+	if !s.parsed(format, parse(a, pa), parse(b, pb)) {
 		return false
 	}
 	s.walk(a, b)
