@@ -490,9 +490,11 @@ func validPadding(s string) bool {
 // Fits reports whether a value of shape v could come from the generator
 // that produced a value of shape old: the same type and class and the
 // details a generator keeps, where an id's characters may be any of its
-// alphabet (a hex id with no letter, a base64 id with no digit fit). Any
-// non-empty string fits text. The zero Shape fits and is fitted by
-// everything (nothing is known).
+// alphabet (a hex id with no letter, a base64 id with no digit fit), an
+// integer string fits a decimal one, and a timestamp's fraction may be
+// shorter when it does not end with 0 (see below). Any non-empty string
+// fits text. The zero Shape fits and is fitted by everything (nothing is
+// known).
 func Fits(v, old Shape) bool {
 	if v.Type == 0 || old.Type == 0 {
 		return true
