@@ -18,11 +18,13 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/stage/stagetest"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // toy is a stage that marks the ids of the JSON messages it reads as
-// done, one by one (concurrently) or in batches.
+// done, one by one (concurrently) or in batches. A message with the
+// Toy-Batch header is a JSON array of items, each a toy message.
 type toy struct {
 	st      *stage.Stage
 	done    *sync.Map
@@ -30,22 +32,26 @@ type toy struct {
 	batched bool
 	// panics: the handler panics on ids starting with "panic-".
 	panics bool
-	held   []*stage.Msg
-	ids    []string
-	since  time.Time
+
+	mu    sync.Mutex
+	held  []*stage.Msg
+	ids   []string
+	since time.Time
 }
 
 type toyBatch struct{ *toy }
 
-func (h *toy) Stage() *stage.Stage             { return h.st }
-func (h *toy) Run(ctx context.Context) error   { return h.st.Run(ctx) }
-func (h *toy) Start(ctx context.Context) error { return nil }
+const toyBatchHeader = "Toy-Batch"
+
+func (h *toy) Stage() *stage.Stage           { return h.st }
+func (h *toy) Run(ctx context.Context) error { return h.st.Run(ctx) }
+func (h *toy) Start(context.Context) error   { return nil }
 
 var errUndecodable = errors.New("malformed: not a toy message")
 
-func (h *toy) decode(m *stage.Msg) (string, error) {
+func (h *toy) decode(data []byte) (string, error) {
 	var v struct{ ID string }
-	if err := json.Unmarshal(m.Data(), &v); err != nil || v.ID == "" {
+	if err := json.Unmarshal(data, &v); err != nil || v.ID == "" {
 		return "", fmt.Errorf("%w: %v", errUndecodable, err)
 	}
 	if h.panics && strings.HasPrefix(v.ID, "panic-") {
@@ -54,47 +60,92 @@ func (h *toy) decode(m *stage.Msg) (string, error) {
 	return v.ID, nil
 }
 
+// ids decodes a delivery: its good ids; a bad item of a batch is
+// dead-lettered alone. ok is false when the delivery was settled here.
+func (h *toy) items(ctx context.Context, m *stage.Msg) (ids []string, ok bool) {
+	if m.Header(toyBatchHeader) == "" {
+		id, err := h.decode(m.Data())
+		if err != nil {
+			m.DeadLetter(ctx, "malformed", err)
+			return nil, false
+		}
+		return []string{id}, true
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(m.Data(), &items); err != nil {
+		m.DeadLetter(ctx, "malformed", fmt.Errorf("%w: %v", errUndecodable, err))
+		return nil, false
+	}
+	for _, it := range items {
+		id, err := h.decode(it)
+		if err != nil {
+			if err := m.DeadLetterItem(ctx, "malformed", it, err); err != nil {
+				m.Retry(ctx, err)
+				return nil, false
+			}
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids, true
+}
+
 func (h *toy) Handle(ctx context.Context, m *stage.Msg) {
-	id, err := h.decode(m)
-	if err != nil {
-		m.DeadLetter(ctx, "malformed", err)
+	ids, ok := h.items(ctx, m)
+	if !ok {
 		return
 	}
 	time.Sleep(h.stall)
-	h.done.Store(id, true)
-	_ = m.Ack(ctx)
+	for _, id := range ids {
+		h.done.Store(id, true)
+	}
+	m.Ack()
+}
+
+func (h toyBatch) Start(ctx context.Context) error {
+	h.st.Go(func() { retry.Every(ctx, 10*time.Millisecond, h.flushDue) })
+	return nil
 }
 
 func (h toyBatch) Handle(ctx context.Context, m *stage.Msg) {
-	id, err := h.decode(m)
-	if err != nil {
-		m.DeadLetter(ctx, "malformed", err)
+	ids, ok := h.items(ctx, m)
+	if !ok {
 		return
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if len(h.held) == 0 {
 		h.since = time.Now()
 	}
 	h.held = append(h.held, m)
-	h.ids = append(h.ids, id)
+	h.ids = append(h.ids, ids...)
 }
 
-func (h toyBatch) Next() stage.Pull {
+// flushDue stores the batch when it is full or old enough.
+func (h toyBatch) flushDue() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	size := 5
 	if h.stall > 0 {
 		size = 100
 	}
 	if len(h.held) >= size || (len(h.held) > 0 && time.Since(h.since) >= 50*time.Millisecond+h.stall) {
-		return stage.Pull{Flush: true}
+		h.flush()
 	}
-	return stage.Pull{Max: size - len(h.held), Wait: 20 * time.Millisecond}
 }
 
-func (h toyBatch) Flush(ctx context.Context) {
+func (h toyBatch) Flush(context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.flush()
+}
+
+func (h toyBatch) flush() {
 	for _, id := range h.ids {
 		h.done.Store(id, true)
 	}
 	for _, m := range h.held {
-		_ = m.AckNoWait()
+		m.Ack()
 	}
 	h.held, h.ids = h.held[:0], h.ids[:0]
 }
@@ -120,7 +171,7 @@ func setup(batched bool) stagetest.Setup {
 				}
 				cfg := stage.Config{Name: "toy", NATS: config.NATS{NATSURL: natsURL}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
 					Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy,
-						AckWait: 30 * time.Second, MaxDeliver: 5},
+						AckWait: 5 * time.Second, MaxDeliver: 5},
 					MetricPrefix: "toy_", Unit: "things", Concurrency: 4, DeadLetterReasons: []string{"malformed"}}
 				if o.AckWait > 0 {
 					cfg.Consumer.AckWait = o.AckWait
@@ -138,8 +189,26 @@ func setup(batched bool) stagetest.Setup {
 			},
 			Publish:      func() string { return publish(envelope.NewID()) },
 			PublishPanic: func() string { return publish("panic-" + envelope.NewID()) },
-			Processed:    func(id string) bool { _, ok := done.Load(id); return ok },
-			Subject:      stream.EnvelopeSubject("l"), Undecodable: []byte("not json"), Reason: "malformed",
+			PublishBatch: func(good, bad int) []string {
+				var ids []string
+				var items []string
+				for i := range good {
+					if i == bad {
+						items = append(items, `{"no":"id"}`)
+					}
+					ids = append(ids, envelope.NewID())
+					items = append(items, `{"id":"`+ids[i]+`"}`)
+				}
+				m := nats.NewMsg(stream.EnvelopeSubject("l"))
+				m.Header.Set(toyBatchHeader, "1")
+				m.Data = []byte("[" + strings.Join(items, ",") + "]")
+				if _, err := js.PublishMsg(testenv.Context(t), m); err != nil {
+					t.Fatal(err)
+				}
+				return ids
+			},
+			Processed: func(id string) bool { _, ok := done.Load(id); return ok },
+			Subject:   stream.EnvelopeSubject("l"), Undecodable: []byte("not json"), Reason: "malformed", ItemReason: "malformed",
 		}
 	}
 }
@@ -183,7 +252,7 @@ type ackThenPanic struct{}
 
 func (ackThenPanic) Start(context.Context) error { return nil }
 func (ackThenPanic) Handle(ctx context.Context, m *stage.Msg) {
-	_ = m.Ack(ctx)
+	m.Ack()
 	panic("after the ack")
 }
 
