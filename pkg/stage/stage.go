@@ -78,10 +78,13 @@ type Config struct {
 
 	// Concurrency is how many deliveries are handled at once (default 1).
 	Concurrency int
-	// FetchBatch is the most deliveries the client buffers ahead of the
-	// handlers (default 100); the pull is topped up when half are taken.
-	// Buffered deliveries are not yet held, so their ack deadline runs:
-	// keep FetchBatch small when one delivery is a large batch.
+	// FetchBatch is the most deliveries the client pulls ahead of the
+	// handlers (default 1: a delivery is pulled only when a slot is free,
+	// so none waits unseen in the client's buffer with its ack deadline
+	// running; with batch messages one pull per delivery costs little).
+	// More pulls that many ahead, topping up when half are taken: cheaper
+	// for a stream of single messages, but what waits in the buffer is
+	// not kept alive and may be redelivered elsewhere meanwhile.
 	FetchBatch int
 	// FetchWait is how long one pull request lives on the server before
 	// the client renews it (default 5s, at least 1s). The server sends an
@@ -138,7 +141,7 @@ func (c *Config) fill() error {
 	}
 	c.Concurrency = max(c.Concurrency, 1)
 	if c.FetchBatch == 0 {
-		c.FetchBatch = 100
+		c.FetchBatch = 1
 	}
 	if c.FetchWait <= 0 {
 		c.FetchWait = 5 * time.Second

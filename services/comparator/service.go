@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
@@ -57,13 +58,23 @@ type Service struct {
 
 	ch analytics.LazyConn
 
-	// rules, slots, the batch and the byte budget belong to the stage's
-	// fetching goroutine (Handle, Next, Flush).
-	rules         *rulesCache
-	slots         *exampleSlots
-	b             *batch
+	// shared guards rules and slots, used by every Handle.
+	shared sync.Mutex
+	rules  *rulesCache
+	slots  *exampleSlots
+	recent *recentIDs
+
+	// mu guards the batches: b is being built by Handle, inserting is
+	// being inserted by the flusher (nil when none), free is a stored one
+	// to reuse; cond wakes Handles waiting for room when an insert ends.
+	mu            sync.Mutex
+	cond          *sync.Cond
+	b, inserting  *batch
+	free          *batch
+	closing       bool
+	due           chan struct{}
+	flusherDone   chan struct{}
 	budget, slack int
-	fetched       time.Time
 }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
@@ -77,11 +88,13 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: log,
 		buildRow: BuildRow, cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
-		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize)}
+		slots: newExampleSlots(maxTrackedClasses), recent: newRecentIDs(recentStored), b: newBatch(cfg.BatchSize),
+		due: make(chan struct{}, 1), flusherDone: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
 	st, err := stage.New(stage.Config{
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
-		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout,
+		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers,
 		Backoff: s.backoff(), SetupTimeout: setupTimeout,
 	}, s, log)
 	if err != nil {
@@ -156,6 +169,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// budget always leaves room for one, or the pull would never return it.
 	s.slack = msgOverhead + int(s.st.Conn().MaxPayload())
 	s.budget = max(s.cfg.BatchBytes, 2*s.slack)
+	s.st.Go(func() { s.flushLoop(ctx) })
 	return nil
 }
 
