@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,3 +258,79 @@ func (ackThenPanic) Handle(ctx context.Context, m *stage.Msg) {
 }
 
 var retryFast = retry.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+
+// gated acks each delivery once released, counting what it handled.
+type gated struct {
+	got     chan string
+	release chan struct{}
+	handled sync.Map // id -> times
+}
+
+func (g *gated) Start(context.Context) error { return nil }
+func (g *gated) Handle(ctx context.Context, m *stage.Msg) {
+	id := string(m.Data())
+	n, _ := g.handled.LoadOrStore(id, new(atomic.Int32))
+	n.(*atomic.Int32).Add(1)
+	g.got <- id
+	<-g.release
+	m.Ack()
+}
+
+// TestAcksHeldAcrossReconnect (issue 11, point 4): acks made while NATS
+// is down are held by the connection and reach the server after the
+// reconnect, before the ack deadline, so nothing is redelivered and
+// nothing handled twice; and the stage reads on after the reconnect by
+// itself.
+func TestAcksHeldAcrossReconnect(t *testing.T) {
+	ns := testenv.StartJetStream(t)
+	_, js := testenv.Connect(t, ns.URL())
+	g := &gated{got: make(chan string, 10), release: make(chan struct{})}
+	st, err := stage.New(stage.Config{Name: "toy", NATS: config.NATS{NATSURL: ns.URL()}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
+		Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second},
+		Concurrency: 3, Backoff: retryFast}, g, testenv.Logger(t, slog.LevelDebug))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, st.Run)
+	<-st.Ready()
+	ctx := testenv.Context(t)
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := js.Publish(ctx, stream.EnvelopeSubject("l"), []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		<-g.got
+	}
+	ns.Stop()
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if st.Conn().IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	close(g.release) // the three acks are made while NATS is down
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if s := st.Stats(); s.InFlight != 0 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+	ns.Start()
+	testenv.WaitStreamMsgs(t, js, stream.EnvelopesStream, 0)
+	if _, err := js.Publish(ctx, stream.EnvelopeSubject("l"), []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	<-g.got
+	testenv.WaitStreamMsgs(t, js, stream.EnvelopesStream, 0)
+	s := st.Stats()
+	if s.Redelivered != 0 || s.Received != 4 || s.Acks != 4 {
+		t.Errorf("stats %+v: want 4 deliveries acked, none redelivered", s)
+	}
+	g.handled.Range(func(id, n any) bool {
+		if c := n.(*atomic.Int32).Load(); c != 1 {
+			t.Errorf("%s handled %d times", id, c)
+		}
+		return true
+	})
+}
