@@ -33,6 +33,9 @@ import (
 const Stage = "comparator"
 
 const (
+	// gcPercent is the GC target without GOGC: the heap is at most two
+	// batches (COMPARATOR_BATCH_BYTES each) and what the workers hold.
+	gcPercent = 200
 	// setupTimeout bounds one start-up attempt (connect, migrate, create).
 	setupTimeout = 15 * time.Second
 	// minBackoff is the first retry delay.
@@ -95,7 +98,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
 		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers,
-		Backoff: s.backoff(), SetupTimeout: setupTimeout,
+		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent,
 	}, s, log)
 	if err != nil {
 		return nil, err

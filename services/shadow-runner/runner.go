@@ -36,6 +36,9 @@ import (
 const Stage = "shadow-runner"
 
 const (
+	// gcPercent is the GC target without GOGC: a runner's heap is the
+	// envelopes it holds, and GC was a fifth of its CPU at the default.
+	gcPercent = 400
 	// publishTimeout bounds one pair publish and one KV read.
 	publishTimeout = 5 * time.Second
 	// maxBackoff caps retry delays (setup, fetch errors, redeliveries).
@@ -85,7 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
 		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
-		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
+		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}, GCPercent: gcPercent,
 	}, s, log)
 	if err != nil {
 		return nil, err
