@@ -286,7 +286,7 @@ func TestAcksHeldAcrossReconnect(t *testing.T) {
 	_, js := testenv.Connect(t, ns.URL())
 	g := &gated{got: make(chan string, 10), release: make(chan struct{})}
 	st, err := stage.New(stage.Config{Name: "toy", NATS: config.NATS{NATSURL: ns.URL()}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
-		Consumer: jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second},
+		Consumer:    jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second},
 		Concurrency: 3, Backoff: retryFast}, g, testenv.Logger(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
