@@ -44,6 +44,9 @@ func (s *Stage) consume(ctx context.Context, cons jetstream.Consumer) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errDrained) {
+			continue
+		}
 		if c, ok := s.fetchFailed(ctx, err, &bo); ok {
 			cons = c
 		}
@@ -60,9 +63,19 @@ func (s *Stage) pullOpts() []jetstream.PullMessagesOpt {
 	}
 }
 
+// errDrained ends a read whose iterator was drained because every handler
+// stayed busy (see read); the next read starts a new iterator.
+var errDrained = errors.New("iterator drained while every handler was busy")
+
 // read hands the iterator's deliveries to the handler until ctx ends (nil)
 // or the iterator fails (its error). Either way the iterator is stopped
 // and what it still buffered is handed back.
+//
+// With FetchBatch above 1 the client buffers deliveries the runtime has
+// not seen, whose ack deadline runs. When every slot stays busy for a
+// keep-alive period (a slow shadow, a ClickHouse outage), read drains the
+// iterator: what it buffered is received (held, so kept alive) and handed
+// out as slots free, and nothing more is pulled meanwhile (errDrained).
 func (s *Stage) read(ctx, taskCtx context.Context, it jetstream.MessagesContext, slots chan struct{}, wg *sync.WaitGroup, bo *retry.Backoff) error {
 	// Drain ends the pull and lets Next return what is buffered, then
 	// ErrMsgIteratorClosed: on shutdown those go straight back.
@@ -71,11 +84,39 @@ func (s *Stage) read(ctx, taskCtx context.Context, it jetstream.MessagesContext,
 		stop()
 		s.refuseBuffered(it)
 	}()
+	var timer *time.Timer
+	if s.cfg.FetchBatch > 1 {
+		timer = time.NewTimer(s.keepAliveEvery())
+		defer timer.Stop()
+	}
+	var parked []*Msg
+	drained := false
 	for {
+		var stalled <-chan time.Time
+		if timer != nil && !drained {
+			timer.Reset(s.keepAliveEvery())
+			stalled = timer.C
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return nil
+			return nil // parked deliveries are held: the drain hands them back
+		case <-stalled:
+			parked, drained = s.park(it), true
+			continue
+		}
+		if drained {
+			if len(parked) == 0 {
+				<-slots
+				return errDrained
+			}
+			m := parked[0]
+			parked = parked[1:]
+			wg.Go(func() {
+				defer func() { <-slots }()
+				s.handle(taskCtx, m)
+			})
+			continue
 		}
 		raw, err := it.Next()
 		if err != nil {
@@ -98,6 +139,25 @@ func (s *Stage) read(ctx, taskCtx context.Context, it jetstream.MessagesContext,
 			s.handle(taskCtx, m)
 		})
 	}
+}
+
+// park drains the iterator and receives what it buffered, so those
+// deliveries are held (kept alive) until a slot takes them.
+func (s *Stage) park(it jetstream.MessagesContext) []*Msg {
+	it.Drain()
+	var out []*Msg
+	deadline := time.Now().Add(s.cfg.OpTimeout)
+	for left := time.Until(deadline); left > 0; left = time.Until(deadline) {
+		raw, err := it.Next(jetstream.NextMaxWait(left))
+		if err != nil {
+			break
+		}
+		out = append(out, s.receive(raw))
+	}
+	if len(out) > 0 {
+		s.log.Debug("every handler busy; buffered deliveries taken and kept alive", "deliveries", len(out))
+	}
+	return out
 }
 
 // refuseBuffered hands back what a stopped iterator still holds, waiting

@@ -334,3 +334,50 @@ func TestAcksHeldAcrossReconnect(t *testing.T) {
 		return true
 	})
 }
+
+// TestBufferedKeptAliveWhileBusy: with FetchBatch above 1 the client
+// buffers deliveries ahead; when the handler stays busy past the ack
+// deadline, those are taken out of the buffer and kept alive, not
+// redelivered: each is handled once.
+func TestBufferedKeptAliveWhileBusy(t *testing.T) {
+	ns := testenv.StartJetStream(t)
+	_, js := testenv.Connect(t, ns.URL())
+	g := &gated{got: make(chan string, 10), release: make(chan struct{})}
+	st, err := stage.New(stage.Config{Name: "toy", NATS: config.NATS{NATSURL: ns.URL()}, Stream: stream.EnvelopesStream, AdminAddr: "127.0.0.1:0",
+		Consumer:    jetstream.ConsumerConfig{Durable: "toy", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second},
+		Concurrency: 1, FetchBatch: 8, Backoff: retryFast}, g, testenv.Logger(t, slog.LevelDebug))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, st.Run)
+	<-st.Ready()
+	ctx := testenv.Context(t)
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		if _, err := js.Publish(ctx, stream.EnvelopeSubject("l"), []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-g.got
+	// Hold the first past several deadlines: 5 deliveries kept alive 5
+	// times each is over a second of keep-alives every 250ms.
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if s := st.Stats(); s.KeepAlives < 25 || s.Received != 5 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+	close(g.release)
+	for range 4 {
+		<-g.got
+	}
+	testenv.WaitStreamMsgs(t, js, stream.EnvelopesStream, 0)
+	if s := st.Stats(); s.Redelivered != 0 || s.Received != 5 || s.Acks != 5 {
+		t.Errorf("stats %+v: want 5 deliveries acked, none redelivered", s)
+	}
+	g.handled.Range(func(id, n any) bool {
+		if c := n.(*atomic.Int32).Load(); c != 1 {
+			t.Errorf("%s handled %d times", id, c)
+		}
+		return true
+	})
+}

@@ -29,6 +29,7 @@ type Config struct {
 	// must cover all their batches, or some processes starve.
 	MaxAckPending   int           `envconfig:"COMPARATOR_MAX_ACK_PENDING" default:"0" desc:"pairs delivered but not yet acked across all comparator processes (0: 4 x COMPARATOR_BATCH_SIZE); keep it at least processes x batch size"`
 	ShutdownTimeout time.Duration `envconfig:"COMPARATOR_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long shutdown keeps trying to insert the last batch before leaving its pairs for redelivery"`
+	FetchBatch      int           `envconfig:"COMPARATOR_FETCH_BATCH" default:"16" desc:"most deliveries (single pairs or pair batches) pulled ahead of the workers; when every worker stays busy they are taken out and kept alive"`
 	Workers         int           `envconfig:"COMPARATOR_WORKERS" default:"0" desc:"deliveries compared at once (0: the number of CPUs); their rows go into one batch"`
 	AckWait         time.Duration `envconfig:"COMPARATOR_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed comparator's pairs are redelivered this long after it last kept them alive (held pairs are kept alive every quarter of it, through slow inserts and ClickHouse outages too)"`
 	MaxDiffs        int           `envconfig:"COMPARATOR_MAX_DIFFS" default:"100" desc:"differences recorded per pair; more are counted in compare_note"`
@@ -63,6 +64,8 @@ func (c *Config) Validate() error {
 	case c.MaxAckPending != 0 && c.MaxAckPending < 2*c.BatchSize:
 		return fmt.Errorf("%w: COMPARATOR_MAX_ACK_PENDING must be 0 or at least 2 x COMPARATOR_BATCH_SIZE (%d), got %d",
 			ErrConfig, 2*c.BatchSize, c.MaxAckPending)
+	case c.FetchBatch < 1:
+		return fmt.Errorf("%w: COMPARATOR_FETCH_BATCH must be at least 1, got %d", ErrConfig, c.FetchBatch)
 	case c.Workers < 0:
 		return fmt.Errorf("%w: COMPARATOR_WORKERS must not be negative, got %d", ErrConfig, c.Workers)
 	case c.AckWait < time.Second:

@@ -97,7 +97,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	st, err := stage.New(stage.Config{
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
-		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers,
+		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers, FetchBatch: cfg.FetchBatch,
 		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent,
 	}, s, log)
 	if err != nil {

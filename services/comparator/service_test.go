@@ -205,6 +205,7 @@ func TestClickHouseOutage(t *testing.T) {
 	cfg := h.config()
 	cfg.BatchSize = 10
 	cfg.Workers = 2
+	cfg.FetchBatch = 1 // nothing pulled ahead: the held count is exact (pkg/stage tests what is pulled ahead)
 	cfg.MaxAckPending = 100
 	cfg.ackWaitOverride = 2 * time.Second
 	r := h.start(cfg)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -120,7 +121,13 @@ func publishBench(b *testing.B, js jetstream.JetStream, envs []*envelope.Envelop
 		m.Header.Set(nats.MsgIdHdr, envelope.BatchID(ids))
 		m.Data = data
 	}
-	if _, err := js.PublishMsgAsync(m); err != nil {
+	if _, err := js.PublishMsgAsync(m); errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		<-js.PublishAsyncComplete() // the publisher outran the server: wait, then go on
+		_, err = js.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+	} else if err != nil {
 		b.Fatal(err)
 	}
 }
