@@ -4,11 +4,15 @@
 // compare rules (watched in the launches KV bucket, so a PATCH applies
 // without restart), marks as noise the diffs the launch's secondary shows
 // too, and writes one row per pair to ClickHouse in batches, with a few
-// redacted example pairs per diff class. A pair is acknowledged only after
-// the batch holding it is inserted, so a ClickHouse outage or a crash delays
-// rows and loses none; a pair stored twice (a crash between insert and ack)
-// collapses in the ReplacingMergeTree, read with FINAL. Scaling out is
-// running more processes.
+// redacted example pairs per diff class. Pairs come one per message (v1)
+// or in pair batches (envelope.BatchHeader); workers compare deliveries
+// in parallel while the batch before is inserted (consume.go). A pair is
+// acknowledged only after the batch holding it is inserted, so a
+// ClickHouse outage or a crash delays rows and loses none; a pair this
+// process stored lately is not inserted again when redelivered (an ack
+// lost with a reconnect), and a pair stored twice anyway (a crash between
+// insert and ack) collapses in the ReplacingMergeTree, read with FINAL.
+// Scaling out is running more processes.
 package comparator
 
 import (
