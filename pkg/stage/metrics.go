@@ -27,7 +27,7 @@ type Stats struct {
 	// Panics counts handler panics (the delivery was dead-lettered).
 	Panics int64
 	// KeepAlives counts the ack deadlines restarted (InProgress) of
-	// deliveries held longer than a quarter of AckWait.
+	// deliveries held longer than half of AckWait.
 	KeepAlives int64
 }
 
@@ -61,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, cfg *Config) *metrics {
 		fetchFailures:      counter("fetch_failures_total", "Pulls from the consumer that failed (retried with backoff)."),
 		panics:             counter("handler_panics_total", "Handler panics recovered (the delivery is dead-lettered with reason panic)."),
 		consumerSetups:     counter("consumer_setups_total", "Times the durable consumer was created or updated: once at start, again when it vanished."),
-		keepAlives:         counter("keepalives_total", "Ack deadlines restarted (InProgress) of deliveries held longer than a quarter of AckWait."),
+		keepAlives:         counter("keepalives_total", "Ack deadlines restarted (InProgress) of deliveries held longer than half of AckWait."),
 		deadLettered:       d.CounterVec("dead_lettered_total", "Deliveries moved to the dead-letter stream, by reason.", "reason"),
 		inFlight:           d.Gauge("in_flight", "Deliveries of "+u+" being processed or held, not yet settled."),
 	}

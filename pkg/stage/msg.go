@@ -16,7 +16,7 @@ import (
 // of items (an envelope or pair batch) settled as one. Exactly one of Ack,
 // Nak, Retry or DeadLetter settles it; later calls do nothing. Until it is
 // settled the runtime keeps its ack deadline from expiring (InProgress
-// every quarter of AckWait), so a short AckWait brings a crashed process's
+// once it is half of AckWait old, then every half), so a short AckWait brings a crashed process's
 // deliveries back quickly without cutting a long replay or insert short.
 type Msg struct {
 	raw       jetstream.Msg
@@ -167,11 +167,13 @@ func (s *Stage) retryAcks() int {
 }
 
 // keepAlive restarts the ack deadline of every delivery held (handed out
-// and not settled, or settled with an ack not yet sent) for at least
-// keepAliveEvery since it last restarted.
+// and not settled, or settled with an ack not yet sent) for half of
+// AckWait since it last restarted. Called every quarter of AckWait, it
+// restarts each deadline before three quarters of it have passed; a
+// delivery settled within half of AckWait (most are) costs nothing.
 func (s *Stage) keepAlive() {
 	now := time.Now()
-	due := now.Add(-s.keepAliveEvery()).UnixNano()
+	due := now.Add(-2 * s.keepAliveEvery()).UnixNano()
 	for _, m := range append(s.held.all(), s.unsent.all()...) {
 		if m.touched.Load() > due {
 			continue

@@ -418,9 +418,8 @@ const (
 	ackRetryEvery = 250 * time.Millisecond
 )
 
-// keepAliveEvery is how often held deliveries' ack deadlines are
-// restarted: a quarter of AckWait, so a delivery's deadline restarts at
-// most half an AckWait after it last did.
+// keepAliveEvery is how often held deliveries are looked at (a quarter of
+// AckWait); keepAlive restarts the deadlines half of AckWait old.
 func (s *Stage) keepAliveEvery() time.Duration {
 	aw := s.cfg.Consumer.AckWait
 	if aw <= 0 {

@@ -31,7 +31,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"COMPARATOR_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long shutdown keeps trying to insert the last batch before leaving its pairs for redelivery"`
 	FetchBatch      int           `envconfig:"COMPARATOR_FETCH_BATCH" default:"16" desc:"most deliveries (single pairs or pair batches) pulled ahead of the workers; when every worker stays busy they are taken out and kept alive"`
 	Workers         int           `envconfig:"COMPARATOR_WORKERS" default:"0" desc:"deliveries compared at once (0: the number of CPUs); their rows go into one batch"`
-	AckWait         time.Duration `envconfig:"COMPARATOR_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed comparator's pairs are redelivered this long after it last kept them alive (held pairs are kept alive every quarter of it, through slow inserts and ClickHouse outages too)"`
+	AckWait         time.Duration `envconfig:"COMPARATOR_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed comparator's pairs are redelivered this long after it last kept them alive (held pairs are kept alive every half of it, through slow inserts and ClickHouse outages too)"`
 	MaxDiffs        int           `envconfig:"COMPARATOR_MAX_DIFFS" default:"100" desc:"differences recorded per pair; more are counted in compare_note"`
 	MaxDepth        int           `envconfig:"COMPARATOR_MAX_DEPTH" default:"64" desc:"JSON nesting compared structurally; deeper levels are compared as text"`
 	MaxBodyBytes    int           `envconfig:"COMPARATOR_MAX_BODY_BYTES" default:"8388608" desc:"bytes of each body compared after decoding its Content-Encoding (a cap against decompression bombs); beyond it the comparison is flagged truncated"`

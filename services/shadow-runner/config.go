@@ -25,7 +25,7 @@ type Config struct {
 	Timeout     time.Duration `envconfig:"RUNNER_TIMEOUT" default:"10s" desc:"per-replay timeout, from sending the request to the end of the shadow's (or secondary's) body"`
 	BodyLimit   int           `envconfig:"RUNNER_BODY_LIMIT" default:"1048576" desc:"bytes of the shadow's (and secondary's) response body kept in a pair (the full size is still recorded)"`
 	FetchBatch  int           `envconfig:"RUNNER_FETCH_BATCH" default:"8" desc:"most deliveries (single envelopes or envelope batches) pulled ahead of the replays; when every slot stays busy they are taken out and kept alive"`
-	AckWait     time.Duration `envconfig:"RUNNER_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed runner's envelopes are redelivered this long after it last kept them alive (held envelopes are kept alive every quarter of it, however long their replay takes)"`
+	AckWait     time.Duration `envconfig:"RUNNER_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed runner's envelopes are redelivered this long after it last kept them alive (held envelopes are kept alive every half of it, however long their replay takes)"`
 	ID          string        `envconfig:"RUNNER_ID" desc:"runner id written into each pair (default hostname-pid)"`
 	// MaxAckPending is shared by every process on the durable consumer, so
 	// it bounds the whole fleet's in-flight envelopes, not this process's.
