@@ -98,7 +98,12 @@ func (s *Service) publishBatch(ctx context.Context, d *delivery, pairs []*envelo
 // limit (the estimate fell short: headers that JSON escapes) is split in
 // halves, down to single pairs, which are fitted as single v1 pairs.
 func (s *Service) appendChunk(outs []out, pairs []*envelope.Pair, limit int) []out {
-	data, err := envelope.AppendPairBatch(nil, pairs)
+	size := 0
+	for _, p := range pairs {
+		size += pairEstimate(p)
+	}
+	// Sized once: growing the buffer would copy every body again.
+	data, err := envelope.AppendPairBatch(make([]byte, 0, min(size, limit)+4096), pairs)
 	if err == nil && len(data) <= limit {
 		m := nats.NewMsg(stream.PairSubject(pairs[0].Envelope.LaunchID))
 		m.Header.Set(envelope.BatchHeader, envelope.BatchVersion)

@@ -149,12 +149,14 @@ func (s *Service) replay(ctx context.Context, targetURL string, env *envelope.En
 	if len(env.Request.Body) > 0 {
 		body = bytes.NewReader(env.Request.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, env.Request.Method, u.String(), body)
+	// The joined URL is used as it is (not printed and parsed again).
+	req, err := http.NewRequestWithContext(ctx, env.Request.Method, "/", body)
 	if err != nil {
 		out := fail(err, time.Time{})
 		out.ErrorKind = envelope.ErrorOther
 		return out
 	}
+	req.URL, req.Host = u, u.Host
 	req.Header = ShadowHeaders(env.Request.Headers)
 	s.markReplay(req)
 

@@ -284,7 +284,12 @@ func (s *Service) decode(ctx context.Context, d *delivery) ([]*envelope.Envelope
 type job struct {
 	env, replayEnv *envelope.Envelope
 	l              *launch.Launch
-	log            *slog.Logger
+}
+
+// envLog is the logger of one envelope's messages (built only when one is
+// written: slog's With costs an allocation per attribute).
+func (s *Service) envLog(env *envelope.Envelope) *slog.Logger {
+	return s.log.With("envelope_id", env.ID, "launch_id", env.LaunchID)
 }
 
 // errSettled: the delivery was settled while preparing an envelope.
@@ -294,7 +299,6 @@ var errSettled = errors.New("delivery settled")
 // (its launch is over, or over max_rps), or dead-lettered alone. An error
 // means the delivery was settled (handed back, or dead-lettered whole).
 func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelope) (job, bool, error) {
-	log := s.log.With("envelope_id", env.ID, "launch_id", env.LaunchID)
 	item := func() ([]byte, error) { return envelope.AppendEnvelopeBatch(nil, []*envelope.Envelope{env}) }
 	l, err := s.lookup(ctx, env.LaunchID)
 	if errors.Is(err, launch.ErrNotFound) {
@@ -304,7 +308,7 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 		return job{}, false, errSettled
 	}
 	if err != nil {
-		log.Warn("cannot read launch; retrying the delivery", "err", err)
+		s.envLog(env).Warn("cannot read launch; retrying the delivery", "err", err)
 		d.msg.Retry(ctx, err)
 		return job{}, false, errSettled
 	}
@@ -316,7 +320,7 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 		} else {
 			s.m.skippedPromoted.Inc()
 		}
-		log.Debug("launch is over; envelope skipped", "status", l.Status)
+		s.envLog(env).Debug("launch is over; envelope skipped", "status", l.Status)
 		return job{}, false, nil
 	}
 	if !s.cap.allow(l.ID, l.MaxRPS) {
@@ -324,7 +328,7 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 		// replayed late, which would distort the shadow's latency and
 		// hold up the queue.
 		s.m.rateLimited.Inc()
-		log.Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
+		s.envLog(env).Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
 		return job{}, false, nil
 	}
 	if env.Request.BodyTruncated {
@@ -339,7 +343,7 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 		}
 		return job{}, false, errSettled
 	}
-	return job{env: env, replayEnv: replayEnv, l: l, log: log}, true, nil
+	return job{env: env, replayEnv: replayEnv, l: l}, true, nil
 }
 
 // replayJobs replays the jobs, each in a replay slot taken in order (so
@@ -367,7 +371,7 @@ func (s *Service) replayJobs(ctx context.Context, jobs []job) []*envelope.Pair {
 }
 
 func (s *Service) replayPair(ctx context.Context, j *job) *envelope.Pair {
-	out, sec := s.replayAll(ctx, j.l, j.replayEnv, j.log)
+	out, sec := s.replayAll(ctx, j.l, j.replayEnv)
 	maskEchoes(j.env, j.replayEnv, &out, sec)
 	s.sealOutcomes(j.env.LaunchID, &out, sec)
 	return &envelope.Pair{
@@ -409,7 +413,7 @@ func (s *Service) payloadLimit() int { return int(s.st.Conn().MaxPayload()) - pa
 // noise, so they should see the same moment of the world (and the pair
 // waits for the slower of the two, not their sum). A secondary failure is
 // recorded in its outcome and never affects the shadow's.
-func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope.Envelope, log *slog.Logger) (envelope.Outcome, *envelope.Outcome) {
+func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope.Envelope) (envelope.Outcome, *envelope.Outcome) {
 	var sec *envelope.Outcome
 	var wg conc.WaitGroup
 	if l.SecondaryURL != "" {
@@ -425,14 +429,14 @@ func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope
 	s.m.latency.Observe(float64(out.LatencyUS) / 1e6)
 	if out.ErrorKind != "" {
 		failed(s.m.shadowFailure, out.ErrorKind)
-		log.Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
+		s.envLog(env).Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
 	}
 	if sec != nil {
 		s.m.secondaryReplayed.Inc()
 		s.m.secondaryLatency.Observe(float64(sec.LatencyUS) / 1e6)
 		if sec.ErrorKind != "" {
 			failed(s.m.secondaryFailure, sec.ErrorKind)
-			log.Debug("secondary failed", "kind", sec.ErrorKind, "err", sec.Error)
+			s.envLog(env).Debug("secondary failed", "kind", sec.ErrorKind, "err", sec.Error)
 		}
 	}
 	return out, sec
