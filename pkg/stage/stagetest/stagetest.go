@@ -207,11 +207,12 @@ func redeliveryAfterCrash(t *testing.T, e *env) {
 // live process has its deadline restarted (keep-alives counted), is not
 // redelivered, and is processed once, when the process finishes it.
 func keepAliveBeyondAckWait(t *testing.T, e *env) {
-	const short = time.Second
+	// Stall holds a delivery about 2s: over three deadlines of 600ms.
+	const short = 600 * time.Millisecond
 	a := e.start(Options{AckWait: short, Stall: true})
 	id := e.fx.Publish()
-	// Three keep-alives: the delivery was held for over 3/4 of the ack
-	// deadline, then restarted three times, so it outlived the deadline.
+	// Three keep-alives (the first when the delivery is half a deadline
+	// old, then one every half): held for at least 1.5 deadlines.
 	testenv.CheckFor(t, wait, poll, func() error {
 		if st := a.Stage().Stats(); st.KeepAlives < 3 {
 			return fmt.Errorf("held delivery kept alive %d times, want 3: %+v", st.KeepAlives, st)
