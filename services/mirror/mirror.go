@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"sync"
@@ -82,7 +83,11 @@ type Service struct {
 	builder       *routeBuilder
 	live          liveRegistry
 
-	nc          atomic.Pointer[nats.Conn]
+	nc atomic.Pointer[nats.Conn]
+	// natsUp is whether nc is connected, kept by its connection handlers:
+	// while it is false a sampled request is counted as dropped and served
+	// plainly, capturing nothing (see serveSampled).
+	natsUp      atomic.Bool
 	streamReady atomic.Bool
 	// ensureAgain asks the stream loop to re-create the streams (a publish
 	// found no stream).
@@ -200,6 +205,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
+	if cfg.Pprof == "on" {
+		s.admin.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.admin.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.admin.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.admin.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.admin.Handle("POST /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.admin.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	return s, nil
 }
 
@@ -348,17 +361,26 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 			var err error
 			nc, err = stream.Connect(s.cfg.NATS, "darklaunch-mirror "+s.cfg.TapID, s.log,
 				// The tap's operators need to know what a disconnect costs them.
-				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+					s.natsUp.Store(c.IsConnected())
 					if err != nil { // nil: our own Close at shutdown
 						s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
 					}
 				}),
+				nats.ReconnectHandler(func(c *nats.Conn) {
+					s.natsUp.Store(c.IsConnected())
+					s.log.Info("reconnected to NATS: mirroring again", "url", c.ConnectedUrlRedacted())
+				}),
+				nats.ConnectHandler(func(c *nats.Conn) { s.natsUp.Store(c.IsConnected()) }),
+				nats.ClosedHandler(func(*nats.Conn) { s.natsUp.Store(false) }),
 			)
 			return err
 		})
 	if !ok {
 		return nil
 	}
+	// Each handler reads the state again, so whichever runs last is right.
+	s.natsUp.Store(nc.IsConnected())
 	s.nc.Store(nc)
 	return nc
 }

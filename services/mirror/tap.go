@@ -134,7 +134,18 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		fallback.ServeHTTP(w, r)
 		return
 	}
-	s.stats.sampled.Add(float64(bits.OnesCount64(mask)))
+	n := float64(bits.OnesCount64(mask))
+	s.stats.sampled.Add(n)
+	if !s.natsUp.Load() {
+		// NATS is away: PublishAsync would fail at once, and nats.go keeps
+		// each failed publish, its encoded envelope included, until
+		// MIRROR_ACK_TIMEOUT (its ack timer is not stopped). Capturing and
+		// encoding for that made the tap slower and hundreds of MiB larger
+		// during an outage; the envelopes are dropped here instead, counted.
+		s.stats.dropped[dropNATSError].Add(n)
+		fallback.ServeHTTP(w, r)
+		return
+	}
 	t := &tap{
 		s:        s,
 		launches: ls,
