@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -59,9 +60,9 @@ func BenchmarkTapOverhead(b *testing.B) {
 	}
 	wrkBin := benchTool(b, "wrk")
 	rig := newTapRig(b)
-	shadow := rig.helper("shadow", "primary", "")
-	proxy := rig.helper("proxy", "proxy", rig.primary)
-	ngProxy, ngMirror := rig.nginx(shadow)
+	shadow, _ := rig.helper("shadow", "primary", "")
+	proxy, proxyProc := rig.helper("proxy", "proxy", rig.primary)
+	ngProxy, ngMirror, ngProc := rig.nginx(shadow)
 
 	type result struct {
 		name, url        string
@@ -72,15 +73,19 @@ func BenchmarkTapOverhead(b *testing.B) {
 		published, drops float64
 		rps              float64
 		p50, p99         time.Duration
+		// proc is the process serving the case (the hop, or the primary
+		// for direct); its CPU time, and NATS's for the tap, per request.
+		proc         *benchProc
+		cpu, natsCPU time.Duration
 	}
 	cases := []*result{
-		{name: "direct", url: rig.primary, percent: -1},
-		{name: "go-proxy", url: proxy, percent: -1},
-		{name: "nginx-proxy", url: ngProxy, percent: -1},
-		{name: "nginx-mirror", url: ngMirror, percent: -1},
-		{name: "mirror-0%", url: rig.mirror, percent: 0},
-		{name: "mirror-10%", url: rig.mirror, percent: 10},
-		{name: "mirror-100%", url: rig.mirror, percent: 100},
+		{name: "direct", url: rig.primary, percent: -1, proc: rig.primaryProc},
+		{name: "go-proxy", url: proxy, percent: -1, proc: proxyProc},
+		{name: "nginx-proxy", url: ngProxy, percent: -1, proc: ngProc},
+		{name: "nginx-mirror", url: ngMirror, percent: -1, proc: ngProc},
+		{name: "mirror-0%", url: rig.mirror, percent: 0, proc: rig.mirrorProc},
+		{name: "mirror-10%", url: rig.mirror, percent: 10, proc: rig.mirrorProc},
+		{name: "mirror-100%", url: rig.mirror, percent: 100, proc: rig.mirrorProc},
 	}
 	for round := range rounds {
 		for _, r := range cases {
@@ -92,8 +97,13 @@ func BenchmarkTapOverhead(b *testing.B) {
 			if r.percent >= 0 {
 				profiling.Go(func() { rig.profile(fmt.Sprintf("cpu-%s-%d", r.name, round), dur/time.Duration(rounds)) })
 			}
+			cpu0, nats0 := r.proc.cpuTime(), rig.nats.cpuTime()
 			w := runWrk(b, wrkBin, r.url+"/api/orders/42", dur/time.Duration(rounds))
 			profiling.Wait()
+			r.cpu += r.proc.cpuTime() - cpu0
+			if r.percent >= 0 {
+				r.natsCPU += rig.nats.cpuTime() - nats0
+			}
 			r.requests += w.requests
 			r.errors += w.errors
 			r.elapsed += w.elapsed
@@ -112,6 +122,7 @@ func BenchmarkTapOverhead(b *testing.B) {
 		r.p50, r.p99 = median(r.p50s), median(r.p99s)
 	}
 	base := cases[1]
+	perReq := func(r *result, d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(r.requests) }
 	for _, r := range cases {
 		b.Run(r.name, func(b *testing.B) {
 			b.ReportMetric(0, "ns/op") // fixed-duration runs: ns/op says nothing
@@ -119,6 +130,7 @@ func BenchmarkTapOverhead(b *testing.B) {
 			b.ReportMetric(float64(r.p50.Microseconds()), "p50-µs")
 			b.ReportMetric(float64(r.p99.Microseconds()), "p99-µs")
 			b.ReportMetric(r.rps/base.rps, "req/s-x-go-proxy")
+			b.ReportMetric(perReq(r, r.cpu), "cpu-µs/req")
 			if r.percent >= 0 {
 				b.ReportMetric(r.published, "published")
 				b.ReportMetric(r.drops, "dropped")
@@ -132,20 +144,23 @@ func BenchmarkTapOverhead(b *testing.B) {
 	var t strings.Builder
 	fmt.Fprintf(&t, "tap overhead: wrk -t2 -c50, %s per case in %d rounds, 1 KiB JSON, %d CPUs shared by every process\n",
 		dur, rounds, runtime.NumCPU())
-	fmt.Fprintf(&t, "%-13s %9s %9s %9s %10s %10s %10s %9s\n", "case", "req/s", "p50 µs", "p99 µs", "x go-proxy", "p99 added", "published", "dropped")
+	fmt.Fprintf(&t, "%-13s %9s %9s %9s %10s %10s %8s %8s %10s %9s\n", "case", "req/s", "p50 µs", "p99 µs", "x go-proxy", "p99 added",
+		"CPU µs", "NATS µs", "published", "dropped")
 	for _, r := range cases {
-		pub, drop := "-", "-"
+		pub, drop, natsCPU := "-", "-", "-"
 		if r.percent >= 0 {
 			pub, drop = fmt.Sprint(int64(r.published)), fmt.Sprint(int64(r.drops))
+			natsCPU = fmt.Sprintf("%.1f", perReq(r, r.natsCPU))
 		}
 		added := "-"
 		if r != cases[0] {
 			// What the hop adds to the direct p99.
 			added = fmt.Sprint((r.p99 - cases[0].p99).Microseconds())
 		}
-		fmt.Fprintf(&t, "%-13s %9.0f %9d %9d %10.2f %10s %10s %9s\n", r.name, r.rps,
-			r.p50.Microseconds(), r.p99.Microseconds(), r.rps/base.rps, added, pub, drop)
+		fmt.Fprintf(&t, "%-13s %9.0f %9d %9d %10.2f %10s %8.1f %8s %10s %9s\n", r.name, r.rps,
+			r.p50.Microseconds(), r.p99.Microseconds(), r.rps/base.rps, added, perReq(r, r.cpu), natsCPU, pub, drop)
 	}
+	fmt.Fprintln(&t, "CPU µs: CPU time per request of the process serving the case (the primary for direct, nginx's workers, the mirror); NATS µs: nats-server's")
 	fmt.Fprintf(&t, "mirror peak RSS %.0f MiB; the tap's p99 minus the go-proxy's: 0%% %+d µs, 10%% %+d µs, 100%% %+d µs",
 		float64(rig.rss("VmHWM"))/(1<<20),
 		(cases[4].p99 - base.p99).Microseconds(), (cases[5].p99 - base.p99).Microseconds(), (cases[6].p99 - base.p99).Microseconds())
@@ -263,6 +278,7 @@ type tapRig struct {
 	primary, mirror  string // base URLs
 	admin            string // the mirror's admin host:port
 	nats, mirrorProc *benchProc
+	primaryProc      *benchProc
 	store            *launch.Store
 	launchID         string
 	sampledAt        float64
@@ -280,7 +296,7 @@ func newTapRig(b *testing.B) *tapRig {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build ./cmd/mirror: %v\n%s", err, out)
 	}
-	rig.primary = rig.helper("primary", "primary", "")
+	rig.primary, rig.primaryProc = rig.helper("primary", "primary", "")
 
 	natsPort := testenv.FreePort(b)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
@@ -332,21 +348,21 @@ func newTapRig(b *testing.B) *tapRig {
 
 // helper starts a process of this test binary (TestBenchProcess) serving
 // role on a free port and returns its base URL.
-func (rig *tapRig) helper(name, role, target string) string {
+func (rig *tapRig) helper(name, role, target string) (string, *benchProc) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(rig.b))
 	env := []string{"TAP_BENCH_ROLE=" + role, "TAP_BENCH_ADDR=" + addr, "TAP_BENCH_TARGET=" + target}
 	if role == "proxy" {
 		env = append(env, "GOGC=400")
 	}
-	startBenchProc(rig.b, rig.dir, name, env, os.Args[0], "-test.run=^TestBenchProcess$")
+	p := startBenchProc(rig.b, rig.dir, name, env, os.Args[0], "-test.run=^TestBenchProcess$")
 	waitHTTP(rig.b, name, "http://"+addr)
-	return "http://" + addr
+	return "http://" + addr, p
 }
 
 // nginx starts nginx-light from a generated config with two servers: a
 // plain proxy to the primary and one that also mirrors every request to
 // shadow (the mirror module), both over keep-alive upstream connections.
-func (rig *tapRig) nginx(shadow string) (proxy, mirror string) {
+func (rig *tapRig) nginx(shadow string) (proxy, mirror string, p *benchProc) {
 	bin := benchTool(rig.b, "nginx")
 	dir := filepath.Join(rig.dir, "nginx")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -391,11 +407,11 @@ http {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		rig.b.Fatal(err)
 	}
-	startBenchProc(rig.b, rig.dir, "nginx", nil, bin, "-p", dir+"/", "-c", confPath, "-e", dir+"/error.log")
+	p = startBenchProc(rig.b, rig.dir, "nginx", nil, bin, "-p", dir+"/", "-c", confPath, "-e", dir+"/error.log")
 	proxy, mirror = fmt.Sprintf("http://127.0.0.1:%d", p1), fmt.Sprintf("http://127.0.0.1:%d", p2)
 	waitHTTP(rig.b, "nginx", proxy)
 	waitHTTP(rig.b, "nginx", mirror)
-	return proxy, mirror
+	return proxy, mirror, p
 }
 
 // setPercent sets the launch's sampling and waits until the tap applies
@@ -560,6 +576,39 @@ func startBenchProc(b *testing.B, dir, name string, env []string, bin string, ar
 	})
 	return p
 }
+
+// cpuTime is the CPU time (user and system) the process and its children
+// (nginx's workers) have used so far.
+func (p *benchProc) cpuTime() time.Duration {
+	var total time.Duration
+	pids := []int{p.cmd.Process.Pid}
+	for len(pids) > 0 {
+		pid := pids[0]
+		pids = pids[1:]
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone
+		}
+		// Fields after the command name, which is in parentheses: state
+		// is the 3rd field, utime and stime the 14th and 15th.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			total += time.Duration(u+s) * time.Second / clockTicks
+		}
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for c := range strings.FieldsSeq(string(children)) {
+			if n, err := strconv.Atoi(c); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return total
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
+const clockTicks = 100
 
 func (p *benchProc) stop() {
 	select {

@@ -58,7 +58,7 @@ type Service struct {
 	// hooks. Both share one transport and buffer pool, so a request costs
 	// the same whichever serves it.
 	plain, tapped *httputil.ReverseProxy
-	transport     *http.Transport
+	transport     *primaryTransport
 	rewrite       func(*httputil.ProxyRequest)
 	pool          *bufferPool
 	errLog        *log.Logger
@@ -146,7 +146,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:         cfg,
 		log:         log,
 		target:      target,
-		transport:   newTransport(cfg),
+		transport:   newPrimaryTransport(target, cfg),
 		queue:       make(chan queued, cfg.QueueSize),
 		ensureAgain: make(chan struct{}, 1),
 	}
