@@ -2,17 +2,20 @@ package mirror
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -139,7 +142,10 @@ func gatewayError(w http.ResponseWriter, err error) {
 type primaryTransport struct {
 	*http.Transport // the fallback
 
-	host        string // the primary's URL host, as Rewrite sets it
+	host string // the primary's URL host, as Rewrite sets it
+	// direct: the primary is http:// without a path prefix, so a client's
+	// request goes out with its own path (forward).
+	direct      bool
 	addr        string // host:port to dial
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle     int
@@ -166,6 +172,7 @@ func newPrimaryTransport(target *url.URL, cfg Config) *primaryTransport {
 	}
 	return &primaryTransport{
 		Transport: fallback, host: target.Host, addr: addr, dial: fallback.DialContext,
+		direct:  target.Scheme == "http" && (target.Path == "" || target.Path == "/") && target.RawPath == "",
 		maxIdle: cfg.MaxIdleConnsPerHost, idleTimeout: cfg.IdleConnTimeout, headerWait: cfg.ResponseHeaderTimeout,
 	}
 }
@@ -188,13 +195,34 @@ func (t *primaryTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if !t.inline(req) {
 		return t.Transport.RoundTrip(req)
 	}
+	u := req.URL
+	return t.do(req, requestHead{method: req.Method, path: u.EscapedPath(), rawQuery: u.RawQuery, forceQuery: u.ForceQuery,
+		host: cmp.Or(req.Host, u.Host), header: req.Header}, nil)
+}
+
+// requestHead is what the direct path writes of a request (it has no body).
+type requestHead struct {
+	method, path, rawQuery string
+	forceQuery             bool
+	host                   string
+	header                 http.Header
+	// hop: header is a client's, with its hop-by-hop headers (and those
+	// its Connection header names) still in, to leave out.
+	hop bool
+}
+
+// do sends head and reads the response to req (whose method and context
+// count) over a pooled connection. 1xx responses go to w when given
+// (ReverseProxy's way, written by forward), else to the context's
+// httptrace hook.
+func (t *primaryTransport) do(req *http.Request, head requestHead, w http.ResponseWriter) (*http.Response, error) {
 	ctx := req.Context()
 	for {
 		c, reused, err := t.conn(ctx)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, c, req)
+		resp, err := t.exchange(ctx, c, req, &head, w)
 		if err == nil {
 			return resp, nil
 		}
@@ -215,13 +243,13 @@ func (t *primaryTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // response arrived.
 var errNothingRead = errors.New("connection failed before the response")
 
-// exchange writes req on c and reads the response head; the body streams
+// exchange writes head on c and reads the response head; the body streams
 // from c, which returns to the pool once the body is read to its end.
-func (t *primaryTransport) exchange(ctx context.Context, c *h1Conn, req *http.Request) (*http.Response, error) {
+func (t *primaryTransport) exchange(ctx context.Context, c *h1Conn, req *http.Request, head *requestHead, w http.ResponseWriter) (*http.Response, error) {
 	// The client leaving (or a shutdown) interrupts a read or write in
 	// progress, as it would cancel http.Transport's.
 	stop := context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(aLongTimeAgo) })
-	if err := writeRequest(c.bw, req); err != nil {
+	if err := writeHead(c.bw, head); err != nil {
 		stop()
 		return nil, fmt.Errorf("%w: write: %w", errNothingRead, err)
 	}
@@ -239,9 +267,14 @@ func (t *primaryTransport) exchange(ctx context.Context, c *h1Conn, req *http.Re
 		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
-		// 1xx (103 Early Hints): passed on as ReverseProxy does with
-		// http.Transport, then the final response follows.
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+		// 1xx (103 Early Hints): passed on as ReverseProxy does, then the
+		// final response follows.
+		if w != nil {
+			h := w.Header()
+			maps.Copy(h, resp.Header)
+			w.WriteHeader(resp.StatusCode)
+			clear(h)
+		} else if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if err = trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				break
 			}
@@ -277,38 +310,43 @@ const max1xx = 10
 // write at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// writeRequest writes req's head (it has no body) as http.Request.Write
-// would for a client request, without its allocations: the request line
-// with the URL's request URI, Host, User-Agent only when set (ReverseProxy
-// sets an empty one so that Go's is not added), then the other headers.
-func writeRequest(bw *bufio.Writer, req *http.Request) error {
-	u := req.URL
-	bw.WriteString(req.Method)
+// hopHeaders are the hop-by-hop headers ReverseProxy removes.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// writeHead writes a request head as http.Request.Write would for a
+// client request without a body, and without its allocations: the request
+// line, Host, User-Agent only when set (ReverseProxy sets an empty one so
+// that Go's is not added), then the other headers; with head.hop, without
+// the hop-by-hop ones, keeping "Te: trailers" as ReverseProxy does.
+func writeHead(bw *bufio.Writer, head *requestHead) error {
+	bw.WriteString(head.method)
 	bw.WriteByte(' ')
-	if p := u.EscapedPath(); p != "" {
-		bw.WriteString(p)
+	if head.path != "" {
+		bw.WriteString(head.path)
 	} else {
 		bw.WriteByte('/')
 	}
-	if u.ForceQuery || u.RawQuery != "" {
+	if head.forceQuery || head.rawQuery != "" {
 		bw.WriteByte('?')
-		bw.WriteString(u.RawQuery)
+		bw.WriteString(head.rawQuery)
 	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	host := req.Host
-	if host == "" {
-		host = u.Host
-	}
-	writeValue(bw, host)
+	writeValue(bw, head.host)
 	bw.WriteString("\r\n")
-	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
+	h := head.header
+	if ua := h["User-Agent"]; len(ua) > 0 && ua[0] != "" {
 		bw.WriteString("User-Agent: ")
 		writeValue(bw, ua[0])
 		bw.WriteString("\r\n")
 	}
-	for k, vs := range req.Header {
+	connection := h["Connection"]
+	for k, vs := range h {
 		switch k {
 		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		if head.hop && (slices.Contains(hopHeaders, k) || namedIn(connection, k)) {
 			continue
 		}
 		for _, v := range vs {
@@ -318,8 +356,28 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 			bw.WriteString("\r\n")
 		}
 	}
+	if head.hop && hasToken(h["Te"], "trailers") {
+		bw.WriteString("Te: trailers\r\n")
+	}
 	bw.WriteString("\r\n")
 	return bw.Flush()
+}
+
+// namedIn says whether a Connection header's values name the header k.
+func namedIn(connection []string, k string) bool {
+	return len(connection) > 0 && hasToken(connection, k)
+}
+
+// hasToken says whether comma-separated values hold token (any case).
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeValue writes a header value with any CR or LF turned into a space,
@@ -428,4 +486,119 @@ func (b *h1Body) finish(eof bool) {
 		return
 	}
 	_ = b.c.c.Close()
+}
+
+// forward serves a request that is not sampled, as s.plain (ReverseProxy
+// with the tap's Rewrite) would, without its copies: the request goes out
+// from the client's own (no Request clone, no header map clone; hop-by-hop
+// headers are left out as it is written) and the primary's response
+// header map becomes the client's. It returns false, having done nothing,
+// for a request it leaves to s.plain: one with a body, an upgrade, an
+// Expect, OPTIONS *, to a primary that is https:// or has a path prefix,
+// or with MIRROR_X_FORWARDED on.
+func (s *Service) forward(w http.ResponseWriter, r *http.Request) bool {
+	t := s.transport
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	h := r.Header
+	if !t.direct || s.cfg.XForwarded || r.ContentLength != 0 || len(r.TransferEncoding) != 0 || r.URL.Opaque != "" ||
+		r.RequestURI == "*" || h["Upgrade"] != nil || h["Expect"] != nil {
+		return false
+	}
+	host := r.Host
+	if s.cfg.RewriteHost {
+		host = t.host
+	}
+	u := r.URL
+	resp, err := t.do(r, requestHead{method: r.Method, path: u.EscapedPath(), rawQuery: u.RawQuery, forceQuery: u.ForceQuery,
+		host: host, header: h, hop: true}, w)
+	if err != nil {
+		s.errorHandler(w, r, err)
+		return true
+	}
+	removeHopByHop(resp.Header)
+	out := w.Header()
+	for k, v := range resp.Header {
+		out[k] = v // the response is ours: its slices need no copy
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		out.Add("Trailer", strings.Join(slices.Collect(maps.Keys(resp.Trailer)), ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+	// As ReverseProxy: flush every write of a stream (no length, or
+	// server-sent events), none otherwise.
+	flush := resp.ContentLength == -1
+	if !flush {
+		if ct := resp.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream") {
+			flush = true
+		}
+	}
+	buf := s.pool.Get()
+	err = copyBody(w, resp.Body, buf, flush)
+	s.pool.Put(buf)
+	resp.Body.Close()
+	if err != nil {
+		// A response cut short must look cut short to the client, as
+		// ReverseProxy makes it: the connection is aborted.
+		if !errors.Is(err, context.Canceled) {
+			s.logThrottled(&s.lastProxyErrLog, slog.LevelWarn, "response from the primary cut off", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+	if len(resp.Trailer) > 0 {
+		// Chunked, so that the trailers can follow.
+		_ = http.NewResponseController(w).Flush()
+		if len(resp.Trailer) == announced {
+			for k, v := range resp.Trailer {
+				out[k] = v
+			}
+		} else {
+			for k, vs := range resp.Trailer {
+				for _, v := range vs {
+					out.Add(http.TrailerPrefix+k, v)
+				}
+			}
+		}
+	}
+	return true
+}
+
+// copyBody copies the primary's response body to the client through buf.
+func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, flush bool) error {
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush {
+				_ = http.NewResponseController(w).Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// removeHopByHop removes a response's hop-by-hop headers, and those its
+// Connection header names, as ReverseProxy does.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
 }

@@ -31,7 +31,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case lr != nil:
 		s.serveLive(w, r, rt, lr, toNew, mask)
 	case mask == 0:
-		s.plain.ServeHTTP(w, r)
+		if !s.forward(w, r) {
+			s.plain.ServeHTTP(w, r)
+		}
 	default:
 		s.serveSampled(w, r, rt.launches, mask, s.plain, nil)
 	}
