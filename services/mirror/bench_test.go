@@ -292,7 +292,8 @@ func newTapRig(b *testing.B) *tapRig {
 	}
 	// The real binary, with ./cmd/mirror/default.pgo as `go build` uses it.
 	mirrorBin := filepath.Join(rig.dir, "mirror")
-	build := exec.Command("go", "build", "-o", mirrorBin, "./cmd/mirror")
+	// TAP_BENCH_BUILD_FLAGS adds go build flags (-pgo=off: without the profile).
+	build := exec.Command("go", append(append([]string{"build"}, strings.Fields(os.Getenv("TAP_BENCH_BUILD_FLAGS"))...), "-o", mirrorBin, "./cmd/mirror")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build ./cmd/mirror: %v\n%s", err, out)
 	}

@@ -488,38 +488,45 @@ func (b *h1Body) finish(eof bool) {
 	_ = b.c.c.Close()
 }
 
-// forward serves a request that is not sampled, as s.plain (ReverseProxy
-// with the tap's Rewrite) would, without its copies: the request goes out
+// forward serves a request as s.plain (ReverseProxy with the tap's
+// Rewrite) would, or with t, as s.tapped would, capturing the exchange
+// into t; without their copies: the request goes out
 // from the client's own (no Request clone, no header map clone; hop-by-hop
 // headers are left out as it is written) and the primary's response
 // header map becomes the client's. It returns false, having done nothing,
 // for a request it leaves to s.plain: one with a body, an upgrade, an
 // Expect, OPTIONS *, to a primary that is https:// or has a path prefix,
 // or with MIRROR_X_FORWARDED on.
-func (s *Service) forward(w http.ResponseWriter, r *http.Request) bool {
-	t := s.transport
+func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
+	tr := s.transport
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
 		return false
 	}
 	h := r.Header
-	if !t.direct || s.cfg.XForwarded || r.ContentLength != 0 || len(r.TransferEncoding) != 0 || r.URL.Opaque != "" ||
+	if !tr.direct || s.cfg.XForwarded || r.ContentLength != 0 || len(r.TransferEncoding) != 0 || r.URL.Opaque != "" ||
 		r.RequestURI == "*" || h["Upgrade"] != nil || h["Expect"] != nil {
 		return false
 	}
 	host := r.Host
 	if s.cfg.RewriteHost {
-		host = t.host
+		host = tr.host
 	}
 	u := r.URL
-	resp, err := t.do(r, requestHead{method: r.Method, path: u.EscapedPath(), rawQuery: u.RawQuery, forceQuery: u.ForceQuery,
+	resp, err := tr.do(r, requestHead{method: r.Method, path: u.EscapedPath(), rawQuery: u.RawQuery, forceQuery: u.ForceQuery,
 		host: host, header: h, hop: true}, w)
 	if err != nil {
+		if t != nil {
+			t.failed(err)
+		}
 		s.errorHandler(w, r, err)
 		return true
 	}
 	removeHopByHop(resp.Header)
+	if t != nil {
+		t.response(resp)
+	}
 	out := w.Header()
 	for k, v := range resp.Header {
 		out[k] = v // the response is ours: its slices need no copy

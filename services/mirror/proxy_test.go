@@ -261,7 +261,7 @@ func TestForwardAnswersAsReverseProxy(t *testing.T) {
 	viaProxy := httptest.NewServer(s.plain)
 	defer viaProxy.Close()
 	viaForward := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.forward(w, r) {
+		if !s.forward(w, r, nil) {
 			t.Errorf("%s %s not forwarded", r.Method, r.URL)
 		}
 	}))
