@@ -903,3 +903,75 @@ func BenchmarkTrustChecks(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkProxyPath is one request's cost in the proxy itself, in
+// process over loopback to a real primary (1 KiB JSON), with its
+// allocations: the tuned httputil.ReverseProxy the tap is measured
+// against, and the tap's own paths: unsampled (forward: the direct
+// HTTP/1.1 path without ReverseProxy), sampled at 100% (capture and
+// envelope queued; the queue is drained as publishers would, without
+// encoding), and an unsampled POST (ReverseProxy over http.Transport).
+// The recorder and request the benchmark makes count in every case.
+//
+//	go test -run '^$' -bench ProxyPath -benchmem
+func BenchmarkProxyPath(b *testing.B) {
+	primary := startBenchServer(b, benchPrimary())
+	s, err := New(Config{PrimaryURL: primary, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Service: "bench"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.ln.Close(); s.admin.Close(); s.transport.CloseIdleConnections() })
+	s.natsUp.Store(true)
+	stop := make(chan struct{})
+	var drain sync.WaitGroup
+	drain.Go(func() {
+		for {
+			select {
+			case q := <-s.queue:
+				s.queueBytes.Add(-envSize(q.env))
+			case <-stop:
+				return
+			}
+		}
+	})
+	b.Cleanup(func() { close(stop); drain.Wait() })
+	l := &launch.Launch{ID: "0197a000-0000-7000-8000-000000000001", Service: "bench", ShadowURL: "http://127.0.0.1:2",
+		SamplePercent: 100, Methods: launch.DefaultMethods, Status: launch.StatusActive, Revision: 1}
+	sampled := s.builder.build(&launch.Snapshot{ByID: map[string]*launch.Launch{l.ID: l},
+		Mirrored: map[string][]*launch.Launch{"bench": {l}}})
+	b.Cleanup(s.builder.closeTargets)
+	none := &routes{}
+
+	body := strings.Repeat("x", 512)
+	for _, c := range []struct {
+		name   string
+		h      http.Handler
+		rt     *routes
+		method string
+	}{
+		{"reverse-proxy", tunedProxy(primary), none, "GET"},
+		{"tap-unsampled", s, none, "GET"},
+		{"tap-sampled-100%", s, sampled, "GET"},
+		{"reverse-proxy-POST", tunedProxy(primary), none, "POST"},
+		{"tap-unsampled-POST", s, none, "POST"},
+	} {
+		s.setRoutes(c.rt)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var rb io.Reader
+				if c.method == "POST" {
+					rb = strings.NewReader(body)
+				}
+				w := httptest.NewRecorder()
+				c.h.ServeHTTP(w, httptest.NewRequest(c.method, "/api/orders/42?page=2", rb))
+				if w.Code != http.StatusOK || w.Body.Len() < 1024 {
+					b.Fatalf("status %d, %d bytes", w.Code, w.Body.Len())
+				}
+			}
+		})
+	}
+	if st := s.Stats(); st.Sampled == 0 || st.DroppedTotal() > 0 {
+		b.Errorf("sampled %d, dropped %d: the sampled case did not capture every request", st.Sampled, st.DroppedTotal())
+	}
+}
