@@ -26,7 +26,7 @@ type Config struct {
 	TapID      string `envconfig:"MIRROR_TAP_ID" desc:"tap id written in every envelope (default: hostname-pid)"`
 
 	BodyLimit     int   `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
-	QueueSize     int   `envconfig:"MIRROR_QUEUE_SIZE" default:"4096" desc:"envelopes waiting to be published (a fifth of a second at 20,000 envelopes/s); when full, new envelopes are dropped (the request is never delayed)"`
+	QueueSize     int   `envconfig:"MIRROR_QUEUE_SIZE" default:"8192" desc:"envelopes waiting to be published (0.4 s at 20,000 envelopes/s); when full, new envelopes are dropped (the request is never delayed)"`
 	QueueMaxBytes int64 `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"33554432" desc:"captured body bytes the queue may hold (32 MiB), at most half of MIRROR_MEMORY_LIMIT; beyond this envelopes are dropped as queue_full"`
 	Publishers    int   `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines encoding and publishing envelopes"`
 	MaxPending    int   `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"1024" desc:"published envelopes awaiting a JetStream ack before publishing stalls"`
