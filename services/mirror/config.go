@@ -197,5 +197,10 @@ func NewProcess(cfg Config, log *slog.Logger) (*Service, error) {
 		limitFrom = "MIRROR_MEMORY_LIMIT"
 	}
 	log.Info("Go runtime settings", "gogc_from", gogcFrom, "memory_limit_bytes", debug.SetMemoryLimit(-1), "memory_limit_from", limitFrom)
-	return New(cfg, log)
+	s, err := New(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.returnMemory = true
+	return s, nil
 }

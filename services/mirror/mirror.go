@@ -28,6 +28,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,10 @@ type Service struct {
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
 	lastFramingLog, lastMarkerLog                                            atomic.Int64
 	ran                                                                      atomic.Bool
+
+	// returnMemory: the process is the tap's own (NewProcess), so memory
+	// taken by a publish backlog is given back once it drained.
+	returnMemory bool
 }
 
 // New validates cfg, binds the proxy and admin listeners and returns the
@@ -264,6 +269,9 @@ func (s *Service) Run(ctx context.Context) error {
 
 	nc := s.connect(ctx)
 	var background, publishers conc.WaitGroup
+	if s.returnMemory {
+		background.Go(func() { s.memoryLoop(ctx) })
+	}
 	var js jetstream.JetStream
 	draining := make(chan struct{})
 	if nc != nil {
@@ -425,6 +433,24 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nat
 	routing.Go(func() { s.routesLoop(ctx, w) })
 	_ = w.Run(ctx) // returns only when ctx is done
 	routing.Wait()
+}
+
+// memoryLoop gives the memory a publish backlog took back to the system
+// once the backlog has drained. The runtime does so by itself only as it
+// collects, and an idle tap does not collect: after NATS stalled at full
+// load, the RSS stayed at the memory limit until traffic came back.
+func (s *Service) memoryLoop(ctx context.Context) {
+	backlog := false
+	retry.Every(ctx, time.Second, func() {
+		switch depth := len(s.queue); {
+		case depth >= cap(s.queue)/4:
+			backlog = true
+		case backlog && depth == 0 && admin.Int(s.stats.pending) == 0:
+			backlog = false
+			debug.FreeOSMemory()
+			s.log.Debug("publish backlog drained; memory returned to the system")
+		}
+	})
 }
 
 func (s *Service) checkNATS(context.Context) error {
