@@ -525,7 +525,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 	}
 	removeHopByHop(resp.Header)
 	if t != nil {
-		t.response(resp)
+		t.response(resp, true)
 	}
 	out := w.Header()
 	for k, v := range resp.Header {

@@ -160,7 +160,10 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 			Path:     path,
 			RawQuery: r.URL.RawQuery,
 			Host:     r.Host,
-			Headers:  r.Header.Clone(),
+			// The client's map as it is: the direct path only reads it, and
+			// net/http makes a new one per request. ReverseProxy gets a
+			// clone below.
+			Headers: r.Header,
 		},
 		contentLength: r.ContentLength,
 	}
@@ -173,6 +176,7 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		// Without a body: sent and captured by the direct path.
 		return
 	}
+	t.request.Headers = r.Header.Clone()
 	r = r.WithContext(context.WithValue(r.Context(), tapKey{}, t))
 	// ReverseProxy sends no body when ContentLength is 0, so only a body it
 	// will read is wrapped (and only then is there a reader part to wait for).
@@ -189,14 +193,17 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 // and headers and tees the body into a capture as the proxy streams it.
 func (s *Service) modifyResponse(res *http.Response) error {
 	if t, ok := res.Request.Context().Value(tapKey{}).(*tap); ok {
-		t.response(res)
+		t.response(res, false)
 	}
 	return nil
 }
 
 // response records the primary's response (its hop-by-hop headers removed)
-// and wraps its body in the capture.
-func (t *tap) response(res *http.Response) {
+// and wraps its body in the capture. own: nothing but the tap uses the
+// response's header map from now on (the direct path hands its values to
+// the client's map, and net/http copies that map before it changes it), so
+// it is kept without a copy.
+func (t *tap) response(res *http.Response, own bool) {
 	t.status = res.StatusCode
 	if t.arm != nil {
 		t.arm.status(res.StatusCode)
@@ -206,7 +213,10 @@ func (t *tap) response(res *http.Response) {
 		t.unsupported = true
 		return
 	}
-	t.header = res.Header.Clone()
+	t.header = res.Header
+	if !own {
+		t.header = res.Header.Clone()
+	}
 	body := res.Body
 	if body == nil {
 		body = http.NoBody
