@@ -76,6 +76,9 @@ func BenchmarkTapOverhead(b *testing.B) {
 		// for direct); its CPU time, and NATS's for the tap, per request.
 		proc         *benchProc
 		cpu, natsCPU time.Duration
+		// idleP50, idleP99: latency at low load (one connection), where
+		// what a hop adds is not hidden by queueing.
+		idleP50, idleP99 time.Duration
 	}
 	cases := []*result{
 		{name: "direct", url: rig.primary, percent: -1, proc: rig.primaryProc},
@@ -120,6 +123,18 @@ func BenchmarkTapOverhead(b *testing.B) {
 		r.rps = float64(r.requests) / r.elapsed.Seconds()
 		r.p50, r.p99 = median(r.p50s), median(r.p99s)
 	}
+	// Latency at low load: one connection, one request at a time.
+	idle := benchEnvDuration(b, "TAP_BENCH_IDLE_DURATION", 4*time.Second)
+	for _, r := range cases {
+		if r.percent >= 0 {
+			rig.setPercent(r.percent)
+		}
+		w := runWrkWith(b, wrkBin, r.url+"/api/orders/42", idle, 1, 1)
+		r.idleP50, r.idleP99 = w.p50, w.p99
+		if r.percent >= 0 {
+			rig.drained()
+		}
+	}
 	base := cases[1]
 	perReq := func(r *result, d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(r.requests) }
 	for _, r := range cases {
@@ -130,6 +145,8 @@ func BenchmarkTapOverhead(b *testing.B) {
 			b.ReportMetric(float64(r.p99.Microseconds()), "p99-µs")
 			b.ReportMetric(r.rps/base.rps, "req/s-x-go-proxy")
 			b.ReportMetric(perReq(r, r.cpu), "cpu-µs/req")
+			b.ReportMetric(float64(r.idleP50.Microseconds()), "c1-p50-µs")
+			b.ReportMetric(float64(r.idleP99.Microseconds()), "c1-p99-µs")
 			if r.percent >= 0 {
 				b.ReportMetric(r.published, "published")
 				b.ReportMetric(r.drops, "dropped")
@@ -143,26 +160,27 @@ func BenchmarkTapOverhead(b *testing.B) {
 	var t strings.Builder
 	fmt.Fprintf(&t, "tap overhead: wrk -t2 -c50, %s per case in %d rounds, 1 KiB JSON, %d CPUs shared by every process\n",
 		dur, rounds, runtime.NumCPU())
-	fmt.Fprintf(&t, "%-13s %9s %9s %9s %10s %10s %8s %8s %10s %9s\n", "case", "req/s", "p50 µs", "p99 µs", "x go-proxy", "p99 added",
-		"CPU µs", "NATS µs", "published", "dropped")
+	fmt.Fprintf(&t, "%-13s %9s %9s %9s %10s %8s %8s %10s %9s | %9s %9s %9s %9s\n", "case", "req/s", "p50 µs", "p99 µs", "x go-proxy",
+		"CPU µs", "NATS µs", "published", "dropped", "c1 p50", "c1 p99", "p50 added", "p99 added")
 	for _, r := range cases {
 		pub, drop, natsCPU := "-", "-", "-"
 		if r.percent >= 0 {
 			pub, drop = fmt.Sprint(int64(r.published)), fmt.Sprint(int64(r.drops))
 			natsCPU = fmt.Sprintf("%.1f", perReq(r, r.natsCPU))
 		}
-		added := "-"
+		added50, added99 := "-", "-"
 		if r != cases[0] {
-			// What the hop adds to the direct p99.
-			added = fmt.Sprint((r.p99 - cases[0].p99).Microseconds())
+			// What the hop adds to the direct latency, at low load.
+			added50 = fmt.Sprint((r.idleP50 - cases[0].idleP50).Microseconds())
+			added99 = fmt.Sprint((r.idleP99 - cases[0].idleP99).Microseconds())
 		}
-		fmt.Fprintf(&t, "%-13s %9.0f %9d %9d %10.2f %10s %8.1f %8s %10s %9s\n", r.name, r.rps,
-			r.p50.Microseconds(), r.p99.Microseconds(), r.rps/base.rps, added, perReq(r, r.cpu), natsCPU, pub, drop)
+		fmt.Fprintf(&t, "%-13s %9.0f %9d %9d %10.2f %8.1f %8s %10s %9s | %9d %9d %9s %9s\n", r.name, r.rps,
+			r.p50.Microseconds(), r.p99.Microseconds(), r.rps/base.rps, perReq(r, r.cpu), natsCPU, pub, drop,
+			r.idleP50.Microseconds(), r.idleP99.Microseconds(), added50, added99)
 	}
-	fmt.Fprintln(&t, "CPU µs: CPU time per request of the process serving the case (the primary for direct, nginx's workers, the mirror); NATS µs: nats-server's")
-	fmt.Fprintf(&t, "mirror peak RSS %.0f MiB; the tap's p99 minus the go-proxy's: 0%% %+d µs, 10%% %+d µs, 100%% %+d µs",
-		float64(rig.rss("VmHWM"))/(1<<20),
-		(cases[4].p99 - base.p99).Microseconds(), (cases[5].p99 - base.p99).Microseconds(), (cases[6].p99 - base.p99).Microseconds())
+	fmt.Fprintf(&t, "CPU µs: CPU time per request of the process serving the case (the primary for direct, nginx's workers, the mirror); NATS µs: nats-server's\n"+
+		"c1: wrk -t1 -c1 for %s (low load: one request at a time), and what the hop adds to the direct p50 and p99 there\n", idle)
+	fmt.Fprintf(&t, "mirror peak RSS %.0f MiB", float64(rig.rss("VmHWM"))/(1<<20))
 	// Printed, not logged: a parent benchmark's log is not shown without -v.
 	fmt.Println(t.String())
 }
@@ -726,8 +744,13 @@ func (w wrkResult) rps() float64 { return float64(w.requests) / w.elapsed.Second
 // report: requests, duration, the 50th and 99th latency percentiles, and
 // socket errors and non-2xx/3xx answers as errors.
 func runWrk(b *testing.B, bin, url string, dur time.Duration) wrkResult {
+	return runWrkWith(b, bin, url, dur, 2, 50)
+}
+
+// runWrkWith runs wrk with threads and conns.
+func runWrkWith(b *testing.B, bin, url string, dur time.Duration, threads, conns int) wrkResult {
 	secs := max(1, int(dur.Round(time.Second)/time.Second))
-	out, err := exec.Command(bin, "-t2", "-c50", fmt.Sprintf("-d%ds", secs), "--latency", url).CombinedOutput()
+	out, err := exec.Command(bin, fmt.Sprintf("-t%d", threads), fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--latency", url).CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
 	}

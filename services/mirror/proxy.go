@@ -570,6 +570,12 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 				}
 			}
 		}
+	} else if t != nil {
+		// The client gets the end of its response now, not after the tap
+		// has built and queued its envelopes (when the handler returns).
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 	}
 	return true
 }
