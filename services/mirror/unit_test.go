@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -386,5 +389,38 @@ func TestSampledWhileNATSIsDownIsCountedNotCaptured(t *testing.T) {
 	st := s.Stats()
 	if served != 1 || w.Code != 204 || st.Sampled != 2 || st.Dropped[ReasonNATSError] != 2 || len(s.queue) != 0 {
 		t.Errorf("served %d (%d), stats %+v, queued %d", served, w.Code, st, len(s.queue))
+	}
+}
+
+// NewProcess applies MIRROR_GOGC and MIRROR_MEMORY_LIMIT to the process,
+// unless GOGC or GOMEMLIMIT is set in the environment; New does not.
+func TestNewProcessSetsTheRuntime(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	cfg := Config{PrimaryURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", GOGC: "250", MemoryLimit: "64MiB"}
+	build := func(f func(Config, *slog.Logger) (*Service, error)) *Service {
+		t.Helper()
+		s, err := f(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ln.Close()
+		s.admin.Close()
+		return s
+	}
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	if s := build(New); s.returnMemory || debug.SetGCPercent(100) != 100 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Fatal("New changed the runtime")
+	}
+	s := build(NewProcess)
+	if gc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(math.MaxInt64); gc != 250 || limit != 64<<20 || !s.returnMemory {
+		t.Errorf("NewProcess: GOGC %d, limit %d, returnMemory %v; want 250, %d, true", gc, limit, s.returnMemory, 64<<20)
+	}
+	t.Setenv("GOGC", "123")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	build(NewProcess)
+	if gc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); gc != 100 || limit != math.MaxInt64 {
+		t.Errorf("with GOGC and GOMEMLIMIT set, NewProcess changed them: %d, %d", gc, limit)
 	}
 }
