@@ -509,7 +509,9 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 		r.RequestURI == "*" || h["Upgrade"] != nil || h["Expect"] != nil {
 		return false
 	}
-	host := r.Host
+	// An HTTP/1.0 request may come without Host: the primary's is sent,
+	// as http.Request.Write does for ReverseProxy.
+	host := cmp.Or(r.Host, tr.host)
 	if s.cfg.RewriteHost {
 		host = tr.host
 	}

@@ -306,4 +306,21 @@ func TestForwardAnswersAsReverseProxy(t *testing.T) {
 			t.Errorf("%s %s:\nforward      %s\nReverseProxy %s", tc.method, tc.path, got, want)
 		}
 	}
+	// An HTTP/1.0 request without Host, on the wire.
+	raw := func(base string) string {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /old HTTP/1.0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(c)
+		_, body, _ := strings.Cut(string(out), "\r\n\r\n")
+		return body
+	}
+	if got, want := raw(viaForward.URL), raw(viaProxy.URL); got != want || !strings.Contains(want, "host=127.0.0.1") {
+		t.Errorf("HTTP/1.0 without Host:\nforward      %q\nReverseProxy %q", got, want)
+	}
 }
