@@ -553,7 +553,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 	if err != nil {
 		// A response cut short must look cut short to the client, as
 		// ReverseProxy makes it: the connection is aborted.
-		if !errors.Is(err, context.Canceled) {
+		if r.Context().Err() == nil { // not the client leaving
 			s.logThrottled(&s.lastProxyErrLog, slog.LevelWarn, "response from the primary cut off", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		panic(http.ErrAbortHandler)
