@@ -303,9 +303,11 @@ func TestQueueByteBudget(t *testing.T) {
 	}
 }
 
-// A request that is not sampled costs the same allocations as the plain
-// proxy: the tap adds nothing but atomic loads on that path.
-func TestUnsampledRequestAllocatesLikeThePlainProxy(t *testing.T) {
+// A request that is not sampled costs fewer allocations than the plain
+// proxy (ReverseProxy with the tap's Rewrite): the tap adds nothing but
+// atomic loads on that path, and the direct path copies neither the
+// request nor its headers.
+func TestUnsampledRequestAllocatesLessThanThePlainProxy(t *testing.T) {
 	e := newNATSEnv(t)
 	primary := newPrimary(t, nil)
 	s, _ := startMirror(t, e, primary.URL, nil)
@@ -326,7 +328,7 @@ func TestUnsampledRequestAllocatesLikeThePlainProxy(t *testing.T) {
 	plain := testing.AllocsPerRun(500, serve(s.plain))
 	tapped := testing.AllocsPerRun(500, serve(s))
 	t.Logf("allocations per request: plain proxy %.1f, tap %.1f", plain, tapped)
-	if tapped > plain+0.5 {
+	if tapped >= plain {
 		t.Errorf("unsampled request through the tap: %.1f allocations, plain proxy %.1f", tapped, plain)
 	}
 	if st := s.Stats(); st.Sampled != 0 {
