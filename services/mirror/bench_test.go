@@ -991,6 +991,7 @@ func BenchmarkProxyPath(b *testing.B) {
 		Mirrored: map[string][]*launch.Launch{"bench": {l}}})
 	b.Cleanup(s.builder.closeTargets)
 	none := &routes{}
+	var sampledRan bool
 
 	body := strings.Repeat("x", 512)
 	for _, c := range []struct {
@@ -1007,6 +1008,7 @@ func BenchmarkProxyPath(b *testing.B) {
 	} {
 		s.setRoutes(c.rt)
 		b.Run(c.name, func(b *testing.B) {
+			sampledRan = sampledRan || c.rt == sampled
 			b.ReportAllocs()
 			for b.Loop() {
 				var rb io.Reader
@@ -1021,7 +1023,7 @@ func BenchmarkProxyPath(b *testing.B) {
 			}
 		})
 	}
-	if st := s.Stats(); st.Sampled == 0 || st.DroppedTotal() > 0 {
+	if st := s.Stats(); sampledRan && (st.Sampled == 0 || st.DroppedTotal() > 0) {
 		b.Errorf("sampled %d, dropped %d: the sampled case did not capture every request", st.Sampled, st.DroppedTotal())
 	}
 }

@@ -162,6 +162,9 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// interrupt cuts a read or write in progress (the client left): made
+	// once per connection, not per request.
+	interrupt func()
 }
 
 func newPrimaryTransport(target *url.URL, cfg Config) *primaryTransport {
@@ -248,7 +251,7 @@ var errNothingRead = errors.New("connection failed before the response")
 func (t *primaryTransport) exchange(ctx context.Context, c *h1Conn, req *http.Request, head *requestHead, w http.ResponseWriter) (*http.Response, error) {
 	// The client leaving (or a shutdown) interrupts a read or write in
 	// progress, as it would cancel http.Transport's.
-	stop := context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, c.interrupt)
 	if err := writeHead(c.bw, head); err != nil {
 		stop()
 		return nil, fmt.Errorf("%w: write: %w", errNothingRead, err)
@@ -419,7 +422,9 @@ func (t *primaryTransport) conn(ctx context.Context) (*h1Conn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+	c := &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.interrupt = func() { _ = nc.SetDeadline(aLongTimeAgo) }
+	return c, false, nil
 }
 
 // put returns a connection whose last response was read to its end.
