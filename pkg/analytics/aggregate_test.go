@@ -467,7 +467,7 @@ func TestResealOlderSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := addColumns(ctx, conn, "older", "comparisons", comparisonsAdded); err != nil {
+	if err := addColumns(ctx, conn, nil, "older", "comparisons", comparisonsAdded); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)

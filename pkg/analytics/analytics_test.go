@@ -101,7 +101,7 @@ func TestByTimeCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := addColumns(ctx, conn, "bt", "comparisons", comparisonsAdded); err != nil {
+	if err := addColumns(ctx, conn, nil, "bt", "comparisons", comparisonsAdded); err != nil {
 		t.Fatal(err)
 	}
 	before := synthRows("l", time.Date(2026, 10, 31, 23, 58, 0, 0, time.UTC), 300, 4, 5) // two months

@@ -87,12 +87,16 @@ func backfillByTime(ctx context.Context, conn driver.Conn, database string) erro
 	if done > 0 {
 		return nil
 	}
+	pt, err := partitionsOf(ctx, conn, database, "comparisons") // on a cluster, its local tables'
+	if err != nil {
+		return fmt.Errorf("migrate clickhouse: %w", err)
+	}
 	parts, err := ScanAll(ctx, conn, "partitions",
-		"SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'comparisons' AND active ORDER BY partition",
+		"SELECT DISTINCT partition FROM "+pt.parts+" WHERE database = ? AND table = ? AND active ORDER BY partition",
 		func(rows driver.Rows) (p string, err error) {
 			err = rows.Scan(&p)
 			return p, err
-		}, database)
+		}, database, pt.table)
 	if err != nil {
 		return fmt.Errorf("migrate clickhouse: %w", err)
 	}

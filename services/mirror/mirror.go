@@ -25,8 +25,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +59,7 @@ type Service struct {
 	// hooks. Both share one transport and buffer pool, so a request costs
 	// the same whichever serves it.
 	plain, tapped *httputil.ReverseProxy
-	transport     *http.Transport
+	transport     *primaryTransport
 	rewrite       func(*httputil.ProxyRequest)
 	pool          *bufferPool
 	errLog        *log.Logger
@@ -82,7 +84,11 @@ type Service struct {
 	builder       *routeBuilder
 	live          liveRegistry
 
-	nc          atomic.Pointer[nats.Conn]
+	nc atomic.Pointer[nats.Conn]
+	// natsUp is whether nc is connected, kept by its connection handlers:
+	// while it is false a sampled request is counted as dropped and served
+	// plainly, capturing nothing (see serveSampled).
+	natsUp      atomic.Bool
 	streamReady atomic.Bool
 	// ensureAgain asks the stream loop to re-create the streams (a publish
 	// found no stream).
@@ -109,6 +115,10 @@ type Service struct {
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
 	lastFramingLog, lastMarkerLog                                            atomic.Int64
 	ran                                                                      atomic.Bool
+
+	// returnMemory: the process is the tap's own (NewProcess), so memory
+	// taken by a publish backlog is given back once it drained.
+	returnMemory bool
 }
 
 // New validates cfg, binds the proxy and admin listeners and returns the
@@ -141,7 +151,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:         cfg,
 		log:         log,
 		target:      target,
-		transport:   newTransport(cfg),
+		transport:   newPrimaryTransport(target, cfg),
 		queue:       make(chan queued, cfg.QueueSize),
 		ensureAgain: make(chan struct{}, 1),
 	}
@@ -200,6 +210,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
+	if cfg.Pprof == "on" {
+		s.admin.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.admin.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.admin.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.admin.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.admin.Handle("POST /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.admin.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	return s, nil
 }
 
@@ -251,6 +269,9 @@ func (s *Service) Run(ctx context.Context) error {
 
 	nc := s.connect(ctx)
 	var background, publishers conc.WaitGroup
+	if s.returnMemory {
+		background.Go(func() { s.memoryLoop(ctx) })
+	}
 	var js jetstream.JetStream
 	draining := make(chan struct{})
 	if nc != nil {
@@ -348,17 +369,26 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 			var err error
 			nc, err = stream.Connect(s.cfg.NATS, "darklaunch-mirror "+s.cfg.TapID, s.log,
 				// The tap's operators need to know what a disconnect costs them.
-				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+					s.natsUp.Store(c.IsConnected())
 					if err != nil { // nil: our own Close at shutdown
 						s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
 					}
 				}),
+				nats.ReconnectHandler(func(c *nats.Conn) {
+					s.natsUp.Store(c.IsConnected())
+					s.log.Info("reconnected to NATS: mirroring again", "url", c.ConnectedUrlRedacted())
+				}),
+				nats.ConnectHandler(func(c *nats.Conn) { s.natsUp.Store(c.IsConnected()) }),
+				nats.ClosedHandler(func(*nats.Conn) { s.natsUp.Store(false) }),
 			)
 			return err
 		})
 	if !ok {
 		return nil
 	}
+	// Each handler reads the state again, so whichever runs last is right.
+	s.natsUp.Store(nc.IsConnected())
 	s.nc.Store(nc)
 	return nc
 }
@@ -403,6 +433,24 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nat
 	routing.Go(func() { s.routesLoop(ctx, w) })
 	_ = w.Run(ctx) // returns only when ctx is done
 	routing.Wait()
+}
+
+// memoryLoop gives the memory a publish backlog took back to the system
+// once the backlog has drained. The runtime does so by itself only as it
+// collects, and an idle tap does not collect: after NATS stalled at full
+// load, the RSS stayed at the memory limit until traffic came back.
+func (s *Service) memoryLoop(ctx context.Context) {
+	backlog := false
+	retry.Every(ctx, time.Second, func() {
+		switch depth := len(s.queue); {
+		case depth >= cap(s.queue)/4:
+			backlog = true
+		case backlog && depth == 0 && admin.Int(s.stats.pending) == 0:
+			backlog = false
+			debug.FreeOSMemory()
+			s.log.Debug("publish backlog drained; memory returned to the system")
+		}
+	})
 }
 
 func (s *Service) checkNATS(context.Context) error {
