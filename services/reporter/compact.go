@@ -3,6 +3,7 @@ package reporter
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -45,15 +46,16 @@ const compactionLease = "compaction"
 // but only the one holding the compaction lease (the key "compaction" in
 // the controllers' lease bucket, darklaunch_leases) compacts: the others
 // would read the same rows again for nothing. The holder renews the lease
-// at each tick and between launches (a long catch-up outlasting the TTL
-// would let another replica in; that is harmless, each seal being a
-// version, only wasted work) and gives it up on shutdown, so another
-// replica takes over at its next tick.
+// at each tick and, while a tick runs (a first catch-up of a long launch
+// takes minutes), every third of REPORTER_LEASE_TTL; a tick whose renewal
+// fails stops. It gives the lease up on shutdown, so another replica
+// takes over at its next tick. Should two replicas compact at once all
+// the same (a renewal late past the TTL), nothing breaks: each seal is a
+// version and readers use the latest.
 func (s *Service) runCompaction(ctx context.Context) {
 	var (
 		lastRetention time.Time
 		lease         *kvLeases
-		renewed       time.Time
 	)
 	tick := 0
 	// full holds the launches this process compacted whole while holding
@@ -71,7 +73,6 @@ func (s *Service) runCompaction(ctx context.Context) {
 			s.log.Info("compaction lease lost; another reporter compacts", "id", s.id)
 			clear(full)
 		}
-		renewed = time.Now()
 		return held
 	}
 	retry.Every(ctx, s.cfg.CompactInterval, func() {
@@ -86,26 +87,40 @@ func (s *Service) runCompaction(ctx context.Context) {
 		if w == nil || conn == nil || lease == nil || !hold() {
 			return
 		}
+		// The tick's work stops when a renewal during it fails (the lease
+		// was lost: another replica may compact now). Only this goroutine
+		// renews meanwhile: two concurrent renewals of one revision would
+		// make one fail.
+		wctx, stop := context.WithCancel(ctx)
+		var renewer sync.WaitGroup
+		renewer.Go(func() {
+			retry.Every(wctx, s.cfg.LeaseTTL/3, func() {
+				// ctx, not wctx: the end of the tick must not cut a
+				// renewal short (a failed one drops the lease).
+				if held, err := lease.Hold(ctx, compactionLease); !held && ctx.Err() == nil {
+					s.log.Warn("compaction lease lost during a compaction; stopping it", "err", err)
+					stop()
+				}
+			})
+		})
+		defer func() { stop(); renewer.Wait() }()
 		for id, l := range w.Snapshot().ByID {
-			if ctx.Err() != nil {
+			if wctx.Err() != nil {
 				return
 			}
 			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 1 {
 				continue
 			}
-			if time.Since(renewed) > s.cfg.LeaseTTL/3 && !hold() {
-				return
-			}
 			var since time.Time
 			if full[id] && tick%fullCheckEvery != 1 {
 				since = time.Now().Add(-s.cfg.SealAfter - recentMinutes)
 			}
-			ok := s.compactLaunch(ctx, conn, id, l, since)
+			ok := s.compactLaunch(wctx, conn, id, l, since)
 			full[id] = full[id] || (ok && since.IsZero())
 		}
 		if time.Since(lastRetention) >= retentionEvery {
 			lastRetention = time.Now()
-			s.enforceRetention(ctx, conn)
+			s.enforceRetention(wctx, conn)
 		}
 	})
 	if lease != nil {
