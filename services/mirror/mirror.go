@@ -68,9 +68,11 @@ type Service struct {
 
 	queue      chan queued
 	queueBytes atomic.Int64
-	// outcomes counts publishes whose outcome (onAck, onPublishErr) is not
-	// counted yet; the drain waits for it.
+	// outcomes counts batches sent whose outcome (published or dropped) is
+	// not counted yet; the drain waits for it.
 	outcomes sync.WaitGroup
+	// pub is the publisher's state (publish.go).
+	pub publishing
 
 	// watcher is nil until the launch bucket could be opened.
 	watcher atomic.Pointer[launch.Watcher]
@@ -149,6 +151,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	rewrite := newRewrite(target, cfg)
 	s.pool, s.errLog, s.rewrite = pool, errLog, rewrite
+	s.pub.init()
 	s.builder = newRouteBuilder(s)
 	s.routes.Store(&routes{})
 	changed := make(chan struct{})
@@ -250,9 +253,9 @@ func (s *Service) Run(ctx context.Context) error {
 		"mirror_service", s.cfg.Service, "tap_id", s.cfg.TapID)
 
 	nc := s.connect(ctx)
-	var background, publishers conc.WaitGroup
+	var background conc.WaitGroup
 	var js jetstream.JetStream
-	draining := make(chan struct{})
+	var pubs *publishers
 	if nc != nil {
 		var err error
 		js, err = jetstream.New(nc,
@@ -268,9 +271,7 @@ func (s *Service) Run(ctx context.Context) error {
 			background.Go(func() { s.streamLoop(ctx, js) })
 			background.Go(func() { s.watchLoop(ctx, js, nc) })
 			background.Go(func() { s.liveReportLoop(ctx, js) })
-			for range s.cfg.Publishers {
-				publishers.Go(func() { s.publisher(js, nc, draining) })
-			}
+			pubs = s.startPublishing(js, nc)
 		}
 	}
 
@@ -285,24 +286,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cancelShut()
 
-	// Publish what is queued and wait for acks, within the drain timeout.
-	s.drainDeadline = time.Now().Add(s.cfg.DrainTimeout)
-	close(draining)
-	publishers.Wait()
-	if js != nil {
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(time.Until(s.drainDeadline)):
-			s.log.Warn("envelopes not acknowledged within MIRROR_DRAIN_TIMEOUT", "pending", js.PublishAsyncPending())
-		}
-		// Fails what is still pending through onPublishErr, so it is counted.
-		js.CleanupPublisher()
-		// nats.go forgets an ack before it calls onAck, so the two above
-		// can return while an onAck still runs: wait until every publish
-		// has been counted, published or dropped.
-		s.outcomes.Wait()
-	}
-	s.dropQueued()
+	// Publish what is held, retrying, within the drain timeout; count
+	// what is left as dropped.
+	s.drainPublishing(pubs)
 	background.Wait()
 	// The requests have finished: the live counters are final.
 	if js != nil {

@@ -232,7 +232,7 @@ func TestSamplingDecisionDoesNotAllocate(t *testing.T) {
 
 // newBareService is enough of a Service to finish taps.
 func newBareService() *Service {
-	s := &Service{cfg: Config{BodyLimit: 1 << 10, QueueMaxBytes: 1 << 30, TapID: "t"}, queue: make(chan queued, 10)}
+	s := &Service{cfg: Config{BodyLimit: 1 << 10, QueueSize: 10, QueueMaxBytes: 1 << 30, TapID: "t"}, queue: make(chan queued, 10)}
 	s.registerMetrics(prometheus.NewRegistry())
 	return s
 }
