@@ -91,13 +91,13 @@ const metricPrefix = "darklaunch_mirror_"
 func newMetrics(reg prometheus.Registerer) *metrics {
 	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
 	m := &metrics{
-		proxied:          d.Counter("requests_total", "Requests proxied to the primary."),
-		proxyErrors:      d.Counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
-		sampled:          d.Counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
-		published:        d.Counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
-		pending:          d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
-		batches:          d.Counter("batches_published_total", "NATS messages (batches, or single envelopes with MIRROR_BATCH_MAX_ENVELOPES=1) acknowledged by JetStream."),
-		retries:          d.Counter("publish_retries_total", "Messages sent again, under the same Nats-Msg-Id, after a failed or unanswered publish."),
+		proxied:     d.Counter("requests_total", "Requests proxied to the primary."),
+		proxyErrors: d.Counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
+		sampled:     d.Counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
+		published:   d.Counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
+		pending:     d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
+		batches:     d.Counter("batches_published_total", "NATS messages (batches, or single envelopes with MIRROR_BATCH_MAX_ENVELOPES=1) acknowledged by JetStream."),
+		retries:     d.Counter("publish_retries_total", "Messages sent again, under the same Nats-Msg-Id, after a failed or unanswered publish."),
 		duplicateAcks: d.Counter("envelopes_duplicate_acks_total",
 			"Envelopes counted published on a duplicate ack: a retry found them stored by an earlier attempt whose ack was lost."),
 		liveReports:      d.Counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown)."),

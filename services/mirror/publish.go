@@ -352,7 +352,7 @@ func estimate(env *envelope.Envelope) int {
 // split in two; a single envelope has its bodies cut to fit (flagged
 // truncated), and is dropped as too_large if even that does not fit.
 func (s *Service) flush(js jetstream.JetStream, b *batch, limit int) {
-	data, err := s.encode(b.envs, limit)
+	data, err := s.encode(b.envs, b.est, limit)
 	if errors.Is(err, errSplit) {
 		half := len(b.envs) / 2
 		var charge int64
@@ -360,8 +360,8 @@ func (s *Service) flush(js jetstream.JetStream, b *batch, limit int) {
 			charge += envSize(e)
 		}
 		charge = min(charge, b.charge)
-		first := &batch{launch: b.launch, envs: b.envs[:half], n: half, charge: charge}
-		second := &batch{launch: b.launch, envs: b.envs[half:], n: b.n - half, charge: b.charge - charge}
+		first := &batch{launch: b.launch, envs: b.envs[:half], n: half, charge: charge, est: b.est / 2}
+		second := &batch{launch: b.launch, envs: b.envs[half:], n: b.n - half, charge: b.charge - charge, est: b.est / 2}
 		s.flush(js, first, limit)
 		s.flush(js, second, limit)
 		return
@@ -401,7 +401,7 @@ var errTooLarge = envelope.ErrTooLarge
 func (s *Service) single() bool { return s.cfg.BatchMaxEnvelopes == 1 }
 
 // encode returns the message data of envs: a batch, or one v1 envelope.
-func (s *Service) encode(envs []*envelope.Envelope, limit int) ([]byte, error) {
+func (s *Service) encode(envs []*envelope.Envelope, est, limit int) ([]byte, error) {
 	if s.single() {
 		data, err := json.Marshal(envs[0])
 		if err != nil {
@@ -409,9 +409,9 @@ func (s *Service) encode(envs []*envelope.Envelope, limit int) ([]byte, error) {
 		}
 		return fitPayload(envs[0], data, limit)
 	}
-	data := envelope.AppendEnvelopeBatch(nil, envs)
-	if len(data) <= limit {
-		return data, nil
+	data, err := envelope.AppendEnvelopeBatch(make([]byte, 0, min(est, limit)+64), envs)
+	if err != nil || len(data) <= limit {
+		return data, err
 	}
 	if len(envs) > 1 {
 		return nil, errSplit
@@ -419,7 +419,9 @@ func (s *Service) encode(envs []*envelope.Envelope, limit int) ([]byte, error) {
 	if err := envelope.FitBatchItem(envs[0], len(data), limit); err != nil {
 		return nil, err
 	}
-	data = envelope.AppendEnvelopeBatch(data[:0], envs)
+	if data, err = envelope.AppendEnvelopeBatch(data[:0], envs); err != nil {
+		return nil, err
+	}
 	if len(data) > limit {
 		return nil, errTooLarge
 	}
@@ -438,7 +440,7 @@ func (s *Service) messageHeader(envs []*envelope.Envelope) nats.Header {
 	}
 	return nats.Header{
 		jetstream.MsgIDHeader: {envelope.BatchID(ids)},
-		envelope.BatchHeader:  {"1"},
+		envelope.BatchHeader:  {envelope.BatchVersion},
 	}
 }
 
@@ -509,7 +511,11 @@ func (s *Service) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 // over).
 func (s *Service) failed(b *batch, err error) {
 	reason, retry := classify(err)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+	// No stream may answer because it is gone (deleted, or lost with
+	// its server's storage): have the stream loop ensure it (at most
+	// once a second).
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		select {
 		case s.ensureAgain <- struct{}{}:
 		default:
