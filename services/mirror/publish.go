@@ -41,11 +41,12 @@ import (
 // some (env.Request.Headers is after it), and shared by the envelopes of
 // the request, read-only. The publisher masks their credentials where the
 // primary's response echoes them (seal.go). charge is what the envelope
-// holds of MIRROR_QUEUE_MAX_BYTES.
+// holds of MIRROR_QUEUE_MAX_BYTES, est its estimated size in a batch.
 type queued struct {
 	env    *envelope.Envelope
 	client http.Header
 	charge int64
+	est    int
 }
 
 // batch is one NATS message: envelopes of one launch.
@@ -120,25 +121,22 @@ func (s *Service) enqueue(env *envelope.Envelope, client http.Header) {
 		s.dropped(env.LaunchID, dropQueueFull, 1)
 		return
 	}
-	size := envSize(env)
+	// It holds of MIRROR_QUEUE_MAX_BYTES the capacity of its body buffers,
+	// its headers and an allowance for the rest.
+	headers := headerSize(env.Request.Headers) + headerSize(env.Primary.Headers)
+	size := int64(cap(env.Request.Body)+cap(env.Primary.Body)+headers) + 512
 	if s.queueBytes.Add(size) > s.cfg.QueueMaxBytes {
 		s.release(1, size)
 		s.dropped(env.LaunchID, dropQueueFull, 1)
 		return
 	}
+	est := len(env.Request.Body) + len(env.Primary.Body) + len(env.Request.Path) + len(env.Request.RawQuery) + headers + 256
 	select {
-	case s.queue <- queued{env, client, size}:
+	case s.queue <- queued{env, client, size, est}:
 	default: // cannot happen: the channel holds MIRROR_QUEUE_SIZE
 		s.release(1, size)
 		s.dropped(env.LaunchID, dropQueueFull, 1)
 	}
-}
-
-// envSize is what an envelope holds of MIRROR_QUEUE_MAX_BYTES: the
-// capacity of its body buffers, its headers, and an allowance for the
-// rest of the struct.
-func envSize(env *envelope.Envelope) int64 {
-	return int64(cap(env.Request.Body)+cap(env.Primary.Body)+headerSize(env.Request.Headers)+headerSize(env.Primary.Headers)) + 512
 }
 
 // headerSize approximates the memory (and the JSON) of a header map.
@@ -277,8 +275,7 @@ func (s *Service) batcher(js jetstream.JetStream, limit func() int, draining <-c
 		s.flush(js, b, limit())
 	}
 	add := func(q queued) {
-		env := s.prepare(q)
-		est := estimate(env)
+		env, est := s.prepare(q), q.est
 		b := open[env.LaunchID]
 		if b != nil && b.est+est > s.cfg.BatchMaxBytes {
 			flush(b) // it does not fit: a new batch
@@ -340,13 +337,6 @@ func (s *Service) prepare(q queued) *envelope.Envelope {
 	return env
 }
 
-// estimate is an envelope's size in a batch, give or take its JSON
-// escaping: bodies raw, headers, and the fixed fields.
-func estimate(env *envelope.Envelope) int {
-	return len(env.Request.Body) + len(env.Primary.Body) + len(env.Request.Path) + len(env.Request.RawQuery) +
-		headerSize(env.Request.Headers) + headerSize(env.Primary.Headers) + 256
-}
-
 // flush encodes a batch and sends it for the first time. A batch whose
 // encoding exceeds the server's max payload (the estimate was short) is
 // split in two; a single envelope has its bodies cut to fit (flagged
@@ -355,11 +345,7 @@ func (s *Service) flush(js jetstream.JetStream, b *batch, limit int) {
 	data, err := s.encode(b.envs, b.est, limit)
 	if errors.Is(err, errSplit) {
 		half := len(b.envs) / 2
-		var charge int64
-		for _, e := range b.envs[:half] {
-			charge += envSize(e)
-		}
-		charge = min(charge, b.charge)
+		charge := b.charge * int64(half) / int64(b.n)
 		first := &batch{launch: b.launch, envs: b.envs[:half], n: half, charge: charge, est: b.est / 2}
 		second := &batch{launch: b.launch, envs: b.envs[half:], n: b.n - half, charge: b.charge - charge, est: b.est / 2}
 		s.flush(js, first, limit)
