@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"sync"
 	"testing"
@@ -497,5 +498,58 @@ func TestClassifyPublishErrors(t *testing.T) {
 		if r, retry := classify(err); retry || r != want {
 			t.Errorf("%v: reason %s, retry %v", err, reasonNames[r], retry)
 		}
+	}
+}
+
+func TestPublisherSettingsAreChecked(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"negative batch size":         func(c *Config) { c.BatchMaxEnvelopes = -1 },
+		"negative batch bytes":        func(c *Config) { c.BatchMaxBytes = -1 },
+		"negative batch delay":        func(c *Config) { c.BatchMaxDelay = -time.Millisecond },
+		"negative retry time":         func(c *Config) { c.PublishRetryFor = -time.Second },
+		"retries past the dup window": func(c *Config) { c.PublishRetryFor = stream.DuplicateWindow },
+		"negative pending acks":       func(c *Config) { c.MaxPending = -1 },
+		"negative queue bytes":        func(c *Config) { c.QueueMaxBytes = -1 },
+	} {
+		cfg := Config{PrimaryURL: "http://primary", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"}
+		mod(&cfg)
+		if _, err := New(cfg, nil); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+// A batch whose encoding exceeds the max payload is split; an envelope
+// alone over it has its bodies cut to fit and flagged truncated.
+func TestEncodeSplitsAndCutsToTheLimit(t *testing.T) {
+	s := newBareService()
+	s.cfg.BatchMaxEnvelopes = 64
+	mk := func(n int) *envelope.Envelope {
+		env := benchEnvelope()
+		env.ID = envelope.NewID()
+		env.Primary.Body = largeBody(n)
+		env.Primary.BodySize = int64(n)
+		return env
+	}
+	const limit = 64 << 10
+	if _, err := s.encode([]*envelope.Envelope{mk(40 << 10), mk(40 << 10)}, 80<<10, limit); !errors.Is(err, errSplit) {
+		t.Errorf("two envelopes over the limit: %v, want errSplit", err)
+	}
+	big := mk(200 << 10)
+	data, err := s.encode([]*envelope.Envelope{big}, 200<<10, limit)
+	if err != nil || len(data) > limit || len(data) < limit-1024 {
+		t.Fatalf("one large envelope: %d bytes, %v", len(data), err)
+	}
+	envs, bad, err := envelope.DecodeEnvelopeBatch(data)
+	if err != nil || len(bad) != 0 || len(envs) != 1 {
+		t.Fatalf("decode: %v %v", err, bad)
+	}
+	if p := envs[0].Primary; !p.BodyTruncated || p.BodySize != 200<<10 || string(p.Body) != string(largeBody(200 << 10)[:len(p.Body)]) {
+		t.Errorf("primary truncated=%v size=%d len=%d", p.BodyTruncated, p.BodySize, len(p.Body))
+	}
+	huge := benchEnvelope()
+	huge.Request.Headers = http.Header{"X-Huge": {string(largeBody(limit))}}
+	if _, err := s.encode([]*envelope.Envelope{huge}, limit, limit); !errors.Is(err, errTooLarge) {
+		t.Errorf("headers over the limit: %v, want errTooLarge", err)
 	}
 }
