@@ -202,7 +202,9 @@ func (s *Service) Stats() Stats {
 	return st
 }
 
-func (s *Service) drop(r dropReason, n int) {
+// drop counts n envelopes of the launch given up for reason r (the launch
+// is for the per-launch loss accounting).
+func (s *Service) drop(launchID string, r dropReason, n int) {
 	s.stats.dropped[r].Add(float64(n))
 }
 

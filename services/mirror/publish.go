@@ -93,11 +93,6 @@ type publishing struct {
 	// wake tells the retrier that a batch failed or the last in-flight
 	// message was answered.
 	wake chan struct{}
-
-	// outcome, when set, hears every envelope the publisher counts, per
-	// launch: reason is reasonNone for published envelopes. It runs on
-	// the publisher's and NATS's goroutines and must not block.
-	outcome func(launchID string, reason dropReason, n int)
 }
 
 func (p *publishing) init() {
@@ -118,7 +113,7 @@ func (p *publishing) signal() {
 func (s *Service) enqueue(env *envelope.Envelope, client http.Header) {
 	if s.pub.held.Add(1) > int64(s.cfg.QueueSize) {
 		s.pub.held.Add(-1)
-		s.dropped(env.LaunchID, dropQueueFull, 1)
+		s.drop(env.LaunchID, dropQueueFull, 1)
 		return
 	}
 	// It holds of MIRROR_QUEUE_MAX_BYTES the capacity of its body buffers,
@@ -127,7 +122,7 @@ func (s *Service) enqueue(env *envelope.Envelope, client http.Header) {
 	size := int64(cap(env.Request.Body)+cap(env.Primary.Body)+headers) + 512
 	if s.queueBytes.Add(size) > s.cfg.QueueMaxBytes {
 		s.release(1, size)
-		s.dropped(env.LaunchID, dropQueueFull, 1)
+		s.drop(env.LaunchID, dropQueueFull, 1)
 		return
 	}
 	est := len(env.Request.Body) + len(env.Primary.Body) + len(env.Request.Path) + len(env.Request.RawQuery) + headers + 256
@@ -135,7 +130,7 @@ func (s *Service) enqueue(env *envelope.Envelope, client http.Header) {
 	case s.queue <- queued{env, client, size, est}:
 	default: // cannot happen: the channel holds MIRROR_QUEUE_SIZE
 		s.release(1, size)
-		s.dropped(env.LaunchID, dropQueueFull, 1)
+		s.drop(env.LaunchID, dropQueueFull, 1)
 	}
 }
 
@@ -157,20 +152,10 @@ func (s *Service) release(n int, bytes int64) {
 	s.pub.held.Add(-int64(n))
 }
 
-// published counts n envelopes of a launch acknowledged by the stream.
+// published counts n envelopes of a launch acknowledged by the stream:
+// with drop (metrics.go), the one place the publisher counts an outcome.
 func (s *Service) published(launchID string, n int) {
 	s.stats.published.Add(float64(n))
-	if f := s.pub.outcome; f != nil {
-		f(launchID, reasonNone, n)
-	}
-}
-
-// dropped counts n envelopes of a launch given up by the publisher.
-func (s *Service) dropped(launchID string, r dropReason, n int) {
-	s.drop(r, n)
-	if f := s.pub.outcome; f != nil {
-		f(launchID, r, n)
-	}
 }
 
 // publishers are the goroutines that publish: the batchers and the
@@ -231,7 +216,7 @@ func (s *Service) dropQueued() {
 		select {
 		case q := <-s.queue:
 			s.release(1, q.charge)
-			s.dropped(q.env.LaunchID, dropShutdown, 1)
+			s.drop(q.env.LaunchID, dropShutdown, 1)
 		default:
 			return
 		}
@@ -361,7 +346,7 @@ func (s *Service) flush(js jetstream.JetStream, b *batch, limit int) {
 			s.logThrottled(&s.lastPublishErrLog, slog.LevelError, "cannot encode envelopes", "err", err)
 		}
 		s.release(b.n, b.charge)
-		s.dropped(b.launch, reason, b.n)
+		s.drop(b.launch, reason, b.n)
 		return
 	}
 	b.subject = stream.EnvelopeSubject(b.launch)
@@ -528,7 +513,7 @@ func (s *Service) failed(b *batch, err error) {
 // give drops a flushed batch for reason.
 func (s *Service) give(b *batch, reason dropReason) {
 	s.release(b.n, b.charge)
-	s.dropped(b.launch, reason, b.n)
+	s.drop(b.launch, reason, b.n)
 	s.outcomes.Done()
 }
 

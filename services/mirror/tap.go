@@ -244,9 +244,10 @@ func (t *tap) release() {
 
 // finish turns a tap into one envelope per sampled launch and queues them.
 func (s *Service) finish(t *tap) {
-	n := bits.OnesCount64(t.mask)
 	if t.reason != reasonNone {
-		s.drop(t.reason, n)
+		for mask := t.mask; mask != 0; mask &= mask - 1 {
+			s.drop(t.launches[bits.TrailingZeros64(mask)].ID, t.reason, 1)
+		}
 		return
 	}
 	req := t.request
