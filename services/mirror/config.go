@@ -23,7 +23,7 @@ type Config struct {
 
 	BodyLimit int `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
 	// The publisher (publish.go): its budget, batches and retries.
-	QueueSize         int           `envconfig:"MIRROR_QUEUE_SIZE" default:"10000" desc:"envelopes the publisher may hold (queued, in a batch, awaiting an ack or a retry); beyond this new envelopes are dropped as queue_full (the request is never delayed)"`
+	QueueSize         int           `envconfig:"MIRROR_QUEUE_SIZE" default:"8192" desc:"envelopes the publisher may hold (queued, in a batch, awaiting an ack or a retry); beyond this new envelopes are dropped as queue_full (the request is never delayed)"`
 	QueueMaxBytes     int64         `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"33554432" desc:"bytes the publisher may hold (captured bodies and headers, then encoded batches); beyond this new envelopes are dropped as queue_full"`
 	Publishers        int           `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines sealing, batching and publishing envelopes"`
 	MaxPending        int           `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"256" desc:"NATS messages (batches) published and awaiting a JetStream ack before publishing stalls"`
