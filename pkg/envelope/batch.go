@@ -281,6 +281,7 @@ func (r *reader) bytes() []byte {
 	r.off += int(n)
 	return b
 }
+
 // FitBatchItem cuts env's captured bodies so that env, encoded alone in a
 // batch (size bytes now), fits in limit bytes: the room left by the rest
 // of the item is shared fairly between the bodies, and each cut one is
