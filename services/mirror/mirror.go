@@ -350,7 +350,7 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 }
 
 // streamLoop creates the streams (retrying with backoff), and again when a
-// publish reports that no stream answers.
+// publish reports that no stream answers or no ack came in time.
 func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 	for {
 		if !retry.Until(ctx, s.log, "create streams", backoff(10*time.Second), opTimeout, func(ctx context.Context) error {
@@ -364,7 +364,7 @@ func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 			return
 		case <-s.ensureAgain:
 			s.streamReady.Store(false)
-			s.log.Warn("publish found no envelope stream; creating it again")
+			s.log.Warn("a publish found no envelope stream or went unanswered; ensuring the streams")
 			// Do not hammer the server if the stream keeps vanishing.
 			if !retry.Sleep(ctx, time.Second) {
 				return
