@@ -9,8 +9,9 @@
 // load of a routing table rebuilt on every launch change, then a sticky-key
 // hash or a random number per launch; bodies are teed into bounded captures while they
 // stream, and finished envelopes go to a bounded queue with a non-blocking
-// send; publisher goroutines drain the queue. When NATS is down or slow,
-// envelopes are dropped and counted, never requests. While a launch is
+// send; publisher goroutines batch and publish them, retrying through NATS
+// outages (publish.go). When NATS is down or slow, envelopes are held
+// within the queue's budget, then dropped and counted, never requests. While a launch is
 // live, a goroutine writes its live counters to the KV bucket
 // darklaunch_live (package live) every few seconds, for the promotion
 // gates.
@@ -336,7 +337,7 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 				// The tap's operators need to know what a disconnect costs them.
 				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 					if err != nil { // nil: our own Close at shutdown
-						s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
+						s.log.Warn("NATS disconnected; envelopes are held and retried within MIRROR_QUEUE_SIZE and MIRROR_QUEUE_MAX_BYTES until it is back", "err", err)
 					}
 				}),
 			)
