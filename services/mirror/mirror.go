@@ -11,10 +11,10 @@
 // stream, and finished envelopes go to a bounded queue with a non-blocking
 // send; publisher goroutines batch and publish them, retrying through NATS
 // outages (publish.go). When NATS is down or slow, envelopes are held
-// within the queue's budget, then dropped and counted, never requests. While a launch is
-// live, a goroutine writes its live counters to the KV bucket
-// darklaunch_live (package live) every few seconds, for the promotion
-// gates.
+// within the queue's budget, then dropped and counted, never requests.
+// While a launch is live, a goroutine writes its live counters to the KV
+// bucket darklaunch_live (package live) every few seconds, for the
+// promotion gates.
 package mirror
 
 import (
