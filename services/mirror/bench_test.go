@@ -971,14 +971,13 @@ func BenchmarkProxyPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.ln.Close(); s.admin.Close(); s.transport.CloseIdleConnections() })
-	s.natsUp.Store(true)
 	stop := make(chan struct{})
 	var drain sync.WaitGroup
 	drain.Go(func() {
 		for {
 			select {
 			case q := <-s.queue:
-				s.queueBytes.Add(-envSize(q.env))
+				s.release(1, q.charge)
 			case <-stop:
 				return
 			}

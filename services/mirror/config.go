@@ -25,14 +25,19 @@ type Config struct {
 	Service    string `envconfig:"MIRROR_SERVICE" default:"default" desc:"service name: launches with this service are mirrored by this tap"`
 	TapID      string `envconfig:"MIRROR_TAP_ID" desc:"tap id written in every envelope (default: hostname-pid)"`
 
-	BodyLimit     int   `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
-	QueueSize     int   `envconfig:"MIRROR_QUEUE_SIZE" default:"8192" desc:"envelopes waiting to be published (0.4 s at 20,000 envelopes/s); when full, new envelopes are dropped (the request is never delayed)"`
-	QueueMaxBytes int64 `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"33554432" desc:"captured body bytes the queue may hold (32 MiB), at most half of MIRROR_MEMORY_LIMIT; beyond this envelopes are dropped as queue_full"`
-	Publishers    int   `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines encoding and publishing envelopes"`
-	MaxPending    int   `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"1024" desc:"published envelopes awaiting a JetStream ack before publishing stalls"`
+	BodyLimit int `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
+	// The publisher (publish.go): its budget, batches and retries.
+	QueueSize         int           `envconfig:"MIRROR_QUEUE_SIZE" default:"8192" desc:"envelopes the publisher may hold (queued, in a batch, awaiting an ack or a retry); beyond this new envelopes are dropped as queue_full (the request is never delayed)"`
+	QueueMaxBytes     int64         `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"33554432" desc:"bytes the publisher may hold (captured bodies and headers, then encoded batches); beyond this new envelopes are dropped as queue_full"`
+	Publishers        int           `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines sealing, batching and publishing envelopes"`
+	MaxPending        int           `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"256" desc:"NATS messages (batches) published and awaiting a JetStream ack before publishing stalls"`
+	BatchMaxEnvelopes int           `envconfig:"MIRROR_BATCH_MAX_ENVELOPES" default:"64" desc:"envelopes of one launch packed in one NATS message (a batch, docs/envelope.md); 1 publishes single v1 JSON envelopes instead, for runners that do not read batches"`
+	BatchMaxBytes     int           `envconfig:"MIRROR_BATCH_MAX_BYTES" default:"262144" desc:"a batch is sent once it holds about this many bytes (it never exceeds the NATS server's max payload)"`
+	BatchMaxDelay     time.Duration `envconfig:"MIRROR_BATCH_MAX_DELAY" default:"5ms" desc:"a batch is sent at the latest this long after its first envelope"`
+	PublishRetryFor   time.Duration `envconfig:"MIRROR_PUBLISH_RETRY_FOR" default:"30s" desc:"how long a batch that failed to publish (NATS away, a stream leader election, a lost ack) is retried under the same Nats-Msg-Id before it is dropped as nats_error; with MIRROR_ACK_TIMEOUT, under the stream's 10m duplicate window"`
+	AckTimeout        time.Duration `envconfig:"MIRROR_ACK_TIMEOUT" default:"5s" desc:"how long to wait for a JetStream ack before the publish is retried"`
 
-	AckTimeout   time.Duration `envconfig:"MIRROR_ACK_TIMEOUT" default:"10s" desc:"how long to wait for a JetStream ack before counting a publish as failed"`
-	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes and waiting for acks"`
+	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes, retrying and waiting for acks; what is left is dropped as shutdown"`
 
 	LiveReportInterval time.Duration `envconfig:"MIRROR_LIVE_REPORT_INTERVAL" default:"2s" desc:"how often the live launch's counters (requests, errors, latency per version) are written to the KV bucket darklaunch_live for the promotion gates; also once at shutdown"`
 
@@ -112,14 +117,6 @@ func (c *Config) primary() (*url.URL, error) {
 	switch {
 	case c.BodyLimit < 0:
 		return nil, fmt.Errorf("%w: MIRROR_BODY_LIMIT %d must not be negative", ErrConfig, c.BodyLimit)
-	case c.QueueSize < 1:
-		return nil, fmt.Errorf("%w: MIRROR_QUEUE_SIZE %d must be at least 1", ErrConfig, c.QueueSize)
-	case c.QueueMaxBytes < 1:
-		return nil, fmt.Errorf("%w: MIRROR_QUEUE_MAX_BYTES %d must be at least 1", ErrConfig, c.QueueMaxBytes)
-	case c.Publishers < 1:
-		return nil, fmt.Errorf("%w: MIRROR_PUBLISHERS %d must be at least 1", ErrConfig, c.Publishers)
-	case c.MaxPending < 1:
-		return nil, fmt.Errorf("%w: MIRROR_MAX_PENDING_ACKS %d must be at least 1", ErrConfig, c.MaxPending)
 	case c.MaxIdleConnsPerHost < 1:
 		return nil, fmt.Errorf("%w: MIRROR_MAX_IDLE_CONNS_PER_HOST %d must be at least 1", ErrConfig, c.MaxIdleConnsPerHost)
 	case c.LiveReportInterval < 0:
@@ -140,6 +137,9 @@ func (c *Config) primary() (*url.URL, error) {
 		// flat out while NATS is slow, and still not fit.
 		return nil, fmt.Errorf("%w: MIRROR_QUEUE_MAX_BYTES %d must be at most half of MIRROR_MEMORY_LIMIT %s: raise the limit with the queue (or turn it off)",
 			ErrConfig, c.QueueMaxBytes, c.MemoryLimit)
+	}
+	if err := c.validatePublisher(); err != nil {
+		return nil, err
 	}
 	if _, err := parseProxies(c.TrustedProxies); err != nil {
 		return nil, err

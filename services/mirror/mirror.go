@@ -9,11 +9,12 @@
 // load of a routing table rebuilt on every launch change, then a sticky-key
 // hash or a random number per launch; bodies are teed into bounded captures while they
 // stream, and finished envelopes go to a bounded queue with a non-blocking
-// send; publisher goroutines drain the queue. When NATS is down or slow,
-// envelopes are dropped and counted, never requests. While a launch is
-// live, a goroutine writes its live counters to the KV bucket
-// darklaunch_live (package live) every few seconds, for the promotion
-// gates.
+// send; publisher goroutines batch and publish them, retrying through NATS
+// outages (publish.go). When NATS is down or slow, envelopes are held
+// within the queue's budget, then dropped and counted, never requests.
+// While a launch is live, a goroutine writes its live counters to the KV
+// bucket darklaunch_live (package live) every few seconds, for the
+// promotion gates.
 package mirror
 
 import (
@@ -70,9 +71,11 @@ type Service struct {
 
 	queue      chan queued
 	queueBytes atomic.Int64
-	// outcomes counts publishes whose outcome (onAck, onPublishErr) is not
-	// counted yet; the drain waits for it.
+	// outcomes counts batches sent whose outcome (published or dropped) is
+	// not counted yet; the drain waits for it.
 	outcomes sync.WaitGroup
+	// pub is the publisher's state (publish.go).
+	pub publishing
 
 	// watcher is nil until the launch bucket could be opened.
 	watcher atomic.Pointer[launch.Watcher]
@@ -84,11 +87,7 @@ type Service struct {
 	builder       *routeBuilder
 	live          liveRegistry
 
-	nc atomic.Pointer[nats.Conn]
-	// natsUp is whether nc is connected, kept by its connection handlers:
-	// while it is false a sampled request is counted as dropped and served
-	// plainly, capturing nothing (see serveSampled).
-	natsUp      atomic.Bool
+	nc          atomic.Pointer[nats.Conn]
 	streamReady atomic.Bool
 	// ensureAgain asks the stream loop to re-create the streams (a publish
 	// found no stream).
@@ -159,6 +158,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	rewrite := newRewrite(target, cfg)
 	s.pool, s.errLog, s.rewrite = pool, errLog, rewrite
+	s.pub.init()
 	s.builder = newRouteBuilder(s)
 	s.routes.Store(&routes{})
 	changed := make(chan struct{})
@@ -268,12 +268,12 @@ func (s *Service) Run(ctx context.Context) error {
 		"mirror_service", s.cfg.Service, "tap_id", s.cfg.TapID)
 
 	nc := s.connect(ctx)
-	var background, publishers conc.WaitGroup
+	var background conc.WaitGroup
 	if s.returnMemory {
 		background.Go(func() { s.memoryLoop(ctx) })
 	}
 	var js jetstream.JetStream
-	draining := make(chan struct{})
+	var pubs *publishers
 	if nc != nil {
 		var err error
 		js, err = jetstream.New(nc,
@@ -289,9 +289,7 @@ func (s *Service) Run(ctx context.Context) error {
 			background.Go(func() { s.streamLoop(ctx, js) })
 			background.Go(func() { s.watchLoop(ctx, js, nc) })
 			background.Go(func() { s.liveReportLoop(ctx, js) })
-			for range s.cfg.Publishers {
-				publishers.Go(func() { s.publisher(js, nc, draining) })
-			}
+			pubs = s.startPublishing(js, nc)
 		}
 	}
 
@@ -306,24 +304,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cancelShut()
 
-	// Publish what is queued and wait for acks, within the drain timeout.
-	s.drainDeadline = time.Now().Add(s.cfg.DrainTimeout)
-	close(draining)
-	publishers.Wait()
-	if js != nil {
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(time.Until(s.drainDeadline)):
-			s.log.Warn("envelopes not acknowledged within MIRROR_DRAIN_TIMEOUT", "pending", js.PublishAsyncPending())
-		}
-		// Fails what is still pending through onPublishErr, so it is counted.
-		js.CleanupPublisher()
-		// nats.go forgets an ack before it calls onAck, so the two above
-		// can return while an onAck still runs: wait until every publish
-		// has been counted, published or dropped.
-		s.outcomes.Wait()
-	}
-	s.dropQueued()
+	// Publish what is held, retrying, within the drain timeout; count
+	// what is left as dropped.
+	s.drainPublishing(pubs)
 	background.Wait()
 	// The requests have finished: the live counters are final.
 	if js != nil {
@@ -369,32 +352,26 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 			var err error
 			nc, err = stream.Connect(s.cfg.NATS, "darklaunch-mirror "+s.cfg.TapID, s.log,
 				// The tap's operators need to know what a disconnect costs them.
-				nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
-					s.natsUp.Store(c.IsConnected())
+				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 					if err != nil { // nil: our own Close at shutdown
-						s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
+						s.log.Warn("NATS disconnected; envelopes are held and retried within MIRROR_QUEUE_SIZE and MIRROR_QUEUE_MAX_BYTES until it is back", "err", err)
 					}
 				}),
 				nats.ReconnectHandler(func(c *nats.Conn) {
-					s.natsUp.Store(c.IsConnected())
 					s.log.Info("reconnected to NATS: mirroring again", "url", c.ConnectedUrlRedacted())
 				}),
-				nats.ConnectHandler(func(c *nats.Conn) { s.natsUp.Store(c.IsConnected()) }),
-				nats.ClosedHandler(func(*nats.Conn) { s.natsUp.Store(false) }),
 			)
 			return err
 		})
 	if !ok {
 		return nil
 	}
-	// Each handler reads the state again, so whichever runs last is right.
-	s.natsUp.Store(nc.IsConnected())
 	s.nc.Store(nc)
 	return nc
 }
 
 // streamLoop creates the streams (retrying with backoff), and again when a
-// publish reports that no stream answers.
+// publish reports that no stream answers or no ack came in time.
 func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 	for {
 		if !retry.Until(ctx, s.log, "create streams", backoff(10*time.Second), opTimeout, func(ctx context.Context) error {
@@ -408,7 +385,7 @@ func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 			return
 		case <-s.ensureAgain:
 			s.streamReady.Store(false)
-			s.log.Warn("publish found no envelope stream; creating it again")
+			s.log.Warn("a publish found no envelope stream or went unanswered; ensuring the streams")
 			// Do not hammer the server if the stream keeps vanishing.
 			if !retry.Sleep(ctx, time.Second) {
 				return
@@ -442,10 +419,12 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nat
 func (s *Service) memoryLoop(ctx context.Context) {
 	backlog := false
 	retry.Every(ctx, time.Second, func() {
-		switch depth := len(s.queue); {
-		case depth >= cap(s.queue)/4:
+		// held counts every envelope the publisher holds: queued, in a
+		// batch, awaiting an ack or a retry.
+		switch held := s.pub.held.Load(); {
+		case held >= int64(s.cfg.QueueSize)/4:
 			backlog = true
-		case backlog && depth == 0 && admin.Int(s.stats.pending) == 0:
+		case backlog && held == 0:
 			backlog = false
 			debug.FreeOSMemory()
 			s.log.Debug("publish backlog drained; memory returned to the system")

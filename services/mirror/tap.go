@@ -138,16 +138,6 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 	}
 	n := float64(bits.OnesCount64(mask))
 	s.stats.sampled.Add(n)
-	if !s.natsUp.Load() {
-		// NATS is away: PublishAsync would fail at once, and nats.go keeps
-		// each failed publish, its encoded envelope included, until
-		// MIRROR_ACK_TIMEOUT (its ack timer is not stopped). Capturing and
-		// encoding for that made the tap slower and hundreds of MiB larger
-		// during an outage; the envelopes are dropped here instead, counted.
-		s.stats.dropped[dropNATSError].Add(n)
-		fallback.ServeHTTP(w, r)
-		return
-	}
 	t := &tap{
 		s:        s,
 		launches: ls,
@@ -280,9 +270,10 @@ func (t *tap) release() {
 
 // finish turns a tap into one envelope per sampled launch and queues them.
 func (s *Service) finish(t *tap) {
-	n := bits.OnesCount64(t.mask)
 	if t.reason != reasonNone {
-		s.drop(t.reason, n)
+		for mask := t.mask; mask != 0; mask &= mask - 1 {
+			s.drop(t.launches[bits.TrailingZeros64(mask)].ID, t.reason, 1)
+		}
 		return
 	}
 	req := t.request

@@ -37,6 +37,7 @@ func TestUsageListsEverySetting(t *testing.T) {
 		"MIRROR_PRIMARY_URL", "MIRROR_ADDR", "MIRROR_ADMIN_ADDR", "MIRROR_SERVICE", "MIRROR_TAP_ID",
 		"MIRROR_BODY_LIMIT", "MIRROR_QUEUE_SIZE", "MIRROR_QUEUE_MAX_BYTES", "MIRROR_PUBLISHERS",
 		"MIRROR_MAX_PENDING_ACKS", "MIRROR_ACK_TIMEOUT", "MIRROR_DRAIN_TIMEOUT", "MIRROR_REWRITE_HOST",
+		"MIRROR_BATCH_MAX_ENVELOPES", "MIRROR_BATCH_MAX_BYTES", "MIRROR_BATCH_MAX_DELAY", "MIRROR_PUBLISH_RETRY_FOR",
 		"MIRROR_X_FORWARDED", "MIRROR_MAX_IDLE_CONNS_PER_HOST", "MIRROR_DIAL_TIMEOUT",
 		"MIRROR_RESPONSE_HEADER_TIMEOUT", "MIRROR_IDLE_CONN_TIMEOUT", "MIRROR_READ_HEADER_TIMEOUT",
 		"MIRROR_CLIENT_IDLE_TIMEOUT", "MIRROR_SHUTDOWN_TIMEOUT", "NATS_URL", "LOG_LEVEL", "LOG_FORMAT",
@@ -241,7 +242,7 @@ func TestSamplingDecisionDoesNotAllocate(t *testing.T) {
 
 // newBareService is enough of a Service to finish taps.
 func newBareService() *Service {
-	s := &Service{cfg: Config{BodyLimit: 1 << 10, QueueMaxBytes: 1 << 30, TapID: "t"}, queue: make(chan queued, 10)}
+	s := &Service{cfg: Config{BodyLimit: 1 << 10, QueueSize: 10, QueueMaxBytes: 1 << 30, TapID: "t"}, queue: make(chan queued, 10)}
 	s.registerMetrics(prometheus.NewRegistry())
 	return s
 }
@@ -377,20 +378,6 @@ func TestPprofOnTheAdminPort(t *testing.T) {
 				t.Errorf("MIRROR_PPROF=%s: GET %s answered %d, want %d", mode, path, w.Code, want)
 			}
 		}
-	}
-}
-
-// While NATS is away a sampled request is served by the fallback, and its
-// envelopes are counted as dropped (nats_error) without being captured.
-func TestSampledWhileNATSIsDownIsCountedNotCaptured(t *testing.T) {
-	s := newBareService()
-	var served int
-	fallback := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { served++; w.WriteHeader(204) })
-	w := httptest.NewRecorder()
-	s.serveSampled(w, httptest.NewRequest("GET", "/x", nil), []*launch.Launch{{ID: "a"}, {ID: "b"}}, 0b11, fallback, nil)
-	st := s.Stats()
-	if served != 1 || w.Code != 204 || st.Sampled != 2 || st.Dropped[ReasonNATSError] != 2 || len(s.queue) != 0 {
-		t.Errorf("served %d (%d), stats %+v, queued %d", served, w.Code, st, len(s.queue))
 	}
 }
 
