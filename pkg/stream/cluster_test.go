@@ -37,9 +37,15 @@ func replicasOf(ctx context.Context, js jetstream.JetStream, name string) (confi
 // everyStream is every stream darklaunch creates, KV buckets included, with
 // what creates it through a JetStream context.
 var everyStream = map[string]func(context.Context, jetstream.JetStream) error{
-	stream.EnvelopesStream:  func(ctx context.Context, js jetstream.JetStream) error { return stream.Ensure(ctx, js, stream.DefaultLimits) },
-	stream.PairsStream:      func(ctx context.Context, js jetstream.JetStream) error { return stream.Ensure(ctx, js, stream.DefaultLimits) },
-	stream.DeadLetterStream: func(ctx context.Context, js jetstream.JetStream) error { return stream.Ensure(ctx, js, stream.DefaultLimits) },
+	stream.EnvelopesStream: func(ctx context.Context, js jetstream.JetStream) error {
+		return stream.Ensure(ctx, js, stream.DefaultLimits)
+	},
+	stream.PairsStream: func(ctx context.Context, js jetstream.JetStream) error {
+		return stream.Ensure(ctx, js, stream.DefaultLimits)
+	},
+	stream.DeadLetterStream: func(ctx context.Context, js jetstream.JetStream) error {
+		return stream.Ensure(ctx, js, stream.DefaultLimits)
+	},
 	"KV_" + launch.Bucket: func(ctx context.Context, js jetstream.JetStream) error {
 		_, err := launch.OpenBucket(ctx, js)
 		return err
@@ -99,7 +105,7 @@ func TestReplicas(t *testing.T) {
 	if stream.Replicas(r3) != 3 || stream.Replicas(stream.WithReplicas(r3, 1)) != 1 {
 		t.Fatalf("Replicas %d, rewrapped %d", stream.Replicas(r3), stream.Replicas(stream.WithReplicas(r3, 1)))
 	}
-	check(r3, 3) // scaled up
+	check(r3, 3)                         // scaled up
 	check(stream.WithReplicas(r3, 1), 1) // and down
 	check(r3, 3)
 	// A consumer created on a missing stream recreates it with the
