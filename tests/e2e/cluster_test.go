@@ -80,3 +80,18 @@ func TestClusterLosesLeaders(t *testing.T) {
 
 	s.settle(l, id, js, 3*time.Minute).check(t, 0.02)
 }
+
+// TestFaultNATSNodeLost: a NATS cluster node that leads neither the
+// envelope nor the pairs stream is lost under load (its clients move to
+// the other nodes), and comes back.
+func TestFaultNATSNodeLost(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	s, id, l := faultStack(t, withNATS(c.URL(), 3))
+	js := natsClient(t, c.URL())
+	lose := 0
+	for lose < c.Size()-1 && (lose == c.WaitStreamLeader(stream.EnvelopesStream) || lose == c.WaitStreamLeader(stream.PairsStream)) {
+		lose++
+	}
+	loseNode(t, c, s, id, l, lose, "a follower of the envelope and pairs streams, if one is")
+	s.settle(l, id, js, 3*time.Minute).check(t, 0.02)
+}
