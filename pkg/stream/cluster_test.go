@@ -124,8 +124,8 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("consumer on the R3 stream: %+v, %v", info, err)
 	}
 
-	// Lose the envelope stream's leader: a new one is elected, the
-	// stream keeps what it held and takes new writes.
+	// Lose the envelope stream's leader as in a crash: a new one is
+	// elected, the stream keeps what it held and takes new writes.
 	leader := c.WaitStreamLeader(stream.EnvelopesStream)
 	for i := range c.Size() {
 		c.WaitStreamCurrent(i, stream.EnvelopesStream)
@@ -133,7 +133,7 @@ func TestReplicas(t *testing.T) {
 	if _, err := r3.Publish(ctx, stream.EnvelopeSubject("l1"), []byte("before"), jetstream.WithMsgID("m1")); err != nil {
 		t.Fatal(err)
 	}
-	c.Stop(leader)
+	c.Crash(leader)
 	lost := time.Now()
 	testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)

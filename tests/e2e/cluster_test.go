@@ -19,14 +19,15 @@ import (
 // buckets included; each must be R3 on the cluster.
 var clusterStreams = []string{stream.EnvelopesStream, stream.PairsStream, stream.DeadLetterStream, "KV_" + launch.Bucket, "KV_" + live.Bucket}
 
-// loseNode stops node i of the cluster under load, waits until fresh
-// traffic is stored again, then brings the node back and waits until its
-// replicas of clusterStreams have caught up.
+// loseNode crashes node i of the cluster under load (testenv.Cluster.Crash:
+// its peers hear nothing more from it, as after a kill -9), waits until
+// fresh traffic is stored again, then brings the node back and waits until
+// its replicas of clusterStreams have caught up.
 func loseNode(t *testing.T, c *testenv.Cluster, s *stack, id string, l *steadyLoad, i int, why string) {
 	t.Helper()
-	c.Stop(i)
+	c.Crash(i)
 	lost := time.Now()
-	t.Logf("node %s (%s) stopped", c.Name(i), why)
+	t.Logf("node %s (%s) crashed", c.Name(i), why)
 	for _, name := range clusterStreams {
 		c.WaitStreamLeader(name)
 	}
@@ -44,7 +45,7 @@ func loseNode(t *testing.T, c *testenv.Cluster, s *stack, id string, l *steadyLo
 
 // TestClusterLosesLeaders: the pipeline runs on a 3-node JetStream
 // cluster with R3 streams and buckets (NATS_REPLICAS=3, NATS_URL listing
-// the three). Under load, the envelope stream's leader is lost (and
+// the three). Under load, the envelope stream's leader crashes (and is
 // brought back), then another node (the pairs stream's leader, if that is
 // another node). No request fails, no envelope is lost or stored twice,
 // and at most 2% of the sampled envelopes are dropped, each counted.
@@ -82,7 +83,7 @@ func TestClusterLosesLeaders(t *testing.T) {
 }
 
 // TestFaultNATSNodeLost: a NATS cluster node that leads neither the
-// envelope nor the pairs stream is lost under load (its clients move to
+// envelope nor the pairs stream crashes under load (its clients move to
 // the other nodes), and comes back.
 func TestFaultNATSNodeLost(t *testing.T) {
 	c := testenv.StartCluster(t, 3)
