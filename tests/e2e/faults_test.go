@@ -42,17 +42,16 @@ const faultRate = 300
 // per second until stop (which lets the requests under way finish), and
 // counts every request the client did not get the primary's 200 for.
 type steadyLoad struct {
-	sent, failed atomic.Int64
-	mu           sync.Mutex
-	firstErr     string
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
+	traffic // sent, waitMore, stop
+	failed   atomic.Int64
+	mu       sync.Mutex
+	firstErr string
 }
 
 func (s *stack) steady(rate int) *steadyLoad {
 	const clients = 10
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &steadyLoad{cancel: cancel}
+	l := &steadyLoad{traffic: traffic{cancel: cancel}}
 	var n atomic.Int64
 	for range clients {
 		l.wg.Go(func() {
@@ -83,23 +82,6 @@ func (s *stack) steady(rate int) *steadyLoad {
 		})
 	}
 	return l
-}
-
-// waitMore waits until the load sent n more requests.
-func (l *steadyLoad) waitMore(t *testing.T, n int64) {
-	t.Helper()
-	target := l.sent.Load() + n
-	testenv.CheckFor(t, 60*time.Second, 5*time.Millisecond, func() error {
-		if got := l.sent.Load(); got < target {
-			return fmt.Errorf("load sent %d of %d more requests", n-(target-got), n)
-		}
-		return nil
-	})
-}
-
-func (l *steadyLoad) stop() {
-	l.cancel()
-	l.wg.Wait()
 }
 
 // rowCounts counts a launch's rows as stored, without FINAL: count() is
@@ -138,18 +120,10 @@ func (s *stack) recovered(launchID string, since time.Time, timeout time.Duratio
 }
 
 // natsClient connects a test client to url without creating or changing
-// any stream (testenv.Connect would Ensure them with one replica).
+// any stream.
 func natsClient(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := stream.Connect(config.NATS{NATSURL: url}, "test "+t.Name(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.Client(t, config.NATS{NATSURL: url})
 	return js
 }
 
