@@ -42,7 +42,7 @@ const faultRate = 300
 // per second until stop (which lets the requests under way finish), and
 // counts every request the client did not get the primary's 200 for.
 type steadyLoad struct {
-	traffic // sent, waitMore, stop
+	traffic  // sent, waitMore, stop
 	failed   atomic.Int64
 	mu       sync.Mutex
 	firstErr string
