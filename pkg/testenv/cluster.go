@@ -93,7 +93,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			Cluster: server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: -1,
 				Advertise: relay.Addr().String()},
 		}})
-		c.wg.Go(func() { c.relay(i) })
+		c.wg.Go(func() { c.relay(relay, i) })
 	}
 	for i := range c.nodes {
 		c.Start(i)
@@ -215,11 +215,11 @@ func (c *Cluster) shutdown() {
 	c.wg.Wait()
 }
 
-// relay accepts route connections for node i and forwards them to its
-// cluster port, until the relay's listener is closed.
-func (c *Cluster) relay(i int) {
+// relay accepts route connections for node i on ln and forwards them to
+// its cluster port, until ln is closed.
+func (c *Cluster) relay(ln net.Listener, i int) {
 	for {
-		in, err := c.nodes[i].relay.Accept()
+		in, err := ln.Accept()
 		if err != nil {
 			return
 		}
