@@ -256,67 +256,83 @@ func metricValue(metrics, suffix string) float64 {
 	return -1
 }
 
-// TestFaultWorkerKilled: a second comparator, a real process built from
-// cmd/comparator, holds a batch of pairs when it is killed with SIGKILL;
-// the pairs it held are compared by the other comparator, once each.
+// TestFaultWorkerKilled: a second worker, a real process built from the
+// service's command, holds deliveries when it is killed with SIGKILL; what
+// it held is redelivered to the worker left (after the consumer's AckWait)
+// and stored once. Comparator: a batch of pairs not yet inserted (it fills
+// for 3 s). Shadow-runner: envelopes being replayed (the shadow takes
+// 100 ms).
 func TestFaultWorkerKilled(t *testing.T) {
-	bin := serviceBinary(t, "comparator")
-	s, id, l := faultStack(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cmd := exec.Command(bin)
-	cmd.Env = testenv.Env("NATS_URL", s.nats.URL(), "CLICKHOUSE_ADDR", s.chServer.Addr(), "CLICKHOUSE_DATABASE", "darklaunch",
-		"COMPARATOR_ADMIN_ADDR", admin,
-		// A batch fills for a few seconds before its insert, so the kill
-		// finds pairs held and not yet stored.
-		"COMPARATOR_FLUSH_INTERVAL", "3s", "COMPARATOR_BATCH_SIZE", "5000", "LOG_LEVEL", "warn")
-	cmd.Stdout, cmd.Stderr = testenv.LogWriter(t), testenv.LogWriter(t)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	for _, w := range []struct {
+		service, stream, consumer string
+		minHeld                   float64 // deliveries held at the kill: a batch under way, not one in passing
+		options                   []stackOption
+		env                       func(s *stack, admin string) []string
+	}{
+		{service: "comparator", stream: stream.PairsStream, consumer: stream.ComparatorConsumer, minHeld: 20,
+			env: func(s *stack, admin string) []string {
+				return []string{"CLICKHOUSE_ADDR", s.chServer.Addr(), "CLICKHOUSE_DATABASE", "darklaunch", "COMPARATOR_ADMIN_ADDR", admin,
+					"COMPARATOR_FLUSH_INTERVAL", "3s", "COMPARATOR_BATCH_SIZE", "5000"}
+			}},
+		{service: "shadow-runner", stream: stream.EnvelopesStream, consumer: stream.RunnerConsumer, minHeld: 5,
+			options: []stackOption{wrapShadow(func(h http.Handler) http.Handler { return takeAtLeast(100*time.Millisecond, h) })},
+			env: func(s *stack, admin string) []string {
+				return []string{"RUNNER_ADMIN_ADDR", admin, "RUNNER_SEAL_KEY_FILE", s.sealKeys, "RUNNER_TIMEOUT", "2s"}
+			}},
+	} {
+		t.Run(w.service, func(t *testing.T) {
+			bin := serviceBinary(t, w.service)
+			s, id, l := faultStack(t, w.options...)
+			admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+			cmd := exec.Command(bin)
+			cmd.Env = testenv.Env(append(w.env(s, admin), "NATS_URL", s.nats.URL(), "LOG_LEVEL", "warn")...)
+			cmd.Stdout, cmd.Stderr = testenv.LogWriter(t), testenv.LogWriter(t)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+			var held float64
+			testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+				res, err := http.Get("http://" + admin + "/metrics")
+				if err != nil {
+					return err
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if held = metricValue(string(body), "_in_flight"); held < w.minHeld {
+					return fmt.Errorf("the %s process holds %v deliveries, waiting for %v (in_flight)", w.service, held, w.minHeld)
+				}
+				return nil
+			})
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_, _ = cmd.Process.Wait()
+			killed := time.Now()
+			t.Logf("%s process killed with SIGKILL holding %v deliveries", w.service, held)
+			js := natsClient(t, s.nats.URL())
+			l.waitMore(t, faultRate)
+			testenv.CheckFor(t, 3*time.Minute, 100*time.Millisecond, func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				c, err := js.Consumer(ctx, w.stream, w.consumer)
+				if err != nil {
+					return err
+				}
+				info, err := c.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if info.NumRedelivered == 0 {
+					return fmt.Errorf("what the killed process held is not redelivered yet (ack pending %d)", info.NumAckPending)
+				}
+				return nil
+			})
+			t.Logf("recovery: the killed %s's deliveries were redelivered %v after the kill", w.service, time.Since(killed).Round(time.Millisecond))
+			s.settle(l, id, js, 3*time.Minute).check(t, 0)
+			t.Logf("recovery: everything stored %v after the kill", time.Since(killed).Round(time.Millisecond))
+		})
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	const minHeld = 20 // a batch under way, not a pair in passing
-	var held float64
-	testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		res, err := http.Get("http://" + admin + "/metrics")
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if held = metricValue(string(body), "_in_flight"); held < minHeld {
-			return fmt.Errorf("the comparator process holds %v pairs, waiting for %d (in_flight)", held, minHeld)
-		}
-		return nil
-	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = cmd.Process.Wait()
-	killed := time.Now()
-	t.Logf("comparator process killed with SIGKILL holding %v pairs", held)
-	js := natsClient(t, s.nats.URL())
-	l.waitMore(t, faultRate)
-	// Recovered: the pairs the dead process held are redelivered (after
-	// the consumer's AckWait) and stored; no pair is left pending.
-	testenv.CheckFor(t, 3*time.Minute, 100*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c, err := js.Consumer(ctx, stream.PairsStream, stream.ComparatorConsumer)
-		if err != nil {
-			return err
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumRedelivered == 0 {
-			return fmt.Errorf("the killed process's pairs are not redelivered yet (ack pending %d)", info.NumAckPending)
-		}
-		return nil
-	})
-	t.Logf("recovery: the killed comparator's pairs were redelivered %v after the kill", time.Since(killed).Round(time.Millisecond))
-	s.settle(l, id, js, 3*time.Minute).check(t, 0)
-	t.Logf("recovery: every pair stored %v after the kill", time.Since(killed).Round(time.Millisecond))
 }
 
 // TestFaultClickHouseDown: ClickHouse is down for 30 s under load; the
