@@ -160,6 +160,17 @@ func (p *process) Start() {
 	waitTCP(p.t, p.name, p.addr, p.ready)
 }
 
+// PID is the running server's process id (0 when it is stopped), for a
+// benchmark that reads its CPU time.
+func (p *process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Stop kills the server at once, as a crash would; it does nothing when
 // the server is not running.
 func (p *process) Stop() {
@@ -281,8 +292,14 @@ func StartClickHouseTLS(t testing.TB, files *TLSFiles) string {
 // newClickHouse is NewClickHouse with extra elements in its config.xml.
 func newClickHouse(t testing.TB, extra string) *ClickHouse {
 	t.Helper()
+	return newClickHouseOn(t, FreePort(t), extra)
+}
+
+// newClickHouseOn is newClickHouse on the native port tcp.
+func newClickHouseOn(t testing.TB, tcp int, extra string) *ClickHouse {
+	t.Helper()
 	dir := t.TempDir()
-	tcp, http := FreePort(t), FreePort(t)
+	http := FreePort(t)
 	users := `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
