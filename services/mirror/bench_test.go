@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -626,35 +625,9 @@ func startBenchProc(b *testing.B, dir, name string, env []string, bin string, ar
 // cpuTime is the CPU time (user and system) the process and its children
 // (nginx's workers) have used so far.
 func (p *benchProc) cpuTime() time.Duration {
-	var total time.Duration
-	pids := []int{p.cmd.Process.Pid}
-	for len(pids) > 0 {
-		pid := pids[0]
-		pids = pids[1:]
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue // gone
-		}
-		// Fields after the command name, which is in parentheses: state
-		// is the 3rd field, utime and stime the 14th and 15th.
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			s, _ := strconv.ParseInt(f[12], 10, 64)
-			total += time.Duration(u+s) * time.Second / clockTicks
-		}
-		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		for c := range strings.FieldsSeq(string(children)) {
-			if n, err := strconv.Atoi(c); err == nil {
-				pids = append(pids, n)
-			}
-		}
-	}
-	return total
+	d, _ := testenv.ProcessCPU(p.cmd.Process.Pid, true) // 0 once it is gone
+	return d
 }
-
-// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
-const clockTicks = 100
 
 func (p *benchProc) stop() {
 	select {

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -155,20 +154,11 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// procCPU is a process's user+system CPU time, from /proc/PID/stat.
+// procCPU is a process's user+system CPU time.
 func procCPU(b *testing.B, pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := testenv.ProcessCPU(pid, false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the command name (which may hold spaces): state is
-	// field 3, utime 14, stime 15, in clock ticks (100 per second).
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		b.Fatal(errors.New("bad /proc stat"))
-	}
-	f := strings.Fields(string(data[i+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return d
 }

@@ -281,22 +281,15 @@ func (p *pipeline) mirrorCounts(b *testing.B) (sampled, dropped uint64, reasons 
 	return sampled, dropped, strings.Join(rs, " ")
 }
 
-// cpu reads each process's user+system CPU time from /proc/PID/stat.
+// cpu reads each process's user+system CPU time.
 func (p *pipeline) cpu(b *testing.B) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for name, pid := range p.procs {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		d, err := testenv.ProcessCPU(pid, false)
 		if err != nil {
 			b.Fatalf("%s: %v", name, err)
 		}
-		// Fields after the command name (which may hold spaces) start at
-		// field 3; utime and stime are fields 14 and 15, in clock ticks
-		// (USER_HZ, 100 on Linux).
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		ut, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		out[name] = time.Duration(ut+st) * 10 * time.Millisecond
+		out[name] = d
 	}
 	return out
 }

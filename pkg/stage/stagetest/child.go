@@ -98,26 +98,15 @@ func (c *Child) Stop() error {
 	return nil
 }
 
-// clockTick is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
-// 100 on Linux).
-const clockTick = 10 * time.Millisecond
-
 // CPU is the CPU time (user and system) the child has used so far, from
 // /proc (to 10ms).
 func (c *Child) CPU(t testing.TB) time.Duration {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	d, err := testenv.ProcessCPU(c.cmd.Process.Pid, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields after the command name (in parentheses, which may hold spaces).
-	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("/proc stat %q: %v %v", data, err1, err2)
-	}
-	return time.Duration(utime+stime) * clockTick
+	return d
 }
 
 // Metric is the value of a metric line (name and labels as exposed) on
