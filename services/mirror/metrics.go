@@ -185,8 +185,11 @@ func (s *Service) Stats() Stats {
 	return st
 }
 
-func (s *Service) drop(r dropReason, n int) {
+// drop counts n envelopes of the launch given up for reason r, in the
+// metrics and in the launch's accounting.
+func (s *Service) drop(launchID string, r dropReason, n int) {
 	s.stats.dropped[r].Add(float64(n))
+	s.acct.ledger.Dropped(launchID, reasonNames[r], uint64(n))
 }
 
 // registerMetrics declares the tap's collectors (newMetrics) and the

@@ -30,14 +30,14 @@ func (s *Service) enqueue(env *envelope.Envelope, client http.Header) {
 	size := envSize(env)
 	if s.queueBytes.Add(size) > s.cfg.QueueMaxBytes {
 		s.queueBytes.Add(-size)
-		s.drop(dropQueueFull, 1)
+		s.drop(env.LaunchID, dropQueueFull, 1)
 		return
 	}
 	select {
 	case s.queue <- queued{env, client}:
 	default:
 		s.queueBytes.Add(-size)
-		s.drop(dropQueueFull, 1)
+		s.drop(env.LaunchID, dropQueueFull, 1)
 	}
 }
 
@@ -53,7 +53,7 @@ func (s *Service) dropQueued() {
 		select {
 		case q := <-s.queue:
 			s.queueBytes.Add(-envSize(q.env))
-			s.drop(dropShutdown, 1)
+			s.drop(q.env.LaunchID, dropShutdown, 1)
 		default:
 			return
 		}
@@ -95,12 +95,12 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, q queued) {
 	env.ID = envelope.NewID()
 	data, err := json.Marshal(env)
 	if err != nil {
-		s.drop(dropEncodeError, 1)
+		s.drop(env.LaunchID, dropEncodeError, 1)
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelError, "cannot encode envelope", "err", err)
 		return
 	}
 	if data, err = fitPayload(env, data, int(nc.MaxPayload())); err != nil {
-		s.drop(dropTooLarge, 1)
+		s.drop(env.LaunchID, dropTooLarge, 1)
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope does not fit in a NATS message", "err", err)
 		return
 	}
@@ -108,23 +108,24 @@ func (s *Service) publish(js jetstream.JetStream, nc *nats.Conn, q queued) {
 	s.outcomes.Add(1)
 	if _, err := js.PublishAsync(stream.EnvelopeSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID)); err != nil {
 		s.stats.pending.Dec()
-		s.drop(dropNATSError, 1)
+		s.drop(env.LaunchID, dropNATSError, 1)
 		s.outcomes.Done()
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "cannot publish envelopes; dropping them", "err", err)
 	}
 }
 
 // onAck runs on the NATS ack goroutine: it must not block.
-func (s *Service) onAck(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
+func (s *Service) onAck(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.PubAck) {
 	s.stats.pending.Dec()
 	s.stats.published.Inc()
+	s.acct.ledger.Published(launchOfSubject(msg.Subject), 1)
 	s.outcomes.Done()
 }
 
 // onPublishErr runs for every async publish that failed after it was sent:
 // an error ack, no stream, an ack timeout, a disconnect, or the cleanup at
 // shutdown.
-func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
+func (s *Service) onPublishErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 	s.stats.pending.Dec()
 	reason := dropNATSError
 	switch {
@@ -136,7 +137,7 @@ func (s *Service) onPublishErr(_ jetstream.JetStream, _ *nats.Msg, err error) {
 		default:
 		}
 	}
-	s.drop(reason, 1)
+	s.drop(launchOfSubject(msg.Subject), reason, 1)
 	if reason == dropNATSError {
 		s.logThrottled(&s.lastPublishErrLog, slog.LevelWarn, "envelope not acknowledged; dropping it", "err", err)
 	}

@@ -135,6 +135,7 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		return
 	}
 	s.stats.sampled.Add(float64(bits.OnesCount64(mask)))
+	s.accountSampled(ls, mask)
 	t := &tap{
 		s:        s,
 		launches: ls,
@@ -244,9 +245,10 @@ func (t *tap) release() {
 
 // finish turns a tap into one envelope per sampled launch and queues them.
 func (s *Service) finish(t *tap) {
-	n := bits.OnesCount64(t.mask)
 	if t.reason != reasonNone {
-		s.drop(t.reason, n)
+		for mask := t.mask; mask != 0; mask &= mask - 1 {
+			s.drop(t.launches[bits.TrailingZeros64(mask)].ID, t.reason, 1)
+		}
 		return
 	}
 	req := t.request
