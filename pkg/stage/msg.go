@@ -125,6 +125,9 @@ func (m *Msg) DeadLetter(ctx context.Context, reason string, cause error) bool {
 		return false
 	}
 	m.s.m.deadLettered.WithLabelValues(reason).Inc()
+	if f := m.s.cfg.OnDeadLetter; f != nil {
+		f(m, reason)
+	}
 	log.Warn("dead-lettered")
 	// Waiting for the ack's confirmation keeps a message from being
 	// dead-lettered twice in the common case.

@@ -70,6 +70,10 @@ type Config struct {
 	// runtime's own reasons, ReasonMaxDeliver and ReasonPanic, are always
 	// among them.
 	DeadLetterReasons []string
+	// OnDeadLetter, when set, is called with each message dead-lettered
+	// (the handler's, max_deliver's and panic's alike) once the dead
+	// letter is stored: the loss accounting counts them per launch.
+	OnDeadLetter func(m *Msg, reason string)
 
 	// Concurrency is how many deliveries are handled at once (default 1).
 	// A Batcher handles them one by one in the fetching goroutine.

@@ -24,6 +24,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/seal"
 	"github.com/darklaunch/darklaunch/pkg/stage"
@@ -58,7 +59,8 @@ type Service struct {
 	store   *launch.Store
 	fleet   *fleet
 	cap     *loadCap
-	keys    *seal.Keys // nil without RUNNER_SEAL_KEY_FILE (seal.go)
+	keys    *seal.Keys   // nil without RUNNER_SEAL_KEY_FILE (seal.go)
+	ledger  *live.Ledger // loss accounting (accounting.go)
 }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
@@ -75,14 +77,15 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, keys: keys}
+	s := &Service{cfg: cfg, log: log, keys: keys, ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
 		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
 		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
-		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
+		Backoff:      retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
+		OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
 		return nil, err
@@ -136,6 +139,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.st.Go(func() { s.fleet.run(ctx, s.pruneLimiters) })
+	s.st.Go(func() { s.accountingLoop(ctx) })
 	select {
 	case <-s.watcher.Ready():
 		return nil
@@ -201,13 +205,15 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	switch l.Status {
 	case launch.StatusRolledBack, launch.StatusPromoted:
 		// The launch is over: nothing may reach its shadow any more.
+		reason := skipPromoted
 		if l.Status == launch.StatusRolledBack {
 			s.m.skippedRolledBack.Inc()
+			reason = skipRolledBack
 		} else {
 			s.m.skippedPromoted.Inc()
 		}
 		log.Debug("launch is over; envelope skipped", "status", l.Status)
-		_ = msg.Ack(ctx)
+		s.ackSkipped(ctx, msg, l.ID, reason)
 		return
 	}
 	if !s.cap.allow(l.ID, l.MaxRPS) {
@@ -216,7 +222,7 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 		// hold up the queue.
 		s.m.rateLimited.Inc()
 		log.Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
-		_ = msg.Ack(ctx)
+		s.ackSkipped(ctx, msg, l.ID, skipRateLimited)
 		return
 	}
 
@@ -270,7 +276,7 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	// Ack waits for the server, so the counters and the stream agree once
 	// Handle returns; a lost ack means a redelivery, and the repeated pair
 	// is dropped by the pairs stream's duplicate window.
-	_ = msg.Ack(ctx)
+	s.ackReplayed(ctx, msg, env.LaunchID)
 }
 
 // pairHeadroom is kept free of a pair's JSON within the max payload for
