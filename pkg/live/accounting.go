@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
@@ -384,3 +386,34 @@ func (e *ledgerEntry) isDirty() bool {
 	defer e.mu.Unlock()
 	return e.dirty
 }
+
+// ReportInterval is how often a runner or a comparator writes its counts
+// (a tap writes them with its live reports).
+const ReportInterval = 2 * time.Second
+
+// finalReportWait bounds how long Report's last write waits for done.
+const finalReportWait = 10 * time.Second
+
+// Report writes the ledger's changed counts every interval until ctx
+// ends, then once more when done reports true (every delivery in hand
+// settled, or the process gave them up), at most 10 s later, so that a
+// clean stop leaves complete counts. Failed writes are logged (at most one
+// per write) and retried by the next.
+func (l *Ledger) Report(ctx context.Context, js jetstream.JetStream, interval time.Duration, done func() bool, log *slog.Logger) {
+	write := func(ctx context.Context) {
+		wctx, cancel := context.WithTimeout(ctx, reportTimeout)
+		defer cancel()
+		if _, err := l.Flush(wctx, js); err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+			log.Warn("loss accounting not written; the reports count this process late", "err", err)
+		}
+	}
+	retry.Every(ctx, interval, func() { write(ctx) })
+	deadline := time.Now().Add(finalReportWait)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	write(context.WithoutCancel(ctx))
+}
+
+// reportTimeout bounds one write of Report.
+const reportTimeout = 5 * time.Second

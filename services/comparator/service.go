@@ -22,6 +22,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -64,6 +65,8 @@ type Service struct {
 	b             *batch
 	budget, slack int
 	fetched       time.Time
+
+	ledger *live.Ledger // loss accounting (accounting.go)
 }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
@@ -77,12 +80,12 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: log,
 		buildRow: BuildRow, cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
-		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize)}
+		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize), ledger: live.NewLedger(live.RoleComparator, processID())}
 	st, err := stage.New(stage.Config{
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
 		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout,
-		Backoff: s.backoff(), SetupTimeout: setupTimeout,
+		Backoff: s.backoff(), SetupTimeout: setupTimeout, OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
 		return nil, err
@@ -144,6 +147,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// Restarts its KV watch by itself; the last snapshot stays in force
 	// meanwhile.
 	s.st.Go(func() { _ = watcher.Run(ctx) })
+	s.st.Go(func() { s.reportAccounting(ctx) })
 	if !s.st.Retry(ctx, "connect to ClickHouse and apply the schema", s.openClickHouse) {
 		return ctx.Err()
 	}

@@ -2,11 +2,9 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"strings"
-	"time"
 
-	"github.com/darklaunch/darklaunch/pkg/retry"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
@@ -17,15 +15,8 @@ import (
 // counted once its ack (or dead letter) is confirmed, so a delivery
 // repeated after a lost ack or a crash is counted by the runner that
 // finally settles it. The counts are written to the KV bucket
-// darklaunch_accounting every accountingInterval, and once more at
+// darklaunch_accounting every live.ReportInterval, and once more at
 // shutdown when every delivery is settled.
-
-// accountingInterval is how often the runner writes its counts.
-const accountingInterval = 2 * time.Second
-
-// finalAccountingWait bounds how long the final write waits for the
-// deliveries in hand to be settled.
-const finalAccountingWait = 10 * time.Second
 
 // ackReplayed acks an envelope whose pair is stored and counts it.
 func (s *Service) ackReplayed(ctx context.Context, msg *stage.Msg, launchID string) {
@@ -50,27 +41,12 @@ func (s *Service) countDeadLetter(m *stage.Msg, reason string) {
 	}
 }
 
-// accountingLoop writes the counts every accountingInterval until ctx
-// ends, then once more when the stage has settled every delivery (or gave
-// up on them: a killed stage writes nothing more).
-func (s *Service) accountingLoop(ctx context.Context) {
-	retry.Every(ctx, accountingInterval, func() { s.writeAccounting(ctx) })
-	deadline := time.Now().Add(finalAccountingWait)
-	for s.st.Stats().InFlight > 0 && time.Now().Before(deadline) {
-		if nc := s.st.Conn(); nc == nil || nc.IsClosed() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	s.writeAccounting(fctx)
-}
-
-func (s *Service) writeAccounting(ctx context.Context) {
-	wctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	if _, err := s.ledger.Flush(wctx, s.js); err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
-		s.log.Warn("loss accounting not written; the reports count this runner late", "err", err)
-	}
+// reportAccounting writes the counts until ctx ends, and once more when
+// the stage has settled every delivery (a killed stage, its connection
+// closed, writes nothing more).
+func (s *Service) reportAccounting(ctx context.Context) {
+	s.ledger.Report(ctx, s.js, live.ReportInterval, func() bool {
+		nc := s.st.Conn()
+		return s.st.Stats().InFlight == 0 || nc == nil || nc.IsClosed()
+	}, s.log)
 }

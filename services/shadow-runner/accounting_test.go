@@ -65,7 +65,7 @@ func TestAccountingPerLaunch(t *testing.T) {
 		return nil
 	}
 	// Written while running (every accountingInterval).
-	testenv.CheckFor(t, 3*accountingInterval+5*time.Second, 50*time.Millisecond, check)
+	testenv.CheckFor(t, 3*live.ReportInterval+5*time.Second, 50*time.Millisecond, check)
 	st1, st2 := r1.Stats(), r2.Stats()
 	if st1.Replayed+st2.Replayed != 6 || st1.DeadLettered+st2.DeadLettered != 2 || st1.Skipped+st2.Skipped != 2 {
 		t.Errorf("runner stats %+v %+v", st1, st2)

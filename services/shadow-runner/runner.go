@@ -139,7 +139,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.st.Go(func() { s.fleet.run(ctx, s.pruneLimiters) })
-	s.st.Go(func() { s.accountingLoop(ctx) })
+	s.st.Go(func() { s.reportAccounting(ctx) })
 	select {
 	case <-s.watcher.Ready():
 		return nil
