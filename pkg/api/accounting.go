@@ -34,8 +34,13 @@ type Accounting struct {
 	Compared uint64 `json:"compared"`
 	// InFlight: envelopes and pairs of the launch waiting in the
 	// envelope and pair streams, being processed included (the streams
-	// are work queues: a message stays until its stage acks it).
+	// are work queues: a message stays until its stage acks it), counted
+	// per envelope (a batch message counts its items).
 	InFlight uint64 `json:"in_flight"`
+	// InFlightEstimated: the streams held too many of the launch's
+	// messages to read them all, so the envelopes in the batches not read
+	// were estimated from those read (a batch message holds many).
+	InFlightEstimated bool `json:"in_flight_estimated,omitempty"`
 	// Unaccounted = Sampled - Compared - Dropped - Skipped - DeadLettered
 	// - InFlight. 0 when nothing is lost; while traffic flows it also
 	// holds what is between two counts (in a tap's queue, counted by a
