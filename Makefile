@@ -47,6 +47,8 @@ bench: deps
 	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead|RollbackPropagation' -benchtime 1x -count 1 .
 	@echo "=== comparison engine (pkg/compare)"
 	@cd pkg && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./compare/
+	@echo "=== pipeline: pairs/s end to end and CPU µs per pair of each process (tests/bench; DL_BENCH_PAIRS=20000)"
+	@cd tests && $(GO) test -run '^$$' -bench Pipeline -benchtime 1x -count 1 -timeout 20m ./bench/
 	@echo "=== reports and verdicts at 1M/10M/30M pairs, raw-row queries beside, polling (services/reporter; DL_BENCH_ROWS=1000000,10000000 for a shorter run)"
 	@cd services/reporter && $(GO) test -run '^$$' -bench ReportScale -benchtime 1x -count 1 -timeout 60m .
 

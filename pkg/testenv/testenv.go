@@ -160,6 +160,17 @@ func (p *process) Start() {
 	waitTCP(p.t, p.name, p.addr, p.ready)
 }
 
+// PID is the running server's process id (0 when it is stopped), for a
+// benchmark that reads its CPU time.
+func (p *process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Stop kills the server at once, as a crash would; it does nothing when
 // the server is not running.
 func (p *process) Stop() {
