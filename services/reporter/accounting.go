@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/api"
+	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
@@ -43,12 +44,9 @@ const (
 	maxScanBytes = 32 << 20
 )
 
-// batchMagic starts a batch message's framing (pkg/envelope, "Batches"):
-// "DLB", framing version 1, then the item count as a uvarint.
+// batchMagic starts a batch message's framing (docs/envelope.md,
+// "Batches"): "DLB", framing version 1, then the item count as a uvarint.
 var batchMagic = []byte("DLB\x01")
-
-// batchHeader marks a batch message (envelope.BatchHeader).
-const batchHeader = "Darklaunch-Batch"
 
 // accounting computes the launch's accounting; compared is the report's
 // totals.compared. It never fails: what cannot be read is left at zero
@@ -155,7 +153,7 @@ func subjectItems(ctx context.Context, js jetstream.JetStream, name, subject str
 		}
 		read++
 		bytesRead += uint64(len(m.Data))
-		items += itemsOf(m.Header.Get(batchHeader) != "", m.Data)
+		items += itemsOf(m.Header.Get(envelope.BatchHeader) != "", m.Data)
 		seq = m.Sequence + 1
 	}
 	if read == msgs {
@@ -173,7 +171,8 @@ func itemsOf(batch bool, data []byte) uint64 {
 		return 1
 	}
 	n, k := binary.Uvarint(data[len(batchMagic):])
-	if k <= 0 || n == 0 {
+	// Every item takes at least two bytes: a larger count is a lie.
+	if k <= 0 || n == 0 || n > uint64(len(data)/2) {
 		return 1
 	}
 	return n
