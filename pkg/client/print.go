@@ -3,6 +3,8 @@ package client
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -25,6 +27,7 @@ func PrintReport(w io.Writer, r *api.Report) {
 		r.Totals.ShadowErrors, r.Totals.WithSecondary)
 	fmt.Fprintf(w, "Latency ms   primary p50 %.2f  p95 %.2f  p99 %.2f | shadow p50 %.2f  p95 %.2f  p99 %.2f\n\n",
 		r.LatencyMS.Primary.P50, r.LatencyMS.Primary.P95, r.LatencyMS.Primary.P99, r.LatencyMS.Shadow.P50, r.LatencyMS.Shadow.P95, r.LatencyMS.Shadow.P99)
+	printAccounting(w, r.Accounting)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ROUTE\tCOMPARED\tMISMATCH\tMISMATCH %\tRAW\tSHADOW ERR\tP95 PRIMARY ms\tP95 SHADOW ms\tP95 RATIO\t")
 	for _, rt := range r.Routes {
@@ -72,6 +75,42 @@ func PrintReport(w io.Writer, r *api.Report) {
 		})
 	}
 	fmt.Fprintln(w, strings.Repeat("-", 72))
+}
+
+// printAccounting writes the report's loss accounting: where every
+// sampled envelope went, then a blank line.
+func printAccounting(w io.Writer, a *api.Accounting) {
+	if a == nil {
+		return
+	}
+	estimated := ""
+	if a.InFlightEstimated {
+		estimated = " (estimated)"
+	}
+	fmt.Fprintf(w, "Accounting   sampled %d = compared %d + dropped %d%s + skipped %d%s + dead-lettered %d%s + in flight %d%s; unaccounted %d\n",
+		a.Sampled, a.Compared, a.DroppedTotal(), reasons(a.Dropped), a.SkippedTotal(), reasons(a.Skipped),
+		a.DeadLettered, reasons(a.DeadLetterReasons), a.InFlight, estimated, a.Unaccounted)
+	fmt.Fprintf(w, "             published %d, replayed %d; counted by %d taps, %d runners, %d comparators\n",
+		a.Published, a.Replayed, a.Processes.Taps, a.Processes.Runners, a.Processes.Comparators)
+	if a.Error != "" {
+		fmt.Fprintf(w, "             incomplete: %s\n", a.Error)
+	}
+	fmt.Fprintln(w)
+}
+
+// reasons formats counts by reason as " (a 1, b 2)", sorted by reason;
+// empty when there are none.
+func reasons(m map[string]uint64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // section writes a table of the report after a blank line and its title:

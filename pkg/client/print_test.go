@@ -21,6 +21,10 @@ func TestPrintReport(t *testing.T) {
 		r.Classes = append(r.Classes, api.DiffClass{Fingerprint: "fp" + string(rune('a'+i)), Route: "/api/orders/{id}", Count: 3,
 			ShareOfRoute: 0.5, Diffs: []api.PathKind{{Path: "$.total", Kind: "type_changed"}}, Examples: []string{"e1"}})
 	}
+	r.Accounting = &api.Accounting{Sampled: 100, Published: 90, Dropped: map[string]uint64{"queue_full": 6, "too_large": 4, "shutdown": 0},
+		Replayed: 88, Skipped: map[string]uint64{"rate_limited": 5}, DeadLettered: 3, DeadLetterReasons: map[string]uint64{"unsealable": 3},
+		Compared: 80, InFlight: 2, Processes: api.AccountingProcesses{Taps: 2, Runners: 1}}
+	r.Accounting.Balance()
 	var b strings.Builder
 	PrintReport(&b, r)
 	out := b.String()
@@ -33,6 +37,8 @@ func TestPrintReport(t *testing.T) {
 		"/api/status  $.request_id  40     40  100%",
 		"fpa         /api/orders/{id}  3      50.0%  1         $.total type_changed",
 		"... 2 more",
+		"Accounting   sampled 100 = compared 80 + dropped 10 (queue_full 6, too_large 4) + skipped 5 (rate_limited 5) + dead-lettered 3 (unsealable 3) + in flight 2; unaccounted 0",
+		"published 90, replayed 88; counted by 2 taps, 1 runners, 0 comparators",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report does not show %q:\n%s", want, out)
