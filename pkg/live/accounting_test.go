@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
@@ -235,4 +236,27 @@ func js2kv(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
 		t.Fatal(err)
 	}
 	return kv
+}
+
+// BenchmarkLedger: the cost of counting one event per launch on a request
+// path, against a Prometheus counter's Inc (what every drop already
+// costs), from parallel goroutines as on a busy tap.
+func BenchmarkLedger(b *testing.B) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	b.Run("prometheus_counter", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c.Inc()
+			}
+		})
+	})
+	l := NewLedger(RoleTap, "bench")
+	b.Run("ledger", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				l.Sampled("0195aaaa-0000-7000-8000-000000000001", 1)
+			}
+		})
+	})
 }
