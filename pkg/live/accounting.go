@@ -259,7 +259,10 @@ func NewLedger(role, id string) *Ledger {
 func (l *Ledger) Process() string { return l.process }
 
 func (l *Ledger) add(launchID string, f func(c *Counts)) {
-	if l == nil || launchID == "" {
+	// A launch id that cannot be part of a key (a foreign message on a
+	// subject with more tokens) names no launch a report can be asked
+	// for: there is nothing to count it under.
+	if l == nil || !validLaunchID(launchID) {
 		return
 	}
 	v, ok := l.launches.Load(launchID)
@@ -365,7 +368,7 @@ func (l *Ledger) Flush(ctx context.Context, js jetstream.JetStream) (int, error)
 		e.dirty = false
 		e.mu.Unlock()
 		c.At = time.Now().UTC()
-		if err := PublishCounts(ctx, l.kv, c); err != nil {
+		if err := PublishCounts(ctx, l.kv, c); err != nil && !errors.Is(err, ErrInvalid) {
 			e.mu.Lock()
 			e.dirty = true
 			e.mu.Unlock()

@@ -126,8 +126,13 @@ func TestLedgerCounts(t *testing.T) {
 	if l.Counts("B").Dropped["queue_full"] != 8000 {
 		t.Error("Counts shares its map")
 	}
-	// An event without a launch, or on a nil ledger, is ignored.
+	// An event without a launch (or with one that cannot be a key), or
+	// on a nil ledger, is ignored.
 	l.Sampled("", 1)
+	l.Dropped("a.b", "queue_full", 1)
+	if c := l.Counts("a.b"); c.LaunchID != "" {
+		t.Errorf("counted under an invalid launch id: %+v", c)
+	}
 	var nilLedger *Ledger
 	nilLedger.Sampled("A", 1)
 	if _, err := nilLedger.Flush(testenv.Context(t), nil); err != nil {
