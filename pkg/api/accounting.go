@@ -52,7 +52,8 @@ type Accounting struct {
 	// runners, comparators.
 	Processes AccountingProcesses `json:"processes"`
 	// Error, when set, says why some numbers are missing (the counts or
-	// the streams could not be read); the others are still given.
+	// the streams could not be read); the others are still given, and
+	// Unaccounted is left at 0 (not computed from half the numbers).
 	Error string `json:"error,omitempty"`
 }
 
