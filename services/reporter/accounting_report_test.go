@@ -130,4 +130,12 @@ func TestReportAccounting(t *testing.T) {
 	if err := chromedp.Run(tab, chromedp.Evaluate(`[...document.querySelectorAll("#accounting .card")].pop().classList.contains("lost")`, &lost)); err != nil || !lost {
 		t.Errorf("the unaccounted card is not highlighted: %v", err)
 	}
+
+	// NATS away: the report still answers, the accounting says why it is
+	// incomplete and claims no loss.
+	e.js.Stop()
+	e.ok(http.StatusOK, "GET", "/v1/launches/"+l.ID+"/report", nil, &r)
+	if a := r.Accounting; a == nil || a.Error == "" || a.Unaccounted != 0 {
+		t.Errorf("with NATS away: %+v", a)
+	}
 }
