@@ -27,7 +27,9 @@ package live
 //     after its drain.
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -420,3 +422,23 @@ func (l *Ledger) Report(ctx context.Context, js jetstream.JetStream, interval ti
 
 // reportTimeout bounds one write of Report.
 const reportTimeout = 5 * time.Second
+
+// batchMagic starts a batch message's framing (docs/envelope.md,
+// "Batches"): "DLB", framing version 1, then the item count as a uvarint.
+// A JSON document never starts with it.
+var batchMagic = []byte("DLB\x01")
+
+// ItemsIn is how many envelopes or pairs a message's data holds: a
+// batch's item count, 1 for a single JSON document or a batch whose
+// framing is broken (it is one message to dead-letter).
+func ItemsIn(data []byte) uint64 {
+	if !bytes.HasPrefix(data, batchMagic) {
+		return 1
+	}
+	n, k := binary.Uvarint(data[len(batchMagic):])
+	// Every item takes at least two bytes: a larger count is a lie.
+	if k <= 0 || n == 0 || n > uint64(len(data)/2) {
+		return 1
+	}
+	return n
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
@@ -264,4 +265,27 @@ func BenchmarkLedger(b *testing.B) {
 			}
 		})
 	})
+}
+
+func TestItemsIn(t *testing.T) {
+	batch, err := envelope.AppendEnvelopeBatch(nil, []*envelope.Envelope{{ID: "a"}, {ID: "b"}, {ID: "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want uint64
+	}{
+		{"single document", []byte(`{"v":1}`), 1},
+		{"batch", batch, 3},
+		{"broken count", []byte("DLB\x01\xff"), 1},
+		{"count larger than the message", []byte("DLB\x01\x7f\x00"), 1},
+		{"magic alone", []byte("DLB\x01"), 1},
+		{"empty", nil, 1},
+	} {
+		if got := ItemsIn(c.data); got != c.want {
+			t.Errorf("%s: %d items, want %d", c.name, got, c.want)
+		}
+	}
 }

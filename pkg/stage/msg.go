@@ -126,7 +126,7 @@ func (m *Msg) DeadLetter(ctx context.Context, reason string, cause error) bool {
 	}
 	m.s.m.deadLettered.WithLabelValues(reason).Inc()
 	if f := m.s.cfg.OnDeadLetter; f != nil {
-		f(m, reason)
+		f(m, reason, m.Data())
 	}
 	log.Warn("dead-lettered")
 	// Waiting for the ack's confirmation keeps a message from being

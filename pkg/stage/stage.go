@@ -70,10 +70,11 @@ type Config struct {
 	// runtime's own reasons, ReasonMaxDeliver and ReasonPanic, are always
 	// among them.
 	DeadLetterReasons []string
-	// OnDeadLetter, when set, is called with each message dead-lettered
-	// (the handler's, max_deliver's and panic's alike) once the dead
-	// letter is stored: the loss accounting counts them per launch.
-	OnDeadLetter func(m *Msg, reason string)
+	// OnDeadLetter, when set, is called for each dead letter (the
+	// handler's, max_deliver's and panic's alike) once it is stored, with
+	// the delivery and the data dead-lettered (the delivery's: a batch
+	// holds many items): the loss accounting counts them per launch.
+	OnDeadLetter func(m *Msg, reason string, data []byte)
 
 	// Concurrency is how many deliveries are handled at once (default 1).
 	// A Batcher handles them one by one in the fetching goroutine.

@@ -18,11 +18,12 @@ import (
 // from ClickHouse, one row per envelope id, exact however often a pair
 // was inserted.
 
-// countDeadLetter is the stage's OnDeadLetter: every dead letter of a
-// pair, whatever its reason, counted under the launch of its subject.
-func (s *Service) countDeadLetter(m *stage.Msg, reason string) {
+// countDeadLetter is the stage's OnDeadLetter: every dead letter of
+// pairs, whatever its reason, counted under the launch of its subject, a
+// batch for its items.
+func (s *Service) countDeadLetter(m *stage.Msg, reason string, data []byte) {
 	if id, ok := strings.CutPrefix(m.Subject(), stream.PairsPrefix); ok {
-		s.ledger.DeadLettered(id, reason, 1)
+		s.ledger.DeadLettered(id, reason, live.ItemsIn(data))
 	}
 }
 

@@ -1,9 +1,7 @@
 package reporter
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -48,10 +46,6 @@ const (
 // accountingTimeout bounds the NATS reads of one accounting: with NATS
 // away the report comes without it (Error says why) rather than late.
 const accountingTimeout = 3 * time.Second
-
-// batchMagic starts a batch message's framing (docs/envelope.md,
-// "Batches"): "DLB", framing version 1, then the item count as a uvarint.
-var batchMagic = []byte("DLB\x01")
 
 // accounting computes the launch's accounting; compared is the report's
 // totals.compared. It never fails: what cannot be read is left at zero
@@ -175,16 +169,10 @@ func subjectItems(ctx context.Context, js jetstream.JetStream, name, subject str
 }
 
 // itemsOf is the number of envelopes or pairs a message holds: a batch's
-// item count, 1 for a single document (or a batch whose framing is
-// broken: it is one message to dead-letter).
+// (with the batch header) item count, else 1.
 func itemsOf(batch bool, data []byte) uint64 {
-	if !batch || !bytes.HasPrefix(data, batchMagic) {
+	if !batch {
 		return 1
 	}
-	n, k := binary.Uvarint(data[len(batchMagic):])
-	// Every item takes at least two bytes: a larger count is a lie.
-	if k <= 0 || n == 0 || n > uint64(len(data)/2) {
-		return 1
-	}
-	return n
+	return live.ItemsIn(data)
 }

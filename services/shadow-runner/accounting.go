@@ -32,12 +32,12 @@ func (s *Service) ackSkipped(ctx context.Context, msg *stage.Msg, launchID, reas
 	}
 }
 
-// countDeadLetter is the stage's OnDeadLetter: every dead letter of an
-// envelope, whatever its reason, counted under the launch of its subject
-// (a message that does not decode has no other).
-func (s *Service) countDeadLetter(m *stage.Msg, reason string) {
+// countDeadLetter is the stage's OnDeadLetter: every dead letter of
+// envelopes, whatever its reason, counted under the launch of its subject
+// (a message that does not decode has no other), a batch for its items.
+func (s *Service) countDeadLetter(m *stage.Msg, reason string, data []byte) {
 	if id, ok := strings.CutPrefix(m.Subject(), stream.EnvelopesPrefix); ok {
-		s.ledger.DeadLettered(id, reason, 1)
+		s.ledger.DeadLettered(id, reason, live.ItemsIn(data))
 	}
 }
 
