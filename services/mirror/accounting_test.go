@@ -147,6 +147,25 @@ func TestAccountingPerLaunchAndTap(t *testing.T) {
 			t.Errorf("launch %s: %+v", id, sum)
 		}
 	}
+
+	// Tap a restarts with the same id: a new incarnation, a new key; its
+	// predecessor's counts stay and the two add up.
+	a2, stopA2 := startMirror(t, e, primary.URL, func(c *Config) { c.TapID = "tap-a" })
+	waitMirrored(t, a2, l1.ID, l2.ID)
+	for range 2 {
+		get(t, c, "GET", "http://"+a2.Addr()+"/small", nil)
+	}
+	stopA2()
+	if a2.acct.ledger.Process() == a.acct.ledger.Process() {
+		t.Fatal("a restarted tap writes under its predecessor's key")
+	}
+	cs, err := live.ReadCounts(testenv.Context(t), kv, l1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := live.SumCounts(cs); sum.Taps != 3 || sum.Sampled != 10 || sum.Published+live.Total(sum.Dropped) != 10 {
+		t.Errorf("after a restart: %+v", sum)
+	}
 }
 
 // httptestClosedURL is the URL of a server that is gone (connection
