@@ -65,6 +65,12 @@ func TestAccountingAddsUp(t *testing.T) {
 	for i := range 4 {
 		s.do(b.Addr(), "GET", fmt.Sprintf("/api/users/%d", i), nil, "Authorization", "Bearer secret-"+fmt.Sprint(i))
 	}
+	testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := s.runner.Stats().DeadLettered; n != 4 {
+			return fmt.Errorf("%d dead-lettered, want 4", n)
+		}
+		return nil
+	})
 	// Over max_rps: most of these are skipped.
 	for i := range 40 {
 		s.send("GET", fmt.Sprintf("/api/users/%d", i), nil)
@@ -130,7 +136,7 @@ func TestAccountingAddsUp(t *testing.T) {
 		t.Errorf("compared %d; ClickHouse has %d rows, replayed %d", acc.Compared, compared, acc.Replayed)
 	}
 	// Every kind of outcome happened.
-	if acc.Dropped[mirror.ReasonPrimaryError] != 3 || acc.Dropped[mirror.ReasonQueueFull] != 2 ||
+	if acc.Dropped[mirror.ReasonPrimaryError] != 3 || acc.Dropped[mirror.ReasonQueueFull] < 2 ||
 		acc.Skipped["rate_limited"] == 0 || acc.DeadLetterReasons["unsealable"] == 0 || acc.Compared == 0 || acc.Processes.Taps != 2 {
 		t.Errorf("not every outcome was exercised: %+v", *acc)
 	}
