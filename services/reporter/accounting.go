@@ -39,8 +39,8 @@ import (
 // batch items; past them the remaining messages are estimated from the
 // items per message read.
 const (
-	maxScanMsgs  = 1000
-	maxScanBytes = 32 << 20
+	maxScanMsgs  = 256
+	maxScanBytes = 8 << 20
 )
 
 // accountingTimeout bounds the NATS reads of one accounting: with NATS
