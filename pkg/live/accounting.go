@@ -403,12 +403,15 @@ const finalReportWait = 10 * time.Second
 // ends, then once more when done reports true (every delivery in hand
 // settled, or the process gave them up), at most 10 s later, so that a
 // clean stop leaves complete counts. Failed writes are logged (at most one
-// per write) and retried by the next.
+// log every 30 s) and retried by the next.
 func (l *Ledger) Report(ctx context.Context, js jetstream.JetStream, interval time.Duration, done func() bool, log *slog.Logger) {
+	var logged time.Time
 	write := func(ctx context.Context) {
 		wctx, cancel := context.WithTimeout(ctx, reportTimeout)
 		defer cancel()
-		if _, err := l.Flush(wctx, js); err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+		_, err := l.Flush(wctx, js)
+		if err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) && time.Since(logged) > 30*time.Second {
+			logged = time.Now()
 			log.Warn("loss accounting not written; the reports count this process late", "err", err)
 		}
 	}
