@@ -19,6 +19,8 @@ have redis-server || missing+=(redis-server)
 # hey: the out-of-process load generator of `make bench` (polling figures).
 have hey || missing+=(hey)
 have chromium || have chromium-browser || missing+=(chromium)
+# zookeeper: the ClickHouse cluster test's coordinator (pkg/analytics, run with java).
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]} from Debian packages"
   $SUDO apt-get update -qq

@@ -51,7 +51,8 @@ commands:
   resume ID [-reason R]
   promote ID [-reason R]
   rollback ID [-reason R]
-  report ID                     the report, as tables
+  report ID                     the report, as tables: every diff class, each difference
+                                with one before -> after value from a stored example
   verdict ID                    the verdict; exit 0 pass, 1 fail, 2 inconclusive
   wait ID [-timeout 30m] [-interval 10s]
                                 poll the verdict until pass or fail; exit 0 pass,
@@ -169,7 +170,7 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		if cmd.json {
 			return exitOK, cmd.printJSON(r)
 		}
-		client.PrintReport(cmd.out, r)
+		client.PrintReportExamples(cmd.out, r, cmd.classExamples(r))
 		return exitOK, nil
 	case "verdict":
 		v, err := fetch(cmd, name, args, cmd.c.Verdict)
@@ -184,6 +185,30 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 		return exitOK, nil
 	}
 	return exitError, fmt.Errorf("%w: unknown command %q (darkctl help)", errUsage, name)
+}
+
+// classExamples fetches one stored example of each diff class of a report
+// that has some, so each difference shows a before → after. A class whose
+// examples cannot be read is listed without them, with a warning.
+func (cmd *command) classExamples(r *api.Report) map[string]*api.Example {
+	out := map[string]*api.Example{}
+	if r.Launch == nil {
+		return out
+	}
+	for _, c := range r.Classes {
+		if len(c.Examples) == 0 {
+			continue
+		}
+		l, err := cmd.c.Examples(cmd.ctx, r.Launch.ID, c.Fingerprint)
+		if err != nil {
+			fmt.Fprintf(cmd.errOut, "darkctl: examples of class %s: %v\n", c.Fingerprint, err)
+			continue
+		}
+		if len(l.Examples) > 0 {
+			out[c.Fingerprint] = &l.Examples[0]
+		}
+	}
+	return out
 }
 
 // fetch reads one launch id from args and returns what get answers for it.

@@ -446,7 +446,7 @@ func (v View) edge() (sealedFrom int64, minus bool) {
 func (v View) union(database string, a aggregate) string {
 	sealedSet := "SELECT bucket, max(version) FROM " + database + ".seals WHERE launch_id = @launch AND version <= @max_version GROUP BY bucket"
 	sealed := "SELECT " + a.columns + " FROM " + database + "." + a.table + " WHERE launch_id = @launch AND toInt64(bucket) * 1000000 >= @sealed_from_us" +
-		" AND (bucket, version) IN (" + sealedSet + ")"
+		" AND (bucket, version) GLOBAL IN (" + sealedSet + ")" // GLOBAL: read once, on a cluster too (cluster.go)
 	tail := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,
 		"ts >= toDateTime(@tail_s) AND received_at_us >= @from_us AND received_at_us >= @until_us", true)) + ")"
 	edge := "SELECT " + a.selected + " FROM (" + fmt.Sprintf(a.groups, dedupSource(database,

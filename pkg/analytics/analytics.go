@@ -52,7 +52,7 @@ func Connect(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Migrate(ctx, conn, c.ClickHouseDatabase); err != nil {
+	if err := MigrateCluster(ctx, conn, c.ClickHouseDatabase, c.ClickHouseCluster); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
@@ -74,6 +74,11 @@ func Open(ctx context.Context, o Options) (driver.Conn, error) {
 		DialTimeout: 5 * time.Second,
 		ReadTimeout: 60 * time.Second,
 		TLS:         o.TLS,
+		// An insert into a Distributed table (CLICKHOUSE_CLUSTER) returns
+		// once every shard stored its rows, as on one server: the
+		// comparator acks, and the reporter seals and reads, only what
+		// ClickHouse holds. No effect on a table of one server.
+		Settings: clickhouse.Settings{"insert_distributed_sync": 1},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open clickhouse %s: %w", o.Addr, err)
@@ -90,8 +95,19 @@ func Open(ctx context.Context, o Options) (driver.Conn, error) {
 // Migrate creates the database and tables if they do not exist. It is
 // idempotent and safe to run from several processes at once.
 func Migrate(ctx context.Context, conn driver.Conn, database string) error {
+	return MigrateCluster(ctx, conn, database, "")
+}
+
+// MigrateCluster is Migrate on the ClickHouse cluster named cluster
+// (CLICKHOUSE_CLUSTER; empty: a single node), in the cluster form of
+// cluster.go.
+func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster string) error {
 	if !dbName.MatchString(database) {
 		return fmt.Errorf("clickhouse database name %q is not a plain identifier", database)
+	}
+	sc, err := newClusterSchema(database, cluster)
+	if err != nil {
+		return err
 	}
 	stmts := []string{
 		"CREATE DATABASE IF NOT EXISTS " + database,
@@ -104,11 +120,20 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		fmt.Sprintf(latencyHistDDL, database),
 	}
 	for _, s := range stmts {
-		if err := conn.Exec(ctx, s); err != nil {
+		rewritten, err := sc.rewrite(s)
+		if err != nil {
 			return fmt.Errorf("migrate clickhouse: %w", err)
 		}
+		for _, s := range rewritten {
+			if err := conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("migrate clickhouse: %w", err)
+			}
+		}
 	}
-	return addColumns(ctx, conn, database, "comparisons", comparisonsAdded)
+	if err := addColumns(ctx, conn, sc, database, "comparisons", comparisonsAdded); err != nil {
+		return err
+	}
+	return sc.distribute(ctx, conn)
 }
 
 // column is one column added to a table after its first version.
@@ -135,7 +160,9 @@ var comparisonsAdded = []column{
 // ADD COLUMN IF NOT EXISTS, so it reads system.columns first; when another
 // process added a column in between, the ALTER fails and the re-read shows
 // the column, which is success.
-func addColumns(ctx context.Context, conn driver.Conn, database, table string, cols []column) error {
+// On a cluster it alters the local table on every server (sc).
+func addColumns(ctx context.Context, conn driver.Conn, sc *clusterSchema, database, table string, cols []column) error {
+	table = sc.local(table)
 	have := func() (map[string]bool, error) {
 		rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", database, table)
 		if err != nil {
@@ -160,7 +187,7 @@ func addColumns(ctx context.Context, conn driver.Conn, database, table string, c
 		if names[c.name] {
 			continue
 		}
-		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s %s", database, table, c.name, c.typ)); err != nil {
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s %s", database, table, sc.on(), c.name, c.typ)); err != nil {
 			if again, rerr := have(); rerr == nil && again[c.name] {
 				continue
 			}

@@ -27,12 +27,16 @@ func DropExpired(ctx context.Context, conn driver.Conn, database string, now tim
 	cutoff := now.Add(-retention)
 	var dropped []string
 	for _, table := range tables {
+		pt, err := partitionsOf(ctx, conn, database, table) // cluster.go
+		if err != nil {
+			return dropped, err
+		}
 		parts, err := ScanAll(ctx, conn, "partitions",
-			"SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
+			"SELECT DISTINCT partition FROM "+pt.parts+" WHERE database = ? AND table = ? AND active",
 			func(rows driver.Rows) (p string, err error) {
 				err = rows.Scan(&p)
 				return p, err
-			}, database, table)
+			}, database, pt.table)
 		if err != nil {
 			return dropped, err
 		}
@@ -44,7 +48,7 @@ func DropExpired(ctx context.Context, conn driver.Conn, database string, now tim
 			if month.AddDate(0, 1, 0).After(cutoff) {
 				continue
 			}
-			if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %s", database, table, p)); err != nil {
+			if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s%s DROP PARTITION %s", database, pt.table, pt.on, p)); err != nil {
 				return dropped, fmt.Errorf("drop partition %s of %s.%s: %w", p, database, table, err)
 			}
 			dropped = append(dropped, table+"/"+p)

@@ -1,22 +1,32 @@
 package client
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/darklaunch/darklaunch/pkg/api"
+	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 )
 
-// maxClassesShown is how many diff classes PrintReport lists.
-const maxClassesShown = 5
-
 // PrintReport writes the report as readable tables.
-func PrintReport(w io.Writer, r *api.Report) {
+func PrintReport(w io.Writer, r *api.Report) { PrintReportExamples(w, r, nil) }
+
+// PrintReportExamples writes the report as readable tables, every diff
+// class with its differences; examples maps a class's fingerprint to one
+// of its stored examples (see Examples), from which each difference shows
+// its before → after value (already redacted by the comparator).
+func PrintReportExamples(w io.Writer, r *api.Report, examples map[string]*api.Example) {
 	l := r.Launch
 	if l == nil {
 		l = &launch.Launch{}
@@ -59,21 +69,7 @@ func PrintReport(w io.Writer, r *api.Report) {
 			}
 		})
 	}
-	if len(r.Classes) > 0 {
-		section(w, "Top diff classes (examples: GET /v1/launches/<id>/examples/<class>)", "CLASS\tROUTE\tCOUNT\tSHARE\tEXAMPLES\tDIFFERENCES", func(tw io.Writer) {
-			for i, c := range r.Classes {
-				if i == maxClassesShown {
-					fmt.Fprintf(tw, "... %d more\t\t\t\t\t\n", len(r.Classes)-i)
-					break
-				}
-				diffs := make([]string, len(c.Diffs))
-				for j, d := range c.Diffs {
-					diffs[j] = d.Path + " " + d.Kind
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f%%\t%d\t%s\n", c.Fingerprint, c.Route, c.Count, 100*c.ShareOfRoute, len(c.Examples), strings.Join(diffs, ", "))
-			}
-		})
-	}
+	printClasses(w, r, examples)
 	fmt.Fprintln(w, strings.Repeat("-", 72))
 }
 
@@ -121,4 +117,129 @@ func section(w io.Writer, title, header string, rows func(tw io.Writer)) {
 	fmt.Fprintln(tw, header)
 	rows(tw)
 	tw.Flush()
+}
+
+// printClasses lists every diff class, then each of its differences with
+// one before → after value per path when the class has an example.
+func printClasses(w io.Writer, r *api.Report, examples map[string]*api.Example) {
+	if len(r.Classes) == 0 {
+		return
+	}
+	id := "<id>"
+	if r.Launch != nil && r.Launch.ID != "" {
+		id = r.Launch.ID
+	}
+	fmt.Fprintf(w, "\nDiff classes: %d (examples: GET /v1/launches/%s/examples/<class>)\n", len(r.Classes), id)
+	for _, c := range r.Classes {
+		fmt.Fprintf(w, "\n%s  %s  %d pairs, %.1f%% of the route, %d examples\n", c.Fingerprint, c.Route, c.Count, 100*c.ShareOfRoute, len(c.Examples))
+		ex := examples[c.Fingerprint]
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, d := range c.Diffs {
+			change := ""
+			if ex != nil {
+				change = BeforeAfter(ex, d)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", d.Path, d.Kind, change)
+		}
+		tw.Flush()
+	}
+}
+
+// maxValueShown bounds each side of a before → after, in bytes.
+const maxValueShown = 60
+
+// BeforeAfter shows how one difference of a class (a path as the report
+// generalizes it, and a kind) looks in one of its examples: the primary's
+// value → the shadow's, as stored (redacted), "(absent)" for a side
+// without one; with their shapes for a format_changed. It is "" when the
+// example has no such difference.
+func BeforeAfter(ex *api.Example, d api.PathKind) string {
+	path := ""
+	for _, p := range ex.Diffs {
+		g := compare.Generalize(p.Path)
+		if p.Kind == d.Kind && (g == d.Path || d.Kind == compare.KindFormatChanged && strings.HasPrefix(d.Path, g+" (")) {
+			path = p.Path
+			break
+		}
+	}
+	switch {
+	case path == "":
+		return ""
+	case path == compare.PathStatus:
+		return fmt.Sprintf("%d → %d", ex.Primary.Status, ex.Shadow.Status)
+	case strings.HasPrefix(path, compare.HeaderPathPrefix):
+		name := strings.TrimPrefix(path, compare.HeaderPathPrefix)
+		return headerValue(ex.Primary.Headers, name) + " → " + headerValue(ex.Shadow.Headers, name)
+	case d.Kind == compare.KindBodyText || d.Kind == compare.KindBodyBinary:
+		return fmt.Sprintf("%d bytes → %d bytes", len(ex.Primary.Body), len(ex.Shadow.Body))
+	}
+	before, bs := bodyValue(ex.Primary, path)
+	after, as := bodyValue(ex.Shadow, path)
+	if d.Kind == compare.KindFormatChanged {
+		return fmt.Sprintf("%s (%s) → %s (%s)", before, bs, after, as)
+	}
+	return before + " → " + after
+}
+
+// bodyValue is the value at a body path of one side of an example, shown
+// bounded, and its shape.
+func bodyValue(r api.ExampleResponse, path string) (string, compare.Shape) {
+	v, err := compare.Lookup(compare.MediaType(headerFirst(r.Headers, "Content-Type")), []byte(r.Body), path)
+	switch {
+	case errors.Is(err, compare.ErrNoValue):
+		return "(absent)", compare.Shape{}
+	case err != nil:
+		return "(unreadable)", compare.Shape{}
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, v) == nil {
+		v = buf.Bytes()
+	}
+	return bounded(string(v)), compare.ShapeOfJSON(v)
+}
+
+// headerValue shows a header of a stored example, its values joined,
+// "(absent)" if it has none.
+func headerValue(raw json.RawMessage, name string) string {
+	v := headerValues(raw, name)
+	if len(v) == 0 {
+		return "(absent)"
+	}
+	return strconv.Quote(bounded(strings.Join(v, ", ")))
+}
+
+func headerFirst(raw json.RawMessage, name string) string {
+	if v := headerValues(raw, name); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// headerValues reads a header of a stored example's headers (a JSON
+// object of arrays), whatever the case of its name; nil if absent or
+// unreadable.
+func headerValues(raw json.RawMessage, name string) []string {
+	var h http.Header
+	if json.Unmarshal(raw, &h) != nil {
+		return nil
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+// bounded cuts s to maxValueShown bytes on a character boundary, marked
+// with "…".
+func bounded(s string) string {
+	if len(s) <= maxValueShown {
+		return s
+	}
+	cut := maxValueShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

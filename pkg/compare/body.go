@@ -24,6 +24,7 @@ import (
 // Body formats, see Result.BodyFormat.
 const (
 	FormatJSON   = "json"
+	FormatNDJSON = "ndjson" // JSON texts one per line, or after an RS (see IsJSONSeq)
 	FormatForm   = "form"
 	FormatText   = "text"
 	FormatBinary = "binary"

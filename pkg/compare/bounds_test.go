@@ -32,7 +32,7 @@ func TestBoundedWork(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 		r := c.Pair(resp(200, js, ones), resp(200, js, onesButOne))
-		if len(r.Diffs) != 2 || r.Diffs[0] != (Diff{"$[49999]", "$[*]", KindMissingField}) || r.Diffs[1] != (Diff{"$[0]", "$[*]", KindExtraField}) {
+		if len(r.Diffs) != 2 || r.Diffs[0] != (Diff{Path: "$[49999]", Generalized: "$[*]", Kind: KindMissingField}) || r.Diffs[1] != (Diff{Path: "$[0]", Generalized: "$[*]", Kind: KindExtraField}) {
 			t.Fatalf("%+v", r.Diffs)
 		}
 	})
@@ -56,7 +56,7 @@ func TestBoundedWork(t *testing.T) {
 		c := Comparer{Rules: compiled(t, Rules{ArrayKeys: map[string]string{"$": "id"}})}
 		a := repeatJSON(n, func(i int) string { return `{"id":` + strconv.Itoa(i) + `}` })
 		b := "[" + `{"id":-1},` + a[1:]
-		if r := c.Pair(resp(200, js, a), resp(200, js, b)); len(r.Diffs) != 1 || r.Diffs[0] != (Diff{"$[0]", "$[*]", KindExtraField}) {
+		if r := c.Pair(resp(200, js, a), resp(200, js, b)); len(r.Diffs) != 1 || r.Diffs[0] != (Diff{Path: "$[0]", Generalized: "$[*]", Kind: KindExtraField}) {
 			t.Fatalf("%+v", r.Diffs)
 		}
 	})
@@ -69,7 +69,7 @@ func TestBoundedWork(t *testing.T) {
 		// Each level holds a number and an array that differs below: not
 		// the same elements, so by position.
 		r := Pair(resp(200, js, a), resp(200, js, b))
-		if len(r.Diffs) != 2 || r.Diffs[0] != (Diff{"$[0]", "$[*]", KindTypeChanged}) {
+		if len(r.Diffs) != 2 || r.Diffs[0] != (Diff{Path: "$[0]", Generalized: "$[*]", Kind: KindTypeChanged}) {
 			t.Fatalf("%+v", r.Diffs)
 		}
 		c := Comparer{Rules: compiled(t, Rules{UnorderedArrays: []string{"$..*"}})}
@@ -82,7 +82,7 @@ func TestBoundedWork(t *testing.T) {
 		b := "t=2&" + strings.Repeat("t=1&", n)
 		b = b[:len(b)-1]
 		r := Pair(resp(200, form, a), resp(200, form, b))
-		if len(r.Diffs) != 1 || r.Diffs[0] != (Diff{"$.t", "$.t", KindArrayOrder}) {
+		if len(r.Diffs) != 1 || r.Diffs[0] != (Diff{Path: "$.t", Generalized: "$.t", Kind: KindArrayOrder}) {
 			t.Fatalf("%+v", r.Diffs)
 		}
 		c := Comparer{Rules: compiled(t, Rules{UnorderedArrays: []string{"$.t"}})}

@@ -22,11 +22,15 @@ const (
 	KindArrayOrder   = "array_order"
 	KindBodyText     = "body_text"
 	KindBodyBinary   = "body_binary"
+	// KindFormatChanged is a value whose shape (Shape) the primary's
+	// version did not produce, at a path where the values themselves are
+	// noise: see Classify.
+	KindFormatChanged = "format_changed"
 )
 
 // Kinds lists every Diff kind.
 var Kinds = []string{KindStatus, KindHeader, KindMissingField, KindExtraField, KindTypeChanged,
-	KindValueChanged, KindArrayLength, KindArrayOrder, KindBodyText, KindBodyBinary}
+	KindValueChanged, KindArrayLength, KindArrayOrder, KindBodyText, KindBodyBinary, KindFormatChanged}
 
 // Paths of the diffs that are not inside a body. A header diff's path is
 // HeaderPathPrefix + the canonical header name (http.CanonicalHeaderKey).
@@ -53,6 +57,11 @@ type Diff struct {
 	// and header diffs it equals Path.
 	Generalized string
 	Kind        string
+	// Before and After are the shapes of the primary's and the shadow's
+	// values of a value_changed or type_changed diff in a JSON body, when
+	// the Comparer was asked for them (Shapes); zero otherwise. Classify
+	// reads them.
+	Before, After Shape
 }
 
 // Result is the outcome of comparing one pair.
@@ -109,6 +118,11 @@ type Comparer struct {
 	// body echoes them, besides the credential-looking values masked
 	// always (MaskSecrets).
 	RequestHeaders http.Header
+	// Shapes makes the value diffs of JSON bodies carry the shapes of
+	// both values (Diff.Before, Diff.After), which Classify needs to tell
+	// a change of format on a noisy path. It costs a classification per
+	// value diff; the comparator asks for it when a secondary answered.
+	Shapes bool
 }
 
 // Pair compares a pair with the default settings.
@@ -126,7 +140,7 @@ func (c Comparer) Pair(primary, shadow *envelope.Response) Result {
 		shadow = &envelope.Response{}
 	}
 	rs := orDefault(c.Rules)
-	st := state{maxDiffs: c.MaxDiffs, maxDepth: c.MaxDepth, maxBody: c.MaxBodyBytes, rs: rs, reqHeaders: c.RequestHeaders}
+	st := state{maxDiffs: c.MaxDiffs, maxDepth: c.MaxDepth, maxBody: c.MaxBodyBytes, rs: rs, reqHeaders: c.RequestHeaders, shapes: c.Shapes}
 	if st.maxDiffs <= 0 {
 		st.maxDiffs = DefaultMaxDiffs
 	}
@@ -181,6 +195,20 @@ func IsJSON(mediaType string) bool {
 	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
 }
 
+// IsJSONSeq reports whether a media type is a sequence of JSON texts:
+// NDJSON and JSON Lines (one text per line) or RFC 7464 JSON text
+// sequences (each text after an RS byte). Such a body is compared as an
+// array of its texts: paths are $[3].field.
+func IsJSONSeq(mediaType string) bool {
+	switch mediaType {
+	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonl",
+		"application/jsonlines", "application/x-jsonlines", "application/json-seq",
+		"application/x-json-stream", "application/stream+json":
+		return true
+	}
+	return false
+}
+
 // IsForm reports whether a media type is form-urlencoded.
 func IsForm(mediaType string) bool {
 	return mediaType == "application/x-www-form-urlencoded"
@@ -213,6 +241,7 @@ type state struct {
 	attempted                   int32 // diffs found, recorded or not (int32: the state fits in 112 bytes)
 	full                        bool
 	truncated                   bool
+	shapes                      bool
 	notes                       []string
 	summary                     string
 	reqHeaders                  http.Header
@@ -253,6 +282,8 @@ func (s *state) body(p, sh *envelope.Response) string {
 	pmt := MediaType(first(values(p.Headers, "Content-Type")))
 	format := FormatBinary
 	switch {
+	case IsJSONSeq(pmt):
+		format = FormatNDJSON
 	case IsJSON(pmt):
 		format = FormatJSON
 	case IsForm(pmt):
@@ -285,6 +316,19 @@ func (s *state) body(p, sh *envelope.Response) string {
 			return FormatJSON
 		}
 		if !s.json(a.b, b.b) {
+			s.text(a, b)
+			return FormatText
+		}
+	case FormatNDJSON:
+		if a.truncated || b.truncated {
+			s.note("JSON sequence body truncated: compared as bytes")
+			s.text(a, b)
+			return FormatText
+		}
+		if bytes.Equal(a.b, b.b) {
+			return FormatNDJSON
+		}
+		if !s.jsonSeq(a.b, b.b) {
 			s.text(a, b)
 			return FormatText
 		}
@@ -334,15 +378,29 @@ func (s *state) parsed(format string, errA, errB error) bool {
 
 // json compares two JSON bodies structurally; false if either does not
 // parse (nothing was compared then).
-func (s *state) json(pa, pb []byte) bool {
+func (s *state) json(pa, pb []byte) bool { return s.structural("JSON", (*doc).parse, pa, pb) }
+
+// jsonSeq compares two sequences of JSON texts as arrays of them; false if
+// either is not one (nothing was compared then).
+func (s *state) jsonSeq(pa, pb []byte) bool {
+	return s.structural("JSON sequence", (*doc).parseSeq, pa, pb)
+}
+
+// structural parses both bodies as format and walks them; false if either
+// does not parse.
+func (s *state) structural(format string, parse func(*doc, []byte) error, pa, pb []byte) bool {
 	a, b := getDoc(), getDoc()
 	defer putDoc(a)
 	defer putDoc(b)
-	if !s.parsed("JSON", a.parse(pa), b.parse(pb)) {
+	if !s.parsed(format, parse(a, pa), parse(b, pb)) {
 		return false
 	}
+	s.walk(a, b)
+	return true
+}
+
+func (s *state) walk(a, b *doc) {
 	w := newWalker(s, a, b)
 	defer w.release()
 	w.compare()
-	return true
 }

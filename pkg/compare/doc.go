@@ -13,8 +13,9 @@
 //
 // Kinds: status, header, missing_field (only the primary has it),
 // extra_field (only the shadow has it), type_changed, value_changed,
-// array_length, array_order (same elements, other order), body_text and
-// body_binary. Diffs come in this order: status, header.Content-Type, the
+// array_length, array_order (same elements, other order), body_text,
+// body_binary, and format_changed (made by Classify, never by Pair).
+// Diffs come in this order: status, header.Content-Type, the
 // other headers by name, then the body in document order of the primary.
 //
 // # Paths
@@ -74,8 +75,10 @@
 // Note says why.
 //
 // The primary's media type picks the format (Result.BodyFormat): JSON
-// (application/json and any +json type), form (application/x-www-form-urlencoded),
-// text (text/*, HTML, XML and +xml, JavaScript, NDJSON, GraphQL, YAML) or
+// (application/json and any +json type), ndjson (a sequence of JSON texts,
+// IsJSONSeq: compared as the array of its texts, paths $[3].field), form
+// (application/x-www-form-urlencoded), text (text/*, HTML, XML and +xml,
+// JavaScript, GraphQL, YAML) or
 // binary (anything else, and no Content-Type). Two empty bodies are
 // "empty" and match.
 //
@@ -196,9 +199,12 @@
 //
 // # Noise, fingerprints, redaction
 //
-// Noise(shadow, secondary) marks as noise every shadow diff whose Path also
+// Classify (and Noise) marks as noise every shadow diff whose Path also
 // differs between the primary and a secondary instance of the primary's
-// version in the same request. Fingerprint hashes the route and the set of
+// version in the same request, except a field the old version always has
+// (or never has), and a value whose Shape (shape.go: JSON type and string
+// format class) does not fit the one primary and secondary agree on: that
+// one becomes a format_changed diff. Shapes come with Comparer.Shapes. Fingerprint hashes the route and the set of
 // (Generalized, Kind) of a mismatch into 16 hex digits: the class of the
 // mismatch, the same whatever the indices, order or repetitions. Redact and
 // RedactRequest mask DefaultRedactHeaders, DefaultRedactKeys (any depth,

@@ -1,6 +1,7 @@
 package compare
 
 import (
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,13 +11,32 @@ import (
 type headerMode uint8
 
 const (
-	hSkip      headerMode = iota
-	hExact                // the field values joined with ", ", each trimmed
-	hMediaType            // MediaType of the first value
-	hList                 // comma-separated tokens, case-insensitive, in order
-	hSet                  // comma-separated tokens, case-insensitive, any order, duplicates once
-	hPresence             // present on both sides or on neither
+	hSkip        headerMode = iota
+	hExact                  // the field values joined with ", ", each trimmed
+	hMediaType              // MediaType of the first value
+	hList                   // comma-separated tokens, case-insensitive, in order
+	hSet                    // comma-separated tokens, case-insensitive, any order, duplicates once
+	hPresence               // present on both sides or on neither
+	hDirectives             // ";"-separated directives, case-insensitive, any order
+	hContentType            // media type and parameters: names and charset case-insensitive, any order
+	hCSP                    // Content-Security-Policy: directives in any order, each one's sources in any order, nonces as one
 )
+
+// SecurityHeaders are the response headers the rule security_headers adds
+// to the compared ones, with how their values are compared; without it
+// they are compared only when compare_headers names them (then the same
+// way). The map documents them; changing it changes nothing.
+var SecurityHeaders = map[string]string{
+	"X-Content-Type-Options":    "tokens, case-insensitive, in order",
+	"Strict-Transport-Security": "directives, case-insensitive, any order",
+	"Content-Security-Policy":   "directives in any order, each directive's sources in any order, 'nonce-...' sources equal whatever their value",
+}
+
+var securityHeaderModes = map[string]headerMode{
+	"X-Content-Type-Options":    hList,
+	"Strict-Transport-Security": hDirectives,
+	"Content-Security-Policy":   hCSP,
+}
 
 // DefaultCompareHeaders are the response headers compared unless ignored,
 // with how their values are compared (canonical names as keys). They are
@@ -93,6 +113,11 @@ var volatile = func() nameList {
 
 type headerRules struct {
 	ignore, compare nameList
+	// contentTypeParams compares Content-Type's parameters (charset ...)
+	// besides its media type: the rule content_type_params.
+	contentTypeParams bool
+	// security compares SecurityHeaders: the rule security_headers.
+	security bool
 }
 
 // mode decides how a header (canonical name) is compared: a user's
@@ -103,7 +128,13 @@ func (h *headerRules) mode(canon string) headerMode {
 	if in, _ := h.ignore.has(canon); in {
 		return hSkip
 	}
+	if canon == "Content-Type" && h.contentTypeParams {
+		return hContentType
+	}
 	in, named := h.compare.has(canon)
+	if m, ok := securityHeaderModes[canon]; ok && (named || h.security) {
+		return m
+	}
 	if named {
 		if m, ok := defaultHeaderModes[canon]; ok {
 			return m
@@ -144,11 +175,74 @@ func headerEqual(mode headerMode, a, b []string) bool {
 	case hList, hSet:
 		ta, tb := tokens(a, mode == hSet), tokens(b, mode == hSet)
 		return slices.Equal(ta, tb)
+	case hContentType:
+		return contentTypeEqual(first(a), first(b))
+	case hDirectives:
+		return slices.Equal(directives(a, false), directives(b, false))
+	case hCSP:
+		return slices.Equal(directives(a, true), directives(b, true))
 	}
 	if len(a) == 1 && len(b) == 1 {
 		return strings.TrimSpace(a[0]) == strings.TrimSpace(b[0])
 	}
 	return joined(a) == joined(b)
+}
+
+// contentTypeEqual compares two Content-Type values by media type and
+// parameters: parameter names and the charset's value case-insensitively,
+// other values exactly, in any order. Values that do not parse are
+// compared as lower-cased text without spaces.
+func contentTypeEqual(a, b string) bool {
+	ma, pa, errA := mime.ParseMediaType(a)
+	mb, pb, errB := mime.ParseMediaType(b)
+	if errA != nil || errB != nil {
+		norm := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), "")) }
+		return norm(a) == norm(b)
+	}
+	if ma != mb || len(pa) != len(pb) {
+		return false
+	}
+	for k, va := range pa {
+		vb, ok := pb[k]
+		if !ok || va != vb && !(k == "charset" && strings.EqualFold(va, vb)) {
+			return false
+		}
+	}
+	return true
+}
+
+// directives splits ";"-separated directives (Strict-Transport-Security,
+// Content-Security-Policy), each lower-cased with its spaces collapsed,
+// sorted, duplicates once. With csp, a directive's sources are sorted too
+// and every 'nonce-...' source is one 'nonce' (a nonce is new in every
+// response); source values keep their case.
+func directives(v []string, csp bool) []string {
+	var out []string
+	for _, s := range v {
+		for part := range strings.SplitSeq(s, ";") {
+			f := strings.Fields(part)
+			if len(f) == 0 {
+				continue
+			}
+			f[0] = strings.ToLower(f[0])
+			if !csp {
+				out = append(out, strings.ToLower(strings.Join(f, " ")))
+				continue
+			}
+			src := f[1:]
+			for i, x := range src {
+				if len(x) > 7 && strings.EqualFold(x[:7], "'nonce-") {
+					src[i] = "'nonce'"
+				} else if strings.HasPrefix(x, "'") {
+					src[i] = strings.ToLower(x) // keywords: 'self', 'none', 'unsafe-inline'
+				}
+			}
+			slices.Sort(src)
+			out = append(out, f[0]+" "+strings.Join(slices.Compact(src), " "))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func first(v []string) string {
@@ -189,8 +283,11 @@ func tokens(v []string, set bool) []string {
 func (s *state) compareHeaders(h *headerRules, p, sh http.Header) (ctMatch, allMatch bool) {
 	ctMatch, allMatch = true, true
 	if m := h.mode("Content-Type"); m != hSkip {
-		if !headerEqual(m, values(p, "Content-Type"), values(sh, "Content-Type")) {
-			ctMatch, allMatch = false, false
+		pv, sv := values(p, "Content-Type"), values(sh, "Content-Type")
+		if !headerEqual(m, pv, sv) {
+			// ContentTypeMatch is about the media type alone, also when
+			// the parameters are compared.
+			ctMatch, allMatch = m == hContentType && headerEqual(hMediaType, pv, sv), false
 			s.add(PathContentType, PathContentType, KindHeader)
 		}
 	}

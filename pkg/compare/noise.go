@@ -7,30 +7,83 @@ import (
 	"slices"
 )
 
-// Noise splits the shadow's diffs into real ones and noise: a shadow diff
-// whose Path also differs between the primary and the secondary (a second
-// instance of the primary's version) in the same request is noise, since
-// the primary's own version is not deterministic there. Paths must match
-// exactly (status and header diffs included); order is kept.
+// Noise splits the shadow's diffs into real ones and noise, as Classify
+// decides; order is kept.
 func Noise(shadow, secondary []Diff) (real, noise []Diff) {
-	if len(secondary) == 0 {
-		if len(shadow) == 0 {
-			return nil, nil
-		}
-		return slices.Clone(shadow), nil
-	}
-	paths := make(map[string]struct{}, len(secondary))
-	for _, d := range secondary {
-		paths[d.Path] = struct{}{}
-	}
-	for _, d := range shadow {
-		if _, ok := paths[d.Path]; ok {
+	diffs, flags := Classify(shadow, secondary)
+	for i, d := range diffs {
+		if flags[i] {
 			noise = append(noise, d)
 		} else {
 			real = append(real, d)
 		}
 	}
 	return real, noise
+}
+
+// Classify decides which of the shadow's diffs are noise, given the diffs
+// between the primary and the secondary (a second instance of the
+// primary's version) in the same request. It returns the shadow's diffs,
+// in order, some of them changed (see below), and a flag per diff that is
+// set for noise.
+//
+// A shadow diff whose Path also differs between primary and secondary is
+// noise, since the primary's own version is not deterministic there
+// (paths must match exactly, status and header diffs included), except:
+//   - a missing_field or extra_field where the secondary's diff is of
+//     another kind: the primary's version always has (or never has) the
+//     field, the shadow's does not;
+//   - a value whose shape the primary's version did not produce: when the
+//     primary's and the secondary's values have one shape (the
+//     secondary's Fits the primary's) and the shadow's does not fit it,
+//     the diff is real and becomes a format_changed diff, its Generalized
+//     path followed by the shapes (FormatChangedPath), so that a path
+//     whose values are noise, and is suppressed as such, does not hide
+//     it. This needs the shapes of both comparisons (Comparer.Shapes).
+func Classify(shadow, secondary []Diff) (diffs []Diff, noise []bool) {
+	if len(shadow) == 0 {
+		return nil, nil
+	}
+	diffs = slices.Clone(shadow)
+	noise = make([]bool, len(diffs))
+	if len(secondary) == 0 {
+		return diffs, noise
+	}
+	paths := make(map[string]int, len(secondary))
+	for i, d := range secondary {
+		if _, ok := paths[d.Path]; !ok {
+			paths[d.Path] = i
+		}
+	}
+	for i := range diffs {
+		d := &diffs[i]
+		j, ok := paths[d.Path]
+		if !ok {
+			continue
+		}
+		s := &secondary[j]
+		switch {
+		case (d.Kind == KindMissingField || d.Kind == KindExtraField) && s.Kind != d.Kind:
+		case d.Before.Type != 0 && s.Before.Type != 0 && Fits(s.After, s.Before) && !Fits(d.After, d.Before):
+			g := d.Generalized
+			if g == "" {
+				g = Generalize(d.Path)
+			}
+			d.Kind, d.Generalized = KindFormatChanged, FormatChangedPath(g, d.Before, d.After)
+		default:
+			noise[i] = true
+		}
+	}
+	return diffs, noise
+}
+
+// FormatChangedPath is the Generalized path of a format_changed diff: the
+// value's generalized path and the change of shape,
+// "$.client (string/ip:port -> string/ipv4)". It is never the path of a
+// noisy diff, so the suppression of a noisy path (which is by generalized
+// path) does not apply to it.
+func FormatChangedPath(generalized string, before, after Shape) string {
+	return generalized + " (" + before.String() + " -> " + after.String() + ")"
 }
 
 // FingerprintLen is the length of a fingerprint, in hex digits.

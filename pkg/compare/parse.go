@@ -1,8 +1,12 @@
 package compare
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -127,4 +131,103 @@ func (d *doc) keyBytes(i int32) []byte {
 		return d.src[n.kstart:n.kend]
 	}
 	return []byte(unescape(d.src[n.kstart:n.kend]))
+}
+
+// recordSep is RS, which starts each text of an RFC 7464 JSON text
+// sequence.
+const recordSep = 0x1e
+
+// seqRecords calls fn with the span src[start:end] of each record of a
+// sequence of JSON texts and the number of its first line: the texts after
+// each RS when the body holds one (RFC 7464, where a text may span lines),
+// else its lines (NDJSON, JSON Lines). Records are trimmed of JSON
+// whitespace; empty ones are skipped. It stops when fn returns false.
+func seqRecords(src []byte, fn func(start, end, line int) bool) {
+	sep := byte('\n')
+	if bytes.IndexByte(src, recordSep) >= 0 {
+		sep = recordSep
+	}
+	line := 1
+	for off := 0; off < len(src); {
+		end := bytes.IndexByte(src[off:], sep)
+		if end < 0 {
+			end = len(src)
+		} else {
+			end += off
+		}
+		rec := src[off:end]
+		first := line + leadingLines(rec)
+		line += bytes.Count(rec, []byte{'\n'})
+		if sep == '\n' {
+			line++
+		}
+		lead := len(rec) - len(bytes.TrimLeft(rec, " \t\r\n"))
+		trimmed := bytes.TrimRight(rec[lead:], " \t\r\n")
+		if len(trimmed) > 0 && !fn(off+lead, off+lead+len(trimmed), first) {
+			return
+		}
+		off = end + 1
+	}
+}
+
+// leadingLines counts the line feeds before the first non-whitespace byte.
+func leadingLines(b []byte) int {
+	n := 0
+	for _, c := range b {
+		switch c {
+		case '\n':
+			n++
+		case ' ', '\t', '\r':
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// parseSeq parses a sequence of JSON texts (see seqRecords) as one array
+// of them, so that the walker compares them element by element with paths
+// $[3].field. Each record must be exactly one JSON text; the error names
+// the line of the first one that is not.
+func (d *doc) parseSeq(src []byte) error {
+	if len(src) >= math.MaxInt32-2 {
+		return errTooLarge
+	}
+	type rec struct{ start, end, line int }
+	var recs []rec
+	buf := make([]byte, 0, len(src)+2)
+	buf = append(buf, '[')
+	seqRecords(src, func(start, end, line int) bool {
+		if len(recs) > 0 {
+			buf = append(buf, ',')
+		}
+		recs = append(recs, rec{len(buf), len(buf) + end - start, line})
+		buf = append(buf, src[start:end]...)
+		return true
+	})
+	buf = append(buf, ']')
+	lineAt := func(off int) int {
+		i, _ := slices.BinarySearchFunc(recs, off, func(r rec, off int) int { return cmp.Compare(r.end, off) })
+		return recs[min(i, len(recs)-1)].line
+	}
+	if err := d.parse(buf); err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) && len(recs) > 0 {
+			return fmt.Errorf("line %d: %s", lineAt(se.off), se.msg)
+		}
+		return err
+	}
+	// A record that is not one text (`[1` then `2],3`) can still make the
+	// whole an array: each element must be its record.
+	c := int32(1)
+	for _, r := range recs {
+		if c >= int32(len(d.nodes)) || int(d.nodes[c].start) != r.start || int(d.nodes[c].end) != r.end {
+			return fmt.Errorf("line %d: not exactly one JSON text", r.line)
+		}
+		c = d.nodes[c].next
+	}
+	if int(d.nodes[0].n) != len(recs) {
+		return fmt.Errorf("line %d: not exactly one JSON text", recs[len(recs)-1].line)
+	}
+	return nil
 }

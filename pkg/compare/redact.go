@@ -3,6 +3,7 @@ package compare
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -188,6 +189,12 @@ func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Rules
 	body := b.b
 	mt := MediaType(first(values(h, "Content-Type")))
 	switch {
+	case IsJSONSeq(mt):
+		red, err := redactSeq(body, b.truncated, rs)
+		if err != nil {
+			return drop("not a valid JSON sequence: " + err.Error())
+		}
+		body = red
 	case IsJSON(mt):
 		red, err := redactJSON(body, b.truncated, rs)
 		if err != nil {
@@ -210,6 +217,31 @@ func redactBody(h http.Header, raw []byte, size int64, truncated bool, rs *Rules
 		return body, b.size, true
 	}
 	return body, int64(len(body)), false
+}
+
+// redactSeq is redactJSON for each text of a sequence of JSON texts
+// (NDJSON, JSON Lines, RFC 7464), the bytes between them kept; with prefix
+// set, the last text may end early.
+func redactSeq(src []byte, prefix bool, rs *Ruleset) ([]byte, error) {
+	out := make([]byte, 0, len(src)+16)
+	last := 0
+	var err error
+	seqRecords(src, func(start, end, line int) bool {
+		out = append(out, src[last:start]...)
+		lastRec := len(bytes.TrimRight(src[end:], " \t\r\n\x1e")) == 0
+		red, e := redactJSON(src[start:end], prefix && lastRec, rs)
+		if e != nil {
+			err = fmt.Errorf("line %d: %w", line, e)
+			return false
+		}
+		out = append(out, red...)
+		last = end
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, src[last:]...), nil
 }
 
 func looksLikeJSON(b []byte) bool {

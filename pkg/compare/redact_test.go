@@ -1,6 +1,9 @@
 package compare
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestRedactJSON pins how a JSON text is redacted, a prefix of one (a
 // truncated body) included: the output never ends with part of a
@@ -42,5 +45,36 @@ func TestRedactJSON(t *testing.T) {
 		if err != nil || string(got) != tt.want {
 			t.Errorf("redactJSON(%q, %v) = %q, %v; want %q", tt.src, tt.prefix, got, err, tt.want)
 		}
+	}
+}
+
+// A JSON sequence (NDJSON, JSON Lines, RFC 7464) is redacted text by text,
+// the bytes between texts kept; a record that is not JSON drops the body,
+// except a last one cut short by truncation.
+func TestRedactSeq(t *testing.T) {
+	for _, c := range []struct {
+		src, want, wantErr string
+		prefix             bool
+	}{
+		{src: "{\"password\":\"a\"}\n\n{\"b\":1,\"token\":[2]}\r\n", want: "{\"password\":\"[REDACTED]\"}\n\n{\"b\":1,\"token\":\"[REDACTED]\"}\r\n"},
+		{src: "\x1e{\"secret\":\n \"x\"}\n\x1e{\"a\":1}\n", want: "\x1e{\"secret\":\n \"[REDACTED]\"}\n\x1e{\"a\":1}\n"},
+		{src: "{\"a\":1}\nnot json\n", wantErr: "line 2: "},
+		{src: "{\"a\":1}\n{\"password\":\"abc", prefix: true, want: "{\"a\":1}\n{\"password\":\"[REDACTED]\""},
+		{src: "{\"a\":\n{\"b\":2}\n", prefix: true, wantErr: "line 1: "},
+	} {
+		got, err := redactSeq([]byte(c.src), c.prefix, defaultRuleset)
+		switch {
+		case c.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), c.wantErr)):
+			t.Errorf("redactSeq(%q) = %q, %v; want error %q", c.src, got, err, c.wantErr)
+		case c.wantErr == "" && (err != nil || string(got) != c.want):
+			t.Errorf("redactSeq(%q) = %q, %v; want %q", c.src, got, err, c.want)
+		}
+	}
+	r := Redact(hdr(resp(200, "application/x-ndjson", "{\"api_key\":\"k\"}\n"), "X-A", "b"), nil, nil)
+	if string(r.Body) != "{\"api_key\":\"[REDACTED]\"}\n" {
+		t.Errorf("Redact of an NDJSON body: %q", r.Body)
+	}
+	if r := Redact(resp(200, "application/x-ndjson", "{\"password\":\"k\"}\n{"), nil, nil); r.Body != nil || !r.BodyTruncated {
+		t.Errorf("an NDJSON body that is not one must be dropped: %q", r.Body)
 	}
 }

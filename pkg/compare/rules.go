@@ -47,6 +47,14 @@ type Rules struct {
 	// besides the defaults (DefaultRedactKeys); matched case-insensitively
 	// and ignoring "-" and "_".
 	RedactKeys []string `json:"redact_keys,omitempty"`
+	// ContentTypeParams compares the parameters of Content-Type (charset,
+	// boundary ...) besides its media type; off by default, since a
+	// charset spelled differently rarely changes what a client reads.
+	ContentTypeParams bool `json:"content_type_params,omitempty"`
+	// SecurityHeaders compares the security headers (SecurityHeaders:
+	// X-Content-Type-Options, Strict-Transport-Security,
+	// Content-Security-Policy); off by default.
+	SecurityHeaders bool `json:"security_headers,omitempty"`
 }
 
 // Tolerance makes numbers a and b equal when |a-b| <= Absolute or
@@ -107,7 +115,7 @@ func (r Rules) Validate() error {
 func (r Rules) IsZero() bool {
 	return len(r.IgnorePaths) == 0 && len(r.IgnoreHeaders) == 0 && len(r.CompareHeaders) == 0 &&
 		len(r.UnorderedArrays) == 0 && len(r.ArrayKeys) == 0 && r.NumericTolerance == nil && !r.StatusClassOnly &&
-		len(r.RedactHeaders) == 0 && len(r.RedactKeys) == 0
+		len(r.RedactHeaders) == 0 && len(r.RedactKeys) == 0 && !r.ContentTypeParams && !r.SecurityHeaders
 }
 
 // clone copies the lists, so that a Ruleset does not share them with its
@@ -263,6 +271,7 @@ func compile(r Rules) (*Ruleset, error) {
 	}
 	rs.headers.ignore = headerList("ignore_headers", r.IgnoreHeaders, false)
 	rs.headers.compare = headerList("compare_headers", r.CompareHeaders, true)
+	rs.headers.contentTypeParams, rs.headers.security = r.ContentTypeParams, r.SecurityHeaders
 	rs.redactHeaders = headerList("redact_headers", r.RedactHeaders, false)
 	rs.redactKeys = map[string]bool{}
 	if !tooMany("redact_keys", len(r.RedactKeys)) {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -330,5 +331,97 @@ func TestRedact(t *testing.T) {
 	}
 	if r := Redact(nil, nil, nil); r.Body != nil || r.Headers != nil || r.Status != 0 {
 		t.Error("nil response")
+	}
+}
+
+// content_type_params and security_headers are off by default; on, they
+// compare what they name, semantically, and ignore_headers still wins.
+func TestHeaderOptIns(t *testing.T) {
+	js := func(ct string, kv ...string) *envelope.Response {
+		r := resp(200, ct, "{}")
+		return hdr(r, kv...)
+	}
+	paths := func(r Result) []string {
+		var out []string
+		for _, d := range r.Diffs {
+			out = append(out, d.Path)
+		}
+		return out
+	}
+	both := compiled(t, Rules{ContentTypeParams: true, SecurityHeaders: true})
+	for _, c := range []struct {
+		name    string
+		rules   *Ruleset
+		a, b    *envelope.Response
+		want    []string
+		ctMatch bool
+	}{
+		{"charset ignored by default", nil, js("application/json; charset=utf-8"), js("application/json; charset=latin1"), nil, true},
+		{"charset compared", both, js("application/json; charset=utf-8"), js("application/json; charset=latin1"), []string{PathContentType}, true},
+		{"charset case and spacing", both, js("application/json; charset=utf-8"), js("Application/JSON;charset=UTF-8"), nil, true},
+		{"a parameter more", both, js("text/plain"), js("text/plain; format=flowed"), []string{PathContentType}, true},
+		{"media type still decides ContentTypeMatch", both, js("application/json; charset=utf-8"), js("text/html; charset=utf-8"), []string{PathContentType}, false},
+		{"security headers ignored by default", nil, js("application/json", "X-Content-Type-Options", "nosniff"), js("application/json"), nil, true},
+		{"nosniff dropped", both, js("application/json", "X-Content-Type-Options", "nosniff"), js("application/json"), []string{"header.X-Content-Type-Options"}, true},
+		{"HSTS directives in another order", both, js("application/json", "Strict-Transport-Security", "max-age=60; includeSubDomains"),
+			js("application/json", "Strict-Transport-Security", "includesubdomains;max-age=60"), nil, true},
+		{"HSTS max-age shortened", both, js("application/json", "Strict-Transport-Security", "max-age=31536000"),
+			js("application/json", "Strict-Transport-Security", "max-age=60"), []string{"header.Strict-Transport-Security"}, true},
+		{"CSP reordered, nonces differ", both, js("application/json", "Content-Security-Policy", "default-src 'self'; script-src 'self' 'nonce-abc' https://cdn.example"),
+			js("application/json", "Content-Security-Policy", "script-src https://cdn.example 'NONCE-xyz' 'SELF';default-src 'self'"), nil, true},
+		{"CSP loosened", both, js("application/json", "Content-Security-Policy", "default-src 'self'"),
+			js("application/json", "Content-Security-Policy", "default-src *"), []string{"header.Content-Security-Policy"}, true},
+		{"named in compare_headers without the rule", compiled(t, Rules{CompareHeaders: []string{"Content-Security-Policy"}}),
+			js("application/json", "Content-Security-Policy", "a 'nonce-1'"), js("application/json", "Content-Security-Policy", "a 'nonce-2'"), nil, true},
+		{"ignore_headers wins", compiled(t, Rules{SecurityHeaders: true, IgnoreHeaders: []string{"Strict-Transport-Security"}}),
+			js("application/json", "Strict-Transport-Security", "max-age=1"), js("application/json"), nil, true},
+	} {
+		r := Comparer{Rules: c.rules}.Pair(c.a, c.b)
+		if !slices.Equal(paths(r), c.want) || r.ContentTypeMatch != c.ctMatch || r.HeadersMatch != (len(c.want) == 0) {
+			t.Errorf("%s: diffs %v content type match %v headers match %v; want %v %v", c.name, paths(r), r.ContentTypeMatch, r.HeadersMatch, c.want, c.ctMatch)
+		}
+	}
+	if (Rules{SecurityHeaders: true}).IsZero() || (Rules{ContentTypeParams: true}).IsZero() {
+		t.Error("the opt-ins are not the defaults")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	ipPort, ip := StringShape("10.0.0.1:80"), StringShape("10.0.0.1")
+	shaped := func(path, kind string, before, after Shape) Diff {
+		return Diff{Path: path, Generalized: Generalize(path), Kind: kind, Before: before, After: after}
+	}
+	shadow := []Diff{
+		shaped("$.a[1].client", KindValueChanged, ipPort, ip), // a new shape
+		shaped("$.b", KindValueChanged, ipPort, ipPort),       // the same shape
+		d("$.c", KindValueChanged),                            // no shapes known: noise as before
+		d("$.gone", KindMissingField),                         // the old version always has it
+		d("$.opt", KindMissingField),                          // the old version has it or not
+		shaped("$.d", KindValueChanged, ipPort, ip),           // primary and secondary disagree on the shape
+	}
+	secondary := []Diff{
+		shaped("$.a[1].client", KindValueChanged, ipPort, ipPort), shaped("$.b", KindValueChanged, ipPort, ipPort),
+		d("$.c", KindValueChanged), d("$.gone", KindValueChanged), d("$.opt", KindMissingField),
+		shaped("$.d", KindValueChanged, ipPort, StringShape("")),
+	}
+	diffs, noise := Classify(shadow, secondary)
+	if !slices.Equal(noise, []bool{false, true, true, false, true, true}) {
+		t.Errorf("noise flags %v", noise)
+	}
+	want := Diff{Path: "$.a[1].client", Generalized: "$.a[*].client (string/ip:port -> string/ipv4)", Kind: KindFormatChanged, Before: ipPort, After: ip}
+	if diffs[0] != want || diffs[3].Kind != KindMissingField || shadow[0].Kind != KindValueChanged {
+		t.Errorf("diffs %+v (the input must not change: %+v)", diffs, shadow[0])
+	}
+	if diffs, noise := Classify(shadow[:1], nil); len(diffs) != 1 || noise[0] || diffs[0].Kind != KindValueChanged {
+		t.Errorf("without a secondary nothing is noise or a format change: %+v %v", diffs, noise)
+	}
+	// Comparer.Shapes fills Before and After of value diffs only.
+	r := Comparer{Shapes: true}.Pair(resp(200, "application/json", `{"a":"10.0.0.1:80","b":1,"c":[1]}`), resp(200, "application/json", `{"a":"10.0.0.1","b":"1","c":[]}`))
+	if len(r.Diffs) != 4 || r.Diffs[0].Before != ipPort || r.Diffs[0].After != ip || r.Diffs[1].Kind != KindTypeChanged ||
+		r.Diffs[1].Before.String() != "number" || r.Diffs[1].After.String() != "string/integer" || r.Diffs[2].Before.Type != 0 {
+		t.Errorf("shapes: %+v", r.Diffs)
+	}
+	if r := Pair(resp(200, "application/json", `{"a":"x"}`), resp(200, "application/json", `{"a":"y"}`)); r.Diffs[0].Before.Type != 0 {
+		t.Errorf("shapes without Shapes: %+v", r.Diffs)
 	}
 }

@@ -80,6 +80,20 @@ func (w *walker) add(kind string) {
 	w.st.add(p, g, kind)
 }
 
+// addValue records a diff between two values; with Comparer.Shapes it
+// carries their shapes.
+func (w *walker) addValue(kind string, ai, bi int32) {
+	if !w.st.shapes || w.probing > 0 || len(w.st.diffs) >= w.st.maxDiffs {
+		w.add(kind)
+		return
+	}
+	na, nb := &w.a.nodes[ai], &w.b.nodes[bi]
+	w.add(kind)
+	d := &w.st.diffs[len(w.st.diffs)-1]
+	d.Before = shapeOf(na.kind, w.a.raw(ai), na.esc)
+	d.After = shapeOf(nb.kind, w.b.raw(bi), nb.esc)
+}
+
 // equal reports whether two subtrees are equal under the rules, recording
 // nothing.
 func (w *walker) equal(ai, bi int32, depth int, ss int32) bool {
@@ -127,22 +141,22 @@ func (w *walker) value(ai, bi int32, depth int, ss int32) {
 	}
 	na, nb := &w.a.nodes[ai], &w.b.nodes[bi]
 	if jsonType(na.kind) != jsonType(nb.kind) {
-		w.add(KindTypeChanged)
+		w.addValue(KindTypeChanged, ai, bi)
 		return
 	}
 	switch na.kind {
 	case tNull:
 	case tTrue, tFalse:
 		if na.kind != nb.kind {
-			w.add(KindValueChanged)
+			w.addValue(KindValueChanged, ai, bi)
 		}
 	case tNumber:
 		if ra, rb := w.a.raw(ai), w.b.raw(bi); !numEqual(ra, rb) && !w.near(ra, rb) {
-			w.add(KindValueChanged)
+			w.addValue(KindValueChanged, ai, bi)
 		}
 	case tString:
 		if !strEqual(w.a.raw(ai), na.esc, w.b.raw(bi), nb.esc) {
-			w.add(KindValueChanged)
+			w.addValue(KindValueChanged, ai, bi)
 		}
 	case tArray, tObject:
 		// Equal text is equal JSON; this makes unchanged subtrees cheap.

@@ -35,6 +35,7 @@ type ClickHouse struct {
 	ClickHouseCertFile      string `envconfig:"CLICKHOUSE_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with ClickHouse (with CLICKHOUSE_KEY_FILE)"`
 	ClickHouseKeyFile       string `envconfig:"CLICKHOUSE_KEY_FILE" default:"" desc:"PEM private key of CLICKHOUSE_CERT_FILE"`
 	ClickHouseTLSSkipVerify bool   `envconfig:"CLICKHOUSE_TLS_SKIP_VERIFY" default:"false" desc:"do not verify ClickHouse's certificate (insecure: for tests only)"`
+	ClickHouseCluster       string `envconfig:"CLICKHOUSE_CLUSTER" default:"" desc:"ClickHouse cluster (a name of the servers' remote_servers) to create the tables on, as Replicated*MergeTree tables <table>_local behind Distributed tables <table> (docs/clickhouse.md, Cluster); empty: a single server"`
 }
 
 // Redis is the shared Redis setting.
@@ -43,6 +44,16 @@ type Redis struct {
 	RedisCAFile   string `envconfig:"REDIS_CA_FILE" default:"" desc:"PEM CA bundle that signs Redis's certificate (with a rediss:// URL); empty: the system's CAs"`
 	RedisCertFile string `envconfig:"REDIS_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with Redis (with REDIS_KEY_FILE)"`
 	RedisKeyFile  string `envconfig:"REDIS_KEY_FILE" default:"" desc:"PEM private key of REDIS_CERT_FILE"`
+}
+
+// identifier reports whether s is a plain SQL identifier.
+func identifier(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Logging selects the log format and level.

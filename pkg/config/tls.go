@@ -81,6 +81,9 @@ func (c ClickHouse) Validate() error {
 	if !c.ClickHouseTLS && (c.ClickHouseCAFile != "" || c.ClickHouseCertFile != "" || c.ClickHouseTLSSkipVerify) {
 		return fmt.Errorf("%w: CLICKHOUSE_CA_FILE, CLICKHOUSE_CERT_FILE and CLICKHOUSE_TLS_SKIP_VERIFY need CLICKHOUSE_TLS=true", ErrTLS)
 	}
+	if c.ClickHouseCluster != "" && !identifier(c.ClickHouseCluster) {
+		return fmt.Errorf("%w: CLICKHOUSE_CLUSTER %q is not a plain identifier (letters, digits and _, not starting with a digit)", ErrSettings, c.ClickHouseCluster)
+	}
 	return nil
 }
 

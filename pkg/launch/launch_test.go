@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -50,5 +51,27 @@ func TestNormalizeRules(t *testing.T) {
 	err := bad.Normalize()
 	if !errors.Is(err, ErrInvalid) || !errors.Is(err, compare.ErrInvalidRules) || !strings.Contains(err.Error(), "ignore_paths[1]") {
 		t.Fatalf("bad rule: %v; want ErrInvalid and ErrInvalidRules naming ignore_paths[1]", err)
+	}
+}
+
+// The header opt-ins of a launch's compare rules are off unless set, and
+// survive the store's JSON.
+func TestCompareOptIns(t *testing.T) {
+	var l Launch
+	if err := json.Unmarshal([]byte(`{"name":"x","shadow_url":"http://s","compare":{}}`), &l); err != nil || l.Compare.ContentTypeParams || l.Compare.SecurityHeaders {
+		t.Fatalf("defaults: %+v %v", l.Compare, err)
+	}
+	l.Compare = compare.Rules{ContentTypeParams: true, SecurityHeaders: true}
+	if err := l.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(l)
+	var back Launch
+	if err := json.Unmarshal(data, &back); err != nil || !back.Compare.ContentTypeParams || !back.Compare.SecurityHeaders ||
+		!strings.Contains(string(data), `"compare":{"content_type_params":true,"security_headers":true}`) {
+		t.Fatalf("round trip %s: %+v %v", data, back.Compare, err)
+	}
+	if err := json.Unmarshal([]byte(`{"compare":{"security_headers":"yes"}}`), &back); err == nil {
+		t.Fatal("a non-boolean opt-in decodes")
 	}
 }

@@ -292,8 +292,14 @@ func StartClickHouseTLS(t testing.TB, files *TLSFiles) string {
 // newClickHouse is NewClickHouse with extra elements in its config.xml.
 func newClickHouse(t testing.TB, extra string) *ClickHouse {
 	t.Helper()
+	return newClickHouseOn(t, FreePort(t), extra)
+}
+
+// newClickHouseOn is newClickHouse on the native port tcp.
+func newClickHouseOn(t testing.TB, tcp int, extra string) *ClickHouse {
+	t.Helper()
 	dir := t.TempDir()
-	tcp, http := FreePort(t), FreePort(t)
+	http := FreePort(t)
 	users := `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>

@@ -174,7 +174,7 @@ func (s *Service) flush(ctx context.Context, b *batch) bool {
 		// A ClickHouse that came back empty has no table: re-apply the
 		// schema (a no-op when it exists) before the next attempt.
 		mctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
-		if err := analytics.Migrate(mctx, ch, db); err != nil {
+		if err := analytics.MigrateCluster(mctx, ch, db, s.cfg.ClickHouseCluster); err != nil {
 			s.log.Debug("re-applying the schema failed", "err", err)
 		}
 		cancel()

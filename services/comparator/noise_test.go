@@ -366,3 +366,71 @@ func TestExampleFailureDoesNotBlockRows(t *testing.T) {
 func reflectNew(t reflect.Type) any { return reflect.New(t).Interface() }
 
 func deref(v any) any { return reflect.ValueOf(v).Elem().Interface() }
+
+// TestFormatChangedIsNotNoise: on a path whose values differ between
+// primary and secondary in every request (noise), a shadow value of another
+// shape is stored as a real format_changed diff, whose generalized path
+// names the change and whose class gets a redacted example; a shadow value
+// of the same shape stays noise. A JSON sequence body is compared line by
+// line, with its own body format.
+func TestFormatChangedIsNotNoise(t *testing.T) {
+	h := newHarness(t, testenv.StartClickHouse(t))
+	l := h.createLaunch(compare.Rules{})
+	r := h.start(h.config())
+	waitReady(t, r)
+
+	changed := withSecondary(newPair(l.ID, envelope.NewID(), "/whoami",
+		200, `{"client":"10.1.2.3:51234","password":"hunter2-primary"}`, 200, `{"client":"10.1.2.3","password":"hunter2-primary"}`),
+		200, `{"client":"10.9.8.7:40211","password":"hunter2-primary"}`)
+	same := withSecondary(newPair(l.ID, envelope.NewID(), "/whoami",
+		200, `{"client":"10.1.2.3:51234"}`, 200, `{"client":"10.4.4.4:80"}`),
+		200, `{"client":"10.9.8.7:40211"}`)
+	nd := func(body string) string { return body }
+	stream := withSecondary(newPair(l.ID, envelope.NewID(), "/events",
+		200, nd("{\"at\":\"2026-11-27T08:00:00.100Z\",\"v\":1}\n{\"at\":\"2026-11-27T08:00:00.200Z\",\"v\":2}\n"),
+		200, nd("{\"at\":\"2026-11-27T08:00:00.500Z\",\"v\":1}\n{\"at\":\"2026-11-27T08:00:00.600Z\",\"v\":3}\n")),
+		200, nd("{\"at\":\"2026-11-27T08:00:00.300Z\",\"v\":1}\n{\"at\":\"2026-11-27T08:00:00.400Z\",\"v\":2}\n"))
+	for _, side := range []*envelope.Response{&stream.Envelope.Primary, &stream.Shadow.Response, &stream.Secondary.Response} {
+		side.Headers.Set("Content-Type", "application/x-ndjson")
+	}
+	for _, p := range []*envelope.Pair{changed, same, stream} {
+		h.publish(p, "")
+	}
+	h.waitRows(l.ID, 3)
+
+	ip := compare.StringShape("10.1.2.3")
+	ipPort := compare.StringShape("10.1.2.3:51234")
+	gen := compare.FormatChangedPath("$.client", ipPort, ip)
+	if gen != "$.client (string/ip:port -> string/ipv4)" {
+		t.Errorf("generalized path %q", gen)
+	}
+	got := h.mustNoiseRow(changed.Envelope.ID)
+	want := noiseRow{DiffPaths: []string{"$.client"}, DiffKinds: []string{compare.KindFormatChanged}, DiffGen: []string{gen},
+		DiffNoise: []uint8{0}, HeadersMatch: 1, HasSecondary: 1, BodyFormat: "json", SecondaryStatus: 200, SecondaryLatency: 2500,
+		Fingerprint:   compare.Fingerprint("/whoami", []compare.Diff{{Path: "$.client", Generalized: gen, Kind: compare.KindFormatChanged}}),
+		RulesRevision: l.Revision}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("format change on a noisy path:\n got %+v\nwant %+v", got, want)
+	}
+	if got := h.mustNoiseRow(same.Envelope.ID); !slices.Equal(got.DiffNoise, []uint8{1}) || got.Fingerprint != "" ||
+		!slices.Equal(got.DiffKinds, []string{compare.KindValueChanged}) {
+		t.Errorf("same shape on a noisy path: %+v", got)
+	}
+	got = h.mustNoiseRow(stream.Envelope.ID)
+	if got.BodyFormat != compare.FormatNDJSON || !slices.Equal(got.DiffPaths, []string{"$[0].at", "$[1].at", "$[1].v"}) ||
+		!slices.Equal(got.DiffNoise, []uint8{1, 1, 0}) || !slices.Equal(got.DiffGen, []string{"$[*].at", "$[*].at", "$[*].v"}) {
+		t.Errorf("NDJSON pair: %+v", got)
+	}
+
+	// The format change's class has its example, redacted.
+	testenv.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if final, _ := h.exampleCounts(l.ID); final[want.Fingerprint] != 1 {
+			return fmt.Errorf("examples per class %v, want one of %s", final, want.Fingerprint)
+		}
+		return nil
+	})
+	text := h.tableText("examples", l.ID)
+	if strings.Contains(text, "hunter2") || !strings.Contains(text, `"client":"10.1.2.3"`) || !strings.Contains(text, "format_changed") {
+		t.Errorf("the examples table:\n%s", text)
+	}
+}

@@ -33,8 +33,11 @@ var (
 //
 // When the pair carries a secondary that answered, the primary is also
 // compared with the secondary under the same rules, and each shadow diff
-// whose path differs there too is marked as noise (DiffNoise); the
-// fingerprint covers only the other, real, diffs. Match keeps its meaning:
+// whose path differs there too is marked as noise (DiffNoise), unless
+// compare.Classify finds it real: a value whose shape the primary's version
+// did not produce becomes a format_changed diff (its generalized path
+// names the change of shape, so a suppressed noisy path does not hide it).
+// The fingerprint covers only the real diffs. Match keeps its meaning:
 // nothing differs at all after the launch's rules, noise included. A
 // secondary that failed is recorded (SecondaryError) with HasSecondary
 // false, and no diff is noise.
@@ -84,6 +87,10 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 	}
 	row.ShadowStatus = status(p.Shadow.Status)
 	c.RequestHeaders = e.Request.Headers // echoed credentials are masked in the summary
+	// With a secondary, value diffs carry their shapes: a noisy path whose
+	// shadow value has a shape the primary's version did not produce is a
+	// format_changed diff, not noise (compare.Classify).
+	c.Shapes = sec != nil
 	r := c.Pair(&e.Primary, &p.Shadow.Response)
 	row.Match, row.StatusMatch, row.ContentTypeMatch, row.BodyMatch = r.Match, r.StatusMatch, r.ContentTypeMatch, r.BodyMatch
 	row.HeadersMatch, row.BodyFormat = r.HeadersMatch, r.BodyFormat
@@ -92,28 +99,24 @@ func BuildRow(c compare.Comparer, p *envelope.Pair) (analytics.Row, error) {
 	if len(r.Diffs) == 0 {
 		return row, nil
 	}
-	realDiffs := r.Diffs
-	noisy := map[string]bool(nil)
+	var secDiffs []compare.Diff
 	if sec != nil {
-		// Only the paths matter: compare.Noise matches diffs by Path.
-		var noise []compare.Diff
-		realDiffs, noise = compare.Noise(r.Diffs, c.Pair(&e.Primary, &sec.Response).Diffs)
-		if len(noise) > 0 {
-			noisy = make(map[string]bool, len(noise))
-			for _, d := range noise {
-				noisy[d.Path] = true
-			}
-		}
+		secDiffs = c.Pair(&e.Primary, &sec.Response).Diffs
 	}
-	n := len(r.Diffs)
+	diffs, noise := compare.Classify(r.Diffs, secDiffs)
+	n := len(diffs)
+	realDiffs := make([]compare.Diff, 0, n)
 	row.DiffPaths, row.DiffKinds = make([]string, n), make([]string, n)
 	row.DiffGeneralized, row.DiffNoise = make([]string, n), make([]bool, n)
-	for i, d := range r.Diffs {
+	for i, d := range diffs {
 		row.DiffPaths[i], row.DiffKinds[i], row.DiffGeneralized[i] = d.Path, d.Kind, d.Generalized
 		if d.Generalized == "" {
 			row.DiffGeneralized[i] = compare.Generalize(d.Path)
 		}
-		row.DiffNoise[i] = noisy[d.Path]
+		row.DiffNoise[i] = noise[i]
+		if !noise[i] {
+			realDiffs = append(realDiffs, d)
+		}
 	}
 	row.Fingerprint = compare.Fingerprint(row.Route, realDiffs)
 	return row, nil

@@ -171,6 +171,20 @@ func TestBuildRow(t *testing.T) {
 			r.DiffGeneralized, r.DiffNoise = r.DiffPaths, []bool{false}
 			r.Fingerprint = fingerprint(r)
 		}},
+		{"format change on a noisy path, a dropped field, noise", func() *envelope.Pair {
+			p := newPair("l1", "e1", "/users/42", 200, `{"ts":"2026-11-27T08:00:00.123456Z","ip":"10.0.0.1:5000","rid":"9f86d081884c7d65"}`,
+				200, `{"ts":"2026-11-27T08:00:01Z","rid":"0a1b2c3d4e5f6a7b"}`)
+			return withSecondary(p, 200, `{"ts":"2026-11-27T08:00:00.654321Z","ip":"10.0.0.2:5001","rid":"77aa88bb99cc00dd"}`)
+		}, func(r *analytics.Row) {
+			r.StatusMatch, r.ContentTypeMatch, r.HeadersMatch, r.BodyFormat = true, true, true, compare.FormatJSON
+			r.HasSecondary, r.SecondaryStatus, r.SecondaryLatencyUS = true, 200, 2500
+			r.DiffPaths = []string{"$.ts", "$.ip", "$.rid"}
+			r.DiffKinds = []string{compare.KindFormatChanged, compare.KindMissingField, compare.KindValueChanged}
+			r.DiffGeneralized = []string{"$.ts (string/rfc3339 (µs, Z) -> string/rfc3339 (s, Z))", "$.ip", "$.rid"}
+			r.DiffNoise = []bool{false, false, true}
+			r.Fingerprint = compare.Fingerprint(r.Route, []compare.Diff{{Path: "$.ts", Generalized: r.DiffGeneralized[0], Kind: compare.KindFormatChanged},
+				{Path: "$.ip", Kind: compare.KindMissingField}})
+		}},
 		{"shadow failed, secondary answered", func() *envelope.Pair {
 			p := newPair("l1", "e1", "/users/42", 200, `{"a":1}`, 0, "")
 			p.Shadow = envelope.Outcome{Response: envelope.Response{LatencyUS: 4500}, Error: "timeout", ErrorKind: envelope.ErrorTimeout}

@@ -38,6 +38,10 @@ type Config struct {
 	AggregateRetention time.Duration `envconfig:"REPORTER_AGGREGATE_RETENTION" default:"0s" desc:"the same for the aggregate tables (seals, pair_counts, diff_counts, latency_hist); 0 keeps them; when set, at least REPORTER_RETENTION (which must then be set)"`
 	// AllowedTargets: see docs/api.md, "Targets".
 	AllowedTargets string `envconfig:"REPORTER_ALLOWED_TARGETS" default:"" desc:"comma-separated targets a launch's shadow_url and secondary_url may name: host names, *.domain wildcards, CIDRs or IP addresses; empty: any target except link-local and cloud metadata addresses, which are always refused"`
+	// Redis topologies beyond one server (redis.go): Cluster or Sentinel.
+	RedisAddrs      string `envconfig:"REDIS_ADDRS" default:"" desc:"more Redis addresses, comma-separated host:port, beside REDIS_URL's host (which gives the scheme, credentials and database to all): a Redis Cluster's seed nodes, or with REDIS_MASTER_NAME the sentinels; empty: REDIS_URL's server only"`
+	RedisMasterName string `envconfig:"REDIS_MASTER_NAME" default:"" desc:"Redis Sentinel: the master's name; REDIS_URL's host and REDIS_ADDRS are then the sentinels (asked without credentials), and the client follows the master they name through failovers"`
+	RedisCluster    bool   `envconfig:"REDIS_CLUSTER" default:"false" desc:"REDIS_URL (with or without REDIS_ADDRS) is a Redis Cluster, even as one seed address; more than one address without REDIS_MASTER_NAME means a cluster too"`
 	// allowed is AllowedTargets parsed (prepare).
 	allowed *netpolicy.Policy
 	config.NATS
@@ -94,6 +98,9 @@ func (c *Config) Validate() error {
 		// Aggregates dropped while their raw rows stay would be sealed
 		// again from them at every compaction.
 		return fmt.Errorf("REPORTER_AGGREGATE_RETENTION %s must be at least REPORTER_RETENTION %s, which must then be set", c.AggregateRetention, c.Retention)
+	}
+	if _, err := redisOptions(*c); err != nil {
+		return err
 	}
 	if _, err := netpolicy.Parse(c.AllowedTargets); err != nil {
 		return fmt.Errorf("REPORTER_ALLOWED_TARGETS: %w", err)

@@ -42,7 +42,7 @@ type Service struct {
 	handler http.Handler
 	metrics *metrics
 	auth    *authenticator
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	flight  singleflight.Group
 
 	// Set by Run once each dependency is reachable; read by every request.
@@ -84,30 +84,10 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err := cfg.prepare(); err != nil {
 		return nil, err
 	}
-	ropts, err := redis.ParseURL(cfg.RedisURL)
+	rdb, err := newRedis(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	// rediss:// gives a TLS configuration; REDIS_CA_FILE and the client
-	// certificate complete it.
-	if ropts.TLSConfig, err = cfg.Redis.TLS(ropts.TLSConfig); err != nil {
 		return nil, err
 	}
-	// The cache must never slow a report down much when Redis is gone: a
-	// refused connection fails at once, and a hung one within these bounds
-	// instead of go-redis's 5 s defaults and retries.
-	if ropts.DialTimeout == 0 {
-		ropts.DialTimeout = 500 * time.Millisecond
-	}
-	if ropts.ReadTimeout == 0 {
-		ropts.ReadTimeout = 500 * time.Millisecond
-	}
-	if ropts.WriteTimeout == 0 {
-		ropts.WriteTimeout = 500 * time.Millisecond
-	}
-	ropts.MaxRetries = -1
-	ropts.DialerRetries = 1
-	ropts.ContextTimeoutEnabled = true
 
 	auth, err := newAuthenticator(cfg)
 	if err != nil {
@@ -130,7 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		s.ln.Close()
 		return nil, fmt.Errorf("listen on REPORTER_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
 	}
-	s.rdb = redis.NewClient(ropts)
+	s.rdb = rdb
 	s.life, s.stop = context.WithCancel(context.Background())
 	for name, check := range s.checks() {
 		s.admin.AddCheck(name, check)

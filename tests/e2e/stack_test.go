@@ -85,6 +85,8 @@ type stackOptions struct {
 	wrapShadow func(http.Handler) http.Handler
 	// wrapPrimary, when set, wraps the demo primary's handler.
 	wrapPrimary func(http.Handler) http.Handler
+	// wrapSecondary, when set, wraps the demo secondary's handler.
+	wrapSecondary func(http.Handler) http.Handler
 	// serviceTime, when set, is the least time every answer of the
 	// primary, the shadow and the secondary takes.
 	serviceTime time.Duration
@@ -100,6 +102,11 @@ func wrapShadow(wrap func(http.Handler) http.Handler) stackOption {
 // wrapPrimary makes the primary answer through wrap(demo primary).
 func wrapPrimary(wrap func(http.Handler) http.Handler) stackOption {
 	return func(o *stackOptions) { o.wrapPrimary = wrap }
+}
+
+// wrapSecondary makes the secondary answer through wrap(demo secondary).
+func wrapSecondary(wrap func(http.Handler) http.Handler) stackOption {
+	return func(o *stackOptions) { o.wrapSecondary = wrap }
 }
 
 // withServiceTime makes every version take at least d per answer, as a
@@ -141,6 +148,9 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	}
 	if o.wrapPrimary != nil {
 		ph = o.wrapPrimary(ph)
+	}
+	if o.wrapSecondary != nil {
+		sech = o.wrapSecondary(sech)
 	}
 	if o.serviceTime > 0 {
 		ph, sh, sech = takeAtLeast(o.serviceTime, ph), takeAtLeast(o.serviceTime, sh), takeAtLeast(o.serviceTime, sech)
