@@ -43,8 +43,9 @@ test: deps check-tree vet
 # Benchmarks compare against a baseline measured in the same run (this
 # machine is shared and noisy); read the ratios, not the absolute figures.
 bench: deps
-	@echo "=== tap overhead and rollback propagation (services/mirror)"
-	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead|RollbackPropagation' -benchtime 1x -count 1 .
+	@echo "=== the tap beside a tuned Go proxy and nginx (wrk against real processes, about 2 minutes), its memory with NATS down, its proxy path's allocations, rollback propagation (services/mirror)"
+	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead|TapOutageMemory|RollbackPropagation' -benchtime 1x -count 1 -timeout 20m .
+	@cd services/mirror && $(GO) test -run '^$$' -bench 'ProxyPath' -benchmem -count 1 .
 	@echo "=== comparison engine (pkg/compare)"
 	@cd pkg && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./compare/
 	@echo "=== pipeline: pairs/s end to end and CPU µs per pair of each process (tests/bench; DL_BENCH_PAIRS=20000)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what darklaunch's tests and demo need, skipping what is present:
-# clickhouse-server, clickhouse-client, redis-server, hey (make bench) and
-# chromium (the dashboard's browser test) from Debian packages, and
+# clickhouse-server, clickhouse-client, redis-server, hey, wrk and nginx-light
+# (make bench), and chromium (the dashboard's browser test) from Debian
+# packages, and
 # nats-server (built with `go install` into .local/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,11 @@ have clickhouse-client || missing+=(clickhouse-client)
 have redis-server || missing+=(redis-server)
 # hey: the out-of-process load generator of `make bench` (polling figures).
 have hey || missing+=(hey)
+# wrk: the load generator of the tap's table (make bench); nginx-light: the
+# proxies the tap is compared with, run from a generated config in a temp dir
+# (the package's own service is not started here).
+have wrk || missing+=(wrk)
+have nginx || missing+=(nginx-light)
 have chromium || have chromium-browser || missing+=(chromium)
 # zookeeper: the ClickHouse cluster test's coordinator (pkg/analytics, run with java).
 [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
@@ -39,4 +45,4 @@ if [ ! -x .local/bin/nats-server ]; then
   mkdir -p .local/bin
   GOBIN="$PWD/.local/bin" GOWORK=off go install "github.com/nats-io/nats-server/v2@${NATS_SERVER_VERSION}"
 fi
-echo "deps: ok (clickhouse-server, redis-server, hey, chromium, .local/bin/nats-server)"
+echo "deps: ok (clickhouse-server, redis-server, hey, wrk, nginx, chromium, .local/bin/nats-server)"

@@ -281,3 +281,26 @@ func (r *reader) bytes() []byte {
 	r.off += int(n)
 	return b
 }
+
+// FitBatchItem cuts env's captured bodies so that env, encoded alone in a
+// batch (size bytes now), fits in limit bytes: the room left by the rest
+// of the item is shared fairly between the bodies, and each cut one is
+// flagged truncated (BodySize keeps the full size). ErrTooLarge if the
+// item without its bodies does not fit.
+func FitBatchItem(env *Envelope, size, limit int) error {
+	if size <= limit {
+		return nil
+	}
+	bodies := env.bodies()
+	// Slack for the framing's length prefixes and the JSON's
+	// "body_truncated":true, which the cut adds.
+	room := limit - size - 32*len(bodies) - 16
+	for _, b := range bodies {
+		room += len(*b.b)
+	}
+	if room <= 0 {
+		return ErrTooLarge
+	}
+	share(bodies, room)
+	return nil
+}

@@ -58,7 +58,21 @@ func fit(v any, bodies []body, data []byte, limit int) ([]byte, error) {
 	if room <= 0 {
 		return nil, ErrTooLarge
 	}
-	raw := room / 4 * 3
+	share(bodies, room/4*3)
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit {
+		return nil, ErrTooLarge
+	}
+	return data, nil
+}
+
+// share cuts bodies so that together they keep at most raw bytes, fairly:
+// each keeps min(its length, an equal share of what the smaller ones
+// leave); a cut body is flagged truncated.
+func share(bodies []body, raw int) {
 	order := make([]int, len(bodies))
 	for i := range order {
 		order[i] = i
@@ -73,12 +87,4 @@ func fit(v any, bodies []body, data []byte, limit int) ([]byte, error) {
 			*b.truncated = true
 		}
 	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > limit {
-		return nil, ErrTooLarge
-	}
-	return data, nil
 }

@@ -1,9 +1,12 @@
 // Package stage is the runtime every pipeline stage runs in (the
 // shadow-runner and the comparator): it connects to NATS, ensures the
 // stage's durable pull consumer (and re-creates it when it vanishes),
-// fetches deliveries and hands them to the stage's Handler, settles them
-// (ack, nak, retry, dead letter with the reason), counts all of it, serves
-// the admin endpoints, and drains gracefully when its context ends.
+// reads deliveries continuously and hands them to the stage's Handler,
+// keeps their ack deadlines alive while they are held, settles them (ack,
+// nak, retry, dead letter with the reason, for a whole delivery or one
+// item of a batch), holds and resends acks across a reconnect, counts all
+// of it, serves the admin endpoints, and drains gracefully when its
+// context ends.
 //
 // Its shape is config, constructor, then Run:
 //
@@ -12,16 +15,18 @@
 //
 // Who settles what: the runtime hands every delivery to Handler.Handle as
 // a *Msg, and from then on the handler owns it and settles it exactly once
-// (Ack, AckNoWait, Nak, Retry or DeadLetter); the runtime settles only what
-// it never handed over (deliveries fetched after ctx ended: Nak), what a
-// handler panicked on (dead-lettered, ReasonPanic), and, at the end of the drain, whatever is
-// still held (Nak), so nothing is lost and nothing is acked unprocessed.
+// (Ack, Nak, Retry or DeadLetter); the runtime settles only what it never
+// handed over (deliveries read after ctx ended: Nak), what a handler
+// panicked on (dead-lettered, ReasonPanic), and, at the end of the drain,
+// whatever is still held (Nak), so nothing is lost and nothing is acked
+// unprocessed.
 //
-// Cancellation: when Run's ctx ends the runtime stops fetching, lets the
-// deliveries in progress finish (a concurrent stage's Handle runs under a
-// context that is not cancelled; a Batcher gets a last Flush bounded by
-// DrainTimeout), naks what is still held, waits for the goroutines started
-// with Go, flushes and closes NATS, stops the admin server and returns nil.
+// Cancellation: when Run's ctx ends the runtime stops reading, lets the
+// deliveries in progress finish (Handle runs under a context that is not
+// cancelled), gives a Batcher a last Flush bounded by DrainTimeout, naks
+// what is still held, waits for the goroutines started with Go, sends the
+// acks it still holds, flushes and closes NATS, stops the admin server and
+// returns nil.
 package stage
 
 import (
@@ -29,6 +34,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,21 +77,29 @@ type Config struct {
 	// runtime's own reasons, ReasonMaxDeliver and ReasonPanic, are always
 	// among them.
 	DeadLetterReasons []string
-	// OnDeadLetter, when set, is called for each dead letter (the
-	// handler's, max_deliver's and panic's alike) once it is stored, with
-	// the delivery and the data dead-lettered (the delivery's: a batch
-	// holds many items): the loss accounting counts them per launch.
+	// OnDeadLetter, when set, is called for each delivery dead-lettered
+	// whole (the handler's, max_deliver's and panic's alike) once the dead
+	// letter is stored, with the delivery and its data (a batch holds many
+	// items): the loss accounting counts them per launch. An item
+	// dead-lettered alone (DeadLetterItem) is the handler's to count: its
+	// delivery may still be handed back, and the item dead-lettered again.
 	OnDeadLetter func(m *Msg, reason string, data []byte)
 
 	// Concurrency is how many deliveries are handled at once (default 1).
-	// A Batcher handles them one by one in the fetching goroutine.
 	Concurrency int
-	// FetchBatch is the most deliveries one pull asks for when the handler
-	// is not a Batcher (default 100); a pull never asks for more than the
-	// free concurrency slots, so a fetched delivery starts at once.
+	// FetchBatch is the most deliveries the client pulls ahead of the
+	// handlers (default 1: a delivery is pulled only when a slot is free,
+	// so none waits unseen in the client's buffer with its ack deadline
+	// running; with batch messages one pull per delivery costs little).
+	// More pulls that many ahead, topping up when half are taken: cheaper
+	// for a stream of single messages, but what waits in the buffer is
+	// not kept alive and may be redelivered elsewhere meanwhile.
 	FetchBatch int
-	// FetchWait bounds one pull, and so how long shutdown waits for the
-	// pull in progress (default 1s).
+	// FetchWait is how long one pull request lives on the server before
+	// the client renews it (default 5s, at least 1s). The server sends an
+	// idle heartbeat every fifth of it (at least 500ms); two missed
+	// heartbeats make the stage create its consumer again (a consumer lost
+	// with a leader, a stream re-created).
 	FetchWait time.Duration
 	// Backoff spaces the retries of start-up steps and failed pulls
 	// (default 100ms doubling to 30s); its Max also caps redelivery delays.
@@ -96,6 +111,11 @@ type Config struct {
 	OpTimeout time.Duration
 	// DrainTimeout bounds a Batcher's last Flush on shutdown (default 10s).
 	DrainTimeout time.Duration
+	// GCPercent is the garbage collector's target (debug.SetGCPercent)
+	// when the environment sets no GOGC (0: Go's default, 100). A stage's
+	// live heap is small and bounded by what it holds, so a higher target
+	// trades a little memory for much less GC work per message.
+	GCPercent int
 }
 
 // ReasonMaxDeliver is the dead-letter reason of a delivery Retry gave up
@@ -135,11 +155,12 @@ func (c *Config) fill() error {
 	}
 	c.Concurrency = max(c.Concurrency, 1)
 	if c.FetchBatch == 0 {
-		c.FetchBatch = 100
+		c.FetchBatch = 1
 	}
 	if c.FetchWait <= 0 {
-		c.FetchWait = time.Second
+		c.FetchWait = 5 * time.Second
 	}
+	c.FetchWait = max(c.FetchWait, time.Second)
 	if c.Backoff.Min <= 0 {
 		c.Backoff.Min = 100 * time.Millisecond
 	}
@@ -167,43 +188,29 @@ type Handler interface {
 	// Run returns nil, and any other error ends Run with that error.
 	Start(ctx context.Context) error
 	// Handle takes one delivery and owns it from then on: it settles it
-	// exactly once, now or later, with Ack, AckNoWait, Nak, Retry or
-	// DeadLetter. Without a Batcher, Handle runs in up to Concurrency
+	// exactly once, now or later, with Ack, Nak, Retry or DeadLetter (a
+	// batch's bad items are dead-lettered alone with DeadLetterItem, and
+	// the delivery settled for the rest). Handle runs in up to Concurrency
 	// goroutines under a context that shutdown does not cancel: a delivery
-	// that started is finished and settled during the drain, so Handle
-	// bounds its own work. A Batcher's Handle runs in the fetching
-	// goroutine with Run's context and must not block. A panic in Handle
-	// is recovered, counted (handler_panics_total), and the delivery
-	// dead-lettered (ReasonPanic) unless the handler settled it already;
-	// the stage goes on.
+	// that started is finished during the drain, so Handle bounds its own
+	// work. A panic in Handle is recovered, counted
+	// (handler_panics_total), and the delivery dead-lettered (ReasonPanic)
+	// unless the handler settled it already; the stage goes on.
 	Handle(ctx context.Context, m *Msg)
 }
 
-// Batcher is a Handler that holds deliveries and settles them together
-// (the comparator's ClickHouse batches). Before each pull the runtime asks
-// Next; the pull follows its answer, and the deliveries it brings go to
-// Handle one by one.
+// Batcher is a Handler that holds deliveries after Handle returns and
+// settles them together later (the comparator's ClickHouse batches, which
+// it stores from its own goroutine, started with Stage.Go). A Batcher's
+// Handle may block to push back (a full batch waiting for the insert
+// before it): the runtime then reads nothing more.
 type Batcher interface {
 	Handler
-	// Next says what the next pull may bring, or that the held deliveries
-	// must be flushed first.
-	Next() Pull
-	// Flush stores what is held and settles every held delivery. In the
-	// loop its ctx is Run's: when that ends Flush may return with
-	// deliveries still held. On shutdown Run calls Flush once more under a
-	// context bounded by DrainTimeout; what is still held after it is
-	// handed back (Nak) for immediate redelivery.
+	// Flush stores what is held and settles it. The runtime calls it once,
+	// at the drain, after every Handle has returned, under a context
+	// bounded by DrainTimeout; what is still held after it is handed back
+	// (Nak) for immediate redelivery.
 	Flush(ctx context.Context)
-}
-
-// Pull is a Batcher's answer to Next.
-type Pull struct {
-	// Flush asks for Flush before anything else.
-	Flush bool
-	// Max deliveries (at least 1) and MaxBytes bytes (0: no bound), waiting
-	// at most Wait (at most FetchWait; 0: FetchWait).
-	Max, MaxBytes int
-	Wait          time.Duration
 }
 
 // Stage is one process of a pipeline stage.
@@ -218,7 +225,9 @@ type Stage struct {
 	nc   atomic.Pointer[nats.Conn]
 	js   jetstream.JetStream
 	held held
-	wg   sync.WaitGroup
+	// unsent are settled deliveries whose ack could not be sent yet.
+	unsent held
+	wg     sync.WaitGroup
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -236,10 +245,9 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Stage, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Stage{cfg: cfg, h: h, log: log, ready: make(chan struct{}), held: held{m: map[*Msg]struct{}{}}}
+	s := &Stage{cfg: cfg, h: h, log: log, ready: make(chan struct{}), held: newHeld(), unsent: newHeld()}
 	if b, ok := h.(Batcher); ok {
 		s.batch = b
-		s.cfg.Concurrency = 1
 	}
 	s.admin = admin.New(log)
 	s.m = newMetrics(s.admin.Registry, &s.cfg)
@@ -317,6 +325,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return fmt.Errorf("%s: Run called twice", s.cfg.Name)
 	}
+	if s.cfg.GCPercent > 0 && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(s.cfg.GCPercent)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.kill.Store(&cancel)
@@ -333,7 +344,10 @@ func (s *Stage) Run(ctx context.Context) error {
 	}()
 	defer func() { stopAdmin(); <-adminDone }()
 
-	nc, err := stream.Connect(s.cfg.NATS, s.cfg.ClientName, s.log)
+	// Unlike a tap, a stage buffers while disconnected: its acks and naks
+	// then reach the server after the reconnect instead of failing at
+	// once (and costing a redelivery, work done twice).
+	nc, err := stream.Connect(s.cfg.NATS, s.cfg.ClientName, s.log, nats.ReconnectBufSize(reconnectBuffer))
 	if err != nil {
 		// With retry-on-failed-connect this only fails on a bad URL or
 		// option, which no retry fixes.
@@ -347,6 +361,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	if s.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	defer s.sendHeldAcks()
 	defer s.wg.Wait() // the handler's goroutines end before NATS closes
 
 	if err := s.h.Start(ctx); err != nil {
@@ -362,11 +377,27 @@ func (s *Stage) Run(ctx context.Context) error {
 	s.log.Info(s.cfg.Name+" started", "consumer", s.cfg.Consumer.Durable, "concurrency", s.cfg.Concurrency,
 		"ack_wait", s.cfg.Consumer.AckWait, "max_ack_pending", s.cfg.Consumer.MaxAckPending, "admin", s.AdminAddr())
 	s.readyOnce.Do(func() { close(s.ready) })
-	if s.batch != nil {
-		s.consumeBatches(ctx, cons)
-	} else {
-		s.consume(ctx, cons)
+	// Held deliveries (and settled ones whose ack waits to be sent) keep
+	// their ack deadline alive until they are settled and acked, through
+	// the drain too.
+	kctx, stopKeepAlive := context.WithCancel(context.WithoutCancel(ctx))
+	var keep sync.WaitGroup
+	keep.Go(func() { retry.Every(kctx, s.keepAliveEvery(), s.keepAlive) })
+	keep.Go(func() {
+		retry.Every(kctx, ackRetryEvery, func() {
+			if s.unsent.len() > 0 && nc.IsConnected() {
+				s.retryAcks()
+			}
+		})
+	})
+	s.consume(ctx, cons)
+	if s.batch != nil && !s.killed.Load() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+		s.batch.Flush(dctx)
+		cancel()
 	}
+	stopKeepAlive()
+	keep.Wait()
 	s.handBack()
 	s.log.Info(s.cfg.Name+" stopped", "stats", s.Stats())
 	return nil
@@ -383,6 +414,36 @@ func (s *Stage) ensureConsumer(ctx context.Context) (jetstream.Consumer, bool) {
 		s.m.consumerSetups.Inc()
 	}
 	return c, ok
+}
+
+const (
+	// reconnectBuffer is what the connection buffers while disconnected
+	// (acks, naks, keep-alives): the client's default.
+	reconnectBuffer = 8 << 20
+	// ackRetryEvery is how often acks that could not be sent are tried
+	// again while connected.
+	ackRetryEvery = 250 * time.Millisecond
+)
+
+// keepAliveEvery is how often held deliveries are looked at (a quarter of
+// AckWait); keepAlive restarts the deadlines half of AckWait old.
+func (s *Stage) keepAliveEvery() time.Duration {
+	aw := s.cfg.Consumer.AckWait
+	if aw <= 0 {
+		aw = 30 * time.Second // the server's default
+	}
+	return max(aw/4, 10*time.Millisecond)
+}
+
+// sendHeldAcks tries once more, at the end of Run, the acks that could not
+// be sent; what still fails is left to the ack deadline.
+func (s *Stage) sendHeldAcks() {
+	if s.unsent.len() == 0 || s.killed.Load() {
+		return
+	}
+	if n := s.retryAcks(); n > 0 {
+		s.log.Warn("acks not sent at shutdown; those deliveries will be redelivered", "acks", n)
+	}
 }
 
 // handBack naks every delivery still held after the drain, for immediate

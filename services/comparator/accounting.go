@@ -18,12 +18,23 @@ import (
 // from ClickHouse, one row per envelope id, exact however often a pair
 // was inserted.
 
-// countDeadLetter is the stage's OnDeadLetter: every dead letter of
-// pairs, whatever its reason, counted under the launch of its subject, a
-// batch for its items.
+// countDeadLetter is the stage's OnDeadLetter: a delivery of pairs
+// dead-lettered whole, whatever its reason, counted under the launch of
+// its subject, a batch for its items.
 func (s *Service) countDeadLetter(m *stage.Msg, reason string, data []byte) {
 	if id, ok := strings.CutPrefix(m.Subject(), stream.PairsPrefix); ok {
 		s.ledger.DeadLettered(id, reason, live.ItemsIn(data))
+	}
+}
+
+// countDeadLetterItem counts one malformed pair of a batch dead-lettered
+// alone. It is counted at once: the comparator holds a delivery until its
+// batch is stored and never hands it back for an insert, so the item is
+// dead-lettered again (and counted twice) only if a later item's dead
+// letter fails or the process dies before the ack.
+func (s *Service) countDeadLetterItem(msg *stage.Msg) {
+	if id, ok := strings.CutPrefix(msg.Subject(), stream.PairsPrefix); ok {
+		s.ledger.DeadLettered(id, reasonMalformed, 1)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
@@ -28,6 +29,9 @@ type Config struct {
 	// must cover all their batches, or some processes starve.
 	MaxAckPending   int           `envconfig:"COMPARATOR_MAX_ACK_PENDING" default:"0" desc:"pairs delivered but not yet acked across all comparator processes (0: 4 x COMPARATOR_BATCH_SIZE); keep it at least processes x batch size"`
 	ShutdownTimeout time.Duration `envconfig:"COMPARATOR_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long shutdown keeps trying to insert the last batch before leaving its pairs for redelivery"`
+	FetchBatch      int           `envconfig:"COMPARATOR_FETCH_BATCH" default:"16" desc:"most deliveries (single pairs or pair batches) pulled ahead of the workers; when every worker stays busy they are taken out and kept alive"`
+	Workers         int           `envconfig:"COMPARATOR_WORKERS" default:"0" desc:"deliveries compared at once (0: the number of CPUs); their rows go into one batch"`
+	AckWait         time.Duration `envconfig:"COMPARATOR_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed comparator's pairs are redelivered this long after it last kept them alive (held pairs are kept alive every half of it, through slow inserts and ClickHouse outages too)"`
 	MaxDiffs        int           `envconfig:"COMPARATOR_MAX_DIFFS" default:"100" desc:"differences recorded per pair; more are counted in compare_note"`
 	MaxDepth        int           `envconfig:"COMPARATOR_MAX_DEPTH" default:"64" desc:"JSON nesting compared structurally; deeper levels are compared as text"`
 	MaxBodyBytes    int           `envconfig:"COMPARATOR_MAX_BODY_BYTES" default:"8388608" desc:"bytes of each body compared after decoding its Content-Encoding (a cap against decompression bombs); beyond it the comparison is flagged truncated"`
@@ -60,6 +64,12 @@ func (c *Config) Validate() error {
 	case c.MaxAckPending != 0 && c.MaxAckPending < 2*c.BatchSize:
 		return fmt.Errorf("%w: COMPARATOR_MAX_ACK_PENDING must be 0 or at least 2 x COMPARATOR_BATCH_SIZE (%d), got %d",
 			ErrConfig, 2*c.BatchSize, c.MaxAckPending)
+	case c.FetchBatch < 1:
+		return fmt.Errorf("%w: COMPARATOR_FETCH_BATCH must be at least 1, got %d", ErrConfig, c.FetchBatch)
+	case c.Workers < 0:
+		return fmt.Errorf("%w: COMPARATOR_WORKERS must not be negative, got %d", ErrConfig, c.Workers)
+	case c.AckWait < time.Second:
+		return fmt.Errorf("%w: COMPARATOR_ACK_WAIT must be at least 1s, got %s", ErrConfig, c.AckWait)
 	case c.MaxDiffs < 1 || c.MaxDepth < 1:
 		return fmt.Errorf("%w: COMPARATOR_MAX_DIFFS and COMPARATOR_MAX_DEPTH must be at least 1", ErrConfig)
 	case c.MaxBodyBytes < 1:
@@ -73,28 +83,22 @@ func (c *Config) Validate() error {
 }
 
 // normalize gives the zero fields of a Config built in Go their defaults,
-// validates it, and computes the derived value: MaxAckPending 0 is
-// 4 x BatchSize.
+// validates it, and computes the derived values: MaxAckPending 0 is
+// 4 x BatchSize, Workers 0 the number of CPUs.
 func (c *Config) normalize() error {
 	err := config.Prepare(c)
 	c.MaxAckPending = cmp.Or(c.MaxAckPending, 4*c.BatchSize)
+	c.Workers = cmp.Or(c.Workers, runtime.GOMAXPROCS(0))
 	return err
 }
 
-// ackWait is the consumer's redelivery deadline. A pair waits at most a
-// flush interval in its batch, then each insert attempt takes at most
-// InsertTimeout and each pause RetryMax; pairs held through a ClickHouse
-// outage are kept alive with InProgress every keepAliveEvery. Twice that
-// span plus a margin means a healthy process never sees its pairs
-// redelivered to another.
+// ackWait is the consumer's redelivery deadline. It need not cover a
+// batch's wait, insert or retries: the stage keeps held pairs alive
+// (InProgress) until they are acked, so it only bounds how long a crashed
+// comparator's pairs wait before another process gets them.
 func (c *Config) ackWait() time.Duration {
 	if c.ackWaitOverride > 0 {
 		return c.ackWaitOverride
 	}
-	return 2*(c.FlushInterval+c.InsertTimeout+c.RetryMax) + 30*time.Second
+	return c.AckWait
 }
-
-// keepAliveEvery is how often held pairs are marked in progress while the
-// insert keeps failing: a quarter of AckWait, so one insert attempt
-// (at most InsertTimeout, under half of AckWait) fits in the slack.
-func (c *Config) keepAliveEvery() time.Duration { return c.ackWait() / 4 }

@@ -60,7 +60,23 @@ func TestConformance(t *testing.T) {
 				err := h.conn().QueryRow(h.ctx, fmt.Sprintf("SELECT count() FROM %s.comparisons WHERE envelope_id = ?", h.db), id).Scan(&n)
 				return err == nil && n > 0
 			},
-			Subject: stream.PairSubject(launch), Undecodable: []byte("not a pair"), Reason: "malformed",
+			PublishBatch: func(good, bad int) []string {
+				var pairs []*envelope.Pair
+				var ids []string
+				for i := range good {
+					if i == bad {
+						p := newPair(launch, envelope.NewID(), "/bad", 200, "", 200, "")
+						p.V = 2 // not a pair this comparator reads
+						pairs = append(pairs, p)
+					}
+					p := newPair(launch, envelope.NewID(), "/a", 200, `{"a":1}`, 200, `{"a":2}`)
+					pairs = append(pairs, p)
+					ids = append(ids, p.Envelope.ID)
+				}
+				h.publishBatch(pairs...)
+				return ids
+			},
+			Subject: stream.PairSubject(launch), Undecodable: []byte("not a pair"), Reason: "malformed", ItemReason: "malformed",
 		}
 	})
 }

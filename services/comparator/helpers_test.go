@@ -115,6 +115,26 @@ func (h *harness) publish(p *envelope.Pair, msgID string) bool {
 	return ack.Duplicate
 }
 
+// publishBatch publishes pairs of one launch as one pair batch, with the
+// BatchID of their envelope ids as Nats-Msg-Id.
+func (h *harness) publishBatch(pairs ...*envelope.Pair) {
+	h.t.Helper()
+	data, err := envelope.AppendPairBatch(nil, pairs)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ids := make([]string, len(pairs))
+	for i, p := range pairs {
+		ids[i] = p.Envelope.ID
+	}
+	m := nats.NewMsg(stream.PairSubject(pairs[0].Envelope.LaunchID))
+	m.Header.Set(envelope.BatchHeader, envelope.BatchVersion)
+	m.Data = data
+	if _, err := h.js.PublishMsg(h.ctx, m, jetstream.WithMsgID(envelope.BatchID(ids))); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) publishRaw(subject string, data []byte) {
 	h.t.Helper()
 	if _, err := h.js.Publish(h.ctx, subject, data); err != nil {

@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		noisyDiffs:      d.Counter("noisy_diffs_total", "Diffs of inserted rows marked as noise: the secondary differed from the primary there too."),
 		examples:        d.Counter("examples_written_total", "Redacted example pairs written to the examples table."),
 		exampleFailures: d.Counter("example_failures_total", "Example inserts that failed (best-effort: the batch's rows are stored and acked anyway)."),
-		pending:         d.Gauge("batch_pending_pairs", "Pairs in the batch being built or inserted, not yet acknowledged."),
+		pending:         d.Gauge("batch_pending_pairs", "Pairs taken from deliveries and not yet acknowledged: being compared, in the batch being built, or being inserted."),
 		batchLatency: d.Histogram("batch_latency_seconds",
 			"From the first pair of a batch being fetched to the batch being inserted and acknowledged.",
 			[]float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}),

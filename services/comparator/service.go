@@ -4,11 +4,15 @@
 // compare rules (watched in the launches KV bucket, so a PATCH applies
 // without restart), marks as noise the diffs the launch's secondary shows
 // too, and writes one row per pair to ClickHouse in batches, with a few
-// redacted example pairs per diff class. A pair is acknowledged only after
-// the batch holding it is inserted, so a ClickHouse outage or a crash delays
-// rows and loses none; a pair stored twice (a crash between insert and ack)
-// collapses in the ReplacingMergeTree, read with FINAL. Scaling out is
-// running more processes.
+// redacted example pairs per diff class. Pairs come one per message (v1)
+// or in pair batches (envelope.BatchHeader); workers compare deliveries
+// in parallel while the batch before is inserted (consume.go). A pair is
+// acknowledged only after the batch holding it is inserted, so a
+// ClickHouse outage or a crash delays rows and loses none; a pair this
+// process stored lately is not inserted again when redelivered (an ack
+// lost with a reconnect), and a pair stored twice anyway (a crash between
+// insert and ack) collapses in the ReplacingMergeTree, read with FINAL.
+// Scaling out is running more processes.
 package comparator
 
 import (
@@ -16,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/analytics"
@@ -33,6 +38,9 @@ import (
 const Stage = "comparator"
 
 const (
+	// gcPercent is the GC target without GOGC: the heap is at most two
+	// batches (COMPARATOR_BATCH_BYTES each) and what the workers hold.
+	gcPercent = 200
 	// setupTimeout bounds one start-up attempt (connect, migrate, create).
 	setupTimeout = 15 * time.Second
 	// minBackoff is the first retry delay.
@@ -58,13 +66,23 @@ type Service struct {
 
 	ch analytics.LazyConn
 
-	// rules, slots, the batch and the byte budget belong to the stage's
-	// fetching goroutine (Handle, Next, Flush).
-	rules         *rulesCache
-	slots         *exampleSlots
-	b             *batch
+	// shared guards rules and slots, used by every Handle.
+	shared sync.Mutex
+	rules  *rulesCache
+	slots  *exampleSlots
+	recent *recentIDs
+
+	// mu guards the batches: b is being built by Handle, inserting is
+	// being inserted by the flusher (nil when none), free is a stored one
+	// to reuse; cond wakes Handles waiting for room when an insert ends.
+	mu            sync.Mutex
+	cond          *sync.Cond
+	b, inserting  *batch
+	free          *batch
+	closing       bool
+	due           chan struct{}
+	flusherDone   chan struct{}
 	budget, slack int
-	fetched       time.Time
 
 	ledger *live.Ledger // loss accounting (accounting.go)
 }
@@ -80,12 +98,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: log,
 		buildRow: BuildRow, cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
-		slots: newExampleSlots(maxTrackedClasses), b: newBatch(cfg.BatchSize), ledger: live.NewLedger(live.RoleComparator, processID())}
+		slots: newExampleSlots(maxTrackedClasses), recent: newRecentIDs(recentStored), b: newBatch(cfg.BatchSize),
+		due: make(chan struct{}, 1), flusherDone: make(chan struct{}), ledger: live.NewLedger(live.RoleComparator, processID())}
+	s.cond = sync.NewCond(&s.mu)
 	st, err := stage.New(stage.Config{
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
-		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout,
-		Backoff: s.backoff(), SetupTimeout: setupTimeout, OnDeadLetter: s.countDeadLetter,
+		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers, FetchBatch: cfg.FetchBatch,
+		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent, OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
 		return nil, err
@@ -160,6 +180,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// budget always leaves room for one, or the pull would never return it.
 	s.slack = msgOverhead + int(s.st.Conn().MaxPayload())
 	s.budget = max(s.cfg.BatchBytes, 2*s.slack)
+	s.st.Go(func() { s.flushLoop(ctx) })
 	return nil
 }
 

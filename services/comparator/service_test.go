@@ -112,10 +112,24 @@ func TestDuplicates(t *testing.T) {
 		return st.Received == 2 && st.Duplicates == 1 && st.Inserted == 1
 	})
 
-	// A copy arriving after the first was stored is inserted again...
+	// A copy arriving after the first was stored (a redelivery after a
+	// lost ack) is known to have been stored by this process: acked, not
+	// inserted again (issue 11: no duplicate rows after reconnects).
 	h.publish(p, "redelivered-2")
-	r.waitStats(t, "the second copy inserted", func(st Stats) bool { return st.Inserted == 2 })
-	// ...and collapses with FINAL.
+	r.waitStats(t, "the second copy acked as a duplicate", func(st Stats) bool {
+		return st.Received == 3 && st.Duplicates == 2 && st.Inserted == 1
+	})
+	h.waitRows(launch, 1)
+	testenv.WaitStreamMsgs(t, h.js, stream.PairsStream, 0)
+	if n, err := h.count(launch, false); err != nil || n != 1 {
+		t.Errorf("%d raw rows (err %v), want 1", n, err)
+	}
+	// Another process that did not store it inserts it again, and reads
+	// collapse the two rows by envelope id.
+	r.stop(t)
+	r2 := h.start(h.config())
+	h.publish(p, "redelivered-3")
+	r2.waitStats(t, "the copy inserted by a new process", func(st Stats) bool { return st.Inserted == 1 })
 	h.waitRows(launch, 1)
 	if got := h.row(p.Envelope.ID); !reflect.DeepEqual(got.DiffPaths, []string{"$.a"}) {
 		t.Fatalf("row %+v", got)
@@ -179,7 +193,9 @@ func TestMalformedDeadLettered(t *testing.T) {
 }
 
 // TestClickHouseOutage kills ClickHouse while pairs keep coming: the
-// comparator holds one batch (fetching nothing more), keeps it alive past
+// comparator holds two batches (the one it inserts, the next one full)
+// and one delivery per worker waiting for room, reads nothing more, keeps
+// them alive past
 // several ack deadlines so no other process gets it redelivered, and once
 // ClickHouse is back every pair ends as exactly one row.
 func TestClickHouseOutage(t *testing.T) {
@@ -188,6 +204,8 @@ func TestClickHouseOutage(t *testing.T) {
 	h := newHarness(t, ch.Addr())
 	cfg := h.config()
 	cfg.BatchSize = 10
+	cfg.Workers = 2
+	cfg.FetchBatch = 1 // nothing pulled ahead: the held count is exact (pkg/stage tests what is pulled ahead)
 	cfg.MaxAckPending = 100
 	cfg.ackWaitOverride = 2 * time.Second
 	r := h.start(cfg)
@@ -213,14 +231,15 @@ func TestClickHouseOutage(t *testing.T) {
 	if code, rep := testenv.Health(t, r.AdminAddr()); code != http.StatusServiceUnavailable || rep.Checks["clickhouse"] == "ok" || rep.Checks["nats"] != "ok" {
 		t.Errorf("/healthz during the outage = %d %+v", code, rep)
 	}
-	if st := r.Stats(); st.Received != 15 {
-		t.Errorf("received %d pairs during the outage, want 5 + one batch of 10", st.Received)
+	const held = 2*10 + 2 // two batches, one delivery per worker
+	if st := r.Stats(); st.Received != 5+held {
+		t.Errorf("received %d pairs during the outage, want 5 + %d", st.Received, held)
 	}
 	info := h.consumerInfo()
-	if info.NumAckPending != 10 || info.NumPending != 15 || info.NumRedelivered != 0 {
-		t.Errorf("consumer: %d ack pending, %d pending, %d redelivered; want 10, 15, 0", info.NumAckPending, info.NumPending, info.NumRedelivered)
+	if info.NumAckPending != held || info.NumPending != 25-held || info.NumRedelivered != 0 {
+		t.Errorf("consumer: %d ack pending, %d pending, %d redelivered; want %d, %d, 0", info.NumAckPending, info.NumPending, info.NumRedelivered, held, 25-held)
 	}
-	// Another process asking for work now must get only the 15 pairs never
+	// Another process asking for work now must get only the pairs never
 	// delivered, none of the 10 held ones (their deadline has passed
 	// several times but was extended). It hands them back.
 	cons, err := h.js.Consumer(h.ctx, stream.PairsStream, stream.ComparatorConsumer)
@@ -238,15 +257,15 @@ func TestClickHouseOutage(t *testing.T) {
 		probed = append(probed, msg)
 	}
 	for _, msg := range probed {
-		if md, err := msg.Metadata(); err != nil || md.NumDelivered != 1 || md.Sequence.Stream <= 15 {
+		if md, err := msg.Metadata(); err != nil || md.NumDelivered != 1 || md.Sequence.Stream <= 5+held {
 			t.Errorf("probe got a pair held by the comparator or redelivered (metadata %+v, %v)", md, err)
 		}
 		if err := msg.Nak(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(probed) != 15 {
-		t.Errorf("probe got %d pairs, want the 15 not held by the comparator", len(probed))
+	if len(probed) != 25-held {
+		t.Errorf("probe got %d pairs, want the %d not held by the comparator", len(probed), 25-held)
 	}
 
 	ch.Start()
@@ -308,15 +327,22 @@ func TestGracefulShutdownFlushes(t *testing.T) {
 	for range 7 {
 		h.publish(newPair(launch, envelope.NewID(), "/a", 200, "", 200, ""), "")
 	}
-	r.waitStats(t, "7 received", func(st Stats) bool { return st.Received == 7 })
+	var batch []*envelope.Pair
+	for range 5 {
+		batch = append(batch, newPair(launch, envelope.NewID(), "/b", 200, "", 200, ""))
+	}
+	h.publishBatch(batch...)
+	r.waitStats(t, "8 deliveries received", func(st Stats) bool { return st.Received == 8 })
 	if n, err := h.count(launch, true); err != nil || n != 0 {
 		t.Fatalf("%d rows before shutdown (err %v): the batch should still be held", n, err)
 	}
+	// The pending gauge counts every pair held, those of the pair batch too.
+	testenv.WantMetrics(t, r.AdminAddr(), "darklaunch_comparator_batch_pending_pairs 12")
 	start := time.Now()
 	r.stop(t)
 	t.Logf("shutdown took %s", time.Since(start))
-	if n, err := h.count(launch, true); err != nil || n != 7 {
-		t.Fatalf("%d rows after shutdown (err %v), want 7", n, err)
+	if n, err := h.count(launch, true); err != nil || n != 12 {
+		t.Fatalf("%d rows after shutdown (err %v), want 12", n, err)
 	}
 	if info := h.consumerInfo(); info.NumAckPending != 0 || info.NumPending != 0 {
 		t.Fatalf("after shutdown: %d ack pending, %d pending: acks were not delivered", info.NumAckPending, info.NumPending)

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"math/bits"
-	"strings"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
-	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
 // accounting is the tap's share of the loss accounting (pkg/live, Ledger):
@@ -23,8 +21,9 @@ import (
 // when every sampled envelope is published or dropped).
 //
 // Counting: sampled when the request is sampled (serveSampled), dropped
-// wherever drop is called (it takes the launch), published in onAck. So
-// once the tap is drained, per launch, sampled = published + dropped.
+// wherever drop is called (it takes the launch), published in published
+// (a batch's envelopes once the stream acknowledged it). So once the tap
+// is drained, per launch, sampled = published + dropped.
 type accounting struct {
 	ledger *live.Ledger
 	// lastErrLog throttles the log of failed writes.
@@ -36,15 +35,6 @@ func (s *Service) accountSampled(ls []*launch.Launch, mask uint64) {
 	for ; mask != 0; mask &= mask - 1 {
 		s.acct.ledger.Sampled(ls[bits.TrailingZeros64(mask)].ID, 1)
 	}
-}
-
-// launchOfSubject is the launch id of an envelope subject.
-func launchOfSubject(subject string) string {
-	id, ok := strings.CutPrefix(subject, stream.EnvelopesPrefix)
-	if !ok {
-		return ""
-	}
-	return id
 }
 
 // reportAccounting writes the counts of the launches that changed since

@@ -3,9 +3,13 @@ package mirror
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
@@ -21,14 +25,19 @@ type Config struct {
 	Service    string `envconfig:"MIRROR_SERVICE" default:"default" desc:"service name: launches with this service are mirrored by this tap"`
 	TapID      string `envconfig:"MIRROR_TAP_ID" desc:"tap id written in every envelope (default: hostname-pid)"`
 
-	BodyLimit     int   `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
-	QueueSize     int   `envconfig:"MIRROR_QUEUE_SIZE" default:"10000" desc:"envelopes waiting to be published; when full, new envelopes are dropped (the request is never delayed)"`
-	QueueMaxBytes int64 `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"268435456" desc:"captured body bytes the queue may hold; beyond this envelopes are dropped as queue_full"`
-	Publishers    int   `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines encoding and publishing envelopes"`
-	MaxPending    int   `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"1024" desc:"published envelopes awaiting a JetStream ack before publishing stalls"`
+	BodyLimit int `envconfig:"MIRROR_BODY_LIMIT" default:"1048576" desc:"bytes of each request and response body captured per envelope; the rest is counted, not kept"`
+	// The publisher (publish.go): its budget, batches and retries.
+	QueueSize         int           `envconfig:"MIRROR_QUEUE_SIZE" default:"8192" desc:"envelopes the publisher may hold (queued, in a batch, awaiting an ack or a retry); beyond this new envelopes are dropped as queue_full (the request is never delayed)"`
+	QueueMaxBytes     int64         `envconfig:"MIRROR_QUEUE_MAX_BYTES" default:"33554432" desc:"bytes the publisher may hold (captured bodies and headers, then encoded batches); beyond this new envelopes are dropped as queue_full"`
+	Publishers        int           `envconfig:"MIRROR_PUBLISHERS" default:"2" desc:"goroutines sealing, batching and publishing envelopes"`
+	MaxPending        int           `envconfig:"MIRROR_MAX_PENDING_ACKS" default:"256" desc:"NATS messages (batches) published and awaiting a JetStream ack before publishing stalls"`
+	BatchMaxEnvelopes int           `envconfig:"MIRROR_BATCH_MAX_ENVELOPES" default:"64" desc:"envelopes of one launch packed in one NATS message (a batch, docs/envelope.md); 1 publishes single v1 JSON envelopes instead, for runners that do not read batches"`
+	BatchMaxBytes     int           `envconfig:"MIRROR_BATCH_MAX_BYTES" default:"262144" desc:"a batch is sent once it holds about this many bytes (it never exceeds the NATS server's max payload)"`
+	BatchMaxDelay     time.Duration `envconfig:"MIRROR_BATCH_MAX_DELAY" default:"5ms" desc:"a batch is sent at the latest this long after its first envelope"`
+	PublishRetryFor   time.Duration `envconfig:"MIRROR_PUBLISH_RETRY_FOR" default:"30s" desc:"how long a batch that failed to publish (NATS away, a stream leader election, a lost ack) is retried under the same Nats-Msg-Id before it is dropped as nats_error; with MIRROR_ACK_TIMEOUT, under the stream's 10m duplicate window"`
+	AckTimeout        time.Duration `envconfig:"MIRROR_ACK_TIMEOUT" default:"5s" desc:"how long to wait for a JetStream ack before the publish is retried"`
 
-	AckTimeout   time.Duration `envconfig:"MIRROR_ACK_TIMEOUT" default:"10s" desc:"how long to wait for a JetStream ack before counting a publish as failed"`
-	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes and waiting for acks"`
+	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes, retrying and waiting for acks; what is left is dropped as shutdown"`
 
 	LiveReportInterval time.Duration `envconfig:"MIRROR_LIVE_REPORT_INTERVAL" default:"2s" desc:"how often the live launch's counters (requests, errors, latency per version) are written to the KV bucket darklaunch_live for the promotion gates, and the loss accounting's counts to darklaunch_accounting; also once at shutdown"`
 
@@ -51,6 +60,13 @@ type Config struct {
 	BodyReadTimeout       time.Duration `envconfig:"MIRROR_BODY_READ_TIMEOUT" default:"60s" desc:"a client's whole request, body included, must arrive within this from its first byte; a slower upload is cut off"`
 	ClientIdleTimeout     time.Duration `envconfig:"MIRROR_CLIENT_IDLE_TIMEOUT" default:"120s" desc:"how long an idle client keep-alive connection is kept"`
 	ShutdownTimeout       time.Duration `envconfig:"MIRROR_SHUTDOWN_TIMEOUT" default:"15s" desc:"on shutdown, how long in-flight requests may take before connections are closed"`
+
+	// The Go runtime's settings for the mirror binary (NewProcess applies
+	// them; New, which embeds the tap in another program, leaves the
+	// runtime alone).
+	GOGC        string `envconfig:"MIRROR_GOGC" default:"400" desc:"garbage collector target percentage of the mirror binary, as GOGC: a number, or off (a proxy allocates per request and keeps little: collecting at 5x the live heap costs a quarter of the GC work of Go's 100); the GOGC environment variable, when set, wins"`
+	MemoryLimit string `envconfig:"MIRROR_MEMORY_LIMIT" default:"96MiB" desc:"soft memory limit of the mirror binary, as GOMEMLIMIT: bytes with an optional unit (B, KiB, MiB, GiB), or off; near it the collector runs harder whatever MIRROR_GOGC says and gives memory back to the system; the GOMEMLIMIT environment variable, when set, wins"`
+	Pprof       string `envconfig:"MIRROR_PPROF" default:"on" desc:"on: serve Go's profiles (net/http/pprof) under /debug/pprof/ on MIRROR_ADMIN_ADDR (a profile costs only while one is taken; keep the admin port private, as for /metrics); off: not served"`
 
 	config.NATS
 	config.Logging
@@ -101,14 +117,6 @@ func (c *Config) primary() (*url.URL, error) {
 	switch {
 	case c.BodyLimit < 0:
 		return nil, fmt.Errorf("%w: MIRROR_BODY_LIMIT %d must not be negative", ErrConfig, c.BodyLimit)
-	case c.QueueSize < 1:
-		return nil, fmt.Errorf("%w: MIRROR_QUEUE_SIZE %d must be at least 1", ErrConfig, c.QueueSize)
-	case c.QueueMaxBytes < 1:
-		return nil, fmt.Errorf("%w: MIRROR_QUEUE_MAX_BYTES %d must be at least 1", ErrConfig, c.QueueMaxBytes)
-	case c.Publishers < 1:
-		return nil, fmt.Errorf("%w: MIRROR_PUBLISHERS %d must be at least 1", ErrConfig, c.Publishers)
-	case c.MaxPending < 1:
-		return nil, fmt.Errorf("%w: MIRROR_MAX_PENDING_ACKS %d must be at least 1", ErrConfig, c.MaxPending)
 	case c.MaxIdleConnsPerHost < 1:
 		return nil, fmt.Errorf("%w: MIRROR_MAX_IDLE_CONNS_PER_HOST %d must be at least 1", ErrConfig, c.MaxIdleConnsPerHost)
 	case c.LiveReportInterval < 0:
@@ -117,6 +125,21 @@ func (c *Config) primary() (*url.URL, error) {
 		return nil, fmt.Errorf("%w: MIRROR_RESPONSE_HEADER_TIMEOUT must not be negative", ErrConfig)
 	case c.BodyReadTimeout < 0:
 		return nil, fmt.Errorf("%w: MIRROR_BODY_READ_TIMEOUT must not be negative", ErrConfig)
+	case c.Pprof != "on" && c.Pprof != "off":
+		return nil, fmt.Errorf("%w: MIRROR_PPROF %q must be on or off", ErrConfig, c.Pprof)
+	}
+	_, limit, err := c.runtimeSettings()
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && c.QueueMaxBytes > limit/2 {
+		// A queue as large as the limit would keep the collector running
+		// flat out while NATS is slow, and still not fit.
+		return nil, fmt.Errorf("%w: MIRROR_QUEUE_MAX_BYTES %d must be at most half of MIRROR_MEMORY_LIMIT %s: raise the limit with the queue (or turn it off)",
+			ErrConfig, c.QueueMaxBytes, c.MemoryLimit)
+	}
+	if err := c.validatePublisher(); err != nil {
+		return nil, err
 	}
 	if _, err := parseProxies(c.TrustedProxies); err != nil {
 		return nil, err
@@ -125,4 +148,59 @@ func (c *Config) primary() (*url.URL, error) {
 		return nil, err
 	}
 	return u, nil
+}
+
+// runtimeSettings parses MIRROR_GOGC and MIRROR_MEMORY_LIMIT: the GC
+// percentage (-1: off) and the memory limit in bytes (0: none).
+func (c *Config) runtimeSettings() (gogc int, limit int64, err error) {
+	gogc = -1
+	if c.GOGC != "off" {
+		if gogc, err = strconv.Atoi(c.GOGC); err != nil || gogc < 0 {
+			return 0, 0, fmt.Errorf("%w: MIRROR_GOGC %q must be a percentage (400) or off", ErrConfig, c.GOGC)
+		}
+	}
+	if c.MemoryLimit == "off" {
+		return gogc, 0, nil
+	}
+	num := strings.TrimRight(c.MemoryLimit, "KMGTiB")
+	unit := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[c.MemoryLimit[len(num):]]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || unit == 0 || n > math.MaxInt64/unit {
+		return 0, 0, fmt.Errorf("%w: MIRROR_MEMORY_LIMIT %q must be a positive size in bytes, with an optional unit (96MiB), or off", ErrConfig, c.MemoryLimit)
+	}
+	return gogc, n * unit, nil
+}
+
+// NewProcess is New for the mirror binary: it first applies the runtime
+// settings (MIRROR_GOGC, MIRROR_MEMORY_LIMIT) to the whole process, except
+// that the Go runtime's own GOGC or GOMEMLIMIT variable, when set, wins.
+// New alone leaves the runtime as it is, for a program embedding the tap.
+func NewProcess(cfg Config, log *slog.Logger) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if _, err := cfg.primary(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	gogc, limit, _ := cfg.runtimeSettings() // validated by primary
+	gogcFrom, limitFrom := "GOGC", "GOMEMLIMIT"
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gogc)
+		gogcFrom = "MIRROR_GOGC"
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if limit == 0 {
+			limit = math.MaxInt64 // the runtime's "no limit"
+		}
+		debug.SetMemoryLimit(limit)
+		limitFrom = "MIRROR_MEMORY_LIMIT"
+	}
+	log.Info("Go runtime settings", "gogc_from", gogcFrom, "memory_limit_bytes", debug.SetMemoryLimit(-1), "memory_limit_from", limitFrom)
+	s, err := New(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.returnMemory = true
+	return s, nil
 }

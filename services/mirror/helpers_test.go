@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
@@ -32,6 +33,10 @@ type natsEnv struct {
 	nc    *nats.Conn
 	store *launch.Store
 	msgs  chan *nats.Msg
+	// batched holds the envelopes of the last batch next read that it has
+	// not returned yet, with their message.
+	batched []*envelope.Envelope
+	batchOf *nats.Msg
 }
 
 func newNATSEnv(t *testing.T) *natsEnv {
@@ -93,20 +98,60 @@ func mirrorAll(t *testing.T, e *natsEnv, primaryURL string) (*Service, *launch.L
 	return s, l
 }
 
-// next returns the next published envelope, or fails after timeout.
+// next returns the next published envelope, with the message it came in
+// (a batch or a single envelope, whose Nats-Msg-Id it checks), or fails
+// after timeout.
 func (e *natsEnv) next(t *testing.T, timeout time.Duration) (*envelope.Envelope, *nats.Msg) {
 	t.Helper()
+	if len(e.batched) > 0 {
+		env := e.batched[0]
+		e.batched = e.batched[1:]
+		return env, e.batchOf
+	}
 	select {
 	case m := <-e.msgs:
-		env, err := envelope.Decode(m.Data)
-		if err != nil {
-			t.Fatalf("published envelope does not decode: %v", err)
-		}
-		return env, m
+		envs := decodeMsg(t, m)
+		e.batched, e.batchOf = envs[1:], m
+		return envs[0], m
 	case <-time.After(timeout):
 		t.Fatalf("no envelope published within %s", timeout)
 		return nil, nil
 	}
+}
+
+// decodeMsg decodes a published message, a batch or a single envelope,
+// and checks its Nats-Msg-Id.
+func decodeMsg(t testing.TB, m *nats.Msg) []*envelope.Envelope {
+	t.Helper()
+	id := m.Header.Get(jetstream.MsgIDHeader)
+	if m.Header.Get(envelope.BatchHeader) == "" {
+		env, err := envelope.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("published envelope does not decode: %v", err)
+		}
+		if id != env.ID {
+			t.Fatalf("Nats-Msg-Id %q, envelope id %q", id, env.ID)
+		}
+		return []*envelope.Envelope{env}
+	}
+	if v := m.Header.Get(envelope.BatchHeader); v != "1" {
+		t.Fatalf("batch header %q", v)
+	}
+	envs, bad, err := envelope.DecodeEnvelopeBatch(m.Data)
+	if err != nil || len(bad) > 0 || len(envs) == 0 {
+		t.Fatalf("published batch does not decode: %v, %v (%d envelopes)", err, bad, len(envs))
+	}
+	ids := make([]string, len(envs))
+	for i, env := range envs {
+		ids[i] = env.ID
+		if m.Subject != stream.EnvelopeSubject(env.LaunchID) {
+			t.Fatalf("envelope of launch %s in a batch on %s", env.LaunchID, m.Subject)
+		}
+	}
+	if want := envelope.BatchID(ids); id != want {
+		t.Fatalf("batch Nats-Msg-Id %q, want BatchID %q", id, want)
+	}
+	return envs
 }
 
 // expectNone checks that nothing more was published, after a round trip
@@ -115,6 +160,9 @@ func (e *natsEnv) expectNone(t *testing.T) {
 	t.Helper()
 	if err := e.nc.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	if len(e.batched) > 0 {
+		t.Fatalf("unexpected envelopes published: %d more in the last batch", len(e.batched))
 	}
 	select {
 	case m := <-e.msgs:

@@ -17,7 +17,8 @@ const (
 	// ReasonQueueFull: the publish queue (count or bytes) was full.
 	ReasonQueueFull = "queue_full"
 	// ReasonNATSError: the publish failed or was not acknowledged (NATS
-	// down, stream missing, ack timeout, stalled on pending acks).
+	// down, stream missing, ack timeout, stalled on pending acks) for
+	// MIRROR_PUBLISH_RETRY_FOR, retries included.
 	ReasonNATSError = "nats_error"
 	// ReasonClientAbort: the client went away before the primary's response
 	// was complete; a half response is never published.
@@ -32,8 +33,8 @@ const (
 	// ReasonTooLarge: even with bodies cut to fit, the envelope exceeds the
 	// NATS server's max payload (huge headers).
 	ReasonTooLarge = "too_large"
-	// ReasonShutdown: still queued or unacknowledged when the drain timeout
-	// ran out at shutdown.
+	// ReasonShutdown: still queued, waiting for a retry or unacknowledged
+	// when the drain timeout ran out at shutdown.
 	ReasonShutdown = "shutdown"
 )
 
@@ -67,6 +68,9 @@ type metrics struct {
 	dropped [numReasons]prometheus.Counter
 	// pending is the envelopes published and not yet acknowledged.
 	pending prometheus.Gauge
+	// The publisher's messages: batches acknowledged, retries sent, and
+	// envelopes whose ack said duplicate (stored by an earlier attempt).
+	batches, retries, duplicateAcks prometheus.Counter
 	// stickyMissing counts decisions made at random because the request
 	// lacked the launch's sticky key, by use (sampling, live routing).
 	stickyMissing [numUses]prometheus.Counter
@@ -87,11 +91,15 @@ const metricPrefix = "darklaunch_mirror_"
 func newMetrics(reg prometheus.Registerer) *metrics {
 	d := admin.Metrics{Reg: reg, Prefix: metricPrefix}
 	m := &metrics{
-		proxied:          d.Counter("requests_total", "Requests proxied to the primary."),
-		proxyErrors:      d.Counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
-		sampled:          d.Counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
-		published:        d.Counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
-		pending:          d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
+		proxied:     d.Counter("requests_total", "Requests proxied to the primary."),
+		proxyErrors: d.Counter("proxy_errors_total", "Requests the primary could not answer (the client got a 502)."),
+		sampled:     d.Counter("envelopes_sampled_total", "Envelopes started: one per sampled request and launch."),
+		published:   d.Counter("envelopes_published_total", "Envelopes acknowledged by JetStream."),
+		pending:     d.Gauge("publish_pending", "Envelopes published and awaiting a JetStream ack."),
+		batches:     d.Counter("batches_published_total", "NATS messages (batches, or single envelopes with MIRROR_BATCH_MAX_ENVELOPES=1) acknowledged by JetStream."),
+		retries:     d.Counter("publish_retries_total", "Messages sent again, under the same Nats-Msg-Id, after a failed or unanswered publish."),
+		duplicateAcks: d.Counter("envelopes_duplicate_acks_total",
+			"Envelopes counted published on a duplicate ack: a retry found them stored by an earlier attempt whose ack was lost."),
 		liveReports:      d.Counter("live_reports_total", "Live snapshots written to the KV bucket darklaunch_live (one per live launch per MIRROR_LIVE_REPORT_INTERVAL, and at shutdown)."),
 		liveReportErrors: d.Counter("live_report_errors_total", "Live snapshots that could not be written to the KV bucket darklaunch_live."),
 		framingRejected: d.Counter("requests_refused_framing_total",
@@ -126,13 +134,18 @@ type Stats struct {
 	// Published counts envelopes acknowledged by JetStream.
 	Published uint64
 	// Dropped counts envelopes given up, by reason (every Reason* key is
-	// present). Once the tap is idle and drained,
-	// Sampled == Published + sum(Dropped).
+	// present). Once no request is in flight,
+	// Sampled == Published + sum(Dropped) + QueueDepth.
 	Dropped map[string]uint64
-	// QueueDepth is the number of envelopes waiting to be published, and
-	// PendingAcks the number published but not yet acknowledged.
+	// QueueDepth is the number of envelopes the publisher holds (queued,
+	// in a batch, awaiting an ack or a retry), and PendingAcks the number
+	// of those published and not yet acknowledged.
 	QueueDepth  int
 	PendingAcks int64
+	// Batches counts NATS messages acknowledged, Retries the messages sent
+	// again under the same id, and DuplicateAcks the envelopes counted
+	// published because a retry's ack said an earlier attempt stored them.
+	Batches, Retries, DuplicateAcks uint64
 	// StickyKeyMissing counts sampling decisions (per request and launch)
 	// made at random because the request lacked the launch's sticky key;
 	// LiveStickyKeyMissing the same for live routing decisions.
@@ -166,8 +179,12 @@ func (s *Service) Stats() Stats {
 		Sampled:     admin.Uint(m.sampled),
 		Published:   admin.Uint(m.published),
 		Dropped:     make(map[string]uint64, numReasons),
-		QueueDepth:  len(s.queue),
+		QueueDepth:  int(s.pub.held.Load()),
 		PendingAcks: admin.Int(m.pending),
+
+		Batches:       admin.Uint(m.batches),
+		Retries:       admin.Uint(m.retries),
+		DuplicateAcks: admin.Uint(m.duplicateAcks),
 
 		StickyKeyMissing:     admin.Uint(m.stickyMissing[useSample]),
 		LiveStickyKeyMissing: admin.Uint(m.stickyMissing[useLive]),
@@ -197,9 +214,9 @@ func (s *Service) drop(launchID string, r dropReason, n int) {
 func (s *Service) registerMetrics(reg prometheus.Registerer) {
 	s.stats = newMetrics(reg)
 	gauge := admin.Metrics{Reg: reg, Prefix: metricPrefix}.GaugeFunc
-	gauge("queue_depth", "Envelopes waiting to be published.", func() float64 { return float64(len(s.queue)) })
-	gauge("queue_capacity", "Size of the publish queue (MIRROR_QUEUE_SIZE).", func() float64 { return float64(cap(s.queue)) })
-	gauge("queue_bytes", "Captured body bytes held by queued envelopes.", func() float64 { return float64(s.queueBytes.Load()) })
+	gauge("queue_depth", "Envelopes the publisher holds: queued, in a batch, awaiting an ack or a retry.", func() float64 { return float64(s.pub.held.Load()) })
+	gauge("queue_capacity", "Envelopes the publisher may hold (MIRROR_QUEUE_SIZE).", func() float64 { return float64(s.cfg.QueueSize) })
+	gauge("queue_bytes", "Bytes the publisher holds (MIRROR_QUEUE_MAX_BYTES): captured bodies and headers, then encoded batches.", func() float64 { return float64(s.queueBytes.Load()) })
 	gauge("launches_mirrored", "Launches of this tap's service being sampled now.", func() float64 {
 		return float64(len(s.currentRoutes().mirrored))
 	})

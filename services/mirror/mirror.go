@@ -9,11 +9,12 @@
 // load of a routing table rebuilt on every launch change, then a sticky-key
 // hash or a random number per launch; bodies are teed into bounded captures while they
 // stream, and finished envelopes go to a bounded queue with a non-blocking
-// send; publisher goroutines drain the queue. When NATS is down or slow,
-// envelopes are dropped and counted, never requests. While a launch is
-// live, a goroutine writes its live counters to the KV bucket
-// darklaunch_live (package live) every few seconds, for the promotion
-// gates.
+// send; publisher goroutines batch and publish them, retrying through NATS
+// outages (publish.go). When NATS is down or slow, envelopes are held
+// within the queue's budget, then dropped and counted, never requests.
+// While a launch is live, a goroutine writes its live counters to the KV
+// bucket darklaunch_live (package live) every few seconds, for the
+// promotion gates.
 package mirror
 
 import (
@@ -25,8 +26,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +61,7 @@ type Service struct {
 	// hooks. Both share one transport and buffer pool, so a request costs
 	// the same whichever serves it.
 	plain, tapped *httputil.ReverseProxy
-	transport     *http.Transport
+	transport     *primaryTransport
 	rewrite       func(*httputil.ProxyRequest)
 	pool          *bufferPool
 	errLog        *log.Logger
@@ -69,9 +72,11 @@ type Service struct {
 
 	queue      chan queued
 	queueBytes atomic.Int64
-	// outcomes counts publishes whose outcome (onAck, onPublishErr) is not
-	// counted yet; the drain waits for it.
+	// outcomes counts batches sent whose outcome (published or dropped) is
+	// not counted yet; the drain waits for it.
 	outcomes sync.WaitGroup
+	// pub is the publisher's state (publish.go).
+	pub publishing
 
 	// watcher is nil until the launch bucket could be opened.
 	watcher atomic.Pointer[launch.Watcher]
@@ -111,6 +116,10 @@ type Service struct {
 	lastProxyErrLog, lastPublishErrLog, lastLiveErrLog, lastLiveReportErrLog atomic.Int64
 	lastFramingLog, lastMarkerLog                                            atomic.Int64
 	ran                                                                      atomic.Bool
+
+	// returnMemory: the process is the tap's own (NewProcess), so memory
+	// taken by a publish backlog is given back once it drained.
+	returnMemory bool
 }
 
 // New validates cfg, binds the proxy and admin listeners and returns the
@@ -143,7 +152,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:         cfg,
 		log:         log,
 		target:      target,
-		transport:   newTransport(cfg),
+		transport:   newPrimaryTransport(target, cfg),
 		queue:       make(chan queued, cfg.QueueSize),
 		ensureAgain: make(chan struct{}, 1),
 	}
@@ -151,6 +160,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	rewrite := newRewrite(target, cfg)
 	s.pool, s.errLog, s.rewrite = pool, errLog, rewrite
+	s.pub.init()
 	s.builder = newRouteBuilder(s)
 	s.routes.Store(&routes{})
 	changed := make(chan struct{})
@@ -203,6 +213,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
+	if cfg.Pprof == "on" {
+		s.admin.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.admin.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.admin.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.admin.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.admin.Handle("POST /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.admin.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	return s, nil
 }
 
@@ -253,9 +271,12 @@ func (s *Service) Run(ctx context.Context) error {
 		"mirror_service", s.cfg.Service, "tap_id", s.cfg.TapID)
 
 	nc := s.connect(ctx)
-	var background, publishers conc.WaitGroup
+	var background conc.WaitGroup
+	if s.returnMemory {
+		background.Go(func() { s.memoryLoop(ctx) })
+	}
 	var js jetstream.JetStream
-	draining := make(chan struct{})
+	var pubs *publishers
 	if nc != nil {
 		var err error
 		js, err = jetstream.New(nc,
@@ -271,9 +292,7 @@ func (s *Service) Run(ctx context.Context) error {
 			background.Go(func() { s.streamLoop(ctx, js) })
 			background.Go(func() { s.watchLoop(ctx, js, nc) })
 			background.Go(func() { s.liveReportLoop(ctx, js) })
-			for range s.cfg.Publishers {
-				publishers.Go(func() { s.publisher(js, nc, draining) })
-			}
+			pubs = s.startPublishing(js, nc)
 		}
 	}
 
@@ -288,24 +307,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cancelShut()
 
-	// Publish what is queued and wait for acks, within the drain timeout.
-	s.drainDeadline = time.Now().Add(s.cfg.DrainTimeout)
-	close(draining)
-	publishers.Wait()
-	if js != nil {
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(time.Until(s.drainDeadline)):
-			s.log.Warn("envelopes not acknowledged within MIRROR_DRAIN_TIMEOUT", "pending", js.PublishAsyncPending())
-		}
-		// Fails what is still pending through onPublishErr, so it is counted.
-		js.CleanupPublisher()
-		// nats.go forgets an ack before it calls onAck, so the two above
-		// can return while an onAck still runs: wait until every publish
-		// has been counted, published or dropped.
-		s.outcomes.Wait()
-	}
-	s.dropQueued()
+	// Publish what is held, retrying, within the drain timeout; count
+	// what is left as dropped.
+	s.drainPublishing(pubs)
 	background.Wait()
 	// The requests have finished: the live counters are final.
 	if js != nil {
@@ -353,8 +357,11 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 				// The tap's operators need to know what a disconnect costs them.
 				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 					if err != nil { // nil: our own Close at shutdown
-						s.log.Warn("NATS disconnected; envelopes are dropped until it is back", "err", err)
+						s.log.Warn("NATS disconnected; envelopes are held and retried within MIRROR_QUEUE_SIZE and MIRROR_QUEUE_MAX_BYTES until it is back", "err", err)
 					}
+				}),
+				nats.ReconnectHandler(func(c *nats.Conn) {
+					s.log.Info("reconnected to NATS: mirroring again", "url", c.ConnectedUrlRedacted())
 				}),
 			)
 			return err
@@ -367,7 +374,7 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 }
 
 // streamLoop creates the streams (retrying with backoff), and again when a
-// publish reports that no stream answers.
+// publish reports that no stream answers or no ack came in time.
 func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 	for {
 		if !retry.Until(ctx, s.log, "create streams", backoff(10*time.Second), opTimeout, func(ctx context.Context) error {
@@ -381,7 +388,7 @@ func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 			return
 		case <-s.ensureAgain:
 			s.streamReady.Store(false)
-			s.log.Warn("publish found no envelope stream; creating it again")
+			s.log.Warn("a publish found no envelope stream or went unanswered; ensuring the streams")
 			// Do not hammer the server if the stream keeps vanishing.
 			if !retry.Sleep(ctx, time.Second) {
 				return
@@ -406,6 +413,26 @@ func (s *Service) watchLoop(ctx context.Context, js jetstream.JetStream, nc *nat
 	routing.Go(func() { s.routesLoop(ctx, w) })
 	_ = w.Run(ctx) // returns only when ctx is done
 	routing.Wait()
+}
+
+// memoryLoop gives the memory a publish backlog took back to the system
+// once the backlog has drained. The runtime does so by itself only as it
+// collects, and an idle tap does not collect: after NATS stalled at full
+// load, the RSS stayed at the memory limit until traffic came back.
+func (s *Service) memoryLoop(ctx context.Context) {
+	backlog := false
+	retry.Every(ctx, time.Second, func() {
+		// held counts every envelope the publisher holds: queued, in a
+		// batch, awaiting an ack or a retry.
+		switch held := s.pub.held.Load(); {
+		case held >= int64(s.cfg.QueueSize)/4:
+			backlog = true
+		case backlog && held == 0:
+			backlog = false
+			debug.FreeOSMemory()
+			s.log.Debug("publish backlog drained; memory returned to the system")
+		}
+	})
 }
 
 func (s *Service) checkNATS(context.Context) error {

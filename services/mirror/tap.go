@@ -31,7 +31,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case lr != nil:
 		s.serveLive(w, r, rt, lr, toNew, mask)
 	case mask == 0:
-		s.plain.ServeHTTP(w, r)
+		if !s.forward(w, r, nil) {
+			s.plain.ServeHTTP(w, r)
+		}
 	default:
 		s.serveSampled(w, r, rt.launches, mask, s.plain, nil)
 	}
@@ -134,7 +136,8 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		fallback.ServeHTTP(w, r)
 		return
 	}
-	s.stats.sampled.Add(float64(bits.OnesCount64(mask)))
+	n := float64(bits.OnesCount64(mask))
+	s.stats.sampled.Add(n)
 	s.accountSampled(ls, mask)
 	t := &tap{
 		s:        s,
@@ -148,11 +151,23 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 			Path:     path,
 			RawQuery: r.URL.RawQuery,
 			Host:     r.Host,
-			Headers:  r.Header.Clone(),
+			// The client's map as it is: the direct path only reads it, and
+			// net/http makes a new one per request. ReverseProxy gets a
+			// clone below.
+			Headers: r.Header,
 		},
 		contentLength: r.ContentLength,
 	}
 	t.parts.Store(1)
+	// Deferred: the proxy aborts a response whose copy fails (client
+	// gone) by panicking with http.ErrAbortHandler, and the tap must still
+	// be accounted for.
+	defer t.handlerDone()
+	if s.forward(w, r, t) {
+		// Without a body: sent and captured by the direct path.
+		return
+	}
+	t.request.Headers = r.Header.Clone()
 	r = r.WithContext(context.WithValue(r.Context(), tapKey{}, t))
 	// ReverseProxy sends no body when ContentLength is 0, so only a body it
 	// will read is wrapped (and only then is there a reader part to wait for).
@@ -162,20 +177,24 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		t.parts.Store(2)
 		r.Body = &t.req
 	}
-	// Deferred: ReverseProxy aborts a response whose copy fails (client
-	// gone) by panicking with http.ErrAbortHandler, and the tap must still
-	// be accounted for.
-	defer t.handlerDone()
 	s.tapped.ServeHTTP(w, r)
 }
 
 // modifyResponse is the tapped proxy's hook: it records the primary's status
 // and headers and tees the body into a capture as the proxy streams it.
 func (s *Service) modifyResponse(res *http.Response) error {
-	t, ok := res.Request.Context().Value(tapKey{}).(*tap)
-	if !ok {
-		return nil
+	if t, ok := res.Request.Context().Value(tapKey{}).(*tap); ok {
+		t.response(res, false)
 	}
+	return nil
+}
+
+// response records the primary's response (its hop-by-hop headers removed)
+// and wraps its body in the capture. own: nothing but the tap uses the
+// response's header map from now on (the direct path hands its values to
+// the client's map, and net/http copies that map before it changes it), so
+// it is kept without a copy.
+func (t *tap) response(res *http.Response, own bool) {
 	t.status = res.StatusCode
 	if t.arm != nil {
 		t.arm.status(res.StatusCode)
@@ -183,28 +202,35 @@ func (s *Service) modifyResponse(res *http.Response) error {
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// ReverseProxy needs the raw body for the upgraded connection.
 		t.unsupported = true
-		return nil
+		return
 	}
-	t.header = res.Header.Clone()
+	t.header = res.Header
+	if !own {
+		t.header = res.Header.Clone()
+	}
 	body := res.Body
 	if body == nil {
 		body = http.NoBody
 	}
-	t.resp = respTee{rc: body, t: t, cap: envelope.Capture{Limit: s.cfg.BodyLimit}}
+	t.resp = respTee{rc: body, t: t, cap: envelope.Capture{Limit: t.s.cfg.BodyLimit}}
 	res.Body = &t.resp
-	return nil
 }
 
 // tapErrorHandler records why a sampled request got no response, then
 // answers as for any request.
 func (s *Service) tapErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	if t, ok := r.Context().Value(tapKey{}).(*tap); ok {
-		t.proxyErr = err
-		if t.arm != nil && !errors.Is(err, context.Canceled) {
-			t.arm.classes[classError].Add(1)
-		}
+		t.failed(err)
 	}
 	s.errorHandler(w, r, err)
+}
+
+// failed records why the primary gave no response.
+func (t *tap) failed(err error) {
+	t.proxyErr = err
+	if t.arm != nil && !errors.Is(err, context.Canceled) {
+		t.arm.classes[classError].Add(1)
+	}
 }
 
 // handlerDone runs when the handler returns or unwinds.

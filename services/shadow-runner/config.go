@@ -24,7 +24,8 @@ type Config struct {
 	Concurrency int           `envconfig:"RUNNER_CONCURRENCY" default:"64" desc:"envelopes replayed at once in this process (each to its shadow and, when the launch has one, its secondary)"`
 	Timeout     time.Duration `envconfig:"RUNNER_TIMEOUT" default:"10s" desc:"per-replay timeout, from sending the request to the end of the shadow's (or secondary's) body"`
 	BodyLimit   int           `envconfig:"RUNNER_BODY_LIMIT" default:"1048576" desc:"bytes of the shadow's (and secondary's) response body kept in a pair (the full size is still recorded)"`
-	FetchBatch  int           `envconfig:"RUNNER_FETCH_BATCH" default:"100" desc:"most envelopes pulled from JetStream in one request"`
+	FetchBatch  int           `envconfig:"RUNNER_FETCH_BATCH" default:"8" desc:"most deliveries (single envelopes or envelope batches) pulled ahead of the replays; when every slot stays busy they are taken out and kept alive"`
+	AckWait     time.Duration `envconfig:"RUNNER_ACK_WAIT" default:"5s" desc:"the consumer's ack deadline: a crashed runner's envelopes are redelivered this long after it last kept them alive (held envelopes are kept alive every half of it, however long their replay takes)"`
 	ID          string        `envconfig:"RUNNER_ID" desc:"runner id written into each pair (default hostname-pid)"`
 	// MaxAckPending is shared by every process on the durable consumer, so
 	// it bounds the whole fleet's in-flight envelopes, not this process's.
@@ -74,6 +75,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: RUNNER_TIMEOUT must be positive, got %s", ErrConfig, c.Timeout)
 	case c.BodyLimit < 0:
 		return fmt.Errorf("%w: RUNNER_BODY_LIMIT must not be negative, got %d", ErrConfig, c.BodyLimit)
+	case c.AckWait < time.Second:
+		return fmt.Errorf("%w: RUNNER_ACK_WAIT must be at least 1s, got %s", ErrConfig, c.AckWait)
 	case c.FetchBatch < 1:
 		return fmt.Errorf("%w: RUNNER_FETCH_BATCH must be at least 1, got %d", ErrConfig, c.FetchBatch)
 	case c.MaxAckPending < 0:
@@ -116,13 +119,17 @@ func (c *Config) normalize() error {
 	return nil
 }
 
-// ackWait leaves room for a full replay, the pair publish and the ack, so
-// the server never redelivers an envelope a healthy runner is still working
-// on; a message starts replaying as soon as it arrives (fetches are sized
-// to free slots), so queueing time need not be covered.
+// ackWait is the consumer's ack deadline. It need not cover a replay: the
+// stage keeps a held delivery alive (InProgress) while it is replayed and
+// published, so it only bounds how long a crashed runner's envelopes wait
+// before another runner gets them.
 func (c *Config) ackWait() time.Duration {
 	if c.ackWaitOverride > 0 {
 		return c.ackWaitOverride
 	}
-	return 2*c.Timeout + 30*time.Second
+	return c.AckWait
 }
+
+// pubWindow bounds the pair publishes awaiting their ack in the process:
+// a few per delivery being handled.
+func (c *Config) pubWindow() int { return 4 * c.Concurrency }

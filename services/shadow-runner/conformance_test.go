@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/stage/stagetest"
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -67,8 +68,25 @@ func TestConformance(t *testing.T) {
 			},
 			Publish:      func() string { return publish("/conformance") },
 			PublishPanic: func() string { return publish("/panic") },
-			Processed:    func(id string) bool { return hasMsgID(t, js, stream.PairsStream, id) },
-			Subject:      stream.EnvelopeSubject(l.ID), Undecodable: []byte("not an envelope"), Reason: "malformed",
+			PublishBatch: func(good, bad int) []string {
+				var envs []*envelope.Envelope
+				var ids []string
+				for i := range good {
+					if i == bad {
+						e := newEnvelope(l.ID, "GET", "/bad", "", nil)
+						e.ReceivedAt = time.Time{} // fails validation
+						envs = append(envs, e)
+					}
+					e := newEnvelope(l.ID, "GET", "/conformance", "", nil)
+					envs = append(envs, e)
+					ids = append(ids, e.ID)
+				}
+				publishEnvelopeBatch(t, js, stream.EnvelopeSubject(l.ID), envs...)
+				return ids
+			},
+			Processed: func(id string) bool { return hasPair(t, js, id) },
+			Subject:   stream.EnvelopeSubject(l.ID), Undecodable: []byte("not an envelope"), Reason: "malformed",
+			ItemReason: "malformed",
 		}
 	})
 }
@@ -95,10 +113,11 @@ func (p panicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return p.rt.RoundTrip(r)
 }
 
-// hasMsgID reports whether a stream holds a message with this Nats-Msg-Id.
-func hasMsgID(t *testing.T, js jetstream.JetStream, name, id string) bool {
+// hasPair reports whether the pairs stream holds the pair of envelope id:
+// a single pair with it as Nats-Msg-Id, or an item of a pair batch.
+func hasPair(t *testing.T, js jetstream.JetStream, id string) bool {
 	ctx := testenv.Context(t)
-	s, err := js.Stream(ctx, name)
+	s, err := js.Stream(ctx, stream.PairsStream)
 	if err != nil {
 		return false
 	}
@@ -107,8 +126,21 @@ func hasMsgID(t *testing.T, js jetstream.JetStream, name, id string) bool {
 		return false
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		if m, err := s.GetMsg(ctx, seq); err == nil && m.Header.Get(nats.MsgIdHdr) == id {
-			return true
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if m.Header.Get(envelope.BatchHeader) == "" {
+			if m.Header.Get(nats.MsgIdHdr) == id {
+				return true
+			}
+			continue
+		}
+		pairs, _, err := envelope.DecodePairBatch(m.Data)
+		for _, p := range pairs {
+			if err == nil && p.Envelope.ID == id {
+				return true
+			}
 		}
 	}
 	return false

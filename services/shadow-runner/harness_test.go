@@ -136,6 +136,30 @@ func (h *harness) publishEnvelope(e *envelope.Envelope) {
 	h.publishRaw(stream.EnvelopeSubject(e.LaunchID), data, e.ID)
 }
 
+// publishBatch publishes envelopes as one envelope batch.
+func (h *harness) publishBatch(subject string, envs ...*envelope.Envelope) {
+	h.t.Helper()
+	publishEnvelopeBatch(h.t, h.js, subject, envs...)
+}
+
+func publishEnvelopeBatch(t testing.TB, js jetstream.JetStream, subject string, envs ...*envelope.Envelope) {
+	t.Helper()
+	data, err := envelope.AppendEnvelopeBatch(nil, envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(envs))
+	for i, e := range envs {
+		ids[i] = e.ID
+	}
+	m := nats.NewMsg(subject)
+	m.Header.Set(envelope.BatchHeader, envelope.BatchVersion)
+	m.Data = data
+	if _, err := js.PublishMsg(testenv.Context(t), m, jetstream.WithMsgID(envelope.BatchID(ids))); err != nil {
+		t.Fatalf("publish batch to %s: %v", subject, err)
+	}
+}
+
 func (h *harness) publishRaw(subject string, data []byte, id string) {
 	h.t.Helper()
 	var opts []jetstream.PublishOpt
@@ -182,12 +206,31 @@ func (h *harness) rawMsgs(name string) []*jetstream.RawStreamMsg {
 	return out
 }
 
-// pairs decodes every pair in the pairs stream; each message must carry
-// its envelope id as Nats-Msg-Id.
+// pairs decodes every pair in the pairs stream, the items of pair batches
+// included; a single pair must carry its envelope id as Nats-Msg-Id, a
+// batch the BatchID of its envelope ids.
 func (h *harness) pairs() []*envelope.Pair {
 	h.t.Helper()
 	var out []*envelope.Pair
 	for _, m := range h.rawMsgs(stream.PairsStream) {
+		if m.Header.Get(envelope.BatchHeader) != "" {
+			ps, bad, err := envelope.DecodePairBatch(m.Data)
+			if err != nil || len(bad) > 0 {
+				h.t.Fatalf("pair batch at seq %d: %v %v", m.Sequence, err, bad)
+			}
+			ids := make([]string, len(ps))
+			for i, p := range ps {
+				ids[i] = p.Envelope.ID
+				if m.Subject != stream.PairSubject(p.Envelope.LaunchID) {
+					h.t.Errorf("pair %s on subject %s", p.Envelope.ID, m.Subject)
+				}
+			}
+			if got := m.Header.Get(jetstream.MsgIDHeader); got != envelope.BatchID(ids) {
+				h.t.Errorf("pair batch at seq %d has Nats-Msg-Id %q", m.Sequence, got)
+			}
+			out = append(out, ps...)
+			continue
+		}
 		p, err := envelope.DecodePair(m.Data)
 		if err != nil {
 			h.t.Fatalf("pair at seq %d: %v", m.Sequence, err)

@@ -29,7 +29,6 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/seal"
 	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sourcegraph/conc"
 )
@@ -38,6 +37,9 @@ import (
 const Stage = "shadow-runner"
 
 const (
+	// gcPercent is the GC target without GOGC: a runner's heap is the
+	// envelopes it holds, and GC was a fifth of its CPU at the default.
+	gcPercent = 400
 	// publishTimeout bounds one pair publish and one KV read.
 	publishTimeout = 5 * time.Second
 	// maxBackoff caps retry delays (setup, fetch errors, redeliveries).
@@ -54,7 +56,11 @@ type Service struct {
 	client    *http.Client
 	transport *http.Transport
 
-	js      jetstream.JetStream
+	js jetstream.JetStream
+	// pub publishes pairs asynchronously, at most pubWindow awaiting
+	// their ack; slots bound the replays in progress in the process.
+	pub     jetstream.JetStream
+	slots   chan struct{}
 	watcher *launch.Watcher
 	store   *launch.Store
 	fleet   *fleet
@@ -77,14 +83,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, keys: keys, ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
+	s := &Service{cfg: cfg, log: log, keys: keys, slots: make(chan struct{}, cfg.Concurrency), ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
 		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
 		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
-		Backoff:      retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff},
+		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}, GCPercent: gcPercent,
 		OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
@@ -125,6 +131,12 @@ func (s *Service) Run(ctx context.Context) error {
 // runner's share of each max_rps), and waits for the launches to load.
 func (s *Service) Start(ctx context.Context) error {
 	s.js = s.st.JetStream()
+	pub, err := jetstream.New(s.st.Conn(), jetstream.WithPublishAsyncMaxPending(s.cfg.pubWindow()),
+		jetstream.WithPublishAsyncTimeout(publishTimeout))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.pub = pub
 	kv, ok := stage.Get(ctx, s.st, "create streams and launches bucket",
 		func(ctx context.Context) (jetstream.KeyValue, error) { return launch.Setup(ctx, s.js) })
 	if !ok {
@@ -179,53 +191,159 @@ func (s *Service) consumerConfig() jetstream.ConsumerConfig {
 		s.cfg.ackWait(), s.cfg.MaxAckPending, s.cfg.MaxDeliver)
 }
 
-// Handle processes one delivery to completion: it acks, retries or
-// dead-letters it, never leaves it to the ack deadline unless NATS is
-// gone. ctx is not cancelled by shutdown: a replay that started is
-// finished (bounded by RUNNER_TIMEOUT), published and acked.
+// Handle processes one delivery to completion: a single v1 envelope, or
+// an envelope batch (envelope.BatchHeader). Each envelope is replayed in a
+// replay slot (at most RUNNER_CONCURRENCY at once in the process, the
+// envelopes of a batch concurrently), and the pairs are published: a
+// single envelope's as a single v1 pair (Nats-Msg-Id: the envelope id), a
+// batch's as pair batches (Nats-Msg-Id: envelope.BatchID of their envelope
+// ids). The delivery is acked once every pair is stored; an envelope that
+// cannot be processed is dead-lettered alone with its reason (a single
+// envelope's delivery as a whole). A launch that cannot be read, or a
+// publish that fails, hands the whole delivery back (Retry) before
+// anything is acked. ctx is not cancelled by shutdown: a replay that
+// started is finished (bounded by RUNNER_TIMEOUT), published and acked.
 func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
-	env, err := envelope.Decode(msg.Data())
-	if err != nil {
-		// Decode reports nothing but bad input (ErrMalformed); anything
-		// else would be a bug, and retrying a decode cannot fix it either.
-		msg.DeadLetter(ctx, reasonMalformed, err)
+	d := &delivery{msg: msg, batch: msg.Header(envelope.BatchHeader) != ""}
+	envs, ok := s.decode(ctx, d)
+	if !ok {
 		return
 	}
-	log := s.log.With("envelope_id", env.ID, "launch_id", env.LaunchID)
+	// Launches first: a launch that cannot be read retries the delivery
+	// before anything is replayed.
+	jobs := make([]job, 0, len(envs))
+	for _, env := range envs {
+		j, ok, err := s.prepare(ctx, d, env)
+		if err != nil {
+			return
+		}
+		if ok {
+			jobs = append(jobs, j)
+		}
+	}
+	pairs := s.replayJobs(ctx, jobs)
+	if d.batch {
+		s.publishBatch(ctx, d, pairs)
+	} else if len(pairs) == 1 {
+		s.publishSingle(ctx, d, pairs[0])
+	}
+	if msg.Ack() { // false when the delivery was settled above
+		s.account(&d.tally)
+	}
+}
+
+// delivery is one message being handled: a single envelope or a batch.
+type delivery struct {
+	msg   *stage.Msg
+	batch bool
+	tally tally // what its envelopes became, counted once it is acked (accounting.go)
+}
+
+// reject dead-letters one envelope of the delivery with its reason: the
+// delivery itself when it is a single envelope, the item alone in a batch
+// (item gives its bytes). It reports whether the delivery goes on; when
+// it does not, the delivery is settled.
+func (s *Service) reject(ctx context.Context, d *delivery, reason string, item func() ([]byte, error), cause error) bool {
+	if !d.batch {
+		d.msg.DeadLetter(ctx, reason, cause)
+		return false
+	}
+	data, err := item()
+	if err == nil {
+		err = d.msg.DeadLetterItem(ctx, reason, data, cause)
+	}
+	if err == nil {
+		d.tally.add(launchOf(d.msg.Subject(), stream.EnvelopesPrefix), countDeadLettered, reason, 1)
+	}
+	if err != nil {
+		d.msg.Retry(ctx, fmt.Errorf("dead-letter a batch item: %w", err))
+		return false
+	}
+	return true
+}
+
+// decode reads the delivery's envelopes; bad items of a batch are
+// dead-lettered alone. false: the delivery is settled.
+func (s *Service) decode(ctx context.Context, d *delivery) ([]*envelope.Envelope, bool) {
+	data := d.msg.Data()
+	if !d.batch {
+		env, err := envelope.Decode(data)
+		if err != nil {
+			// Decode reports nothing but bad input (ErrMalformed): no
+			// retry can fix it.
+			d.msg.DeadLetter(ctx, reasonMalformed, err)
+			return nil, false
+		}
+		return []*envelope.Envelope{env}, true
+	}
+	envs, bad, err := envelope.DecodeEnvelopeBatch(data)
+	if err != nil {
+		d.msg.DeadLetter(ctx, reasonMalformed, err)
+		return nil, false
+	}
+	for _, ie := range bad {
+		if !s.reject(ctx, d, reasonMalformed, func() ([]byte, error) { return envelope.BatchItem(data, ie.Index) }, ie) {
+			return nil, false
+		}
+	}
+	return envs, true
+}
+
+// job is one envelope to replay: its launch, and the envelope as sent
+// (with sealed header values opened).
+type job struct {
+	env, replayEnv *envelope.Envelope
+	l              *launch.Launch
+}
+
+// envLog is the logger of one envelope's messages (built only when one is
+// written: slog's With costs an allocation per attribute).
+func (s *Service) envLog(env *envelope.Envelope) *slog.Logger {
+	return s.log.With("envelope_id", env.ID, "launch_id", env.LaunchID)
+}
+
+// errSettled: the delivery was settled while preparing an envelope.
+var errSettled = errors.New("delivery settled")
+
+// prepare decides what becomes of one envelope: replayed (a job), skipped
+// (its launch is over, or over max_rps), or dead-lettered alone. An error
+// means the delivery was settled (handed back, or dead-lettered whole).
+func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelope) (job, bool, error) {
+	item := func() ([]byte, error) { return envelope.AppendEnvelopeBatch(nil, []*envelope.Envelope{env}) }
 	l, err := s.lookup(ctx, env.LaunchID)
 	if errors.Is(err, launch.ErrNotFound) {
-		msg.DeadLetter(ctx, reasonUnknownLaunch, fmt.Errorf("envelope %s: unknown launch %s: %w", env.ID, env.LaunchID, err))
-		return
+		if s.reject(ctx, d, reasonUnknownLaunch, item, fmt.Errorf("envelope %s: unknown launch %s: %w", env.ID, env.LaunchID, err)) {
+			return job{}, false, nil
+		}
+		return job{}, false, errSettled
 	}
 	if err != nil {
-		log.Warn("cannot read launch; retrying envelope", "err", err)
-		msg.Retry(ctx, err)
-		return
+		s.envLog(env).Warn("cannot read launch; retrying the delivery", "err", err)
+		d.msg.Retry(ctx, err)
+		return job{}, false, errSettled
 	}
 	switch l.Status {
 	case launch.StatusRolledBack, launch.StatusPromoted:
 		// The launch is over: nothing may reach its shadow any more.
-		reason := skipPromoted
 		if l.Status == launch.StatusRolledBack {
 			s.m.skippedRolledBack.Inc()
-			reason = skipRolledBack
+			d.tally.add(l.ID, countSkipped, skipRolledBack, 1)
 		} else {
 			s.m.skippedPromoted.Inc()
+			d.tally.add(l.ID, countSkipped, skipPromoted, 1)
 		}
-		log.Debug("launch is over; envelope skipped", "status", l.Status)
-		s.ackSkipped(ctx, msg, l.ID, reason)
-		return
+		s.envLog(env).Debug("launch is over; envelope skipped", "status", l.Status)
+		return job{}, false, nil
 	}
 	if !s.cap.allow(l.ID, l.MaxRPS) {
 		// Over the launch's share of max_rps: skipped now rather than
 		// replayed late, which would distort the shadow's latency and
 		// hold up the queue.
 		s.m.rateLimited.Inc()
-		log.Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
-		s.ackSkipped(ctx, msg, l.ID, skipRateLimited)
-		return
+		d.tally.add(l.ID, countSkipped, skipRateLimited, 1)
+		s.envLog(env).Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
+		return job{}, false, nil
 	}
-
 	if env.Request.BodyTruncated {
 		// Replayed with the bytes the tap kept; the envelope's own
 		// body_truncated flag travels in the pair for the comparator.
@@ -233,79 +351,82 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	}
 	replayEnv, err := s.unseal(env)
 	if err != nil {
-		msg.DeadLetter(ctx, reasonSeal, err)
-		return
+		if s.reject(ctx, d, reasonSeal, item, err) {
+			return job{}, false, nil
+		}
+		return job{}, false, errSettled
 	}
-	out, sec := s.replayAll(ctx, l, replayEnv, log)
-	maskEchoes(env, replayEnv, &out, sec)
-	s.sealOutcomes(env.LaunchID, &out, sec)
-	pair := envelope.Pair{
+	return job{env: env, replayEnv: replayEnv, l: l}, true, nil
+}
+
+// replayJobs replays the jobs, each in a replay slot taken in order (so
+// the deliveries of the process are served about first come, first
+// served), and returns their pairs in order. A panic in a replay reaches
+// the caller (the stage dead-letters the delivery).
+func (s *Service) replayJobs(ctx context.Context, jobs []job) []*envelope.Pair {
+	pairs := make([]*envelope.Pair, len(jobs))
+	if len(jobs) == 1 {
+		s.slots <- struct{}{}
+		defer func() { <-s.slots }()
+		pairs[0] = s.replayPair(ctx, &jobs[0])
+		return pairs
+	}
+	var wg conc.WaitGroup
+	for i := range jobs {
+		s.slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-s.slots }()
+			pairs[i] = s.replayPair(ctx, &jobs[i])
+		})
+	}
+	wg.Wait()
+	return pairs
+}
+
+func (s *Service) replayPair(ctx context.Context, j *job) *envelope.Pair {
+	out, sec := s.replayAll(ctx, j.l, j.replayEnv)
+	maskEchoes(j.env, j.replayEnv, &out, sec)
+	s.sealOutcomes(j.env.LaunchID, &out, sec)
+	return &envelope.Pair{
 		V:          envelope.Version,
-		Envelope:   *env,
+		Envelope:   *j.env,
 		Shadow:     out,
 		Secondary:  sec,
 		RunnerID:   s.cfg.ID,
 		ReplayedAt: time.Now().UTC(),
 	}
-	data, err := s.encodePair(&pair)
-	if errors.Is(err, envelope.ErrTooLarge) {
-		msg.DeadLetter(ctx, reasonTooLarge, fmt.Errorf("envelope %s: %w", env.ID, err))
-		return
-	}
-	if err != nil {
-		// Cannot happen for these types; keep the envelope rather than lose it.
-		msg.Retry(ctx, fmt.Errorf("encode pair: %w", err))
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	_, err = s.js.Publish(pctx, stream.PairSubject(env.LaunchID), data, jetstream.WithMsgID(env.ID))
-	cancel()
-	if errors.Is(err, nats.ErrMaxPayload) {
-		// The server's limit is below what the connection announced:
-		// republishing the same bytes cannot succeed.
-		msg.DeadLetter(ctx, reasonTooLarge, fmt.Errorf("envelope %s: publish pair: %w", env.ID, err))
-		return
-	}
-	if err != nil {
-		s.m.publishFailed.Inc()
-		log.Warn("publishing pair failed; envelope will be retried", "err", err)
-		msg.Retry(ctx, fmt.Errorf("publish pair: %w", err))
-		return
-	}
-	s.m.published.Inc()
-	// Ack waits for the server, so the counters and the stream agree once
-	// Handle returns; a lost ack means a redelivery, and the repeated pair
-	// is dropped by the pairs stream's duplicate window.
-	s.ackReplayed(ctx, msg, env.LaunchID)
 }
 
 // pairHeadroom is kept free of a pair's JSON within the max payload for
 // the message's headers (Nats-Msg-Id), which count towards it.
 const pairHeadroom = 512
 
-// encodePair encodes a pair so that it fits in a NATS message, cutting
-// the bodies it carries when it would not (each cut body flagged
-// body_truncated, its body_size kept; counted in pairs_truncated_total),
-// like a tap fits its envelopes. ErrTooLarge: not even without bodies.
+// encodePair encodes a pair as a single v1 message so that it fits in a
+// NATS message, cutting the bodies it carries when it would not (each cut
+// body flagged body_truncated, its body_size kept; counted in
+// pairs_truncated_total), like a tap fits its envelopes. ErrTooLarge: not
+// even without bodies.
 func (s *Service) encodePair(p *envelope.Pair) ([]byte, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
 	}
-	limit := int(s.st.Conn().MaxPayload()) - pairHeadroom
-	fitted, err := envelope.FitPair(p, data, limit)
+	fitted, err := envelope.FitPair(p, data, s.payloadLimit())
 	if err == nil && len(fitted) < len(data) {
 		s.m.truncatedPairs.Inc()
 	}
 	return fitted, err
 }
 
+// payloadLimit is the most bytes a pair message's data may take.
+func (s *Service) payloadLimit() int { return int(s.st.Conn().MaxPayload()) - pairHeadroom }
+
 // replayAll replays env to the launch's shadow and, when the launch names
 // one, to its secondary at the same time: the two answers are compared for
 // noise, so they should see the same moment of the world (and the pair
 // waits for the slower of the two, not their sum). A secondary failure is
 // recorded in its outcome and never affects the shadow's.
-func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope.Envelope, log *slog.Logger) (envelope.Outcome, *envelope.Outcome) {
+func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope.Envelope) (envelope.Outcome, *envelope.Outcome) {
 	var sec *envelope.Outcome
 	var wg conc.WaitGroup
 	if l.SecondaryURL != "" {
@@ -321,14 +442,14 @@ func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope
 	s.m.latency.Observe(float64(out.LatencyUS) / 1e6)
 	if out.ErrorKind != "" {
 		failed(s.m.shadowFailure, out.ErrorKind)
-		log.Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
+		s.envLog(env).Debug("shadow failed", "kind", out.ErrorKind, "err", out.Error)
 	}
 	if sec != nil {
 		s.m.secondaryReplayed.Inc()
 		s.m.secondaryLatency.Observe(float64(sec.LatencyUS) / 1e6)
 		if sec.ErrorKind != "" {
 			failed(s.m.secondaryFailure, sec.ErrorKind)
-			log.Debug("secondary failed", "kind", sec.ErrorKind, "err", sec.Error)
+			s.envLog(env).Debug("secondary failed", "kind", sec.ErrorKind, "err", sec.Error)
 		}
 	}
 	return out, sec

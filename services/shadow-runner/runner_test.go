@@ -408,7 +408,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	l := h.createLaunch(sh.URL)
 	cfg := h.testConfig("runner-bound")
 	cfg.Concurrency = 4
-	cfg.FetchBatch = 100
+	cfg.FetchBatch = 2
 	cfg.Timeout = 30 * time.Second
 	r := h.runReady(cfg)
 
@@ -422,8 +422,8 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		}
 		return nil
 	})
-	// With every slot taken the runner holds exactly 4 deliveries: it does
-	// not pull envelopes it has no slot for.
+	// With every slot taken the runner holds exactly 4 deliveries, and
+	// buffers at most FetchBatch more: it pulls no envelopes beyond those.
 	cons, err := h.js.Consumer(h.ctx, stream.EnvelopesStream, stream.RunnerConsumer)
 	if err != nil {
 		t.Fatal(err)
@@ -433,8 +433,8 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if info.NumAckPending != 4 || info.NumPending != n-4 {
-			return fmt.Errorf("ack pending %d, pending %d; want 4 and %d", info.NumAckPending, info.NumPending, n-4)
+		if info.NumAckPending < 4 || info.NumAckPending > 4+2 || info.NumPending != uint64(n-info.NumAckPending) {
+			return fmt.Errorf("ack pending %d, pending %d; want 4 to 6, and the rest pending", info.NumAckPending, info.NumPending)
 		}
 		return nil
 	})
@@ -447,8 +447,8 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	if m := sh.max.Load(); m != 4 {
 		t.Errorf("at most %d concurrent requests at the shadow, want exactly 4", m)
 	}
-	if info, err := cons.Info(h.ctx); err != nil || info.Config.MaxAckPending != 32 || info.Config.AckWait <= cfg.Timeout {
-		t.Errorf("consumer config %+v (err %v): want MaxAckPending 8x4 and AckWait above the timeout", info.Config, err)
+	if info, err := cons.Info(h.ctx); err != nil || info.Config.MaxAckPending != 32 || info.Config.AckWait != cfg.AckWait {
+		t.Errorf("consumer config %+v (err %v): want MaxAckPending 8x4 and AckWait RUNNER_ACK_WAIT", info.Config, err)
 	}
 }
 
@@ -621,7 +621,9 @@ func TestConsumerConfig(t *testing.T) {
 	if cc.Durable != stream.RunnerConsumer || cc.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Errorf("consumer %+v", cc)
 	}
-	if cc.AckWait < cfg.Timeout+20*time.Second || cc.MaxAckPending != 8*cfg.Concurrency || cc.MaxDeliver != 20 {
+	// A crashed runner's envelopes come back within 5s (issue 11): the
+	// deadline no longer covers a replay, which is kept alive instead.
+	if cc.AckWait > 5*time.Second || cc.MaxAckPending != 8*cfg.Concurrency || cc.MaxDeliver != 20 {
 		t.Errorf("ack wait %s, max ack pending %d, max deliver %d", cc.AckWait, cc.MaxAckPending, cc.MaxDeliver)
 	}
 }

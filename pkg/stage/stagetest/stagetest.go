@@ -6,9 +6,11 @@
 //
 // It checks the runtime's promises end to end, through the stage's own
 // processing: a delivery held by a process that is killed is processed by
-// another; an undecodable message is dead-lettered with its reason; a
-// shutdown loses nothing it held and acks nothing it did not process; a
-// deleted consumer is created again.
+// another; a delivery held longer than its ack deadline is kept alive,
+// not redelivered; an undecodable message is dead-lettered with its
+// reason, and so is the one bad item of a batch, alone, the rest of the
+// batch processed; a shutdown loses nothing it held and acks nothing it
+// did not process; a deleted consumer is created again.
 package stagetest
 
 import (
@@ -66,6 +68,12 @@ type Fixture struct {
 	Subject     string
 	Undecodable []byte
 	Reason      string
+	// PublishBatch publishes one batch message of good valid items with,
+	// before the item at index bad, one item the stage cannot decode, and
+	// returns the ids of the valid items. The bad item's dead letter's
+	// reason must contain ItemReason.
+	PublishBatch func(good, bad int) []string
+	ItemReason   string
 }
 
 // Setup prepares one check: natsURL is a fresh JetStream server, js a
@@ -85,6 +93,8 @@ func Run(t *testing.T, setup Setup) {
 		f    func(*testing.T, *env)
 	}{
 		{"RedeliveryAfterCrash", redeliveryAfterCrash},
+		{"KeepAliveBeyondAckWait", keepAliveBeyondAckWait},
+		{"BatchBadItemDeadLettered", batchBadItem},
 		{"DeadLetterUndecodable", deadLetterUndecodable},
 		{"DrainOnShutdown", drainOnShutdown},
 		{"DeletedConsumerRecreated", deletedConsumerRecreated},
@@ -188,6 +198,67 @@ func redeliveryAfterCrash(t *testing.T, e *env) {
 		}
 		if n, err := testenv.StreamMsgs(e.ctx, e.js, e.fx.Stream); err != nil || n != 0 {
 			return fmt.Errorf("%d messages left in %s (%v)", n, e.fx.Stream, err)
+		}
+		return nil
+	})
+}
+
+// keepAliveBeyondAckWait: a delivery held for several ack deadlines by a
+// live process has its deadline restarted (keep-alives counted), is not
+// redelivered, and is processed once, when the process finishes it.
+func keepAliveBeyondAckWait(t *testing.T, e *env) {
+	// Stall holds a delivery about 2s: over three deadlines of 600ms.
+	const short = 600 * time.Millisecond
+	a := e.start(Options{AckWait: short, Stall: true})
+	id := e.fx.Publish()
+	// Three keep-alives (the first when the delivery is half a deadline
+	// old, then one every half): held for at least 1.5 deadlines.
+	testenv.CheckFor(t, wait, poll, func() error {
+		if st := a.Stage().Stats(); st.KeepAlives < 3 {
+			return fmt.Errorf("held delivery kept alive %d times, want 3: %+v", st.KeepAlives, st)
+		}
+		return nil
+	})
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Stage().Stats()
+	if st.Redelivered != 0 || st.Received != 1 {
+		t.Errorf("stats %+v: want one delivery, never redelivered", st)
+	}
+	if !e.fx.Processed(id) {
+		// Not processed by the drain: it must still be in the stream.
+		if !e.inStream([]string{id})[id] {
+			t.Fatalf("message %s neither processed nor in the stream", id)
+		}
+		e.start(Options{})
+		e.waitProcessed(id)
+	}
+}
+
+// batchBadItem: a batch message with one item the stage cannot decode has
+// that item dead-lettered alone, with its reason, and the others
+// processed; the batch is acked.
+func batchBadItem(t *testing.T, e *env) {
+	if e.fx.PublishBatch == nil {
+		t.Skip("the stage takes no batches")
+	}
+	r := e.start(Options{})
+	ids := e.fx.PublishBatch(4, 2)
+	e.waitProcessed(ids...)
+	m := e.deadLetter()
+	if !strings.Contains(m.Header.Get(stream.HeaderReason), e.fx.ItemReason) || m.Header.Get(stream.HeaderSubject) == "" {
+		t.Errorf("dead letter from %q, reason %q; want the batch's subject and a reason containing %q",
+			m.Header.Get(stream.HeaderSubject), m.Header.Get(stream.HeaderReason), e.fx.ItemReason)
+	}
+	for _, id := range ids {
+		if strings.Contains(string(m.Data), id) {
+			t.Errorf("the dead letter holds the good item %s: %q", id, m.Data)
+		}
+	}
+	testenv.CheckFor(t, wait, poll, func() error {
+		if st := r.Stage().Stats(); st.DeadLetteredTotal() != 1 || st.InFlight != 0 || st.Acks != 1 || st.Received != 1 {
+			return fmt.Errorf("stats %+v, want one delivery acked, one item dead-lettered, nothing held", st)
 		}
 		return nil
 	})

@@ -1,6 +1,7 @@
 // Command mirror is darklaunch's tap: a reverse proxy to MIRROR_PRIMARY_URL
 // that publishes a sample of the traffic to NATS JetStream. Run it with -h
-// for its settings.
+// for its settings. Its Go runtime settings (GOGC, GOMEMLIMIT) come from
+// MIRROR_GOGC and MIRROR_MEMORY_LIMIT (mirror.NewProcess).
 package main
 
 import (
@@ -10,4 +11,4 @@ import (
 	"github.com/darklaunch/darklaunch/services/mirror"
 )
 
-func main() { os.Exit(service.Main("mirror", mirror.Config{}, mirror.New)) }
+func main() { os.Exit(service.Main("mirror", mirror.Config{}, mirror.NewProcess)) }
