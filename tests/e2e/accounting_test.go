@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"net/http"
@@ -27,39 +26,46 @@ func breakPath(h http.Handler) http.Handler {
 	})
 }
 
-// The report's accounting adds up exactly over two taps, a runner and a
-// comparator: envelopes sampled by both taps are dropped (the primary
-// broke off; tap b's queue has too few bytes for a large body), skipped
-// (over the launch's max_rps), dead-lettered (tap b seals credentials
-// under a key the runner does not have) or compared, and once the
-// pipeline is drained nothing is in flight or unaccounted. Every number is
-// checked against the services' own metrics and ClickHouse.
+// The report's accounting adds up exactly over three taps, a runner and a
+// comparator: envelopes are dropped (the primary broke off; tap c holds
+// one envelope at a time), skipped (over the launch's max_rps),
+// dead-lettered (tap b seals credentials under a key the runner does not
+// have) or compared, and once the pipeline is drained nothing is in
+// flight or unaccounted. Every number is checked against the services'
+// own metrics and ClickHouse.
 func TestAccountingAddsUp(t *testing.T) {
 	s := startStack(t, wrapPrimary(breakPath))
 	l := s.createLaunchWith(map[string]any{"shadow_url": s.shadow.URL, "sample_percent": 100,
 		"methods": []string{"GET", "POST"}, "max_rps": 10})
 
-	// Tap b: its own seal key (the runner cannot open what it seals) and
-	// a queue of 4 KiB of bodies.
+	// Tap b: its own seal key (the runner cannot open what it seals).
+	// Tap c: holds one envelope at a time, in a batch sent a second
+	// later, so what comes meanwhile is dropped (queue_full).
 	otherKeys, _ := testenv.SealKeys(t, "other-tap")
-	b, err := mirror.New(load[mirror.Config](t, map[string]string{
-		"MIRROR_ADDR": "127.0.0.1:0", "MIRROR_ADMIN_ADDR": "127.0.0.1:0", "MIRROR_PRIMARY_URL": s.primary.URL,
-		"MIRROR_TAP_ID": "e2e-tap-b", "MIRROR_SEAL_KEY_FILE": otherKeys, "MIRROR_QUEUE_MAX_BYTES": "4096",
-	}), logger("mirror-b"))
-	if err != nil {
-		t.Fatal(err)
+	startTap := func(name string, env map[string]string) *mirror.Service {
+		t.Helper()
+		cfg := map[string]string{"MIRROR_ADDR": "127.0.0.1:0", "MIRROR_ADMIN_ADDR": "127.0.0.1:0", "MIRROR_PRIMARY_URL": s.primary.URL,
+			"MIRROR_TAP_ID": name, "MIRROR_SEAL_KEY_FILE": s.sealKeys, "MIRROR_QUEUE_SIZE": "8192", "MIRROR_BATCH_MAX_DELAY": "5ms"}
+		maps.Copy(cfg, env)
+		tap, err := mirror.New(load[mirror.Config](t, cfg), logger(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Run(t, tap.Run)
+		testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			s.do(tap.Addr(), "GET", "/api/users/1", nil)
+			if tap.Stats().Sampled == 0 {
+				return fmt.Errorf("tap %s has not picked up the launch", name)
+			}
+			return nil
+		})
+		return tap
 	}
-	testenv.Run(t, b.Run)
-	taps := []*mirror.Service{s.mirror, b}
+	b := startTap("e2e-tap-b", map[string]string{"MIRROR_SEAL_KEY_FILE": otherKeys})
+	c := startTap("e2e-tap-c", map[string]string{"MIRROR_QUEUE_SIZE": "1", "MIRROR_BATCH_MAX_DELAY": "1s"})
+	taps := []*mirror.Service{s.mirror, b, c}
 
 	s.waitMirrorSees()
-	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		s.do(b.Addr(), "GET", "/api/users/1", nil)
-		if b.Stats().Sampled == 0 {
-			return fmt.Errorf("tap b has not picked up the launch")
-		}
-		return nil
-	})
 	// Sealed under tap b's key: dead-lettered by the runner (within the
 	// launch's max_rps burst, so not skipped first).
 	for i := range 4 {
@@ -81,9 +87,8 @@ func TestAccountingAddsUp(t *testing.T) {
 			t.Fatalf("broken path answered %d", code)
 		}
 	}
-	large := bytes.Repeat([]byte("x"), 8<<10)
-	for range 2 {
-		s.do(b.Addr(), "POST", "/api/orders", large)
+	for i := range 3 {
+		s.do(c.Addr(), "GET", fmt.Sprintf("/api/users/%d", i), nil)
 	}
 
 	var acc *api.Accounting
@@ -137,7 +142,7 @@ func TestAccountingAddsUp(t *testing.T) {
 	}
 	// Every kind of outcome happened.
 	if acc.Dropped[mirror.ReasonPrimaryError] != 3 || acc.Dropped[mirror.ReasonQueueFull] < 2 ||
-		acc.Skipped["rate_limited"] == 0 || acc.DeadLetterReasons["unsealable"] == 0 || acc.Compared == 0 || acc.Processes.Taps != 2 {
+		acc.Skipped["rate_limited"] == 0 || acc.DeadLetterReasons["unsealable"] == 0 || acc.Compared == 0 || acc.Processes.Taps != 3 {
 		t.Errorf("not every outcome was exercised: %+v", *acc)
 	}
 	if acc.Sampled != acc.Compared+acc.DroppedTotal()+acc.SkippedTotal()+acc.DeadLettered {
@@ -154,7 +159,7 @@ func TestAccountingAddsUp(t *testing.T) {
 	if _, err := lost.Flush(testenv.Context(t), js); err != nil {
 		t.Fatal(err)
 	}
-	if r := s.report(l.ID); r.Accounting == nil || r.Accounting.Unaccounted != 5 || r.Accounting.Processes.Taps != 3 {
+	if r := s.report(l.ID); r.Accounting == nil || r.Accounting.Unaccounted != 5 || r.Accounting.Processes.Taps != 4 {
 		t.Errorf("after a loss of 5: %+v", r.Accounting)
 	}
 }
