@@ -432,8 +432,9 @@ const reportTimeout = 5 * time.Second
 var batchMagic = []byte("DLB\x01")
 
 // ItemsIn is how many envelopes or pairs a message's data holds: a
-// batch's item count, 1 for a single JSON document or a batch whose
-// framing is broken (it is one message to dead-letter).
+// batch's item count (as its framing claims it: a batch broken further on
+// still held that many for its tap), 1 for a single JSON document or a
+// batch whose count cannot be read.
 func ItemsIn(data []byte) uint64 {
 	if !bytes.HasPrefix(data, batchMagic) {
 		return 1

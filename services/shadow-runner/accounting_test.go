@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
 	"github.com/darklaunch/darklaunch/pkg/live"
@@ -33,6 +35,20 @@ func TestAccountingPerLaunch(t *testing.T) {
 	for range 2 {
 		h.publishEnvelope(newEnvelope(rolled.ID, "GET", "/rolled", "", nil))
 	}
+	// Batches: three envelopes replayed; two replayed and one of another
+	// version dead-lettered alone; a batch whose framing is broken,
+	// dead-lettered whole for the two items it claims.
+	h.publishBatch(stream.EnvelopeSubject(l.ID), newEnvelope(l.ID, "GET", "/b/1", "", nil),
+		newEnvelope(l.ID, "GET", "/b/2", "", nil), newEnvelope(l.ID, "GET", "/b/3", "", nil))
+	future := newEnvelope(l.ID, "GET", "/future", "", nil)
+	future.V = envelope.Version + 1
+	h.publishBatch(stream.EnvelopeSubject(l.ID), newEnvelope(l.ID, "GET", "/b/4", "", nil), future, newEnvelope(l.ID, "GET", "/b/5", "", nil))
+	broken := nats.NewMsg(stream.EnvelopeSubject(l.ID))
+	broken.Header.Set(envelope.BatchHeader, envelope.BatchVersion)
+	broken.Data = []byte("DLB\x01\x02xx")
+	if _, err := h.js.PublishMsg(h.ctx, broken); err != nil {
+		t.Fatal(err)
+	}
 	h.waitStreamMsgs(stream.EnvelopesStream, 0)
 
 	kv, err := live.OpenAccountingBucket(h.ctx, h.js)
@@ -53,7 +69,7 @@ func TestAccountingPerLaunch(t *testing.T) {
 		return live.SumCounts(cs)
 	}
 	check := func() error {
-		if got := sum(l.ID); got.Replayed != 6 || !maps.Equal(got.DeadLettered, map[string]uint64{reasonMalformed: 1}) || len(got.Skipped) != 0 {
+		if got := sum(l.ID); got.Replayed != 6+3+2 || !maps.Equal(got.DeadLettered, map[string]uint64{reasonMalformed: 1 + 1 + 2}) || len(got.Skipped) != 0 {
 			return fmt.Errorf("launch: %+v", got)
 		}
 		if got := sum(unknown.LaunchID); got.Replayed != 0 || !maps.Equal(got.DeadLettered, map[string]uint64{reasonUnknownLaunch: 1}) {
@@ -67,7 +83,7 @@ func TestAccountingPerLaunch(t *testing.T) {
 	// Written while running (every accountingInterval).
 	testenv.CheckFor(t, 3*live.ReportInterval+5*time.Second, 50*time.Millisecond, check)
 	st1, st2 := r1.Stats(), r2.Stats()
-	if st1.Replayed+st2.Replayed != 6 || st1.DeadLettered+st2.DeadLettered != 2 || st1.Skipped+st2.Skipped != 2 {
+	if st1.Replayed+st2.Replayed != 11 || st1.DeadLettered+st2.DeadLettered != 4 || st1.Skipped+st2.Skipped != 2 {
 		t.Errorf("runner stats %+v %+v", st1, st2)
 	}
 
@@ -79,7 +95,7 @@ func TestAccountingPerLaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := sum(l.ID); got.Replayed != 7 {
+	if got := sum(l.ID); got.Replayed != 12 {
 		t.Errorf("after shutdown: %+v", got)
 	}
 }
