@@ -46,7 +46,7 @@ type Accounting struct {
 	// holds what is between two counts (in a tap's queue, counted by a
 	// process but not yet reported); negative when more was settled than
 	// reported sampled (a tap that crashed before reporting its last
-	// counts).
+	// counts, a runner's ack lost in a crash: docs/api.md).
 	Unaccounted int64 `json:"unaccounted"`
 	// Processes is how many process incarnations reported counts: taps,
 	// runners, comparators.
