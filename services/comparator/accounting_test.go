@@ -12,7 +12,8 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
-// The comparator counts the pairs it dead-letters per launch, in the
+// The comparator counts the pairs it dead-letters per launch (whole
+// messages and items of a batch), in the
 // accounting bucket while it runs and once more at shutdown.
 func TestAccountingDeadLetters(t *testing.T) {
 	h := newHarness(t, testenv.StartClickHouse(t))
@@ -21,8 +22,13 @@ func TestAccountingDeadLetters(t *testing.T) {
 	h.publishRaw(stream.PairSubject(launchA), []byte("not json"))
 	h.publishRaw(stream.PairSubject(launchA), []byte("{}"))
 	h.publishRaw(stream.PairSubject(launchB), []byte("[1]"))
+	// A batch with a pair of another version: dead-lettered alone.
+	future := newPair(launchB, envelope.NewID(), "/z", 200, "", 200, "")
+	future.V = envelope.Version + 1
+	h.publishBatch(newPair(launchB, envelope.NewID(), "/y", 200, "", 200, ""), future)
 	r := h.start(h.config())
 	h.waitRows(launchA, 1)
+	h.waitRows(launchB, 1)
 
 	kv, err := live.OpenAccountingBucket(h.ctx, h.js)
 	if err != nil {
@@ -45,16 +51,16 @@ func TestAccountingDeadLetters(t *testing.T) {
 		if err := errors.Join(err, errB); err != nil {
 			return err
 		}
-		if a != 2 || b != 1 {
+		if a != 2 || b != 1+1 {
 			return fmt.Errorf("dead-lettered: a %d, b %d", a, b)
 		}
 		return nil
 	})
 	// One more after the last periodic write: written at shutdown.
 	h.publishRaw(stream.PairSubject(launchB), []byte("nope"))
-	r.waitStats(t, "4 dead-lettered", func(st Stats) bool { return st.DeadLettered == 4 })
+	r.waitStats(t, "5 dead-lettered", func(st Stats) bool { return st.DeadLettered == 5 })
 	r.stop(t)
-	if b, err := deadLettered(launchB); err != nil || b != 2 {
+	if b, err := deadLettered(launchB); err != nil || b != 3 {
 		t.Errorf("after shutdown: %d, %v", b, err)
 	}
 }
