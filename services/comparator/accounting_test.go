@@ -13,8 +13,8 @@ import (
 )
 
 // The comparator counts the pairs it dead-letters per launch (whole
-// messages and items of a batch), in the
-// accounting bucket while it runs and once more at shutdown.
+// messages and items of a batch), in the accounting bucket while it runs
+// and once more at shutdown.
 func TestAccountingDeadLetters(t *testing.T) {
 	h := newHarness(t, testenv.StartClickHouse(t))
 	const launchA, launchB = "l-acct-a", "l-acct-b"
