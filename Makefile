@@ -9,7 +9,7 @@ SERVICES := mirror shadow-runner comparator reporter
 export PATH := $(PATH):/usr/sbin
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all deps build test test-short vet check-tree bench demo up down status clean fmt
+.PHONY: all deps build test test-faults test-short vet check-tree bench demo up down status clean fmt
 
 all: build
 
@@ -39,6 +39,17 @@ test: deps check-tree vet
 	@for m in $(MODULES); do \
 	  echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; \
 	done
+
+# The fault suite (tests/e2e, build tag faults): the pipeline under load
+# while a worker is killed with -9, ClickHouse is down 30 s, NATS restarts,
+# NATS cluster nodes are lost and Redis is down; each case checks that no
+# envelope is lost or stored twice and that no client request failed, and
+# logs its recovery times (-v shows them). Without -race: these cases are
+# about recovery, and the race detector runs on the same code in `make test`.
+FAULT_FLAGS ?= -count=1 -timeout 30m -v
+test-faults: deps
+	@cd tests && $(GO) vet -tags faults ./e2e/
+	@cd tests && $(GO) test -tags faults $(FAULT_FLAGS) -run '^(TestFault|TestCluster)' ./e2e/
 
 # Benchmarks compare against a baseline measured in the same run (this
 # machine is shared and noisy); read the ratios, not the absolute figures.

@@ -22,6 +22,7 @@ type NATS struct {
 	NATSCAFile    string `envconfig:"NATS_CA_FILE" default:"" desc:"PEM CA bundle that signs the NATS server's certificate; setting it or a client certificate requires TLS; empty: the system's CAs"`
 	NATSCertFile  string `envconfig:"NATS_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with NATS (with NATS_KEY_FILE)"`
 	NATSKeyFile   string `envconfig:"NATS_KEY_FILE" default:"" desc:"PEM private key of NATS_CERT_FILE"`
+	NATSReplicas  int    `envconfig:"NATS_REPLICAS" default:"1" desc:"replicas (1-5) of every JetStream stream and KV bucket darklaunch creates; existing ones are scaled to it at start. 3 on a NATS cluster of 3 or more servers survives the loss of one"`
 }
 
 // ClickHouse is the shared ClickHouse setting.

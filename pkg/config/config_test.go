@@ -29,7 +29,7 @@ func TestLoadAndUsage(t *testing.T) {
 		t.Fatalf("load: %+v %v %v", s, help, err)
 	}
 	keys, _ := Keys(&s)
-	if strings.Join(keys, ",") != "NATS_URL,NATS_CREDS_FILE,NATS_NKEY_FILE,NATS_CA_FILE,NATS_CERT_FILE,NATS_KEY_FILE,LOG_LEVEL,LOG_FORMAT,SVC_ADDR" {
+	if strings.Join(keys, ",") != "NATS_URL,NATS_CREDS_FILE,NATS_NKEY_FILE,NATS_CA_FILE,NATS_CERT_FILE,NATS_KEY_FILE,NATS_REPLICAS,LOG_LEVEL,LOG_FORMAT,SVC_ADDR" {
 		t.Fatalf("keys %v", keys)
 	}
 }

@@ -42,10 +42,16 @@ func ClientTLS(caFile, certFile, keyFile string, skipVerify bool) (*tls.Config, 
 	return c, nil
 }
 
-// Validate checks the NATS credential and TLS files: at most one of a
-// credentials file and an nkey seed file, each readable, and a TLS
-// configuration that loads.
+// MaxReplicas is the most replicas JetStream allows a stream.
+const MaxReplicas = 5
+
+// Validate checks the NATS settings: replicas within 1..MaxReplicas, at
+// most one of a credentials file and an nkey seed file, each readable, and
+// a TLS configuration that loads.
 func (n NATS) Validate() error {
+	if n.NATSReplicas < 1 || n.NATSReplicas > MaxReplicas {
+		return fmt.Errorf("%w: NATS_REPLICAS is %d, want 1 to %d", ErrSettings, n.NATSReplicas, MaxReplicas)
+	}
 	if n.NATSCredsFile != "" && n.NATSNKeyFile != "" {
 		return fmt.Errorf("%w: set NATS_CREDS_FILE or NATS_NKEY_FILE, not both", ErrTLS)
 	}

@@ -100,3 +100,22 @@ func ping(t *testing.T, addr string, c *tls.Config) string {
 	}
 	return strings.TrimSpace(line)
 }
+
+// TestNATSReplicas: NATS_REPLICAS defaults to 1 and must be 1 to 5.
+func TestNATSReplicas(t *testing.T) {
+	if s := config.Default[spec](); s.NATSReplicas != 1 {
+		t.Fatalf("default NATS_REPLICAS %d, want 1", s.NATSReplicas)
+	}
+	for _, bad := range []string{"0", "6", "-1"} {
+		t.Setenv("NATS_REPLICAS", bad)
+		var s spec
+		if _, err := config.Load("svc", &s, nil, nil); !errors.Is(err, config.ErrSettings) || !strings.Contains(err.Error(), "NATS_REPLICAS") {
+			t.Errorf("NATS_REPLICAS=%s: %v, want ErrSettings naming NATS_REPLICAS", bad, err)
+		}
+	}
+	t.Setenv("NATS_REPLICAS", "3")
+	var s spec
+	if _, err := config.Load("svc", &s, nil, nil); err != nil || s.NATSReplicas != 3 {
+		t.Fatalf("NATS_REPLICAS=3: %d, %v", s.NATSReplicas, err)
+	}
+}

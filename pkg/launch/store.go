@@ -20,13 +20,15 @@ import (
 // launch id and the value the Launch as JSON.
 const Bucket = "darklaunch_launches"
 
-// OpenBucket creates the launches bucket if needed and returns it.
+// OpenBucket creates the launches bucket if needed, or brings its settings
+// (replicas: stream.Replicas(js)) in line, and returns it.
 func OpenBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "darklaunch launches, one key per launch id",
 		History:     5,
 		Storage:     jetstream.FileStorage,
+		Replicas:    stream.Replicas(js),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", Bucket, err)

@@ -21,8 +21,9 @@ const Bucket = "darklaunch_live"
 // Read within MaxAge.
 const MaxAge = 60 * time.Second
 
-// OpenBucket creates the bucket or updates its settings, and returns it.
-// It keeps only the latest snapshot of each key.
+// OpenBucket creates the bucket or updates its settings (replicas:
+// stream.Replicas(js)), and returns it. It keeps only the latest snapshot
+// of each key.
 func OpenBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	return stream.OpenKV(ctx, js, Bucket, "darklaunch live observations, one key per launch and tap: <launch_id>.<tap_id>", MaxAge)
 }

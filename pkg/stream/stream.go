@@ -9,6 +9,12 @@
 //
 // Messages carry their envelope id as Nats-Msg-Id, so a message published
 // twice within the duplicate window is stored once.
+//
+// Every stream and KV bucket darklaunch creates has the replicas of the
+// JetStream context it is created through: JetStream makes a context that
+// carries NATS_REPLICAS, and Ensure, EnsureConsumer, OpenKV (and the
+// buckets of pkg/launch, pkg/live and the reporter) read it with Replicas.
+// An existing stream or bucket with other replicas is scaled to them.
 package stream
 
 import (
@@ -67,7 +73,42 @@ type Limits struct {
 // DefaultLimits keep a day or 10 GiB of unprocessed messages per stream.
 var DefaultLimits = Limits{MaxAge: 24 * time.Hour, MaxBytes: 10 << 30}
 
-// Ensure creates or updates the three streams.
+// JetStream is jetstream.New(nc, opts...) carrying the replicas that the
+// streams and buckets created through it get (config.NATS.NATSReplicas).
+func JetStream(nc *nats.Conn, replicas int, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return WithReplicas(js, replicas), nil
+}
+
+// WithReplicas returns js carrying replicas (see JetStream).
+func WithReplicas(js jetstream.JetStream, replicas int) jetstream.JetStream {
+	if r, ok := js.(replicated); ok {
+		js = r.JetStream
+	}
+	return replicated{JetStream: js, replicas: replicas}
+}
+
+// replicated is a JetStream context with the replicas of what it creates.
+type replicated struct {
+	jetstream.JetStream
+	replicas int
+}
+
+// Replicas is the number of replicas of the streams and buckets created
+// through js: what JetStream or WithReplicas gave it, else 1.
+func Replicas(js jetstream.JetStream) int {
+	if r, ok := js.(replicated); ok && r.replicas > 0 {
+		return r.replicas
+	}
+	return 1
+}
+
+// Ensure creates or updates the three streams, with Replicas(js) replicas:
+// an existing stream with other replicas is scaled (JetStream moves its
+// data to the new peers, and the stream stays available meanwhile).
 func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: EnvelopesStream, Subjects: []string{EnvelopesPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
@@ -82,6 +123,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 		cfg.MaxAge = lim.MaxAge
 		cfg.MaxBytes = lim.MaxBytes
 		cfg.Discard = jetstream.DiscardOld
+		cfg.Replicas = Replicas(js)
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
@@ -91,7 +133,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 
 // EnsureConsumer creates or updates a durable consumer on one of the
 // streams. If the stream is gone (someone removed it after Ensure), the
-// streams are created again with DefaultLimits first.
+// streams are created again with DefaultLimits (and js's Replicas) first.
+// The consumer has the replicas of its stream.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -109,6 +152,11 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, 
 // secures the connection as cfg says (Security). With a non-nil log,
 // disconnects and reconnects are logged; opts come after these defaults,
 // so a caller's own handlers replace them.
+//
+// cfg.NATSURL may list several servers, comma separated (a cluster): the
+// client connects to any of them, learns the others from the cluster, and
+// reconnects to another when its server goes; credentials and TLS apply to
+// each.
 func Connect(cfg config.NATS, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	sec, err := Security(cfg)
 	if err != nil {
@@ -145,9 +193,9 @@ func Connect(cfg config.NATS, name string, log *slog.Logger, opts ...nats.Option
 // settings: a credentials file (user JWT and seed), or an nkey seed file,
 // and a CA bundle and client certificate (which require TLS). The files
 // are read now, so a missing or bad one fails here, not at each
-// reconnection.
+// reconnection. cfg's zero fields take their defaults first.
 func Security(cfg config.NATS) ([]nats.Option, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := config.Prepare(&cfg); err != nil {
 		return nil, err
 	}
 	var opts []nats.Option
@@ -208,12 +256,14 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, stage, subject stri
 	return nil
 }
 
-// OpenKV creates a KV bucket keeping one value per key, on file storage,
-// whose keys expire ttl after their last write (0: never), or brings an
-// existing bucket's settings in line.
+// OpenKV creates a KV bucket keeping one value per key, on file storage
+// with Replicas(js) replicas, whose keys expire ttl after their last write
+// (0: never), or brings an existing bucket's settings (replicas included)
+// in line.
 func OpenKV(ctx context.Context, js jetstream.JetStream, bucket, description string, ttl time.Duration) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, Description: description, History: 1, TTL: ttl, Storage: jetstream.FileStorage,
+		Replicas: Replicas(js),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", bucket, err)

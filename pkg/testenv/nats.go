@@ -26,6 +26,20 @@ func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 // SecureJetStream's Client).
 func ConnectWith(t testing.TB, cfg config.NATS) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
+	nc, js := Client(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// Client connects a test client as ConnectWith does, without creating or
+// changing any stream: on a Cluster, where the services made the streams
+// R3, ConnectWith's Ensure would scale them down to one replica.
+func Client(t testing.TB, cfg config.NATS) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	nc, err := stream.Connect(cfg, "test "+t.Name(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -33,11 +47,6 @@ func ConnectWith(t testing.TB, cfg config.NATS) (*nats.Conn, jetstream.JetStream
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
 		t.Fatal(err)
 	}
 	return nc, js

@@ -279,7 +279,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var pubs *publishers
 	if nc != nil {
 		var err error
-		js, err = jetstream.New(nc,
+		js, err = stream.JetStream(nc, s.cfg.NATSReplicas,
 			jetstream.WithPublishAsyncMaxPending(s.cfg.MaxPending),
 			jetstream.WithPublishAsyncTimeout(s.cfg.AckTimeout),
 			jetstream.WithPublishAsyncAckHandler(s.onAck),

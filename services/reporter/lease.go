@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/darklaunch/darklaunch/pkg/stream"
 )
 
 // LeaseBucket is the NATS KV bucket of controller leases: one key per
@@ -25,6 +27,7 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration) 
 		History:     1,
 		TTL:         ttl,
 		Storage:     jetstream.MemoryStorage,
+		Replicas:    stream.Replicas(js),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", LeaseBucket, err)

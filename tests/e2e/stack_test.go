@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,9 @@ import (
 // stack is one running pipeline.
 type stack struct {
 	t             *testing.T
-	nats          *testenv.JetStream
+	nats          *testenv.JetStream // nil on a cluster (withNATS)
+	chServer      *testenv.ClickHouse
+	redisServer   *testenv.Redis
 	ch            driver.Conn
 	primary       *httptest.Server
 	shadow        *httptest.Server
@@ -90,9 +93,20 @@ type stackOptions struct {
 	// serviceTime, when set, is the least time every answer of the
 	// primary, the shadow and the secondary takes.
 	serviceTime time.Duration
+	// natsURL and natsReplicas, when set, are the NATS servers (a
+	// cluster) and the replicas of the streams, instead of one embedded
+	// server.
+	natsURL      string
+	natsReplicas int
 }
 
 type stackOption func(*stackOptions)
+
+// withNATS runs the services on the NATS servers of url (a cluster's
+// list) with streams and buckets of the given replicas.
+func withNATS(url string, replicas int) stackOption {
+	return func(o *stackOptions) { o.natsURL, o.natsReplicas = url, replicas }
+}
 
 // wrapShadow makes the shadow answer through wrap(demo shadow).
 func wrapShadow(wrap func(http.Handler) http.Handler) stackOption {
@@ -135,9 +149,15 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 		opt(&o)
 	}
 	s := &stack{t: t, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
-	s.nats = testenv.StartJetStream(t)
-	chAddr := testenv.StartClickHouse(t)
-	redisURL := testenv.StartRedis(t)
+	natsURL := o.natsURL
+	if natsURL == "" {
+		s.nats = testenv.StartJetStream(t)
+		natsURL = s.nats.URL()
+	}
+	s.chServer, s.redisServer = testenv.NewClickHouse(t), testenv.NewRedis(t)
+	s.chServer.Start()
+	s.redisServer.Start()
+	chAddr, redisURL := s.chServer.Addr(), s.redisServer.URL()
 
 	opts := demo.Options{SearchDelay: searchDelay, SlowFactor: slowFactor}
 	ph, _ := demo.Handler(demo.Primary, opts)
@@ -169,7 +189,8 @@ func startStack(t *testing.T, options ...stackOption) *stack {
 	t.Cleanup(s.secondary.Close)
 
 	common := map[string]string{
-		"NATS_URL": s.nats.URL(), "CLICKHOUSE_ADDR": chAddr, "CLICKHOUSE_DATABASE": "darklaunch", "REDIS_URL": redisURL,
+		"NATS_URL": natsURL, "CLICKHOUSE_ADDR": chAddr, "CLICKHOUSE_DATABASE": "darklaunch", "REDIS_URL": redisURL,
+		"NATS_REPLICAS": strconv.Itoa(max(o.natsReplicas, 1)),
 	}
 	with := func(extra map[string]string) map[string]string {
 		out := map[string]string{}
