@@ -114,6 +114,44 @@ const latencyHistDDL = `CREATE TABLE IF NOT EXISTS %s.latency_hist (
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (launch_id, bucket, route, method, side, answered, bin)`
 
+// secondaryHistDDL: latency histograms of the pairs the secondary
+// answered (has_secondary = 1): the secondary's over all of them, the
+// shadow's over those the shadow answered too (answered = 1). The verdict
+// compares the two over the same pairs, both timed by the runner; the
+// report shows the secondary's beside the primary's and the shadow's. A
+// table of its own (not a side of latency_hist): 18.16 cannot add a value
+// to an Enum in a sort key, and a column added outside the key would make
+// rows that differ only in it collapse.
+const secondaryHistDDL = `CREATE TABLE IF NOT EXISTS %s.secondary_latency_hist (
+	launch_id String,
+	bucket DateTime,
+	version UInt64,
+	route String,
+	method String,
+	side Enum8('shadow' = 1, 'secondary' = 2),
+	answered UInt8,
+	bin UInt16,
+	n UInt64,
+	sum_us UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (launch_id, bucket, route, method, side, answered, bin)`
+
+// SealSchema is the version of what a seal aggregates: a bucket sealed
+// under an older one (seals.schema) is sealed again by the next full
+// compaction, so aggregates added since (schema 1: the shadow against the
+// secondary, secondary_latency_hist) cover the whole history. Until then
+// such a bucket reads as it was sealed (zero secondary counts).
+const SealSchema = 1
+
+// sealsAdded, pairCountsAdded are the columns added to seals and
+// pair_counts since their first version (non-key columns: appended, never
+// renamed).
+var (
+	sealsAdded      = []column{{"schema", "UInt16"}}
+	pairCountsAdded = []column{{"sec_slower", "UInt64"}, {"sec_faster", "UInt64"}, {"sec_tied", "UInt64"}}
+)
+
 // Expressions over comparison rows. Rows written before diff_generalized
 // and diff_noise existed hold empty arrays there, and one bad row may hold
 // arrays of another length than diff_paths: genExpr and noiseExpr fall
@@ -129,21 +167,30 @@ const (
 
 // sourceColumns are the comparison columns the aggregates read.
 const sourceColumns = "envelope_id, ts, received_at_us, route, method, primary_status, shadow_status, primary_latency_us, shadow_latency_us, " +
-	"`match`, shadow_error, diff_paths, diff_kinds, diff_generalized, diff_noise, fingerprint, has_secondary"
+	"`match`, shadow_error, diff_paths, diff_kinds, diff_generalized, diff_noise, fingerprint, has_secondary, secondary_latency_us, secondary_error"
 
 // dedupSource is the launch's comparison rows matching where, one per
 // envelope id: the latest inserted (the row FINAL keeps), which takes a
 // sort; with anyCopy, the first one read (a hash set, no sort: for the
 // unsealed tail, read at every report). Copies of a pair differ only when
 // it was compared twice under different rules.
+//
+// The anyCopy reads select a time range of the launch (the tail past the
+// watermark, the edge minutes of a window): they read the time-ordered
+// copy comparisons_by_time, whose sort key (launch_id, received_at_us)
+// makes the range's cost that of its own rows; comparisons is sorted by
+// (launch_id, route, envelope_id), where a time range scans the whole
+// launch. The copy may hold a pair more than once (a redelivery, the
+// backfill overlapping the view): LIMIT 1 BY envelope_id keeps one. The
+// seals read comparisons itself, whose rows they count.
 func dedupSource(db, where string, anyCopy bool) string {
-	order := " ORDER BY envelope_id, inserted_at DESC"
+	order, table := " ORDER BY envelope_id, inserted_at DESC", "comparisons"
 	if anyCopy {
-		order = ""
+		order, table = "", ByTimeTable
 	}
 	// PREWHERE: only the time columns are read for the launch's other
 	// rows.
-	return "(SELECT " + sourceColumns + " FROM " + db + ".comparisons PREWHERE launch_id = @launch AND (" + where + ")" +
+	return "(SELECT " + sourceColumns + " FROM " + db + "." + table + " PREWHERE launch_id = @launch AND (" + where + ")" +
 		order + " LIMIT 1 BY envelope_id)"
 }
 
@@ -162,6 +209,9 @@ const (
 		"countIf(shadow_error = '' AND shadow_latency_us > primary_latency_us) AS slower, " +
 		"countIf(shadow_error = '' AND shadow_latency_us < primary_latency_us) AS faster, " +
 		"countIf(shadow_error = '' AND shadow_latency_us = primary_latency_us) AS tied, " +
+		"countIf(shadow_error = '' AND has_secondary = 1 AND shadow_latency_us > secondary_latency_us) AS sec_slower, " +
+		"countIf(shadow_error = '' AND has_secondary = 1 AND shadow_latency_us < secondary_latency_us) AS sec_faster, " +
+		"countIf(shadow_error = '' AND has_secondary = 1 AND shadow_latency_us = secondary_latency_us) AS sec_tied, " +
 		"min(received_at_us) AS first_us, max(received_at_us) AS last_us, " +
 		"anyIf(arraySort(arrayDistinct(arrayFilter((dk, dn) -> dn = 0, arrayMap((dg, k) -> concat(dg, '\\t', k), " + genExpr + ", " + kindsExpr + "), " + noiseExpr + "))), " +
 		"length(diff_kinds) = length(diff_paths)) AS dset, " +
@@ -191,9 +241,21 @@ const (
 		"tupleElement(sb, 3) AS us, " +
 		"CAST(tupleElement(sb, 1) AS Enum8('primary' = 0, 'shadow' = 1)) AS side, tupleElement(sb, 2) AS bin FROM %s" +
 		") GROUP BY bucket, route, method, side, answered, bin"
+
+	// secHistGroupsSQL: the same over the pairs the secondary answered,
+	// its side for each, the shadow's where the shadow answered too.
+	secHistGroupsSQL = "SELECT bucket, route, method, side, answered, bin, count() AS n, sum(us) AS sum_us FROM (" +
+		"SELECT toStartOfMinute(ts) AS bucket, route, method, toUInt8(shadow_error = '') AS answered, " +
+		"arrayJoin(if(shadow_error = '', [(toUInt8(2), BINX, secondary_latency_us), (toUInt8(1), BINS, shadow_latency_us)], [(toUInt8(2), BINX, secondary_latency_us)])) AS sb, " +
+		"tupleElement(sb, 3) AS us, " +
+		"CAST(tupleElement(sb, 1) AS Enum8('shadow' = 1, 'secondary' = 2)) AS side, tupleElement(sb, 2) AS bin FROM %s WHERE has_secondary = 1" +
+		") GROUP BY bucket, route, method, side, answered, bin"
 )
 
-var histGroups = strings.NewReplacer("BINP", fmt.Sprintf(binOf, "primary_latency_us"), "BINS", fmt.Sprintf(binOf, "shadow_latency_us")).Replace(histGroupsSQL)
+var bins = strings.NewReplacer("BINP", fmt.Sprintf(binOf, "primary_latency_us"), "BINS", fmt.Sprintf(binOf, "shadow_latency_us"),
+	"BINX", fmt.Sprintf(binOf, "secondary_latency_us"))
+
+var histGroups, secHistGroups = bins.Replace(histGroupsSQL), bins.Replace(secHistGroupsSQL)
 
 // aggregate is one aggregate table: its columns after launch_id, bucket
 // and version, and the SQL that computes them from a source.
@@ -207,12 +269,13 @@ type aggregate struct {
 
 var aggregates = []aggregate{
 	{"pair_counts", "route, method, raw_mismatch, fingerprint, real_paths, no_paths, compared, shadow_errors, shadow_failures, primary_errors, " +
-		"with_secondary, answered, slower, faster, tied, first_us, last_us, diffset, has_diffset",
+		"with_secondary, answered, slower, faster, tied, first_us, last_us, diffset, has_diffset, sec_slower, sec_faster, sec_tied",
 		"route, method, raw_mismatch, fp, rpaths, nopaths, compared, shadow_errors, shadow_failures, primary_errors, " +
-			"with_secondary, answered, slower, faster, tied, first_us, last_us, dset, has_dset", pairGroupsSQL},
+			"with_secondary, answered, slower, faster, tied, first_us, last_us, dset, has_dset, sec_slower, sec_faster, sec_tied", pairGroupsSQL},
 	{"diff_counts", "route, gpath, kind, diffs, diffs_noisy, sec_diffs, sec_noisy",
 		"route, gpath, kind, diffs, diffs_noisy, sec_diffs, sec_noisy", diffGroupsSQL},
 	{"latency_hist", "route, method, side, answered, bin, n, sum_us", "route, method, side, answered, bin, n, sum_us", histGroups},
+	{"secondary_latency_hist", "route, method, side, answered, bin, n, sum_us", "route, method, side, answered, bin, n, sum_us", secHistGroups},
 }
 
 // BucketSummary is what Compact compares a sealed bucket with: the rows
@@ -224,12 +287,15 @@ type BucketSummary struct {
 	Rows          uint64
 	MaxInsertedAt time.Time
 	UntilUS       int64
+	// Schema is the SealSchema the bucket was sealed under.
+	Schema uint16
 }
 
 // CompactResult says what one Compact did.
 type CompactResult struct {
 	// Sealed are the buckets sealed for the first time, Resealed those
-	// sealed again because rows arrived or collapsed since.
+	// sealed again because rows arrived or collapsed since, or because
+	// they were sealed under an older SealSchema.
 	Sealed, Resealed int
 	// Rows are the comparison rows read (duplicates included).
 	Rows uint64
@@ -278,10 +344,10 @@ func CompactRecent(ctx context.Context, conn driver.Conn, database, launchID str
 		return res, err
 	}
 	sealed, err := ScanAll(ctx, conn, "seals",
-		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version), argMax(until_us, version) FROM "+database+
+		"SELECT bucket, argMax(raw_rows, version), argMax(max_inserted_at, version), argMax(until_us, version), argMax(schema, version) FROM "+database+
 			".seals WHERE launch_id = @launch AND bucket >= toDateTime(@since) GROUP BY bucket",
 		func(rows driver.Rows) (s BucketSummary, err error) {
-			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt, &s.UntilUS)
+			err = rows.Scan(&s.Bucket, &s.Rows, &s.MaxInsertedAt, &s.UntilUS, &s.Schema)
 			return s, err
 		}, args...)
 	if err != nil {
@@ -304,7 +370,7 @@ func CompactRecent(ctx context.Context, conn driver.Conn, database, launchID str
 		switch {
 		case !ok:
 			res.Sealed++
-		case s.Rows != b.Rows || !s.MaxInsertedAt.Equal(b.MaxInsertedAt):
+		case s.Rows != b.Rows || !s.MaxInsertedAt.Equal(b.MaxInsertedAt) || s.Schema < SealSchema:
 			res.Resealed++
 		default:
 			continue
@@ -350,9 +416,9 @@ func seal(ctx context.Context, conn driver.Conn, database, launchID string, buck
 	for i, b := range buckets {
 		rows[i] = sealRow{b}
 	}
-	return insertBatch(ctx, conn, database, "seals", "launch_id, bucket, version, raw_rows, max_inserted_at, until_us, sealed_at", "seals", rows,
+	return insertBatch(ctx, conn, database, "seals", "launch_id, bucket, version, raw_rows, max_inserted_at, until_us, sealed_at, schema", "seals", rows,
 		func(r *sealRow) (string, []any) {
-			return r.Bucket.String(), []any{launchID, r.Bucket, version, r.Rows, r.MaxInsertedAt, r.UntilUS, now.UTC()}
+			return r.Bucket.String(), []any{launchID, r.Bucket, version, r.Rows, r.MaxInsertedAt, r.UntilUS, now.UTC(), uint16(SealSchema)}
 		})
 }
 
@@ -481,7 +547,10 @@ type PairGroup struct {
 	NoPaths   bool
 	Compared, ShadowErrors, ShadowFailures, PrimaryErrors, WithSecondary,
 	Answered, Slower, Faster, Tied uint64
-	FirstUS, LastUS int64
+	// SecSlower, SecFaster and SecTied compare the shadow's latency with
+	// the secondary's on the pairs both answered.
+	SecSlower, SecFaster, SecTied uint64
+	FirstUS, LastUS               int64
 	// DiffSet is the class's "path\tkind" set (when HasDiffSet).
 	DiffSet    []string
 	HasDiffSet bool
@@ -496,12 +565,13 @@ func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 	read := func(src string) ([]PairGroup, error) {
 		q := "SELECT route, method, raw_mismatch, fingerprint, real_paths, no_paths, sum(compared), sum(shadow_errors), sum(shadow_failures), " +
 			"sum(primary_errors), sum(with_secondary), sum(answered), sum(slower), sum(faster), sum(tied), min(first_us), max(last_us), " +
-			"anyIf(diffset, has_diffset = 1), max(has_diffset) FROM " + src +
+			"anyIf(diffset, has_diffset = 1), max(has_diffset), sum(sec_slower), sum(sec_faster), sum(sec_tied) FROM " + src +
 			" GROUP BY route, method, raw_mismatch, fingerprint, real_paths, no_paths"
 		return ScanAll(ctx, conn, "pair groups", q, func(rows driver.Rows) (g PairGroup, err error) {
 			var rm, np, hd uint8
 			err = rows.Scan(&g.Route, &g.Method, &rm, &g.Fingerprint, &g.RealPaths, &np, &g.Compared, &g.ShadowErrors, &g.ShadowFailures,
-				&g.PrimaryErrors, &g.WithSecondary, &g.Answered, &g.Slower, &g.Faster, &g.Tied, &g.FirstUS, &g.LastUS, &g.DiffSet, &hd)
+				&g.PrimaryErrors, &g.WithSecondary, &g.Answered, &g.Slower, &g.Faster, &g.Tied, &g.FirstUS, &g.LastUS, &g.DiffSet, &hd,
+				&g.SecSlower, &g.SecFaster, &g.SecTied)
 			g.RawMismatch, g.NoPaths, g.HasDiffSet = rm == 1, np == 1, hd == 1
 			return g, err
 		}, v.args()...)
@@ -536,6 +606,9 @@ func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 		g.Slower -= min(g.Slower, m.Slower)
 		g.Faster -= min(g.Faster, m.Faster)
 		g.Tied -= min(g.Tied, m.Tied)
+		g.SecSlower -= min(g.SecSlower, m.SecSlower)
+		g.SecFaster -= min(g.SecFaster, m.SecFaster)
+		g.SecTied -= min(g.SecTied, m.SecTied)
 	}
 	out := groups[:0]
 	for _, g := range groups {
@@ -582,8 +655,20 @@ type HistBin struct {
 // Count is the number and the sum (µs) of the latencies in a bin.
 type Count struct{ N, SumUS uint64 }
 
-// Histograms reads the view's latency histograms.
+// Histograms reads the view's latency histograms (sides primary and
+// shadow).
 func Histograms(ctx context.Context, conn driver.Conn, database string, v View) ([]HistBin, error) {
+	return histograms(ctx, conn, database, v, aggregates[2])
+}
+
+// SecondaryHistograms reads the view's latency histograms of the pairs
+// the secondary answered (sides secondary and shadow; see
+// secondaryHistDDL).
+func SecondaryHistograms(ctx context.Context, conn driver.Conn, database string, v View) ([]HistBin, error) {
+	return histograms(ctx, conn, database, v, aggregates[3])
+}
+
+func histograms(ctx context.Context, conn driver.Conn, database string, v View, a aggregate) ([]HistBin, error) {
 	read := func(src string) ([]HistBin, error) {
 		q := "SELECT route, method, toString(side), answered, bin, sum(n), sum(sum_us) FROM " + src +
 			" GROUP BY route, method, side, answered, bin"
@@ -594,11 +679,11 @@ func Histograms(ctx context.Context, conn driver.Conn, database string, v View) 
 			return h, err
 		}, v.args()...)
 	}
-	bins, err := read(v.union(database, aggregates[2]))
+	bins, err := read(v.union(database, a))
 	if _, minus := v.edge(); err != nil || !minus {
 		return bins, err
 	}
-	sub, err := read(v.minus(database, aggregates[2]))
+	sub, err := read(v.minus(database, a))
 	if err != nil {
 		return nil, err
 	}

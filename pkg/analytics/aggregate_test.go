@@ -28,6 +28,14 @@ func synthRows(launch string, start time.Time, n, minutes int, seed uint64) []Ro
 		if rnd.IntN(10) == 0 {
 			r.ShadowLatencyUS = r.PrimaryLatencyUS // tied
 		}
+		if r.HasSecondary {
+			r.SecondaryStatus, r.SecondaryLatencyUS = 200, uint64(500+rnd.IntN(20000))
+			if rnd.IntN(10) == 0 {
+				r.SecondaryLatencyUS = r.ShadowLatencyUS // tied
+			}
+		} else if rnd.IntN(4) == 0 { // a secondary that failed
+			r.SecondaryError, r.SecondaryLatencyUS = "connection refused", uint64(rnd.IntN(100))
+		}
 		if rnd.IntN(20) == 0 {
 			r.PrimaryStatus = 503
 		}
@@ -145,6 +153,16 @@ func refPairs(rows []Row, fromUS int64) map[string]PairGroup {
 			default:
 				cur.Tied++
 			}
+			if r.HasSecondary {
+				switch {
+				case r.ShadowLatencyUS > r.SecondaryLatencyUS:
+					cur.SecSlower++
+				case r.ShadowLatencyUS < r.SecondaryLatencyUS:
+					cur.SecFaster++
+				default:
+					cur.SecTied++
+				}
+			}
 		}
 		out[k] = cur
 	}
@@ -195,7 +213,7 @@ func refDiffs(rows []Row) map[string]DiffGroup {
 	return out
 }
 
-func checkView(t *testing.T, what string, rows []Row, pairs []PairGroup, diffs []DiffGroup, hist []HistBin, fromUS int64) {
+func checkView(t *testing.T, what string, rows []Row, pairs []PairGroup, diffs []DiffGroup, hist, secHist []HistBin, fromUS int64) {
 	t.Helper()
 	want := refPairs(rows, fromUS)
 	got := map[string]PairGroup{}
@@ -229,7 +247,9 @@ func checkView(t *testing.T, what string, rows []Row, pairs []PairGroup, diffs [
 	}
 	// Histograms: counts exact per side; quantiles within 1% of the
 	// nearest-rank quantile of the raw latencies (the mean of its 1% bin).
-	var prim, shad []float64
+	// The secondary's over the pairs it answered, and over those the
+	// shadow answered too, beside the shadow's over the same pairs.
+	var prim, shad, sec, secPaired, shadPaired []float64
 	for _, r := range rows {
 		if r.TS.UnixMicro() < fromUS {
 			continue
@@ -238,8 +258,15 @@ func checkView(t *testing.T, what string, rows []Row, pairs []PairGroup, diffs [
 		if r.ShadowError == "" {
 			shad = append(shad, float64(r.ShadowLatencyUS))
 		}
+		if r.HasSecondary {
+			sec = append(sec, float64(r.SecondaryLatencyUS))
+			if r.ShadowError == "" {
+				secPaired = append(secPaired, float64(r.SecondaryLatencyUS))
+				shadPaired = append(shadPaired, float64(r.ShadowLatencyUS))
+			}
+		}
 	}
-	hp, hs := Histogram{}, Histogram{}
+	hp, hs, hx, hxp, hsp := Histogram{}, Histogram{}, Histogram{}, Histogram{}, Histogram{}
 	for _, h := range hist {
 		if h.Side == "primary" {
 			hp.Add(h.Bin, h.Count)
@@ -247,11 +274,25 @@ func checkView(t *testing.T, what string, rows []Row, pairs []PairGroup, diffs [
 			hs.Add(h.Bin, h.Count)
 		}
 	}
+	for _, h := range secHist {
+		switch {
+		case h.Side == "secondary":
+			hx.Add(h.Bin, h.Count)
+			if h.Answered {
+				hxp.Add(h.Bin, h.Count)
+			}
+		case h.Side == "shadow" && h.Answered:
+			hsp.Add(h.Bin, h.Count)
+		default:
+			t.Errorf("%s: a secondary histogram bin of side %q, answered %v", what, h.Side, h.Answered)
+		}
+	}
 	for _, c := range []struct {
 		name string
 		h    Histogram
 		v    []float64
-	}{{"primary", hp, prim}, {"shadow", hs, shad}} {
+	}{{"primary", hp, prim}, {"shadow", hs, shad}, {"secondary", hx, sec}, {"secondary (both answered)", hxp, secPaired},
+		{"shadow (both answered)", hsp, shadPaired}} {
 		var n uint64
 		for _, x := range c.h {
 			n += x.N
@@ -302,7 +343,11 @@ func TestAggregatesExact(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkView(t, what, all, pairs, diffs, hist, fromUS)
+		secHist, err := SecondaryHistograms(ctx, conn, "agg", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkView(t, what, all, pairs, diffs, hist, secHist, fromUS)
 	}
 	check("nothing sealed", rows, 0)
 
@@ -396,7 +441,8 @@ func TestDropExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"comparisons/202608", "seals/202608", "pair_counts/202608", "diff_counts/202608", "latency_hist/202608"}
+	want := []string{"comparisons/202608", "comparisons_by_time/202608", "seals/202608", "pair_counts/202608", "diff_counts/202608", "latency_hist/202608",
+		"secondary_latency_hist/202608"}
 	if !slices.Equal(dropped, want) {
 		t.Fatalf("dropped %v, want %v", dropped, want)
 	}
@@ -406,5 +452,60 @@ func TestDropExpired(t *testing.T) {
 	}
 	if err := conn.QueryRow(ctx, "SELECT sum(compared) FROM ret.pair_counts").Scan(&n); err != nil || n != 50 {
 		t.Fatalf("%d pairs left in pair_counts (%v), want 50", n, err)
+	}
+}
+
+// TestResealOlderSchema: a database sealed before the secondary's
+// aggregates existed (seals without schema, pair_counts without the
+// shadow-vs-secondary counts, no secondary_latency_hist) migrates, and the
+// next compaction seals every bucket again, after which the secondary's
+// numbers are exact too.
+func TestResealOlderSchema(t *testing.T) {
+	ctx, conn := openTestDB(t, "older", 0)
+	for _, s := range []string{"CREATE DATABASE older", comparisonsDDL, sealsDDL, pairCountsDDL, diffCountsDDL, latencyHistDDL} {
+		if err := conn.Exec(ctx, strings.ReplaceAll(s, "%s", "older")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := addColumns(ctx, conn, nil, "older", "comparisons", comparisonsAdded); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	rows := synthRows("l", start, 2000, 5, 11)
+	if err := Insert(ctx, conn, "older", rows); err != nil {
+		t.Fatal(err)
+	}
+	// The buckets as the previous version sealed them (its seal rows; its
+	// aggregate rows do not matter here: every bucket is sealed again).
+	if err := conn.Exec(ctx, "INSERT INTO older.seals (launch_id, bucket, version, raw_rows, max_inserted_at, until_us, sealed_at) "+
+		"SELECT launch_id, toStartOfMinute(ts) AS b, 1, count(), max(inserted_at), toInt64(b) * 1000000 + 60000000, now() FROM older.comparisons GROUP BY launch_id, b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, conn, "older"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Compact(ctx, conn, "older", "l", start.Add(time.Hour), 0)
+	if err != nil || res.Sealed != 0 || res.Resealed != 5 {
+		t.Fatalf("first compaction after the upgrade: %+v, %v; want 5 buckets resealed", res, err)
+	}
+	v, err := NewView(ctx, conn, "older", "l", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs, err := PairGroups(ctx, conn, "older", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := Histograms(ctx, conn, "older", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secHist, err := SecondaryHistograms(ctx, conn, "older", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkView(t, "resealed", rows, pairs, nil, hist, secHist, 0)
+	if res, err := Compact(ctx, conn, "older", "l", start.Add(time.Hour), 0); err != nil || res.Sealed+res.Resealed != 0 {
+		t.Fatalf("second compaction: %+v, %v; want nothing to do", res, err)
 	}
 }

@@ -7,6 +7,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -26,7 +27,13 @@ type Options struct {
 	Password string
 	// TLS, when set, is used to connect (the server's secure native port).
 	TLS *tls.Config
+	// ReadTimeout bounds the wait for each packet of an answer; 0 means
+	// defaultReadTimeout. A benchmark of raw-row queries over tens of
+	// millions of rows on a loaded machine needs more.
+	ReadTimeout time.Duration
 }
+
+const defaultReadTimeout = 60 * time.Second
 
 // OptionsFor are the Options of a service's shared ClickHouse settings,
 // TLS included (its files are read now).
@@ -72,7 +79,7 @@ func Open(ctx context.Context, o Options) (driver.Conn, error) {
 		Protocol:    clickhouse.Native,
 		Auth:        clickhouse.Auth{Database: "default", Username: o.User, Password: o.Password},
 		DialTimeout: 5 * time.Second,
-		ReadTimeout: 60 * time.Second,
+		ReadTimeout: cmp.Or(o.ReadTimeout, defaultReadTimeout),
 		TLS:         o.TLS,
 		// An insert into a Distributed table (CLICKHOUSE_CLUSTER) returns
 		// once every shard stored its rows, as on one server: the
@@ -118,6 +125,9 @@ func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster str
 		fmt.Sprintf(pairCountsDDL, database),
 		fmt.Sprintf(diffCountsDDL, database),
 		fmt.Sprintf(latencyHistDDL, database),
+		fmt.Sprintf(secondaryHistDDL, database),
+		fmt.Sprintf(schemaMarksDDL, database),
+		fmt.Sprintf(byTimeDDL, database),
 	}
 	for _, s := range stmts {
 		rewritten, err := sc.rewrite(s)
@@ -130,10 +140,32 @@ func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster str
 			}
 		}
 	}
-	if err := addColumns(ctx, conn, sc, database, "comparisons", comparisonsAdded); err != nil {
+	for _, t := range []struct {
+		table string
+		cols  []column
+	}{{"comparisons", comparisonsAdded}, {"seals", sealsAdded}, {"pair_counts", pairCountsAdded}} {
+		if err := addColumns(ctx, conn, sc, database, t.table, t.cols); err != nil {
+			return err
+		}
+	}
+	// The view selects columns added above, so it comes after them; the
+	// backfill after the view (and the Distributed tables it goes
+	// through on a cluster), so no row falls between the two.
+	for _, s := range []string{fmt.Sprintf(byTimeViewDDL, database)} {
+		rewritten, err := sc.rewrite(s)
+		if err != nil {
+			return fmt.Errorf("migrate clickhouse: %w", err)
+		}
+		for _, s := range rewritten {
+			if err := conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("migrate clickhouse: %w", err)
+			}
+		}
+	}
+	if err := sc.distribute(ctx, conn); err != nil {
 		return err
 	}
-	return sc.distribute(ctx, conn)
+	return backfillByTime(ctx, conn, database)
 }
 
 // column is one column added to a table after its first version.

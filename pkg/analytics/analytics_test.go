@@ -90,3 +90,56 @@ func TestMigrateAddsColumns(t *testing.T) {
 		t.Fatalf("%d examples kept for one class, want %d", n, ExampleSlots)
 	}
 }
+
+// TestByTimeCopy: a database whose comparisons predate the time-ordered
+// copy gets its rows copied once by Migrate (not again by the next
+// migration), and every later insert reaches the copy through the view.
+func TestByTimeCopy(t *testing.T) {
+	ctx, conn := openTestDB(t, "bt", 0)
+	for _, s := range []string{"CREATE DATABASE bt", fmt.Sprintf(comparisonsDDL, "bt")} {
+		if err := conn.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := addColumns(ctx, conn, nil, "bt", "comparisons", comparisonsAdded); err != nil {
+		t.Fatal(err)
+	}
+	before := synthRows("l", time.Date(2026, 10, 31, 23, 58, 0, 0, time.UTC), 300, 4, 5) // two months
+	if err := Insert(ctx, conn, "bt", before); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n uint64, distinct uint64) {
+		t.Helper()
+		if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(envelope_id) FROM bt.comparisons_by_time WHERE launch_id = 'l'").Scan(&n, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		return n, distinct
+	}
+	for range 2 {
+		if err := Migrate(ctx, conn, "bt"); err != nil {
+			t.Fatal(err)
+		}
+		if n, d := count(); n != 300 || d != 300 {
+			t.Fatalf("after migrating: %d rows, %d pairs in the copy, want 300, 300", n, d)
+		}
+	}
+	after := synthRows("l", time.Date(2026, 11, 1, 0, 5, 0, 0, time.UTC), 100, 2, 6)
+	for i := range after {
+		after[i].EnvelopeID += "-after"
+		after[i].SecondaryLatencyUS = 1234
+	}
+	if err := Insert(ctx, conn, "bt", after); err != nil {
+		t.Fatal(err)
+	}
+	if n, d := count(); n != 400 || d != 400 {
+		t.Fatalf("after an insert: %d rows, %d pairs in the copy, want 400, 400", n, d)
+	}
+	var sec uint64
+	var ts time.Time
+	if err := conn.QueryRow(ctx, "SELECT sum(secondary_latency_us), max(ts) FROM bt.comparisons_by_time WHERE envelope_id LIKE '%-after'").Scan(&sec, &ts); err != nil {
+		t.Fatal(err)
+	}
+	if sec != 100*1234 || ts.Before(after[0].TS.Truncate(time.Hour)) {
+		t.Fatalf("the copy holds secondary latencies %d (want %d), last ts %v", sec, 100*1234, ts)
+	}
+}

@@ -16,7 +16,7 @@ func TestSchemaDocs(t *testing.T) {
 		t.Fatalf("read the schema docs: %v", err)
 	}
 	ctx, conn := openTestDB(t, "darklaunch", 1)
-	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = 'darklaunch' AND table IN ('comparisons', 'examples', 'seals', 'pair_counts', 'diff_counts', 'latency_hist')")
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = 'darklaunch' AND table IN ('comparisons', 'examples', 'seals', 'pair_counts', 'diff_counts', 'latency_hist', 'secondary_latency_hist', 'comparisons_by_time', 'schema_marks')")
 	if err != nil {
 		t.Fatal(err)
 	}

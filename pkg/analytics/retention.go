@@ -11,8 +11,8 @@ import (
 // RawTables hold comparison rows and examples; AggregateTables the sealed
 // aggregates. Both are partitioned by month (toYYYYMM of ts or bucket).
 var (
-	RawTables       = []string{"comparisons", "examples"}
-	AggregateTables = []string{"seals", "pair_counts", "diff_counts", "latency_hist"}
+	RawTables       = []string{"comparisons", ByTimeTable, "examples"}
+	AggregateTables = []string{"seals", "pair_counts", "diff_counts", "latency_hist", "secondary_latency_hist"}
 )
 
 // DropExpired enforces retention with partition drops (ClickHouse 18.16

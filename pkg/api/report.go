@@ -72,11 +72,14 @@ type Quantiles struct {
 	P99 float64 `json:"p99"`
 }
 
-// Latency holds the primary's latency over every pair and the shadow's over
-// the pairs where it answered.
+// Latency holds the primary's latency over every pair, the shadow's over
+// the pairs where it answered and, when a secondary answered any, the
+// secondary's over the pairs where it answered. The primary is timed by
+// the mirror, the shadow and the secondary by the runner.
 type Latency struct {
-	Primary Quantiles `json:"primary"`
-	Shadow  Quantiles `json:"shadow"`
+	Primary   Quantiles  `json:"primary"`
+	Shadow    Quantiles  `json:"shadow"`
+	Secondary *Quantiles `json:"secondary,omitempty"`
 }
 
 // RouteStats are the totals and latencies of one route and method.

@@ -8,7 +8,7 @@ func TestReportJSON(t *testing.T) {
 	q := Quantiles{P50: 1.5, P95: 2, P99: 3}
 	r := Report{AgeSeconds: 1.25, Stats: Stats{GeneratedAt: t0,
 		Totals:    Totals{Compared: 10, Mismatches: 1, ShadowErrors: 2, MismatchRate: 0.1, ShadowErrorRate: 0.2, RawMismatches: 3, RawMismatchRate: 0.3, WithSecondary: 4},
-		LatencyMS: Latency{Primary: q, Shadow: q},
+		LatencyMS: Latency{Primary: q, Shadow: q, Secondary: &q},
 		Routes:    []RouteStats{{Route: "/a", Method: "GET", Compared: 10, Mismatches: 1, ShadowErrors: 2, LatencyMS: Latency{Primary: q, Shadow: q}, RawMismatches: 3, WithSecondary: 4}},
 		Diffs:     []DiffCount{{Path: "$.a", Kind: "value_changed", Count: 3, Noisy: 1}},
 		Noise: Noise{NoiseThresholds: NoiseThresholds{MinCount: 5, MinRatio: 0.5},
@@ -19,7 +19,7 @@ func TestReportJSON(t *testing.T) {
 	}}
 	checkJSON(t, r, `{"launch":null,"age_seconds":1.25,"generated_at":"2026-11-26T06:00:00Z",`+
 		`"totals":{"compared":10,"mismatches":1,"shadow_errors":2,"mismatch_rate":0.1,"shadow_error_rate":0.2,"raw_mismatches":3,"raw_mismatch_rate":0.3,"with_secondary":4},`+
-		`"latency_ms":{"primary":{"p50":1.5,"p95":2,"p99":3},"shadow":{"p50":1.5,"p95":2,"p99":3}},`+
+		`"latency_ms":{"primary":{"p50":1.5,"p95":2,"p99":3},"shadow":{"p50":1.5,"p95":2,"p99":3},"secondary":{"p50":1.5,"p95":2,"p99":3}},`+
 		`"routes":[{"route":"/a","method":"GET","compared":10,"mismatches":1,"shadow_errors":2,"latency_ms":{"primary":{"p50":1.5,"p95":2,"p99":3},"shadow":{"p50":1.5,"p95":2,"p99":3}},"raw_mismatches":3,"with_secondary":4}],`+
 		`"diffs":[{"path":"$.a","kind":"value_changed","count":3,"noisy":1}],`+
 		`"noise":{"min_count":5,"min_ratio":0.5,"suppressed":[{"route":"/a","path":"$.id","raw":6,"noisy":6,"ratio":1,"reason":"noisy"}]},`+

@@ -44,7 +44,7 @@ func TestCreateRequestJSON(t *testing.T) {
 		`{"name":"checkout v2","shadow_url":"http://shadow:8080"}`)
 	checkJSON(t, CreateRequest{Name: "n", ShadowURL: "http://s", SamplePercent: new(0.0), Methods: []string{"GET"},
 		Gates: launch.Gates{MinPairs: 5}, Reason: "r"},
-		`{"name":"n","shadow_url":"http://s","sample_percent":0,"methods":["GET"],"gates":{"min_pairs":5,"max_mismatch_rate":0,"max_error_rate_delta":0,"max_latency_ratio":{"p50":0,"p95":0,"p99":0},"alpha":0},"reason":"r"}`)
+		`{"name":"n","shadow_url":"http://s","sample_percent":0,"methods":["GET"],"gates":{"min_pairs":5,"max_mismatch_rate":0,"max_error_rate_delta":0,"max_latency_ratio":{"p50":0,"p95":0,"p99":0},"alpha":0,"min_latency_delta_ms":0},"reason":"r"}`)
 
 	var c CreateRequest
 	body := `{"name":"n","service":"svc","shadow_url":"http://s","secondary_url":"http://p2","sample_percent":3,"methods":["GET"],` +

@@ -77,7 +77,19 @@ type Window struct {
 	Taps int `json:"taps,omitempty"`
 	// Step is the ramp step the window belongs to (absent without a ramp).
 	Step *int `json:"step,omitempty"`
+	// LatencyControl is what the shadow's latency was compared with:
+	// "secondary" (the same old version, timed by the runner like the
+	// shadow, on the pairs both answered) when a secondary answered at
+	// least half of the pairs the shadow answered, else "primary" (timed
+	// by the mirror). Absent for a live window.
+	LatencyControl string `json:"latency_control,omitempty"`
 }
+
+// Latency controls (Window.LatencyControl).
+const (
+	ControlPrimary   = "primary"
+	ControlSecondary = "secondary"
+)
 
 // Check returns the check of that name (e.g. CheckMismatchRate) and
 // whether the verdict has it.

@@ -35,8 +35,12 @@ func PrintReportExamples(w io.Writer, r *api.Report, examples map[string]*api.Ex
 	fmt.Fprintf(w, "Compared %d pairs: %d mismatches (%.1f%%) after noise, %d raw (%.1f%%); %d shadow errors; %d pairs with a secondary\n",
 		r.Totals.Compared, r.Totals.Mismatches, 100*r.Totals.MismatchRate, r.Totals.RawMismatches, 100*r.Totals.RawMismatchRate,
 		r.Totals.ShadowErrors, r.Totals.WithSecondary)
-	fmt.Fprintf(w, "Latency ms   primary p50 %.2f  p95 %.2f  p99 %.2f | shadow p50 %.2f  p95 %.2f  p99 %.2f\n\n",
+	fmt.Fprintf(w, "Latency ms   primary p50 %.2f  p95 %.2f  p99 %.2f | shadow p50 %.2f  p95 %.2f  p99 %.2f",
 		r.LatencyMS.Primary.P50, r.LatencyMS.Primary.P95, r.LatencyMS.Primary.P99, r.LatencyMS.Shadow.P50, r.LatencyMS.Shadow.P95, r.LatencyMS.Shadow.P99)
+	if sec := r.LatencyMS.Secondary; sec != nil {
+		fmt.Fprintf(w, " | secondary p50 %.2f  p95 %.2f  p99 %.2f", sec.P50, sec.P95, sec.P99)
+	}
+	fmt.Fprint(w, "\n\n")
 	printAccounting(w, r.Accounting)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ROUTE\tCOMPARED\tMISMATCH\tMISMATCH %\tRAW\tSHADOW ERR\tP95 PRIMARY ms\tP95 SHADOW ms\tP95 RATIO\t")

@@ -16,7 +16,8 @@ func TestPrintReport(t *testing.T) {
 	q := func(p95 float64) api.Quantiles { return api.Quantiles{P50: 1, P95: p95, P99: 9} }
 	r := &api.Report{Launch: &launch.Launch{ID: "l1", Name: "checkout v2", Status: launch.StatusActive, SamplePercent: 25}}
 	r.Totals = api.Totals{Compared: 200, Mismatches: 10, MismatchRate: 0.05, RawMismatches: 30, RawMismatchRate: 0.15, ShadowErrors: 2, WithSecondary: 150}
-	r.LatencyMS = api.Latency{Primary: q(2), Shadow: q(10)}
+	sec := q(3)
+	r.LatencyMS = api.Latency{Primary: q(2), Shadow: q(10), Secondary: &sec}
 	r.Routes = []api.RouteStats{{Route: "/api/search", Compared: 100, Mismatches: 5, LatencyMS: api.Latency{Primary: q(2), Shadow: q(10)}}}
 	r.Diffs = []api.DiffCount{{Path: "$.total", Kind: "type_changed", Count: 7, Noisy: 1}}
 	r.Noise = api.Noise{NoiseThresholds: api.NoiseThresholds{MinCount: 5, MinRatio: 0.5},
@@ -35,7 +36,7 @@ func TestPrintReport(t *testing.T) {
 	for _, want := range []string{
 		"Launch checkout v2 (l1): active, sampling 25%",
 		"Compared 200 pairs: 10 mismatches (5.0%) after noise, 30 raw (15.0%); 2 shadow errors; 150 pairs with a secondary",
-		"Latency ms   primary p50 1.00  p95 2.00  p99 9.00 | shadow p50 1.00  p95 10.00  p99 9.00",
+		"Latency ms   primary p50 1.00  p95 2.00  p99 9.00 | shadow p50 1.00  p95 10.00  p99 9.00 | secondary p50 1.00  p95 3.00  p99 9.00\n",
 		"5.0x", // the route's p95 ratio
 		"$.total  type_changed  7      1",
 		"/api/status  $.request_id  40     40  100%",

@@ -127,6 +127,12 @@ type Gates struct {
 	MaxLatencyRatio LatencyRatio `json:"max_latency_ratio"`
 	// Alpha is the level of the sequential latency test.
 	Alpha float64 `json:"alpha"`
+	// MinLatencyDeltaMS is an absolute floor under the latency ratios: a
+	// quantile's ratio does not fail while the shadow is slower than its
+	// control by less than this many milliseconds there (on a
+	// sub-millisecond endpoint a 0.1 ms gap is a large ratio and no
+	// regression).
+	MinLatencyDeltaMS float64 `json:"min_latency_delta_ms"`
 }
 
 // DefaultGates are the thresholds of a launch that sets none.
@@ -136,6 +142,7 @@ var DefaultGates = Gates{
 	MaxErrorRateDelta: 0.01,
 	MaxLatencyRatio:   LatencyRatio{P50: 1.2, P95: 1.5, P99: 2.0},
 	Alpha:             0.01,
+	MinLatencyDeltaMS: 1,
 }
 
 // WithDefaults returns g with every zero threshold replaced by its default.
@@ -162,6 +169,9 @@ func (g Gates) WithDefaults() Gates {
 	if g.Alpha != 0 {
 		d.Alpha = g.Alpha
 	}
+	if g.MinLatencyDeltaMS != 0 {
+		d.MinLatencyDeltaMS = g.MinLatencyDeltaMS
+	}
 	return d
 }
 
@@ -172,6 +182,9 @@ const (
 	maxHold     = 30 * 24 * time.Hour
 	maxMinPairs = 100_000_000
 	maxRatio    = 1000
+	// maxLatencyDeltaMS: a floor of a minute would disable the latency
+	// gates, which is what a large max_latency_ratio is for.
+	maxLatencyDeltaMS = 60_000
 )
 
 // CurrentStep returns the step the launch is at: a shadow step while it is
@@ -274,6 +287,9 @@ func (g Gates) validate() error {
 	}
 	if !(g.Alpha >= 0 && g.Alpha <= 0.5) {
 		return bad("alpha", g.Alpha, "a level above 0 and at most 0.5")
+	}
+	if !(g.MinLatencyDeltaMS >= 0 && g.MinLatencyDeltaMS <= maxLatencyDeltaMS) {
+		return bad("min_latency_delta_ms", g.MinLatencyDeltaMS, fmt.Sprintf("milliseconds above 0 and at most %d (a tiny value such as 1e-9 judges the ratios alone)", maxLatencyDeltaMS))
 	}
 	return nil
 }

@@ -43,12 +43,12 @@ func TestGatesWithDefaults(t *testing.T) {
 		t.Fatalf("zero gates = %+v, want the defaults %+v", got, DefaultGates)
 	}
 	if DefaultGates.MinPairs != 100 || DefaultGates.MaxMismatchRate != 0.01 || DefaultGates.MaxErrorRateDelta != 0.01 ||
-		DefaultGates.MaxLatencyRatio != (LatencyRatio{1.2, 1.5, 2.0}) || DefaultGates.Alpha != 0.01 {
+		DefaultGates.MaxLatencyRatio != (LatencyRatio{1.2, 1.5, 2.0}) || DefaultGates.Alpha != 0.01 || DefaultGates.MinLatencyDeltaMS != 1 {
 		t.Fatalf("documented defaults changed: %+v", DefaultGates)
 	}
-	g := Gates{MinPairs: 5, MaxLatencyRatio: LatencyRatio{P95: 3}, Alpha: 0.05}.WithDefaults()
+	g := Gates{MinPairs: 5, MaxLatencyRatio: LatencyRatio{P95: 3}, Alpha: 0.05, MinLatencyDeltaMS: 2.5}.WithDefaults()
 	want := DefaultGates
-	want.MinPairs, want.MaxLatencyRatio.P95, want.Alpha = 5, 3, 0.05
+	want.MinPairs, want.MaxLatencyRatio.P95, want.Alpha, want.MinLatencyDeltaMS = 5, 3, 0.05, 2.5
 	if g != want {
 		t.Fatalf("partial gates = %+v, want %+v", g, want)
 	}
@@ -91,7 +91,9 @@ func TestRampValidation(t *testing.T) {
 		{"error delta negative", `"gates": {"max_error_rate_delta": -0.1}`, "gates.max_error_rate_delta"},
 		{"ratio below 1", `"gates": {"max_latency_ratio": {"p95": 0.8}}`, "gates.max_latency_ratio.p95 0.8"},
 		{"alpha too big", `"gates": {"alpha": 0.9}`, "gates.alpha 0.9"},
-		{"valid gates", `"gates": {"min_pairs": 10, "max_mismatch_rate": 0.001, "max_error_rate_delta": 0.05, "max_latency_ratio": {"p50": 1.1, "p99": 3}, "alpha": 0.05}`, ""},
+		{"latency floor negative", `"gates": {"min_latency_delta_ms": -1}`, "gates.min_latency_delta_ms -1"},
+		{"latency floor too big", `"gates": {"min_latency_delta_ms": 100000}`, "gates.min_latency_delta_ms 100000"},
+		{"valid gates", `"gates": {"min_pairs": 10, "max_mismatch_rate": 0.001, "max_error_rate_delta": 0.05, "max_latency_ratio": {"p50": 1.1, "p99": 3}, "alpha": 0.05, "min_latency_delta_ms": 0.5}`, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l, err := decodeLaunch(t, "{"+base+", "+c.body+"}")

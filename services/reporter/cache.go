@@ -219,7 +219,8 @@ func refresh[T any](s *Service, key string, e *memoEntry, queries prometheus.Cou
 // fill runs in a flight: the value from Redis when another replica
 // computed it within the TTL (or, with stale, older: the caller then
 // starts a refresh), else computed in ClickHouse; stored in memory and
-// Redis.
+// Redis. Without stale it is a background refresh (stale numbers are
+// being served meanwhile): its queries run as analytics.Background.
 func fill[T any](s *Service, key string, queries prometheus.Counter, c codec[T],
 	compute func(context.Context, driver.Conn) (T, time.Time, error), stale bool) (any, error) {
 	if !s.flightStarted() {
@@ -250,6 +251,11 @@ func fill[T any](s *Service, key string, queries prometheus.Counter, c codec[T],
 	// the service.
 	qctx, cancel := context.WithTimeout(s.life, s.cfg.QueryTimeout)
 	defer cancel()
+	if !stale {
+		// A refresh of numbers being served stale: nobody waits for it,
+		// so it leaves the other cores to the polls.
+		qctx = analytics.Background(qctx)
+	}
 	queries.Inc()
 	v, at, err := compute(qctx, conn)
 	if err != nil {

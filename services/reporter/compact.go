@@ -3,6 +3,7 @@ package reporter
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -35,26 +36,76 @@ const compactTimeout = 2 * time.Minute
 // raw).
 const finishedCheckEvery = 20
 
+// compactionLease is the key, in the lease bucket, of the right to
+// compact: launch keys are UUIDs, so it cannot clash with one.
+const compactionLease = "compaction"
+
 // runCompaction seals the launches' finished buckets every
 // REPORTER_COMPACT_INTERVAL (see analytics.Compact) and enforces
-// retention every hour, until ctx ends. Every reporter replica runs it;
-// concurrent seals of one bucket are harmless (each is a version, readers
-// use the latest).
+// retention every hour, until ctx ends. Every reporter replica runs it,
+// but only the one holding the compaction lease (the key "compaction" in
+// the controllers' lease bucket, darklaunch_leases) compacts: the others
+// would read the same rows again for nothing. The holder renews the lease
+// at each tick and, while a tick runs (a first catch-up of a long launch
+// takes minutes), every third of REPORTER_LEASE_TTL; a tick whose renewal
+// fails stops. It gives the lease up on shutdown, so another replica
+// takes over at its next tick. Should two replicas compact at once all
+// the same (a renewal late past the TTL), nothing breaks: each seal is a
+// version and readers use the latest.
 func (s *Service) runCompaction(ctx context.Context) {
-	var lastRetention time.Time
+	var (
+		lastRetention time.Time
+		lease         *kvLeases
+	)
 	tick := 0
-	// full holds the launches this process compacted whole: until then a
-	// launch gets only full compactions, because sealing its last minutes
-	// first would move its watermark past minutes not sealed yet.
+	// full holds the launches this process compacted whole while holding
+	// the lease: until then a launch gets only full compactions, because
+	// sealing its last minutes first would move its watermark past
+	// minutes not sealed yet (another replica may have compacted
+	// meanwhile, or nobody).
 	full := map[string]bool{}
+	hold := func() bool {
+		held, err := lease.Hold(ctx, compactionLease)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("compaction lease", "err", err)
+		}
+		if !held && len(full) > 0 {
+			s.log.Info("compaction lease lost; another reporter compacts", "id", s.id)
+			clear(full)
+		}
+		return held
+	}
 	retry.Every(ctx, s.cfg.CompactInterval, func() {
 		tick++
+		if lease == nil {
+			if l := s.leases.Load(); l != nil {
+				lease = newKVLeases(l.kv, s.id)
+				lease.errors = s.metrics.leaseErrors.Inc
+			}
+		}
 		w, conn := s.watcher.Load(), s.ch.Get()
-		if w == nil || conn == nil {
+		if w == nil || conn == nil || lease == nil || !hold() {
 			return
 		}
+		// The tick's work stops when a renewal during it fails (the lease
+		// was lost: another replica may compact now). Only this goroutine
+		// renews meanwhile: two concurrent renewals of one revision would
+		// make one fail.
+		wctx, stop := context.WithCancel(ctx)
+		var renewer sync.WaitGroup
+		renewer.Go(func() {
+			retry.Every(wctx, s.cfg.LeaseTTL/3, func() {
+				// ctx, not wctx: the end of the tick must not cut a
+				// renewal short (a failed one drops the lease).
+				if held, err := lease.Hold(ctx, compactionLease); !held && ctx.Err() == nil {
+					s.log.Warn("compaction lease lost during a compaction; stopping it", "err", err)
+					stop()
+				}
+			})
+		})
+		defer func() { stop(); renewer.Wait() }()
 		for id, l := range w.Snapshot().ByID {
-			if ctx.Err() != nil {
+			if wctx.Err() != nil {
 				return
 			}
 			if !l.Mirrored() && !l.Live() && tick%finishedCheckEvery != 1 {
@@ -64,20 +115,25 @@ func (s *Service) runCompaction(ctx context.Context) {
 			if full[id] && tick%fullCheckEvery != 1 {
 				since = time.Now().Add(-s.cfg.SealAfter - recentMinutes)
 			}
-			ok := s.compactLaunch(ctx, conn, id, l, since)
+			ok := s.compactLaunch(wctx, conn, id, l, since)
 			full[id] = full[id] || (ok && since.IsZero())
 		}
 		if time.Since(lastRetention) >= retentionEvery {
 			lastRetention = time.Now()
-			s.enforceRetention(ctx, conn)
+			s.enforceRetention(wctx, conn)
 		}
 	})
+	if lease != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		lease.Release(rctx, compactionLease)
+		cancel()
+	}
 }
 
 // compactLaunch compacts one launch (its last minutes from since on, or
 // all of it when since is zero) and reports whether it succeeded.
 func (s *Service) compactLaunch(ctx context.Context, conn driver.Conn, id string, l *launch.Launch, since time.Time) bool {
-	cctx, cancel := context.WithTimeout(ctx, compactTimeout)
+	cctx, cancel := context.WithTimeout(analytics.Background(ctx), compactTimeout)
 	defer cancel()
 	start := time.Now()
 	res, err := analytics.CompactRecent(cctx, conn, s.cfg.ClickHouseDatabase, id, time.Now(), s.cfg.SealAfter, since)

@@ -119,6 +119,23 @@ func TestDocsQueriesMatchAPI(t *testing.T) {
 					}
 				}
 				line = route + side
+			case "secondary latency":
+				var route, method string
+				var ms []float64
+				if err := res.Scan(&route, &method, &ms); err != nil {
+					t.Fatal(err)
+				}
+				want := routes[route+" "+method].LatencyMS.Secondary
+				if want == nil {
+					t.Fatalf("the API shows no secondary latency of %s %s; SQL %v", route, method, ms)
+				}
+				for i, w := range []float64{want.P50, want.P95, want.P99} {
+					if math.Abs(ms[i]-w) > 0.0011 {
+						t.Errorf("secondary latency of %s %s: %v, API %+v", route, method, ms, *want)
+						break
+					}
+				}
+				line = route
 			default:
 				t.Fatalf("unknown tag %q", tag[1])
 			}
@@ -142,7 +159,7 @@ func TestDocsQueriesMatchAPI(t *testing.T) {
 			t.Errorf("routes: %d rows, API %d", len(got), len(st.Routes))
 		}
 	}
-	for _, want := range []string{"routes raw", "routes", "suppressed", "mismatches", "latency"} {
+	for _, want := range []string{"routes raw", "routes", "suppressed", "mismatches", "latency", "secondary latency"} {
 		if !checked[want] {
 			t.Errorf("docs/clickhouse.md has no example query marked -- api: %s", want)
 		}

@@ -81,7 +81,8 @@ const (
 		"countIf(" + rawMismatch + ") AS raw_mismatches, " +
 		"countIf(has_secondary = 1) AS with_secondary, " +
 		"quantiles(0.5, 0.95, 0.99)(primary_latency_us / 1000) AS primary_ms, " +
-		"quantilesIf(0.5, 0.95, 0.99)(shadow_latency_us / 1000, shadow_error = '') AS shadow_ms" +
+		"quantilesIf(0.5, 0.95, 0.99)(shadow_latency_us / 1000, shadow_error = '') AS shadow_ms, " +
+		"quantilesIf(0.5, 0.95, 0.99)(secondary_latency_us / 1000, has_secondary = 1) AS secondary_ms" +
 		" FROM %s.comparisons FINAL WHERE launch_id = @launch" +
 		" GROUP BY route, method WITH TOTALS ORDER BY compared DESC, route, method LIMIT %d"
 
@@ -194,9 +195,13 @@ func queryRoutes(ctx context.Context, conn driver.Conn, query string, args []any
 	}
 	defer rows.Close()
 	scan := func(r *api.RouteStats, scan func(...any) error) error {
-		var primary, shadow []float64
-		err := scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &r.RawMismatches, &r.WithSecondary, &primary, &shadow)
+		var primary, shadow, secondary []float64
+		err := scan(&r.Route, &r.Method, &r.Compared, &r.Mismatches, &r.ShadowErrors, &r.RawMismatches, &r.WithSecondary, &primary, &shadow, &secondary)
 		r.LatencyMS = api.Latency{Primary: toQuantiles(primary), Shadow: toQuantiles(shadow)}
+		if r.WithSecondary > 0 {
+			q := toQuantiles(secondary)
+			r.LatencyMS.Secondary = &q
+		}
 		return err
 	}
 	var out []api.RouteStats

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,6 +192,32 @@ func BenchmarkReportScale(b *testing.B) {
 			}
 			line(n, part.name, d)
 		}
+		// What each computation reads in ClickHouse: a cost the machine's
+		// load does not move.
+		for _, c := range []struct {
+			what string
+			run  func(context.Context) error
+		}{
+			{"report, aggregates", func(ctx context.Context) error {
+				_, err := reporter.QueryStats(ctx, conn, testDB, l.ID, th)
+				return err
+			}},
+			{"report, raw rows FINAL", func(ctx context.Context) error {
+				_, err := reporter.QueryStatsRaw(ctx, conn, testDB, l.ID, th)
+				return err
+			}},
+			{"verdict, aggregates", func(ctx context.Context) error {
+				_, err := reporter.QueryWindow(ctx, conn, testDB, l.ID, fromUS, th)
+				return err
+			}},
+			{"verdict, raw rows FINAL", func(ctx context.Context) error {
+				_, err := reporter.QueryWindowRaw(ctx, conn, testDB, l.ID, fromUS, th)
+				return err
+			}},
+		} {
+			rows, bytes := readCost(b, c.run)
+			fmt.Printf("%-8s %-30s %10.3g rows read, %.3g MB\n", human(n), c.what, float64(rows), float64(bytes)/1e6)
+		}
 		line(n, "report, aggregates (uncached)", rep)
 		line(n, "report, raw rows FINAL", rawRep)
 		line(n, "verdict, aggregates (uncached)", ver)
@@ -292,7 +319,9 @@ func startBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	testenv.Run(b, svc.Run)
-	conn, err := analytics.Open(context.Background(), analytics.Options{Addr: chAddr, Database: testDB, User: "default"})
+	// The raw-row baseline's queries may wait minutes for a packet at 30M
+	// rows on a loaded machine.
+	conn, err := analytics.Open(context.Background(), analytics.Options{Addr: chAddr, Database: testDB, User: "default", ReadTimeout: 15 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -306,6 +335,21 @@ func startBenchEnv(b *testing.B) *benchEnv {
 		return nil
 	})
 	return e
+}
+
+// readCost runs f once with a context whose ClickHouse queries report
+// their progress, and returns the rows and bytes they read.
+func readCost(b *testing.B, f func(context.Context) error) (rows, bytes uint64) {
+	b.Helper()
+	var r, by atomic.Uint64
+	ctx := clickhouse.Context(context.Background(), clickhouse.WithProgress(func(p *clickhouse.Progress) {
+		r.Add(p.Rows)
+		by.Add(p.Bytes)
+	}))
+	if err := f(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return r.Load(), by.Load()
 }
 
 // timed runs f once and says how long it took; the benchmark fails on its

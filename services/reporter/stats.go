@@ -40,12 +40,14 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		pairs    []analytics.PairGroup
 		diffs    []analytics.DiffGroup
 		hist     []analytics.HistBin
+		secHist  []analytics.HistBin
 		examples map[string][]string
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { pairs, err = analytics.PairGroups(gctx, conn, database, v); return err })
 	g.Go(func() (err error) { diffs, err = analytics.DiffGroups(gctx, conn, database, v); return err })
 	g.Go(func() (err error) { hist, err = analytics.Histograms(gctx, conn, database, v); return err })
+	g.Go(func() (err error) { secHist, err = analytics.SecondaryHistograms(gctx, conn, database, v); return err })
 	g.Go(func() (err error) { examples, err = exampleIDs(gctx, conn, database, launchID); return err })
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -101,8 +103,8 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		side string
 	}
 	hists := map[rms]analytics.Histogram{}
-	all := map[string]analytics.Histogram{"primary": {}, "shadow": {}}
-	for _, h := range hist {
+	all := map[string]analytics.Histogram{"primary": {}, "shadow": {}, "secondary": {}}
+	add := func(h analytics.HistBin) {
 		k := rms{rm{h.Route, h.Method}, h.Side}
 		if hists[k] == nil {
 			hists[k] = analytics.Histogram{}
@@ -110,8 +112,17 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 		hists[k].Add(h.Bin, h.Count)
 		all[h.Side].Add(h.Bin, h.Count)
 	}
+	for _, h := range hist {
+		add(h)
+	}
+	for _, h := range secHist {
+		if h.Side == "secondary" { // over every pair the secondary answered
+			add(h)
+		}
+	}
 	for k, r := range routes {
-		r.LatencyMS = api.Latency{Primary: msQuantiles(hists[rms{k, "primary"}]), Shadow: msQuantiles(hists[rms{k, "shadow"}])}
+		r.LatencyMS = api.Latency{Primary: msQuantiles(hists[rms{k, "primary"}]), Shadow: msQuantiles(hists[rms{k, "shadow"}]),
+			Secondary: secondaryQuantiles(hists[rms{k, "secondary"}])}
 		st.Totals.Compared += r.Compared
 		st.Totals.Mismatches += r.Mismatches
 		st.Totals.ShadowErrors += r.ShadowErrors
@@ -122,7 +133,7 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 	st.Totals.MismatchRate = rate(st.Totals.Mismatches, st.Totals.Compared)
 	st.Totals.RawMismatchRate = rate(st.Totals.RawMismatches, st.Totals.Compared)
 	st.Totals.ShadowErrorRate = rate(st.Totals.ShadowErrors, st.Totals.Compared)
-	st.LatencyMS = api.Latency{Primary: msQuantiles(all["primary"]), Shadow: msQuantiles(all["shadow"])}
+	st.LatencyMS = api.Latency{Primary: msQuantiles(all["primary"]), Shadow: msQuantiles(all["shadow"]), Secondary: secondaryQuantiles(all["secondary"])}
 	slices.SortFunc(st.Routes, func(a, b api.RouteStats) int {
 		return cmp.Or(cmp.Compare(b.Compared, a.Compared), cmp.Compare(a.Route, b.Route), cmp.Compare(a.Method, b.Method))
 	})
@@ -148,7 +159,8 @@ func QueryStats(ctx context.Context, conn driver.Conn, database, launchID string
 // QueryWindow computes the numbers of a launch's pairs received from
 // fromUS (Unix microseconds) on: the noise decision over the launch's
 // whole history (as the report's), the window's pair groups and its
-// latency histograms over the pairs the shadow answered.
+// latency histograms over the pairs the shadow answered, and over those
+// the secondary answered too (shadow and secondary).
 func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID string, fromUS int64, th api.NoiseThresholds) (*WindowStats, error) {
 	all, err := analytics.NewView(ctx, conn, database, launchID, 0)
 	if err != nil {
@@ -160,11 +172,13 @@ func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID strin
 		pairs []analytics.PairGroup
 		diffs []analytics.DiffGroup
 		hist  []analytics.HistBin
+		sec   []analytics.HistBin
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { diffs, err = analytics.DiffGroups(gctx, conn, database, all); return err })
 	g.Go(func() (err error) { pairs, err = analytics.PairGroups(gctx, conn, database, win); return err })
 	g.Go(func() (err error) { hist, err = analytics.Histograms(gctx, conn, database, win); return err })
+	g.Go(func() (err error) { sec, err = analytics.SecondaryHistograms(gctx, conn, database, win); return err })
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
@@ -178,6 +192,9 @@ func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID strin
 		st.Slower += p.Slower
 		st.Faster += p.Faster
 		st.Tied += p.Tied
+		st.SecSlower += p.SecSlower
+		st.SecFaster += p.SecFaster
+		st.SecTied += p.SecTied
 		if p.RawMismatch && isMismatch(p, set) {
 			st.Mismatches += p.Compared
 		}
@@ -192,8 +209,19 @@ func QueryWindow(ctx context.Context, conn driver.Conn, database, launchID strin
 			shadow.Add(h.Bin, h.Count)
 		}
 	}
+	pairedShadow, secondary := analytics.Histogram{}, analytics.Histogram{}
+	for _, h := range sec {
+		switch {
+		case !h.Answered:
+		case h.Side == "secondary":
+			secondary.Add(h.Bin, h.Count)
+		default:
+			pairedShadow.Add(h.Bin, h.Count)
+		}
+	}
 	for i, q := range []float64{0.5, 0.95, 0.99} {
 		st.PrimaryUS[i], st.ShadowUS[i] = primary.Quantile(q), shadow.Quantile(q)
+		st.PairedShadowUS[i], st.SecondaryUS[i] = pairedShadow.Quantile(q), secondary.Quantile(q)
 	}
 	return st, nil
 }
@@ -265,6 +293,16 @@ func suppressedLookup(s []api.SuppressedPath) map[string]bool {
 func msQuantiles(h analytics.Histogram) api.Quantiles {
 	q := func(l float64) float64 { return math.Round(h.Quantile(l)) / 1000 }
 	return api.Quantiles{P50: q(0.5), P95: q(0.95), P99: q(0.99)}
+}
+
+// secondaryQuantiles are msQuantiles, or nil for an empty histogram (no
+// secondary answered).
+func secondaryQuantiles(h analytics.Histogram) *api.Quantiles {
+	if len(h) == 0 {
+		return nil
+	}
+	q := msQuantiles(h)
+	return &q
 }
 
 // exampleIDs are the envelope ids of the launch's stored examples per

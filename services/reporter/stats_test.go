@@ -30,6 +30,11 @@ func shapedRows(launchID string, start time.Time, n, minutes int, seed uint64) [
 		r := analytics.Row{LaunchID: launchID, EnvelopeID: fmt.Sprintf("%s-%07d", launchID, i), TS: ts, Method: "GET",
 			PrimaryStatus: 200, ShadowStatus: 200, PrimaryLatencyUS: uint64(800 + rnd.IntN(9000)),
 			ShadowLatencyUS: uint64(900 + rnd.IntN(11000)), HasSecondary: rnd.IntN(10) > 0, Match: true}
+		if r.HasSecondary {
+			r.SecondaryStatus, r.SecondaryLatencyUS = 200, uint64(800+rnd.IntN(9500))
+		} else if rnd.IntN(2) == 0 {
+			r.SecondaryError = "connection refused"
+		}
 		switch i % 5 {
 		case 0:
 			r.Route, r.Match = "/api/status", false
@@ -87,6 +92,17 @@ func compareStats(t *testing.T, what string, got, want *api.Stats, rows []analyt
 	primary, shadow := latencies(rows, 0, false)
 	checkExact(t, what+" primary", ms(got.LatencyMS.Primary), primary)
 	checkExact(t, what+" shadow", ms(got.LatencyMS.Shadow), shadow)
+	var secondary []float64
+	for _, r := range rows {
+		if r.HasSecondary {
+			secondary = append(secondary, float64(r.SecondaryLatencyUS))
+		}
+	}
+	if got.LatencyMS.Secondary == nil {
+		t.Errorf("%s: no secondary latency, %d pairs had one", what, len(secondary))
+	} else {
+		checkExact(t, what+" secondary", ms(*got.LatencyMS.Secondary), secondary)
+	}
 	if len(got.Routes) != len(want.Routes) {
 		t.Fatalf("%s: %d routes, raw %d", what, len(got.Routes), len(want.Routes))
 	}
@@ -112,7 +128,15 @@ func compareStats(t *testing.T, what string, got, want *api.Stats, rows []analyt
 func checkLatency(t *testing.T, what string, got, want api.Latency) {
 	t.Helper()
 	close := func(a, b float64) bool { return math.Abs(a-b) <= 0.02*math.Max(a, b)+0.002 }
-	for _, c := range []struct{ g, w api.Quantiles }{{got.Primary, want.Primary}, {got.Shadow, want.Shadow}} {
+	if (got.Secondary == nil) != (want.Secondary == nil) {
+		t.Errorf("%s: secondary latency %v, raw %v", what, got.Secondary, want.Secondary)
+		return
+	}
+	cs := []struct{ g, w api.Quantiles }{{got.Primary, want.Primary}, {got.Shadow, want.Shadow}}
+	if got.Secondary != nil {
+		cs = append(cs, struct{ g, w api.Quantiles }{*got.Secondary, *want.Secondary})
+	}
+	for _, c := range cs {
 		if !close(c.g.P50, c.w.P50) || !close(c.g.P95, c.w.P95) || !close(c.g.P99, c.w.P99) {
 			t.Errorf("%s: latency %+v, raw %+v", what, got, want)
 			return
@@ -169,8 +193,21 @@ func compareWindow(t *testing.T, what string, got, want *reporter.WindowStats, r
 	if g.Answered != g.Slower+g.Faster+g.Tied {
 		t.Errorf("%s: answered %d != slower %d + faster %d + tied %d", what, g.Answered, g.Slower, g.Faster, g.Tied)
 	}
+	// The shadow and the secondary over the pairs both answered.
+	var pairedShadow, secondary []float64
+	for _, r := range rows {
+		if r.TS.UnixMicro() >= g.FromUS && r.ShadowError == "" && r.HasSecondary {
+			pairedShadow, secondary = append(pairedShadow, float64(r.ShadowLatencyUS)), append(secondary, float64(r.SecondaryLatencyUS))
+		}
+	}
+	if g.SecAnswered() != uint64(len(secondary)) || g.SecAnswered() == 0 {
+		t.Errorf("%s: %d pairs answered by shadow and secondary, want %d", what, g.SecAnswered(), len(secondary))
+	}
+	checkExact(t, what+" paired shadow", g.PairedShadowUS, pairedShadow)
+	checkExact(t, what+" secondary", g.SecondaryUS, secondary)
 	g.GeneratedAt, w.GeneratedAt = time.Time{}, time.Time{}
 	g.PrimaryUS, g.ShadowUS, w.PrimaryUS, w.ShadowUS = [3]float64{}, [3]float64{}, [3]float64{}, [3]float64{}
+	g.PairedShadowUS, g.SecondaryUS, w.PairedShadowUS, w.SecondaryUS = [3]float64{}, [3]float64{}, [3]float64{}, [3]float64{}
 	g.Faster, g.Tied = 0, 0
 	if g != w {
 		t.Errorf("%s: window %+v, raw %+v", what, g, w)

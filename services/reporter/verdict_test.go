@@ -131,8 +131,34 @@ func TestComputeVerdict(t *testing.T) {
 		{"errors on both sides cancel", func(st *WindowStats) { st.ShadowErrors, st.PrimaryErrors = 30, 28 }, api.VerdictPass, nil, ""},
 		{"slower and over the ratio", func(st *WindowStats) {
 			st.Slower = 900
-			st.ShadowUS = [3]float64{1300, 2200, 3100}
-		}, api.VerdictFail, []string{api.CheckLatencyRatioP50, api.CheckLatencyRegression}, "latency regression: the shadow was slower on 900 of 1000 pairs"},
+			st.ShadowUS = [3]float64{2500, 2200, 3100}
+		}, api.VerdictFail, []string{api.CheckLatencyRatioP50, api.CheckLatencyRegression}, "latency regression: the shadow was slower than the primary on 900 of 1000 pairs"},
+		{"sub-millisecond: a large ratio under the absolute floor passes", func(st *WindowStats) {
+			st.Slower = 900
+			st.PrimaryUS, st.ShadowUS = [3]float64{100, 150, 200}, [3]float64{200, 400, 900}
+		}, api.VerdictPass, nil, "under min_latency_delta_ms 1"},
+		{"sub-millisecond: over the floor at p99 only fails there", func(st *WindowStats) {
+			st.Slower = 900
+			st.PrimaryUS, st.ShadowUS = [3]float64{100, 150, 200}, [3]float64{200, 400, 1300}
+		}, api.VerdictFail, []string{api.CheckLatencyRatioP99, api.CheckLatencyRegression}, "p99 1.3 ms vs 0.2 ms on the primary"},
+		{"with a secondary: the shadow is judged against it, not the primary", func(st *WindowStats) {
+			// The mirror times the primary faster than the runner times
+			// both runner-side services: against the primary this fails.
+			st.Slower = 950
+			st.ShadowUS = [3]float64{5000, 8000, 9000}
+			st.SecSlower, st.SecFaster, st.SecTied = 480, 500, 20
+			st.PairedShadowUS, st.SecondaryUS = [3]float64{5000, 8000, 9000}, [3]float64{4950, 8100, 8800}
+		}, api.VerdictPass, nil, "all gates pass"},
+		{"with a secondary: a real regression against it fails", func(st *WindowStats) {
+			st.SecSlower, st.SecFaster, st.SecTied = 900, 90, 10
+			st.PairedShadowUS, st.SecondaryUS = [3]float64{9000, 12000, 15000}, [3]float64{5000, 8000, 9000}
+		}, api.VerdictFail, []string{api.CheckLatencyRatioP50, api.CheckLatencyRegression}, "slower than the secondary on 900 of 1000 pairs"},
+		{"a secondary on a few pairs only: the primary stays the control", func(st *WindowStats) {
+			st.Slower = 900
+			st.ShadowUS = [3]float64{2500, 2200, 3100}
+			st.SecSlower, st.SecFaster = 10, 300 // 310 of 1000 answered pairs
+			st.PairedShadowUS, st.SecondaryUS = [3]float64{1000, 2000, 3000}, [3]float64{1300, 2200, 3100}
+		}, api.VerdictFail, []string{api.CheckLatencyRatioP50, api.CheckLatencyRegression}, "slower than the primary"},
 		{"slower but within the ratios", func(st *WindowStats) { st.Slower = 900 }, api.VerdictPass, nil, ""},
 		{"over the ratio but not significantly slower", func(st *WindowStats) {
 			st.Slower = 500

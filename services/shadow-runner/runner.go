@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -426,17 +427,31 @@ func (s *Service) payloadLimit() int { return int(s.st.Conn().MaxPayload()) - pa
 // noise, so they should see the same moment of the world (and the pair
 // waits for the slower of the two, not their sum). A secondary failure is
 // recorded in its outcome and never affects the shadow's.
+//
+// The verdict compares the two latencies (the secondary is the shadow's
+// fair control), so neither may be favoured by the order they start in:
+// the one replayed on this goroutine is sent first and its time can
+// include the other's setup when the CPU is short. A coin flip per
+// envelope picks which one that is, so such an effect is noise the
+// paired test sees as such, not a bias against the shadow.
 func (s *Service) replayAll(ctx context.Context, l *launch.Launch, env *envelope.Envelope) (envelope.Outcome, *envelope.Outcome) {
+	var out envelope.Outcome
 	var sec *envelope.Outcome
-	var wg conc.WaitGroup
 	if l.SecondaryURL != "" {
-		wg.Go(func() {
-			o := s.replay(ctx, l.SecondaryURL, env)
-			sec = &o
-		})
+		var o envelope.Outcome
+		first, second := &out, &o
+		firstURL, secondURL := l.ShadowURL, l.SecondaryURL
+		if rand.N(2) == 0 {
+			first, second, firstURL, secondURL = second, first, secondURL, firstURL
+		}
+		var wg conc.WaitGroup
+		wg.Go(func() { *second = s.replay(ctx, secondURL, env) })
+		*first = s.replay(ctx, firstURL, env)
+		wg.Wait()
+		sec = &o
+	} else {
+		out = s.replay(ctx, l.ShadowURL, env)
 	}
-	out := s.replay(ctx, l.ShadowURL, env)
-	wg.Wait()
 
 	s.m.replayed.Inc()
 	s.m.latency.Observe(float64(out.LatencyUS) / 1e6)
