@@ -35,6 +35,9 @@ type Stats struct {
 	// Audit are the launch's latest state changes, newest first (at most
 	// 100).
 	Audit []AuditEntry `json:"audit"`
+	// Accounting says what became of every sampled envelope (the report
+	// has it; QueryStats alone leaves it out).
+	Accounting *Accounting `json:"accounting,omitempty"`
 }
 
 // Totals count the launch's compared pairs.

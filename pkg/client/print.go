@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -39,6 +41,7 @@ func PrintReportExamples(w io.Writer, r *api.Report, examples map[string]*api.Ex
 		fmt.Fprintf(w, " | secondary p50 %.2f  p95 %.2f  p99 %.2f", sec.P50, sec.P95, sec.P99)
 	}
 	fmt.Fprint(w, "\n\n")
+	printAccounting(w, r.Accounting)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ROUTE\tCOMPARED\tMISMATCH\tMISMATCH %\tRAW\tSHADOW ERR\tP95 PRIMARY ms\tP95 SHADOW ms\tP95 RATIO\t")
 	for _, rt := range r.Routes {
@@ -72,6 +75,42 @@ func PrintReportExamples(w io.Writer, r *api.Report, examples map[string]*api.Ex
 	}
 	printClasses(w, r, examples)
 	fmt.Fprintln(w, strings.Repeat("-", 72))
+}
+
+// printAccounting writes the report's loss accounting: where every
+// sampled envelope went, then a blank line.
+func printAccounting(w io.Writer, a *api.Accounting) {
+	if a == nil {
+		return
+	}
+	estimated := ""
+	if a.InFlightEstimated {
+		estimated = " (estimated)"
+	}
+	fmt.Fprintf(w, "Accounting   sampled %d = compared %d + dropped %d%s + skipped %d%s + dead-lettered %d%s + in flight %d%s; unaccounted %d\n",
+		a.Sampled, a.Compared, a.DroppedTotal(), reasons(a.Dropped), a.SkippedTotal(), reasons(a.Skipped),
+		a.DeadLettered, reasons(a.DeadLetterReasons), a.InFlight, estimated, a.Unaccounted)
+	fmt.Fprintf(w, "             published %d, replayed %d; counted by %d taps, %d runners, %d comparators\n",
+		a.Published, a.Replayed, a.Processes.Taps, a.Processes.Runners, a.Processes.Comparators)
+	if a.Error != "" {
+		fmt.Fprintf(w, "             incomplete: %s\n", a.Error)
+	}
+	fmt.Fprintln(w)
+}
+
+// reasons formats counts by reason as " (a 1, b 2)", sorted by reason;
+// empty when there are none.
+func reasons(m map[string]uint64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // section writes a table of the report after a blank line and its title:

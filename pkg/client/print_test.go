@@ -26,6 +26,10 @@ func TestPrintReport(t *testing.T) {
 		r.Classes = append(r.Classes, api.DiffClass{Fingerprint: "fp" + string(rune('a'+i)), Route: "/api/orders/{id}", Count: 3,
 			ShareOfRoute: 0.5, Diffs: []api.PathKind{{Path: "$.total", Kind: "type_changed"}}, Examples: []string{"e1"}})
 	}
+	r.Accounting = &api.Accounting{Sampled: 100, Published: 90, Dropped: map[string]uint64{"queue_full": 6, "too_large": 4, "shutdown": 0},
+		Replayed: 88, Skipped: map[string]uint64{"rate_limited": 5}, DeadLettered: 3, DeadLetterReasons: map[string]uint64{"unsealable": 3},
+		Compared: 80, InFlight: 2, Processes: api.AccountingProcesses{Taps: 2, Runners: 1}}
+	r.Accounting.Balance()
 	var b strings.Builder
 	PrintReport(&b, r)
 	out := b.String()
@@ -39,6 +43,8 @@ func TestPrintReport(t *testing.T) {
 		"Diff classes: 7 (examples: GET /v1/launches/l1/examples/<class>)",
 		"fpa  /api/orders/{id}  3 pairs, 50.0% of the route, 1 examples\n  $.total  type_changed",
 		"fpg  /api/orders/{id}", // every class, not only the first five
+		"Accounting   sampled 100 = compared 80 + dropped 10 (queue_full 6, too_large 4) + skipped 5 (rate_limited 5) + dead-lettered 3 (unsealable 3) + in flight 2; unaccounted 0",
+		"published 90, replayed 88; counted by 2 taps, 1 runners, 0 comparators",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report does not show %q:\n%s", want, out)

@@ -80,39 +80,53 @@ func Read(ctx context.Context, kv jetstream.KeyValue, launchID string) ([]Snapsh
 	if !validLaunchID(launchID) {
 		return nil, fmt.Errorf("%w: launch id %q cannot be part of a key", ErrInvalid, launchID)
 	}
+	var out []Snapshot
+	bad, err := watchLaunch(ctx, kv, launchID, func(key string, value []byte) error {
+		s, err := Decode(value)
+		if err == nil && s.LaunchID != launchID {
+			err = fmt.Errorf("%w: launch id %q under the key of %q", ErrMalformed, s.LaunchID, launchID)
+		}
+		if err == nil {
+			out = append(out, s)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read live snapshots of %s: %w", launchID, err)
+	}
+	slices.SortFunc(out, func(a, b Snapshot) int { return strings.Compare(a.TapID, b.TapID) })
+	return out, bad
+}
+
+// watchLaunch calls each with the latest value of every key of the launch
+// ("<launch_id>.*", deletes left out). The errors each returns are joined
+// into bad, each prefixed with its key; err means nothing could be read.
+func watchLaunch(ctx context.Context, kv jetstream.KeyValue, launchID string, each func(key string, value []byte) error) (bad, err error) {
 	// A watch delivers the latest value of every matching key, then nil:
-	// one consumer for all the taps instead of a key listing and a Get per
-	// key.
+	// one consumer for all the processes instead of a key listing and a
+	// Get per key.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := kv.Watch(ctx, launchID+".*", jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("read live snapshots of %s: %w", launchID, err)
+		return nil, err
 	}
 	defer func() { _ = w.Stop() }()
-	var out []Snapshot
-	var bad []error
+	var errs []error
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("read live snapshots of %s: %w", launchID, ctx.Err())
+			return nil, ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("read live snapshots of %s: watch closed", launchID)
+				return nil, errors.New("watch closed")
 			}
 			if e == nil {
-				slices.SortFunc(out, func(a, b Snapshot) int { return strings.Compare(a.TapID, b.TapID) })
-				return out, errors.Join(bad...)
+				return errors.Join(errs...), nil
 			}
-			s, err := Decode(e.Value())
-			if err == nil && s.LaunchID != launchID {
-				err = fmt.Errorf("%w: launch id %q under the key of %q", ErrMalformed, s.LaunchID, launchID)
+			if err := each(e.Key(), e.Value()); err != nil {
+				errs = append(errs, fmt.Errorf("key %s: %w", e.Key(), err))
 			}
-			if err != nil {
-				bad = append(bad, fmt.Errorf("key %s: %w", e.Key(), err))
-				continue
-			}
-			out = append(out, s)
 		}
 	}
 }

@@ -57,11 +57,15 @@ func (m *Msg) settle() bool {
 // again after the reconnect, the delivery's ack deadline kept alive
 // meanwhile, rather than dropped: a dropped ack means a redelivery, and
 // work done twice.
-func (m *Msg) Ack() {
+//
+// It reports whether this call settled the delivery (false: it was
+// settled before, and the call did nothing).
+func (m *Msg) Ack() bool {
 	if !m.settle() {
-		return
+		return false
 	}
 	m.s.sendAck(m)
+	return true
 }
 
 // Nak hands the delivery back for redelivery after delay (0: at once).
@@ -105,6 +109,9 @@ func (m *Msg) DeadLetter(ctx context.Context, reason string, cause error) bool {
 	if err := m.deadLetter(ctx, reason, m.Data(), cause); err != nil {
 		m.Nak(m.s.RedeliveryDelay(m.delivered))
 		return false
+	}
+	if f := m.s.cfg.OnDeadLetter; f != nil {
+		f(m, reason, m.Data())
 	}
 	m.Ack()
 	return true

@@ -77,6 +77,13 @@ type Config struct {
 	// runtime's own reasons, ReasonMaxDeliver and ReasonPanic, are always
 	// among them.
 	DeadLetterReasons []string
+	// OnDeadLetter, when set, is called for each delivery dead-lettered
+	// whole (the handler's, max_deliver's and panic's alike) once the dead
+	// letter is stored, with the delivery and its data (a batch holds many
+	// items): the loss accounting counts them per launch. An item
+	// dead-lettered alone (DeadLetterItem) is the handler's to count: its
+	// delivery may still be handed back, and the item dead-lettered again.
+	OnDeadLetter func(m *Msg, reason string, data []byte)
 
 	// Concurrency is how many deliveries are handled at once (default 1).
 	Concurrency int

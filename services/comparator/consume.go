@@ -145,6 +145,7 @@ func (s *Service) rejectItem(ctx context.Context, msg *stage.Msg, i int, cause e
 		msg.Retry(ctx, fmt.Errorf("dead-letter a batch item: %w", err))
 		return false
 	}
+	s.countDeadLetterItem(msg)
 	return true
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/compare"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stage"
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -82,6 +83,8 @@ type Service struct {
 	due           chan struct{}
 	flusherDone   chan struct{}
 	budget, slack int
+
+	ledger *live.Ledger // loss accounting (accounting.go)
 }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
@@ -96,13 +99,13 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, log: log,
 		buildRow: BuildRow, cmp: compare.Comparer{MaxDiffs: cfg.MaxDiffs, MaxDepth: cfg.MaxDepth, MaxBodyBytes: cfg.MaxBodyBytes},
 		slots: newExampleSlots(maxTrackedClasses), recent: newRecentIDs(recentStored), b: newBatch(cfg.BatchSize),
-		due: make(chan struct{}, 1), flusherDone: make(chan struct{})}
+		due: make(chan struct{}, 1), flusherDone: make(chan struct{}), ledger: live.NewLedger(live.RoleComparator, processID())}
 	s.cond = sync.NewCond(&s.mu)
 	st, err := stage.New(stage.Config{
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
 		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers, FetchBatch: cfg.FetchBatch,
-		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent,
+		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent, OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
 		return nil, err
@@ -164,6 +167,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// Restarts its KV watch by itself; the last snapshot stays in force
 	// meanwhile.
 	s.st.Go(func() { _ = watcher.Run(ctx) })
+	s.st.Go(func() { s.reportAccounting(ctx) })
 	if !s.st.Retry(ctx, "connect to ClickHouse and apply the schema", s.openClickHouse) {
 		return ctx.Err()
 	}

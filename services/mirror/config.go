@@ -39,7 +39,7 @@ type Config struct {
 
 	DrainTimeout time.Duration `envconfig:"MIRROR_DRAIN_TIMEOUT" default:"5s" desc:"on shutdown, how long to keep publishing queued envelopes, retrying and waiting for acks; what is left is dropped as shutdown"`
 
-	LiveReportInterval time.Duration `envconfig:"MIRROR_LIVE_REPORT_INTERVAL" default:"2s" desc:"how often the live launch's counters (requests, errors, latency per version) are written to the KV bucket darklaunch_live for the promotion gates; also once at shutdown"`
+	LiveReportInterval time.Duration `envconfig:"MIRROR_LIVE_REPORT_INTERVAL" default:"2s" desc:"how often the live launch's counters (requests, errors, latency per version) are written to the KV bucket darklaunch_live for the promotion gates, and the loss accounting's counts to darklaunch_accounting; also once at shutdown"`
 
 	RewriteHost bool `envconfig:"MIRROR_REWRITE_HOST" default:"false" desc:"send the primary URL's host as Host instead of the client's Host"`
 	XForwarded  bool `envconfig:"MIRROR_X_FORWARDED" default:"false" desc:"append the client address to X-Forwarded-For and set X-Forwarded-Host/Proto (off: the primary sees the forwarding headers a trusted proxy sent)"`

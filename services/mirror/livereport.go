@@ -34,6 +34,7 @@ func (s *Service) liveReportLoop(ctx context.Context, js jetstream.JetStream) {
 // from one goroutine at a time (the loop, then Run after the loop ended),
 // which owns s.liveKV.
 func (s *Service) reportLive(ctx context.Context, js jetstream.JetStream) {
+	s.reportAccounting(ctx, js)
 	lr := s.currentRoutes().live
 	if lr == nil {
 		return

@@ -202,10 +202,11 @@ func (s *Service) Stats() Stats {
 	return st
 }
 
-// drop counts n envelopes of the launch given up for reason r (the launch
-// is for the per-launch loss accounting).
+// drop counts n envelopes of the launch given up for reason r, in the
+// metrics and in the launch's accounting.
 func (s *Service) drop(launchID string, r dropReason, n int) {
 	s.stats.dropped[r].Add(float64(n))
+	s.acct.ledger.Dropped(launchID, reasonNames[r], uint64(n))
 }
 
 // registerMetrics declares the tap's collectors (newMetrics) and the

@@ -42,6 +42,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
 )
@@ -100,6 +101,7 @@ type Service struct {
 	publishHook func(*envelope.Envelope)
 
 	stats *metrics
+	acct  accounting // per-launch counts for the report (accounting.go)
 
 	// liveKV is the live report bucket, owned by whoever reports (see
 	// reportLive); nil until opened and after a failed report.
@@ -181,6 +183,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 
 	s.admin = admin.New(log)
 	s.registerMetrics(s.admin.Registry)
+	s.acct.ledger = live.NewLedger(live.RoleTap, s.cfg.TapID)
 	s.admin.AddCheck("nats", s.checkNATS)
 	s.admin.AddCheck("launches", s.checkLaunches)
 	s.admin.AddCheck("streams", s.checkStreams)

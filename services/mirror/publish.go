@@ -156,6 +156,7 @@ func (s *Service) release(n int, bytes int64) {
 // with drop (metrics.go), the one place the publisher counts an outcome.
 func (s *Service) published(launchID string, n int) {
 	s.stats.published.Add(float64(n))
+	s.acct.ledger.Published(launchID, uint64(n))
 }
 
 // publishers are the goroutines that publish: the batchers and the

@@ -138,6 +138,7 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 	}
 	n := float64(bits.OnesCount64(mask))
 	s.stats.sampled.Add(n)
+	s.accountSampled(ls, mask)
 	t := &tap{
 		s:        s,
 		launches: ls,

@@ -139,6 +139,9 @@ func (s *Service) stats(ctx context.Context, launchID string) ([]byte, time.Time
 			if err == nil {
 				st.Audit, err = analytics.ReadAudit(qctx, conn, s.cfg.ClickHouseDatabase, launchID, maxAudit)
 			}
+			if err == nil {
+				st.Accounting = s.accounting(qctx, launchID, st.Totals.Compared)
+			}
 			s.metrics.reportQueryDuration.Observe(time.Since(start).Seconds())
 			if err != nil {
 				s.metrics.reportQueryErrors.Inc()

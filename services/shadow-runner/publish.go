@@ -170,6 +170,7 @@ func (s *Service) publish(ctx context.Context, d *delivery, outs []out) {
 	n := 0
 	for _, o := range outs {
 		n += o.pairs
+		d.tally.add(launchOf(o.msg.Subject, stream.PairsPrefix), countReplayed, "", uint64(o.pairs))
 	}
 	s.m.published.Add(float64(n))
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/darklaunch/darklaunch/pkg/admin"
 	"github.com/darklaunch/darklaunch/pkg/envelope"
 	"github.com/darklaunch/darklaunch/pkg/launch"
+	"github.com/darklaunch/darklaunch/pkg/live"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/seal"
 	"github.com/darklaunch/darklaunch/pkg/stage"
@@ -65,7 +66,8 @@ type Service struct {
 	store   *launch.Store
 	fleet   *fleet
 	cap     *loadCap
-	keys    *seal.Keys // nil without RUNNER_SEAL_KEY_FILE (seal.go)
+	keys    *seal.Keys   // nil without RUNNER_SEAL_KEY_FILE (seal.go)
+	ledger  *live.Ledger // loss accounting (accounting.go)
 }
 
 // New validates cfg, binds the admin server on cfg.AdminAddr and returns a
@@ -82,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, keys: keys, slots: make(chan struct{}, cfg.Concurrency)}
+	s := &Service{cfg: cfg, log: log, keys: keys, slots: make(chan struct{}, cfg.Concurrency), ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
 		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
@@ -90,6 +92,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
 		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}, GCPercent: gcPercent,
+		OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
 		return nil, err
@@ -149,6 +152,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.st.Go(func() { s.fleet.run(ctx, s.pruneLimiters) })
+	s.st.Go(func() { s.reportAccounting(ctx) })
 	select {
 	case <-s.watcher.Ready():
 		return nil
@@ -224,13 +228,16 @@ func (s *Service) Handle(ctx context.Context, msg *stage.Msg) {
 	} else if len(pairs) == 1 {
 		s.publishSingle(ctx, d, pairs[0])
 	}
-	msg.Ack() // a no-op when the delivery was settled above
+	if msg.Ack() { // false when the delivery was settled above
+		s.account(&d.tally)
+	}
 }
 
 // delivery is one message being handled: a single envelope or a batch.
 type delivery struct {
 	msg   *stage.Msg
 	batch bool
+	tally tally // what its envelopes became, counted once it is acked (accounting.go)
 }
 
 // reject dead-letters one envelope of the delivery with its reason: the
@@ -245,6 +252,9 @@ func (s *Service) reject(ctx context.Context, d *delivery, reason string, item f
 	data, err := item()
 	if err == nil {
 		err = d.msg.DeadLetterItem(ctx, reason, data, cause)
+	}
+	if err == nil {
+		d.tally.add(launchOf(d.msg.Subject(), stream.EnvelopesPrefix), countDeadLettered, reason, 1)
 	}
 	if err != nil {
 		d.msg.Retry(ctx, fmt.Errorf("dead-letter a batch item: %w", err))
@@ -318,8 +328,10 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 		// The launch is over: nothing may reach its shadow any more.
 		if l.Status == launch.StatusRolledBack {
 			s.m.skippedRolledBack.Inc()
+			d.tally.add(l.ID, countSkipped, skipRolledBack, 1)
 		} else {
 			s.m.skippedPromoted.Inc()
+			d.tally.add(l.ID, countSkipped, skipPromoted, 1)
 		}
 		s.envLog(env).Debug("launch is over; envelope skipped", "status", l.Status)
 		return job{}, false, nil
@@ -329,6 +341,7 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 		// replayed late, which would distort the shadow's latency and
 		// hold up the queue.
 		s.m.rateLimited.Inc()
+		d.tally.add(l.ID, countSkipped, skipRateLimited, 1)
 		s.envLog(env).Debug("over max_rps; envelope skipped", "max_rps", l.MaxRPS, "runners", s.fleet.runners())
 		return job{}, false, nil
 	}
