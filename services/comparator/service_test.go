@@ -364,7 +364,14 @@ func TestBatchBytesBound(t *testing.T) {
 	}
 	r := h.start(cfg)
 	h.waitRows(launch, 6)
-	if st := r.Stats(); st.Batches < 2 || st.Inserted != 6 {
+	// The rows are visible a moment before the flusher counts its batch.
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if st := r.Stats(); st.Inserted != 6 {
+			return fmt.Errorf("stats %+v: want 6 inserted", st)
+		}
+		return nil
+	})
+	if st := r.Stats(); st.Batches < 2 {
 		t.Fatalf("stats %+v: want the six ~540 KB pairs split over several batches", st)
 	}
 }
