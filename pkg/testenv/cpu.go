@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,11 +24,16 @@ func ProcessCPU(pid int, children bool) (time.Duration, error) {
 	if err != nil || !children {
 		return total, err
 	}
-	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for c := range strings.FieldsSeq(string(kids)) {
-		if n, err := strconv.Atoi(c); err == nil {
-			if d, err := ProcessCPU(n, true); err == nil { // an error: gone meanwhile
-				total += d
+	// A child is listed under the thread that started it, which in a Go
+	// process is any of its threads.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		kids, _ := os.ReadFile(task)
+		for c := range strings.FieldsSeq(string(kids)) {
+			if n, err := strconv.Atoi(c); err == nil {
+				if d, err := ProcessCPU(n, true); err == nil { // an error: gone meanwhile
+					total += d
+				}
 			}
 		}
 	}
