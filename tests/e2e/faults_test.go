@@ -13,6 +13,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/darklaunch/darklaunch/pkg/api"
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/retry"
 	"github.com/darklaunch/darklaunch/pkg/stream"
@@ -134,16 +136,26 @@ type accounting struct {
 	rows, unique                uint64
 	requests, primaryErrors     int64
 	firstPrimaryError           string
+	// report is the report's accounting once it stopped changing
+	// (GET /v1/launches/{id}/report).
+	report api.Accounting
 }
 
 func (a accounting) String() string {
-	return fmt.Sprintf("requests %d (primary errors %d), sampled %d, published %d, dropped %d %v, rows %d (distinct envelopes %d)",
-		a.requests, a.primaryErrors, a.sampled, a.published, a.dropped, a.droppedBy, a.rows, a.unique)
+	return fmt.Sprintf("requests %d (primary errors %d), sampled %d, published %d, dropped %d %v, rows %d (distinct envelopes %d); report: %s",
+		a.requests, a.primaryErrors, a.sampled, a.published, a.dropped, a.droppedBy, a.rows, a.unique, reportAccounting(a.report))
+}
+
+func reportAccounting(r api.Accounting) string {
+	return fmt.Sprintf("sampled %d, published %d, dropped %d, replayed %d, skipped %d, dead-lettered %d, compared %d, in flight %d, unaccounted %d (processes %+v)",
+		r.Sampled, r.Published, r.DroppedTotal(), r.Replayed, r.SkippedTotal(), r.DeadLettered, r.Compared, r.InFlight, r.Unaccounted, r.Processes)
 }
 
 // settle stops the load, then waits until the mirror has published or
 // dropped every envelope it sampled and the pipeline is idle: both work
-// queues empty and the row counts stable. It returns the accounting.
+// queues empty and the row counts stable; then until the report's
+// accounting stops changing (the processes report their counts every few
+// seconds, the reporter caches). It returns the accounting.
 func (s *stack) settle(l *steadyLoad, launchID string, js jetstream.JetStream, timeout time.Duration) accounting {
 	s.t.Helper()
 	l.stop()
@@ -183,10 +195,45 @@ func (s *stack) settle(l *steadyLoad, launchID string, js jetstream.JetStream, t
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	// The report's accounting, polled until it is the same five times in
+	// a row and has every tap's count (check asserts what it says).
+	var report api.Accounting
+	last, stable = "", 0
+	testenv.CheckFor(s.t, time.Minute, 200*time.Millisecond, func() error {
+		var r api.Report
+		if code, body := s.api("GET", "/v1/launches/"+launchID+"/report", nil); code != http.StatusOK {
+			stable = 0
+			return fmt.Errorf("report: %d %s", code, body)
+		} else if err := json.Unmarshal(body, &r); err != nil {
+			stable = 0
+			return fmt.Errorf("report: %w", err)
+		}
+		switch {
+		case r.Accounting == nil:
+			stable = 0
+			return fmt.Errorf("report without accounting")
+		case r.Accounting.Error != "":
+			stable = 0
+			return fmt.Errorf("report accounting error: %s", r.Accounting.Error)
+		case r.Accounting.Sampled < st.Sampled:
+			stable = 0
+			return fmt.Errorf("report accounting has sampled %d of the mirror's %d: %s", r.Accounting.Sampled, st.Sampled, reportAccounting(*r.Accounting))
+		}
+		report = *r.Accounting
+		if now := reportAccounting(report); now != last {
+			last, stable = now, 0
+			return fmt.Errorf("report accounting still changing: %s", now)
+		}
+		if stable++; stable < 5 {
+			return fmt.Errorf("report accounting %s, waiting for it to stay", last)
+		}
+		return nil
+	})
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return accounting{sampled: st.Sampled, published: st.Published, dropped: st.DroppedTotal(), droppedBy: st.Dropped,
-		rows: count, unique: unique, requests: l.sent.Load(), primaryErrors: l.failed.Load(), firstPrimaryError: l.firstErr}
+		rows: count, unique: unique, requests: l.sent.Load(), primaryErrors: l.failed.Load(), firstPrimaryError: l.firstErr,
+		report: report}
 }
 
 // check asserts the accounting: no primary error, no duplicate row, every
@@ -210,6 +257,14 @@ func (a accounting) check(t *testing.T, maxDropped float64) {
 	}
 	if a.unique != a.published {
 		t.Errorf("%d envelopes acknowledged by JetStream but %d distinct rows", a.published, a.unique)
+	}
+	// The report's loss accounting agrees: nothing unaccounted, nothing
+	// in flight, and the mirror's sampled count.
+	if a.report.Unaccounted != 0 || a.report.InFlight != 0 {
+		t.Errorf("report accounting: %d unaccounted, %d in flight once settled: %s", a.report.Unaccounted, a.report.InFlight, reportAccounting(a.report))
+	}
+	if a.report.Sampled != a.sampled {
+		t.Errorf("report accounting has %d sampled, the mirror %d: %s", a.report.Sampled, a.sampled, reportAccounting(a.report))
 	}
 	if limit := maxDropped * float64(a.sampled); float64(a.dropped) > limit {
 		t.Errorf("%d of %d sampled envelopes dropped (%.2f%%), at most %.0f%% allowed: %v",
@@ -256,16 +311,87 @@ func metricValue(metrics, suffix string) float64 {
 	return -1
 }
 
+// shadowGate holds the shadow's answers while it is closed: a replay under
+// way then cannot finish, so a runner holding its delivery is mid-work
+// for certain.
+type shadowGate struct {
+	mu      sync.Mutex
+	open    chan struct{} // closed while the gate is open
+	waiting atomic.Int64  // requests held now
+}
+
+func newShadowGate() *shadowGate {
+	g := &shadowGate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *shadowGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = make(chan struct{})
+}
+
+func (g *shadowGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+func (g *shadowGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		open := g.open
+		g.mu.Unlock()
+		g.waiting.Add(1)
+		select {
+		case <-open:
+		case <-r.Context().Done():
+		}
+		g.waiting.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// workerMetrics reads a worker process's in_flight (deliveries held, not
+// settled) and received_total (deliveries read) from its /metrics.
+func workerMetrics(admin string) (held, received float64, err error) {
+	res, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+	return metricValue(string(body), "_in_flight"), metricValue(string(body), "_received_total"), nil
+}
+
 // TestFaultWorkerKilled: a second worker, a real process built from the
 // service's command, holds deliveries when it is killed with SIGKILL; what
 // it held is redelivered to the worker left (after the consumer's AckWait)
-// and stored once. Comparator: a batch of pairs not yet inserted (it fills
-// for 3 s). Shadow-runner: envelopes being replayed (the shadow takes
-// 100 ms).
+// and stored once.
+//
+// Comparator: a batch of pairs not yet inserted (it fills for 3 s), at
+// least 20 deliveries. Shadow-runner: deliveries whose replays cannot
+// finish: the shadow (100 ms an answer) is held from before the process
+// read its last delivery until after the kill. Counting the runner's
+// deliveries would not do: each is a batch of up to 64 envelopes, as many
+// as the mirror packed in its 5 ms (at 300 requests/s over two runners a
+// process held 3 to 5 of them, never reliably more), so the number says
+// nothing of the work under way; a delivery read while the shadow is held
+// is one whose envelopes are under way for certain.
 func TestFaultWorkerKilled(t *testing.T) {
+	gate := newShadowGate()
 	for _, w := range []struct {
 		service, stream, consumer string
 		minHeld                   float64 // deliveries held at the kill: a batch under way, not one in passing
+		gate                      *shadowGate
 		options                   []stackOption
 		env                       func(s *stack, admin string) []string
 	}{
@@ -274,10 +400,14 @@ func TestFaultWorkerKilled(t *testing.T) {
 				return []string{"CLICKHOUSE_ADDR", s.chServer.Addr(), "CLICKHOUSE_DATABASE", "darklaunch", "COMPARATOR_ADMIN_ADDR", admin,
 					"COMPARATOR_FLUSH_INTERVAL", "3s", "COMPARATOR_BATCH_SIZE", "5000"}
 			}},
-		{service: "shadow-runner", stream: stream.EnvelopesStream, consumer: stream.RunnerConsumer, minHeld: 5,
-			options: []stackOption{wrapShadow(func(h http.Handler) http.Handler { return takeAtLeast(100*time.Millisecond, h) })},
+		{service: "shadow-runner", stream: stream.EnvelopesStream, consumer: stream.RunnerConsumer, minHeld: 1, gate: gate,
+			options: []stackOption{wrapShadow(func(h http.Handler) http.Handler {
+				return gate.wrap(takeAtLeast(100*time.Millisecond, h))
+			})},
 			env: func(s *stack, admin string) []string {
-				return []string{"RUNNER_ADMIN_ADDR", admin, "RUNNER_SEAL_KEY_FILE", s.sealKeys, "RUNNER_TIMEOUT", "2s"}
+				// RUNNER_TIMEOUT well above the time the shadow is held (a
+				// replay that timed out would be answered, and acked).
+				return []string{"RUNNER_ADMIN_ADDR", admin, "RUNNER_SEAL_KEY_FILE", s.sealKeys, "RUNNER_TIMEOUT", "10s"}
 			}},
 	} {
 		t.Run(w.service, func(t *testing.T) {
@@ -291,16 +421,33 @@ func TestFaultWorkerKilled(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-			var held float64
+			var held, received, since float64
+			if w.gate != nil {
+				// The process works first, then the shadow is held.
+				testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+					var err error
+					if held, received, err = workerMetrics(admin); err == nil && received < 1 {
+						err = fmt.Errorf("the %s process has read no delivery yet", w.service)
+					}
+					return err
+				})
+				w.gate.hold()
+				t.Cleanup(w.gate.release)
+				// What was read until now may have been answered already;
+				// what is read from now on cannot be.
+				var err error
+				if _, since, err = workerMetrics(admin); err != nil {
+					t.Fatal(err)
+				}
+			}
 			testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-				res, err := http.Get("http://" + admin + "/metrics")
-				if err != nil {
+				var err error
+				if held, received, err = workerMetrics(admin); err != nil {
 					return err
 				}
-				body, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				if held = metricValue(string(body), "_in_flight"); held < w.minHeld {
-					return fmt.Errorf("the %s process holds %v deliveries, waiting for %v (in_flight)", w.service, held, w.minHeld)
+				if held < w.minHeld || (w.gate != nil && received <= since) {
+					return fmt.Errorf("the %s process holds %v deliveries (in_flight), waiting for %v; read %v, %v before the shadow was held",
+						w.service, held, w.minHeld, received, since)
 				}
 				return nil
 			})
@@ -309,8 +456,25 @@ func TestFaultWorkerKilled(t *testing.T) {
 			}
 			_, _ = cmd.Process.Wait()
 			killed := time.Now()
-			t.Logf("%s process killed with SIGKILL holding %v deliveries", w.service, held)
+			if w.gate != nil {
+				t.Logf("%s process killed with SIGKILL holding %v deliveries, %v of them read while the shadow was held (%d replays waiting on it, both runners)",
+					w.service, held, received-since, w.gate.waiting.Load())
+				w.gate.release()
+			} else {
+				t.Logf("%s process killed with SIGKILL holding %v deliveries", w.service, held)
+			}
 			js := natsClient(t, s.nats.URL())
+			if w.gate != nil {
+				// How the mirror packed the load: envelopes per message.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if str, err := js.Stream(ctx, w.stream); err == nil {
+					if info, err := str.Info(ctx); err == nil && info.State.LastSeq > 0 {
+						t.Logf("the mirror published %d envelopes in %d messages (%.1f a message)", s.mirror.Stats().Published,
+							info.State.LastSeq, float64(s.mirror.Stats().Published)/float64(info.State.LastSeq))
+					}
+				}
+				cancel()
+			}
 			l.waitMore(t, faultRate)
 			testenv.CheckFor(t, 3*time.Minute, 100*time.Millisecond, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
