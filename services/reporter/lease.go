@@ -68,14 +68,23 @@ func (k *kvLeases) Hold(ctx context.Context, id string) (bool, error) {
 			k.set(id, nrev)
 			return true, nil
 		}
-		k.drop(id)
 		if !errors.Is(err, jetstream.ErrKeyExists) {
+			// The renewal may have been stored though its answer was
+			// lost (a timeout, the shutdown's cancel): the lease stays
+			// listed, not driven, so that a Release still deletes it.
 			k.failed()
 			return false, fmt.Errorf("renew lease of %s: %w", id, err)
 		}
+		k.drop(id)
 	}
 	nrev, err := k.kv.Create(ctx, id, []byte(k.owner))
 	if errors.Is(err, jetstream.ErrKeyExists) {
+		// Our own key at a revision we did not see (a renewal whose
+		// answer was lost) is still ours.
+		if rev, ok := k.ours(ctx, id); ok {
+			k.set(id, rev)
+			return true, nil
+		}
 		return false, nil
 	}
 	if err != nil {
@@ -96,10 +105,29 @@ func (k *kvLeases) Release(ctx context.Context, id string) {
 	if ok {
 		// Only our own write may be deleted: if the lease was lost
 		// meanwhile, the revision no longer matches and this fails.
-		if err := k.kv.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		err := k.kv.Delete(ctx, id, jetstream.LastRevision(rev))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// Renewed since the revision we know, by us (an answer
+			// lost) or by another reporter after it expired.
+			if cur, mine := k.ours(ctx, id); mine {
+				err = k.kv.Delete(ctx, id, jetstream.LastRevision(cur))
+			} else {
+				err = nil
+			}
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			k.failed()
 		}
 	}
+}
+
+// ours returns the key's revision when its value names this process.
+func (k *kvLeases) ours(ctx context.Context, id string) (uint64, bool) {
+	e, err := k.kv.Get(ctx, id)
+	if err != nil || string(e.Value()) != k.owner {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // Held lists the launches this process holds the lease of.

@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -216,5 +217,59 @@ func TestLeaseFailover(t *testing.T) {
 	c.stop()
 	if _, err := c.leases.kv.Get(ctx, l.ID); err == nil {
 		t.Fatal("a clean stop left the lease in place")
+	}
+}
+
+// lostAnswers is a lease bucket whose renewals are stored but answered
+// with an error, as when the answer is lost or the caller gave up.
+type lostAnswers struct{ jetstream.KeyValue }
+
+func (l lostAnswers) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if _, err := l.KeyValue.Update(ctx, key, value, rev); err != nil {
+		return 0, err
+	}
+	return 0, context.DeadlineExceeded
+}
+
+// A renewal whose answer was lost leaves the lease ours: the next Hold
+// takes it back and a Release deletes it, instead of both waiting for the
+// TTL (a clean-clone run saw a stopping reporter keep its lease so).
+func TestLeaseRenewalAnswerLost(t *testing.T) {
+	js := testenv.StartJetStream(t)
+	ctx := testenv.Context(t)
+	_, jsc := testenv.Connect(t, js.URL())
+	kv, err := OpenLeases(ctx, jsc, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKVLeases(lostAnswers{kv}, "me")
+	if ok, err := k.Hold(ctx, "l1"); !ok || err != nil {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	if ok, err := k.Hold(ctx, "l1"); ok || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("renewal with a lost answer: %v %v", ok, err)
+	}
+	if held := k.Held(); len(held) != 1 {
+		t.Fatalf("held %v: the lease may still be ours and must stay listed", held)
+	}
+	if ok, err := k.Hold(ctx, "l1"); !ok || err != nil {
+		t.Fatalf("the next tick does not take its own lease back: %v %v", ok, err)
+	}
+	_, _ = k.Hold(ctx, "l1") // stored again, answer lost again
+	k.Release(ctx, "l1")
+	if _, err := kv.Get(ctx, "l1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("after Release the key is still there: %v", err)
+	}
+	// Another reporter's key is never taken or deleted.
+	other := newKVLeases(kv, "other")
+	if ok, _ := other.Hold(ctx, "l2"); !ok {
+		t.Fatal("other could not acquire l2")
+	}
+	if ok, _ := k.Hold(ctx, "l2"); ok {
+		t.Fatal("took another reporter's lease")
+	}
+	k.Release(ctx, "l2")
+	if _, err := kv.Get(ctx, "l2"); err != nil {
+		t.Fatalf("another reporter's lease was deleted: %v", err)
 	}
 }
