@@ -71,6 +71,13 @@ const account = server.DEFAULT_GLOBAL_ACCOUNT
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, name: "darklaunch-test", links: map[*routeLink]struct{}{}}
+	// The stores are made before the shutdown is registered: cleanups run
+	// last-in first-out, so the servers stop before their stores go (a
+	// clean-clone run saw a store removed under a running node).
+	stores := make([]string, n)
+	for i := range stores {
+		stores[i] = t.TempDir()
+	}
 	t.Cleanup(c.shutdown)
 	for i := range n {
 		relay, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,7 +89,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			Host:       "127.0.0.1",
 			Port:       -1,
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   stores[i],
 			// The streams reserve their MaxBytes (10 GiB each) on every
 			// replica; a cluster places them only where the reservation
 			// fits, so the test nodes claim more than the disk they use.
