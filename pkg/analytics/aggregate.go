@@ -576,27 +576,10 @@ func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 			return g, err
 		}, v.args()...)
 	}
-	groups, err := read(v.union(database, a))
-	if _, minus := v.edge(); err != nil || !minus {
-		return groups, err
-	}
-	sub, err := read(v.minus(database, a))
-	if err != nil {
-		return nil, err
-	}
-	key := func(g PairGroup) string {
+	key := func(g *PairGroup) string {
 		return fmt.Sprintf("%s\x00%s\x00%v\x00%s\x00%q\x00%v", g.Route, g.Method, g.RawMismatch, g.Fingerprint, g.RealPaths, g.NoPaths)
 	}
-	at := make(map[string]int, len(groups))
-	for i, g := range groups {
-		at[key(g)] = i
-	}
-	for _, m := range sub {
-		i, ok := at[key(m)]
-		if !ok {
-			continue // a late row not sealed yet
-		}
-		g := &groups[i]
+	return windowed(v, database, a, read, key, func(g, m *PairGroup) {
 		g.Compared -= min(g.Compared, m.Compared)
 		g.ShadowErrors -= min(g.ShadowErrors, m.ShadowErrors)
 		g.ShadowFailures -= min(g.ShadowFailures, m.ShadowFailures)
@@ -609,11 +592,37 @@ func PairGroups(ctx context.Context, conn driver.Conn, database string, v View) 
 		g.SecSlower -= min(g.SecSlower, m.SecSlower)
 		g.SecFaster -= min(g.SecFaster, m.SecFaster)
 		g.SecTied -= min(g.SecTied, m.SecTied)
+	}, func(g *PairGroup) bool { return g.Compared > 0 })
+}
+
+// windowed reads a view's groups from the union of aggregate a and, when
+// the window starts inside a minute (see edge), subtracts from each group
+// what the minus part holds under the same key, then leaves out the groups
+// that count nothing. A minus group without its union group is a late row
+// not sealed yet: ignored.
+func windowed[T any, K comparable](v View, database string, a aggregate, read func(src string) ([]T, error),
+	key func(*T) K, subtract func(g, m *T), counts func(*T) bool) ([]T, error) {
+	groups, err := read(v.union(database, a))
+	if _, minus := v.edge(); err != nil || !minus {
+		return groups, err
+	}
+	sub, err := read(v.minus(database, a))
+	if err != nil {
+		return nil, err
+	}
+	at := make(map[K]int, len(groups))
+	for i := range groups {
+		at[key(&groups[i])] = i
+	}
+	for j := range sub {
+		if i, ok := at[key(&sub[j])]; ok {
+			subtract(&groups[i], &sub[j])
+		}
 	}
 	out := groups[:0]
-	for _, g := range groups {
-		if g.Compared > 0 {
-			out = append(out, g)
+	for i := range groups {
+		if counts(&groups[i]) {
+			out = append(out, groups[i])
 		}
 	}
 	return out, nil
@@ -679,36 +688,16 @@ func histograms(ctx context.Context, conn driver.Conn, database string, v View, 
 			return h, err
 		}, v.args()...)
 	}
-	bins, err := read(v.union(database, a))
-	if _, minus := v.edge(); err != nil || !minus {
-		return bins, err
-	}
-	sub, err := read(v.minus(database, a))
-	if err != nil {
-		return nil, err
-	}
 	type k struct {
 		route, method, side string
 		answered            bool
 		bin                 uint16
 	}
-	at := make(map[k]int, len(bins))
-	for i, h := range bins {
-		at[k{h.Route, h.Method, h.Side, h.Answered, h.Bin}] = i
-	}
-	for _, m := range sub {
-		if i, ok := at[k{m.Route, m.Method, m.Side, m.Answered, m.Bin}]; ok {
-			bins[i].N -= min(bins[i].N, m.N)
-			bins[i].SumUS -= min(bins[i].SumUS, m.SumUS)
-		}
-	}
-	out := bins[:0]
-	for _, h := range bins {
-		if h.N > 0 {
-			out = append(out, h)
-		}
-	}
-	return out, nil
+	return windowed(v, database, a, read, func(h *HistBin) k { return k{h.Route, h.Method, h.Side, h.Answered, h.Bin} },
+		func(h, m *HistBin) {
+			h.N -= min(h.N, m.N)
+			h.SumUS -= min(h.SumUS, m.SumUS)
+		}, func(h *HistBin) bool { return h.N > 0 })
 }
 
 // Histogram accumulates latency bins and answers quantiles.

@@ -264,11 +264,15 @@ func (l *Ledger) add(launchID string, f func(c *Counts)) {
 	// A launch id that cannot be part of a key (a foreign message on a
 	// subject with more tokens) names no launch a report can be asked
 	// for: there is nothing to count it under.
-	if l == nil || !validLaunchID(launchID) {
+	if l == nil {
 		return
 	}
 	v, ok := l.launches.Load(launchID)
 	if !ok {
+		// Checked once per launch: only valid ids are ever stored.
+		if !validLaunchID(launchID) {
+			return
+		}
 		v, _ = l.launches.LoadOrStore(launchID, &ledgerEntry{c: Counts{
 			V: AccountingVersion, LaunchID: launchID, Process: l.process, Role: l.role, Started: l.started,
 		}})
