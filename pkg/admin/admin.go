@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,6 +127,17 @@ func (s *Server) Listen(addr string) error {
 // Call it before Serve.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.routes = append(s.routes, route{pattern, h})
+}
+
+// HandleProfiles serves Go's profiles (net/http/pprof) under
+// /debug/pprof/, for a service whose PPROF is on. Call it before Serve.
+func (s *Server) HandleProfiles() {
+	s.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	s.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+	s.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	s.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	s.Handle("POST /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	s.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 }
 
 // Serve serves on the listener bound by Listen until ctx ends, then shuts

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -82,5 +83,21 @@ func TestListenServeShutdown(t *testing.T) {
 	}
 	if err := New(slog.New(slog.DiscardHandler)).Serve(context.Background()); err == nil {
 		t.Fatal("Serve without Listen returned nil")
+	}
+}
+
+func TestHandleProfiles(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		s := New(slog.New(slog.DiscardHandler))
+		if on {
+			s.HandleProfiles()
+		}
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+			if want := map[bool]int{true: 200, false: 404}[on]; w.Code != want {
+				t.Errorf("profiles %v: GET %s answered %d, want %d", on, path, w.Code, want)
+			}
+		}
 	}
 }

@@ -63,6 +63,23 @@ type Logging struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json"`
 }
 
+// Profiling says whether a service serves Go's profiles on its admin
+// address (admin.Server.HandleProfiles).
+type Profiling struct {
+	Pprof string `envconfig:"PPROF" default:"on" desc:"on: serve Go's profiles (net/http/pprof) under /debug/pprof/ on the service's admin address (a profile costs only while one is taken; keep the admin port private, as for /metrics); off: not served"`
+}
+
+// Validate checks PPROF.
+func (p Profiling) Validate() error {
+	if p.Pprof != "on" && p.Pprof != "off" {
+		return fmt.Errorf("%w: PPROF %q must be on or off", ErrSettings, p.Pprof)
+	}
+	return nil
+}
+
+// Profiles reports whether PPROF is on.
+func (p Profiling) Profiles() bool { return p.Pprof == "on" }
+
 // Load fills spec from the environment and validates it (Validate). With
 // -h or --help among args it prints the settings table to out and reports
 // help=true; the caller exits.

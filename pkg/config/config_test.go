@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -31,5 +32,17 @@ func TestLoadAndUsage(t *testing.T) {
 	keys, _ := Keys(&s)
 	if strings.Join(keys, ",") != "NATS_URL,NATS_CREDS_FILE,NATS_NKEY_FILE,NATS_CA_FILE,NATS_CERT_FILE,NATS_KEY_FILE,NATS_REPLICAS,LOG_LEVEL,LOG_FORMAT,SVC_ADDR" {
 		t.Fatalf("keys %v", keys)
+	}
+}
+
+func TestProfilingSetting(t *testing.T) {
+	for v, ok := range map[string]bool{"on": true, "off": true, "yes": false, "": false} {
+		err := Profiling{Pprof: v}.Validate()
+		if (err == nil) != ok || err != nil && !errors.Is(err, ErrSettings) {
+			t.Errorf("PPROF=%q: %v, want ok=%v", v, err, ok)
+		}
+	}
+	if !Default[Profiling]().Profiles() {
+		t.Error("profiles are off by default, want on")
 	}
 }

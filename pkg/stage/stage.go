@@ -116,6 +116,9 @@ type Config struct {
 	// live heap is small and bounded by what it holds, so a higher target
 	// trades a little memory for much less GC work per message.
 	GCPercent int
+	// Profiles serves Go's profiles on the admin address (the service's
+	// PPROF setting).
+	Profiles bool
 }
 
 // ReasonMaxDeliver is the dead-letter reason of a delivery Retry gave up
@@ -252,6 +255,9 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Stage, error) {
 	s.admin = admin.New(log)
 	s.m = newMetrics(s.admin.Registry, &s.cfg)
 	s.admin.AddCheck("nats", s.checkNATS)
+	if cfg.Profiles {
+		s.admin.HandleProfiles()
+	}
 	if err := s.admin.Listen(cfg.AdminAddr); err != nil {
 		return nil, fmt.Errorf("admin server on %s: %w", cfg.AdminAddr, err)
 	}

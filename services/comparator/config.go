@@ -18,6 +18,7 @@ type Config struct {
 	config.NATS
 	config.ClickHouse
 	config.Logging
+	config.Profiling
 
 	AdminAddr     string        `envconfig:"COMPARATOR_ADMIN_ADDR" default:":8083" desc:"address for /healthz (checks NATS and ClickHouse) and /metrics"`
 	BatchSize     int           `envconfig:"COMPARATOR_BATCH_SIZE" default:"1000" desc:"pairs per ClickHouse insert; also the most pairs this process holds unacknowledged"`

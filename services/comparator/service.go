@@ -105,7 +105,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Name: Stage, NATS: cfg.NATS, Stream: stream.PairsStream, Consumer: s.consumerConfig(),
 		AdminAddr: cfg.AdminAddr, MetricPrefix: "darklaunch_comparator_", Unit: "pairs",
 		DeadLetterReasons: []string{reasonMalformed}, DrainTimeout: cfg.ShutdownTimeout, Concurrency: cfg.Workers, FetchBatch: cfg.FetchBatch,
-		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent, OnDeadLetter: s.countDeadLetter,
+		Backoff: s.backoff(), SetupTimeout: setupTimeout, GCPercent: gcPercent, Profiles: cfg.Profiles(), OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {
 		return nil, err

@@ -66,10 +66,10 @@ type Config struct {
 	// runtime alone).
 	GOGC        string `envconfig:"MIRROR_GOGC" default:"400" desc:"garbage collector target percentage of the mirror binary, as GOGC: a number, or off (a proxy allocates per request and keeps little: collecting at 5x the live heap costs a quarter of the GC work of Go's 100); the GOGC environment variable, when set, wins"`
 	MemoryLimit string `envconfig:"MIRROR_MEMORY_LIMIT" default:"96MiB" desc:"soft memory limit of the mirror binary, as GOMEMLIMIT: bytes with an optional unit (B, KiB, MiB, GiB), or off; near it the collector runs harder whatever MIRROR_GOGC says and gives memory back to the system; the GOMEMLIMIT environment variable, when set, wins"`
-	Pprof       string `envconfig:"MIRROR_PPROF" default:"on" desc:"on: serve Go's profiles (net/http/pprof) under /debug/pprof/ on MIRROR_ADMIN_ADDR (a profile costs only while one is taken; keep the admin port private, as for /metrics); off: not served"`
 
 	config.NATS
 	config.Logging
+	config.Profiling
 }
 
 // ErrConfig wraps every settings error New reports.
@@ -114,6 +114,9 @@ func (c *Config) primary() (*url.URL, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("%w: MIRROR_PRIMARY_URL %q must not carry a query or fragment", ErrConfig, c.PrimaryURL)
 	}
+	if err := c.Profiling.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	switch {
 	case c.BodyLimit < 0:
 		return nil, fmt.Errorf("%w: MIRROR_BODY_LIMIT %d must not be negative", ErrConfig, c.BodyLimit)
@@ -125,8 +128,6 @@ func (c *Config) primary() (*url.URL, error) {
 		return nil, fmt.Errorf("%w: MIRROR_RESPONSE_HEADER_TIMEOUT must not be negative", ErrConfig)
 	case c.BodyReadTimeout < 0:
 		return nil, fmt.Errorf("%w: MIRROR_BODY_READ_TIMEOUT must not be negative", ErrConfig)
-	case c.Pprof != "on" && c.Pprof != "off":
-		return nil, fmt.Errorf("%w: MIRROR_PPROF %q must be on or off", ErrConfig, c.Pprof)
 	}
 	_, limit, err := c.runtimeSettings()
 	if err != nil {

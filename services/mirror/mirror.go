@@ -26,7 +26,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"runtime/debug"
@@ -213,13 +212,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
-	if cfg.Pprof == "on" {
-		s.admin.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
-		s.admin.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
-		s.admin.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-		s.admin.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-		s.admin.Handle("POST /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-		s.admin.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	if cfg.Profiles() {
+		s.admin.HandleProfiles()
 	}
 	return s, nil
 }

@@ -107,7 +107,7 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		{"bad memory limit unit", Config{PrimaryURL: "http://primary", MemoryLimit: "96MB"}},
 		{"zero memory limit", Config{PrimaryURL: "http://primary", MemoryLimit: "0"}},
 		{"queue over half the memory limit", Config{PrimaryURL: "http://primary", QueueMaxBytes: 49 << 20}},
-		{"pprof yes", Config{PrimaryURL: "http://primary", Pprof: "yes"}},
+		{"pprof yes", Config{PrimaryURL: "http://primary", Profiling: config.Profiling{Pprof: "yes"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Addr, tc.cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -365,7 +365,7 @@ func TestRuntimeSettings(t *testing.T) {
 
 func TestPprofOnTheAdminPort(t *testing.T) {
 	for _, mode := range []string{"on", "off"} {
-		s, err := New(Config{PrimaryURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Pprof: mode}, nil)
+		s, err := New(Config{PrimaryURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Profiling: config.Profiling{Pprof: mode}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +375,7 @@ func TestPprofOnTheAdminPort(t *testing.T) {
 			w := httptest.NewRecorder()
 			s.admin.Handler().ServeHTTP(w, httptest.NewRequest("GET", path, nil))
 			if want := map[string]int{"on": 200, "off": 404}[mode]; w.Code != want {
-				t.Errorf("MIRROR_PPROF=%s: GET %s answered %d, want %d", mode, path, w.Code, want)
+				t.Errorf("PPROF=%s: GET %s answered %d, want %d", mode, path, w.Code, want)
 			}
 		}
 	}

@@ -48,6 +48,7 @@ type Config struct {
 	config.ClickHouse
 	config.Redis
 	config.Logging
+	config.Profiling
 }
 
 // prepare gives the zero fields of a Config built in Go their default

@@ -106,6 +106,9 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on REPORTER_ADDR %s: %w", cfg.Addr, err)
 	}
+	if cfg.Profiles() {
+		s.admin.HandleProfiles()
+	}
 	if err = s.admin.Listen(cfg.AdminAddr); err != nil {
 		s.ln.Close()
 		return nil, fmt.Errorf("listen on REPORTER_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)

@@ -19,6 +19,7 @@ var ErrConfig = errors.New("invalid shadow-runner settings")
 type Config struct {
 	config.NATS
 	config.Logging
+	config.Profiling
 
 	AdminAddr   string        `envconfig:"RUNNER_ADMIN_ADDR" default:":8082" desc:"address for /healthz and /metrics"`
 	Concurrency int           `envconfig:"RUNNER_CONCURRENCY" default:"64" desc:"envelopes replayed at once in this process (each to its shadow and, when the launch has one, its secondary)"`

@@ -91,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
 		MetricPrefix: metricPrefix, Unit: "envelopes", DeadLetterReasons: []string{reasonMalformed, reasonUnknownLaunch, reasonTooLarge, reasonSeal},
 		Concurrency: cfg.Concurrency, FetchBatch: cfg.FetchBatch,
-		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}, GCPercent: gcPercent,
+		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: maxBackoff}, GCPercent: gcPercent, Profiles: cfg.Profiles(),
 		OnDeadLetter: s.countDeadLetter,
 	}, s, log)
 	if err != nil {

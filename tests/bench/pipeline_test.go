@@ -7,6 +7,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +36,8 @@ const root = "../.."
 // the mirror at 100% sampling, as fast as 50 hey clients go, waits until
 // every sampled envelope is a row in ClickHouse, and prints pairs/s end to
 // end (from the first request to the last row) and the CPU microseconds
-// per pair of each process. The primary and the shadow (1 KiB JSON, same
+// per pair of each process. DL_BENCH_PROFILE=dir also writes CPU profiles
+// of the Go services there (profile). The primary and the shadow (1 KiB JSON, same
 // answer) run in this process and are not counted, as in production they
 // run elsewhere. It fails on a lost or duplicate row.
 func BenchmarkPipeline(b *testing.B) {
@@ -160,6 +163,7 @@ func (p *pipeline) measure(b *testing.B, hey string, n int) {
 	// The warm-up pairs are done when rows stop trailing the sampled count.
 	base := p.waitDrained(b, ctx)
 	cpu0 := p.cpu(b)
+	profiled := p.profile(b, os.Getenv("DL_BENCH_PROFILE"))
 	start := time.Now()
 	out, err := exec.Command(hey, "-n", strconv.Itoa(n), "-c", "50", p.mirrorURL+"/api/items").CombinedOutput()
 	if err != nil {
@@ -172,6 +176,7 @@ func (p *pipeline) measure(b *testing.B, hey string, n int) {
 	final := p.waitDrained(b, ctx)
 	elapsed := time.Since(start)
 	cpu1 := p.cpu(b)
+	profiled()
 
 	stored := final.rows - base.rows
 	if final.dups != 0 {
@@ -279,6 +284,37 @@ func (p *pipeline) mirrorCounts(b *testing.B) (sampled, dropped uint64, reasons 
 		}
 	}
 	return sampled, dropped, strings.Join(rs, " ")
+}
+
+// profile, with dir set (DL_BENCH_PROFILE), takes a CPU profile of the
+// mirror, the runner and the comparator (their /debug/pprof/profile) over
+// the first 5 seconds of the load, into dir/<service>.pprof; with
+// DL_BENCH_PAIRS=60000 the load lasts longer than that. The function it
+// returns waits for the profiles.
+func (p *pipeline) profile(b *testing.B, dir string) (wait func()) {
+	if dir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for svc, addr := range p.admin {
+		wg.Go(func() {
+			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=5")
+			if err != nil {
+				b.Errorf("profile %s: %v", svc, err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(dir, svc+".pprof"))
+			if err == nil {
+				_, err = io.Copy(f, resp.Body)
+				err = errors.Join(err, f.Close())
+			}
+			if err != nil {
+				b.Errorf("profile %s: %v", svc, err)
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // cpu reads each process's user+system CPU time.
