@@ -376,9 +376,10 @@ func (r *reader) str(s string) string {
 
 // FitBatchItem cuts env's captured bodies so that env, encoded alone in a
 // batch (size bytes now), fits in limit bytes: the room left by the rest
-// of the item is shared fairly between the bodies, and each cut one is
-// flagged truncated (BodySize keeps the full size). ErrTooLarge if the
-// item without its bodies does not fit.
+// of the item (its JSON and header sets, which are never cut) is shared
+// fairly between the bodies, and each cut one is flagged truncated
+// (BodySize keeps the full size). ErrTooLarge if the item without its
+// bodies does not fit.
 func FitBatchItem(env *Envelope, size, limit int) error {
 	if size <= limit {
 		return nil
