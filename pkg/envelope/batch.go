@@ -23,7 +23,8 @@ import (
 //	  m, m bytes                  the item's v1 JSON without its "body"
 //	                              fields (version 2: nor its "headers")
 //	  k                           number of bodies that follow
-//	  k times: len, len bytes     the raw bodies, in the order of bodyOrder
+//	  k times: len, len bytes     the raw bodies: request, primary (then
+//	                              shadow, secondary if any, in a pair)
 //	  version 2, k times:         the header sets of the same messages, in
 //	    len, len bytes            the same order (headerset.go)
 //
