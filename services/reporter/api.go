@@ -602,4 +602,3 @@ func (s *Service) awaitWatcher(ctx context.Context, id string, rev uint64) {
 		}
 	}
 }
-
