@@ -290,31 +290,39 @@ func (p *pipeline) mirrorCounts(b *testing.B) (sampled, dropped uint64, reasons 
 // mirror, the runner and the comparator (their /debug/pprof/profile) over
 // the first 5 seconds of the load, into dir/<service>.pprof; with
 // DL_BENCH_PAIRS=60000 the load lasts longer than that. The function it
-// returns waits for the profiles.
+// returns waits for them, then saves each one's allocations since it
+// started (dir/<service>.allocs.pprof, go tool pprof -sample_index
+// alloc_space or alloc_objects).
 func (p *pipeline) profile(b *testing.B, dir string) (wait func()) {
 	if dir == "" {
 		return func() {}
 	}
-	var wg sync.WaitGroup
-	for svc, addr := range p.admin {
-		wg.Go(func() {
-			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=5")
-			if err != nil {
-				b.Errorf("profile %s: %v", svc, err)
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(filepath.Join(dir, svc+".pprof"))
-			if err == nil {
-				_, err = io.Copy(f, resp.Body)
-				err = errors.Join(err, f.Close())
-			}
-			if err != nil {
-				b.Errorf("profile %s: %v", svc, err)
-			}
-		})
+	save := func(svc, path, file string) {
+		resp, err := http.Get("http://" + p.admin[svc] + path)
+		if err != nil {
+			b.Errorf("profile %s: %v", svc, err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(dir, file))
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			b.Errorf("profile %s: %v", svc, err)
+		}
 	}
-	return wg.Wait
+	var wg sync.WaitGroup
+	for svc := range p.admin {
+		wg.Go(func() { save(svc, "/debug/pprof/profile?seconds=5", svc+".pprof") })
+	}
+	return func() {
+		wg.Wait()
+		for svc := range p.admin {
+			save(svc, "/debug/pprof/allocs", svc+".allocs.pprof")
+		}
+	}
 }
 
 // cpu reads each process's user+system CPU time.
