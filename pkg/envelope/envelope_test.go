@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -73,21 +72,3 @@ func TestCapture(t *testing.T) {
 	}
 }
 
-func TestEndToEnd(t *testing.T) {
-	h := http.Header{}
-	h.Set("Connection", "keep-alive, X-Private")
-	h.Set("X-Private", "1")
-	h.Set("Keep-Alive", "timeout=5")
-	h.Set("Transfer-Encoding", "chunked")
-	h.Set("Accept", "application/json")
-	out := EndToEnd(h)
-	if len(out) != 1 || out.Get("Accept") != "application/json" {
-		t.Fatalf("EndToEnd = %v", out)
-	}
-	if h.Get("X-Private") != "1" {
-		t.Fatal("EndToEnd changed its input")
-	}
-	if EndToEnd(nil) == nil {
-		t.Fatal("EndToEnd(nil) is nil")
-	}
-}
