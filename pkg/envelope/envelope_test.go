@@ -71,4 +71,3 @@ func TestCapture(t *testing.T) {
 		t.Fatalf("ReadBody = %q %d %v %v", body, size, trunc, err)
 	}
 }
-
