@@ -21,10 +21,11 @@ import (
 // Check reports whether one dependency is reachable; nil means healthy.
 type Check func(ctx context.Context) error
 
-// Server serves GET /healthz and GET /metrics.
+// Server serves GET /healthz, GET /readyz and GET /metrics.
 type Server struct {
 	Registry *prometheus.Registry
 	checks   map[string]Check
+	optional map[string]bool // checks /readyz reports without failing on
 	warnings []string
 	ln       net.Listener
 	routes   []route
@@ -36,11 +37,21 @@ type Server struct {
 func New(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Server{Registry: reg, checks: map[string]Check{}, log: log}
+	return &Server{Registry: reg, checks: map[string]Check{}, optional: map[string]bool{}, log: log}
 }
 
-// AddCheck registers a named health check.
+// AddCheck registers a named health check: a dependency the service
+// cannot work without. /healthz and /readyz answer 503 while it fails.
 func (s *Server) AddCheck(name string, c Check) { s.checks[name] = c }
+
+// AddOptionalCheck registers a dependency the service works without, less
+// well (the reporter's cache). /healthz answers 503 while it fails, like
+// any check, so monitoring sees it; /readyz reports it but stays 200, so
+// an outage of it does not take every instance out of its load balancer.
+func (s *Server) AddOptionalCheck(name string, c Check) {
+	s.checks[name] = c
+	s.optional[name] = true
+}
 
 // AddWarning adds a warning every health report carries. Call it before
 // Serve.
@@ -55,27 +66,50 @@ func (s *Server) Health(ctx context.Context) (int, HealthReport) {
 	return code, rep
 }
 
+// Ready is Health for /readyz: a failing optional check is reported, and
+// makes the status "degraded", but the code stays 200.
+func (s *Server) Ready(ctx context.Context) (int, HealthReport) {
+	code, rep := s.Health(ctx)
+	if code == http.StatusOK {
+		return code, rep
+	}
+	for name, result := range rep.Checks {
+		if result != "ok" && !s.optional[name] {
+			return code, rep
+		}
+	}
+	return http.StatusOK, rep
+}
+
 type route struct {
 	pattern string
 	h       http.Handler
 }
 
-// Handler returns the admin routes: /healthz, /metrics and those added
+// Handler returns the admin routes: /healthz, /readyz, /metrics and those added
 // with Handle.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /healthz", s.ServeHealth)
+	mux.HandleFunc("GET /readyz", s.ServeReady)
 	for _, r := range s.routes {
 		mux.Handle(r.pattern, r.h)
 	}
 	return mux
 }
 
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+// ServeHealth answers /healthz (every check must pass), for a service
+// that also serves it on another address.
+func (s *Server) ServeHealth(w http.ResponseWriter, r *http.Request) { s.report(w, r, s.Health) }
+
+// ServeReady answers /readyz (every check but the optional ones must pass).
+func (s *Server) ServeReady(w http.ResponseWriter, r *http.Request) { s.report(w, r, s.Ready) }
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request, run func(context.Context) (int, HealthReport)) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	status, body := s.Health(ctx)
+	status, body := run(ctx)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)

@@ -101,3 +101,37 @@ func TestHandleProfiles(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyIgnoresOptionalChecks(t *testing.T) {
+	s := New(slog.New(slog.DiscardHandler))
+	var natsErr, cacheErr error
+	s.AddCheck("nats", func(context.Context) error { return natsErr })
+	s.AddOptionalCheck("cache", func(context.Context) error { return cacheErr })
+	get := func(path string) (int, HealthReport) {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		var rep HealthReport
+		if err := json.Unmarshal(w.Body.Bytes(), &rep); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, w.Body)
+		}
+		return w.Code, rep
+	}
+	for _, tc := range []struct {
+		nats, cache       error
+		healthz, readyz   int
+		status, cacheText string
+	}{
+		{nil, nil, 200, 200, "ok", "ok"},
+		{nil, errors.New("cache down"), 503, 200, "degraded", "cache down"},
+		{errors.New("nats down"), nil, 503, 503, "degraded", "ok"},
+		{errors.New("nats down"), errors.New("cache down"), 503, 503, "degraded", "cache down"},
+	} {
+		natsErr, cacheErr = tc.nats, tc.cache
+		for path, want := range map[string]int{"/healthz": tc.healthz, "/readyz": tc.readyz} {
+			code, rep := get(path)
+			if code != want || rep.Status != tc.status || rep.Checks["cache"] != tc.cacheText {
+				t.Errorf("nats %v, cache %v: %s answered %d %+v; want %d, status %s", tc.nats, tc.cache, path, code, rep, want, tc.status)
+			}
+		}
+	}
+}

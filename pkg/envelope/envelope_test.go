@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -70,24 +69,5 @@ func TestCapture(t *testing.T) {
 	body, size, trunc, err := ReadBody(strings.NewReader("hello"), 10)
 	if string(body) != "hello" || size != 5 || trunc || err != nil {
 		t.Fatalf("ReadBody = %q %d %v %v", body, size, trunc, err)
-	}
-}
-
-func TestEndToEnd(t *testing.T) {
-	h := http.Header{}
-	h.Set("Connection", "keep-alive, X-Private")
-	h.Set("X-Private", "1")
-	h.Set("Keep-Alive", "timeout=5")
-	h.Set("Transfer-Encoding", "chunked")
-	h.Set("Accept", "application/json")
-	out := EndToEnd(h)
-	if len(out) != 1 || out.Get("Accept") != "application/json" {
-		t.Fatalf("EndToEnd = %v", out)
-	}
-	if h.Get("X-Private") != "1" {
-		t.Fatal("EndToEnd changed its input")
-	}
-	if EndToEnd(nil) == nil {
-		t.Fatal("EndToEnd(nil) is nil")
 	}
 }

@@ -50,10 +50,11 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("GET /v1/launches/{id}/report", s.api(launch.ScopeRead, s.getReport))
 	mux.HandleFunc("GET /v1/launches/{id}/verdict", s.api(launch.ScopeRead, s.getVerdict))
 	mux.HandleFunc("GET /v1/launches/{id}/examples/{fingerprint}", s.api(launch.ScopeRead, s.getExamples))
-	// Neither needs a token: /healthz says only whether the dependencies
-	// are reachable, and the dashboard page holds no data (its API calls
-	// carry the token the operator gives it).
-	mux.HandleFunc("GET /healthz", s.healthz)
+	// None needs a token: /healthz and /readyz say only whether the
+	// dependencies are reachable, and the dashboard page holds no data
+	// (its API calls carry the token the operator gives it).
+	mux.HandleFunc("GET /healthz", s.admin.ServeHealth)
+	mux.HandleFunc("GET /readyz", s.admin.ServeReady)
 	mux.HandleFunc("GET /{$}", serveDashboard)
 
 	// The API changes what production traffic is mirrored and may be
@@ -600,11 +601,4 @@ func (s *Service) awaitWatcher(ctx context.Context, id string, rev uint64) {
 			return
 		}
 	}
-}
-
-func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	code, rep := s.admin.Health(ctx)
-	writeJSON(w, code, rep)
 }

@@ -16,8 +16,8 @@ import (
 
 // Config is the reporter's settings, read from the environment.
 type Config struct {
-	Addr         string        `envconfig:"REPORTER_ADDR" default:":8090" desc:"listen address of the API (/v1), GET /healthz and the dashboard (GET /)"`
-	AdminAddr    string        `envconfig:"REPORTER_ADMIN_ADDR" default:":8091" desc:"listen address of the admin server: GET /metrics (Prometheus) and GET /healthz"`
+	Addr         string        `envconfig:"REPORTER_ADDR" default:":8090" desc:"listen address of the API (/v1), GET /healthz, GET /readyz and the dashboard (GET /)"`
+	AdminAddr    string        `envconfig:"REPORTER_ADMIN_ADDR" default:":8091" desc:"listen address of the admin server: GET /metrics (Prometheus), GET /healthz (every dependency reachable) and GET /readyz (all but the Redis cache: the readiness probe)"`
 	CacheTTL     time.Duration `envconfig:"REPORTER_CACHE_TTL" default:"2s" desc:"how long computed numbers are served as fresh, from memory or Redis; older ones are still served (stale) while one refresh runs; 0 disables the cache (concurrent polls are still collapsed)"`
 	QueryTimeout time.Duration `envconfig:"REPORTER_QUERY_TIMEOUT" default:"10s" desc:"timeout of one report computation in ClickHouse and of one launch store operation"`
 	// A path is noise for a route when most of its differences also show

@@ -339,6 +339,15 @@ func TestReportCache(t *testing.T) {
 				h.Checks["nats"] != "ok" || h.Checks["clickhouse"] != "ok" {
 				t.Fatalf("%s/healthz with Redis down = %d %s", base, res.StatusCode, data)
 			}
+			// Ready all the same: the reports above were served.
+			res, data = request(t, "GET", base+"/readyz", nil)
+			h.Checks = nil
+			if err := jsonUnmarshal(data, &h); err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != 200 || h.Status != "degraded" || h.Checks["redis"] == "ok" || h.Checks["redis"] == "" {
+				t.Fatalf("%s/readyz with Redis down = %d %s, want 200 and the Redis error", base, res.StatusCode, data)
+			}
 		}
 		_, data := request(t, "GET", e.admin+"/metrics", nil)
 		if !strings.Contains(string(data), `darklaunch_reporter_cache_errors_total{op="get"}`) {

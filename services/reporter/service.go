@@ -118,6 +118,10 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	for name, check := range s.checks() {
 		s.admin.AddCheck(name, check)
 	}
+	// Redis is a cache: reports are served from memory and ClickHouse
+	// without it, so its outage must not take the reporters out of their
+	// Service (/readyz), though /healthz still says so.
+	s.admin.AddOptionalCheck("redis", func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() })
 	s.handler = s.routes()
 	return s, nil
 }
@@ -344,7 +348,8 @@ func (s *Service) clickhouse() (driver.Conn, error) {
 	return c, nil
 }
 
-// checks are the dependencies /healthz reports on, on both addresses.
+// checks are the dependencies the reporter cannot work without; /healthz
+// and /readyz report on them (and on Redis), on both addresses.
 func (s *Service) checks() map[string]admin.Check {
 	return map[string]admin.Check{
 		"nats": func(ctx context.Context) error {
@@ -366,9 +371,6 @@ func (s *Service) checks() map[string]admin.Check {
 				return err
 			}
 			return c.Ping(ctx)
-		},
-		"redis": func(ctx context.Context) error {
-			return s.rdb.Ping(ctx).Err()
 		},
 	}
 }

@@ -53,16 +53,18 @@ func JoinURL(base, path, rawQuery string) (*url.URL, error) {
 	return u, nil
 }
 
+// shadowMark is HeaderShadow's value, shared by every replay (the
+// transport only reads it).
+var shadowMark = []string{"1"}
+
 // ShadowHeaders returns the headers a replay sends: the captured request's
 // end-to-end headers without Content-Length (recomputed from the body that
 // is actually sent), Host (the shadow's own host is used) and Expect (the
-// body is already in hand), plus the shadow marker.
+// body is already in hand), plus the shadow marker. The values are shared
+// with h (EndToEnd).
 func ShadowHeaders(h http.Header) http.Header {
-	out := envelope.EndToEnd(h)
-	out.Del("Content-Length")
-	out.Del("Host")
-	out.Del("Expect")
-	out.Set(HeaderShadow, "1")
+	out := envelope.EndToEnd(h, "Content-Length", "Host", "Expect", HeaderShadow)
+	out[HeaderShadow] = shadowMark
 	return out
 }
 

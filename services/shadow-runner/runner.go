@@ -61,7 +61,7 @@ type Service struct {
 	// pub publishes pairs asynchronously, at most pubWindow awaiting
 	// their ack; slots bound the replays in progress in the process.
 	pub     jetstream.JetStream
-	slots   chan struct{}
+	slots   *replaySlots
 	watcher *launch.Watcher
 	store   *launch.Store
 	fleet   *fleet
@@ -84,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, keys: keys, slots: make(chan struct{}, cfg.Concurrency), ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
+	s := &Service{cfg: cfg, log: log, keys: keys, slots: newReplaySlots(cfg.Concurrency), ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
 	s.client, s.transport = newClient(&s.cfg)
 	st, err := stage.New(stage.Config{
 		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
@@ -124,6 +124,8 @@ func (s *Service) Ready() <-chan struct{} { return s.st.Ready() }
 // shutdown; it retries NATS with backoff rather than failing on it.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.transport.CloseIdleConnections()
+	// The slots stop after the stage, whose drain may still replay.
+	defer s.slots.run()()
 	return s.st.Run(ctx)
 }
 
@@ -366,21 +368,7 @@ func (s *Service) prepare(ctx context.Context, d *delivery, env *envelope.Envelo
 // the caller (the stage dead-letters the delivery).
 func (s *Service) replayJobs(ctx context.Context, jobs []job) []*envelope.Pair {
 	pairs := make([]*envelope.Pair, len(jobs))
-	if len(jobs) == 1 {
-		s.slots <- struct{}{}
-		defer func() { <-s.slots }()
-		pairs[0] = s.replayPair(ctx, &jobs[0])
-		return pairs
-	}
-	var wg conc.WaitGroup
-	for i := range jobs {
-		s.slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-s.slots }()
-			pairs[i] = s.replayPair(ctx, &jobs[i])
-		})
-	}
-	wg.Wait()
+	s.slots.each(len(jobs), func(i int) { pairs[i] = s.replayPair(ctx, &jobs[i]) })
 	return pairs
 }
 

@@ -86,7 +86,14 @@ func startPipeline(b *testing.B) *pipeline {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p.procs["nats-server"] = start(b, dir, "nats-server", nil, natsBin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dir, "nats"))
+	natsArgs := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dir, "nats")}
+	if os.Getenv("DL_BENCH_PROFILE") != "" {
+		// nats-server's profiles on their own port, read like the services'.
+		port := testenv.FreePort(b)
+		natsArgs = append(natsArgs, "--profile", strconv.Itoa(port))
+		p.admin["nats-server"] = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	p.procs["nats-server"] = start(b, dir, "nats-server", nil, natsBin, natsArgs...)
 	waitHTTP(b, "", fmt.Sprintf("127.0.0.1:%d", natsPort), false)
 
 	ch := testenv.NewClickHouse(b)
@@ -118,7 +125,9 @@ func startPipeline(b *testing.B) *pipeline {
 		p.procs[svc] = start(b, dir, svc, append(common, env...), bins[svc])
 	}
 	for svc, addr := range p.admin {
-		waitHTTP(b, svc, addr, true)
+		if svc != "nats-server" {
+			waitHTTP(b, svc, addr, true)
+		}
 	}
 
 	ctx := testenv.Context(b)
@@ -287,34 +296,42 @@ func (p *pipeline) mirrorCounts(b *testing.B) (sampled, dropped uint64, reasons 
 }
 
 // profile, with dir set (DL_BENCH_PROFILE), takes a CPU profile of the
-// mirror, the runner and the comparator (their /debug/pprof/profile) over
+// mirror, the runner, the comparator and nats-server (/debug/pprof/profile) over
 // the first 5 seconds of the load, into dir/<service>.pprof; with
 // DL_BENCH_PAIRS=60000 the load lasts longer than that. The function it
-// returns waits for the profiles.
+// returns waits for them, then saves each one's allocations since it
+// started (dir/<service>.allocs.pprof, go tool pprof -sample_index
+// alloc_space or alloc_objects).
 func (p *pipeline) profile(b *testing.B, dir string) (wait func()) {
 	if dir == "" {
 		return func() {}
 	}
-	var wg sync.WaitGroup
-	for svc, addr := range p.admin {
-		wg.Go(func() {
-			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=5")
-			if err != nil {
-				b.Errorf("profile %s: %v", svc, err)
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(filepath.Join(dir, svc+".pprof"))
-			if err == nil {
-				_, err = io.Copy(f, resp.Body)
-				err = errors.Join(err, f.Close())
-			}
-			if err != nil {
-				b.Errorf("profile %s: %v", svc, err)
-			}
-		})
+	save := func(svc, path, file string) {
+		resp, err := http.Get("http://" + p.admin[svc] + path)
+		if err != nil {
+			b.Errorf("profile %s: %v", svc, err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(dir, file))
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			b.Errorf("profile %s: %v", svc, err)
+		}
 	}
-	return wg.Wait
+	var wg sync.WaitGroup
+	for svc := range p.admin {
+		wg.Go(func() { save(svc, "/debug/pprof/profile?seconds=5", svc+".pprof") })
+	}
+	return func() {
+		wg.Wait()
+		for svc := range p.admin {
+			save(svc, "/debug/pprof/allocs", svc+".allocs.pprof")
+		}
+	}
 }
 
 // cpu reads each process's user+system CPU time.

@@ -30,13 +30,13 @@ import (
 // scales the workers with KEDA on their own stream's consumer.
 
 // adminRoutes are the GET routes of each service's admin server:
-// pkg/admin serves /healthz and /metrics, the mirror adds /livez
+// pkg/admin serves /healthz, /readyz and /metrics, the mirror adds /livez
 // (services/mirror/mirror.go).
 var adminRoutes = map[string][]string{
-	"mirror":        {"/healthz", "/metrics", "/livez"},
-	"shadow-runner": {"/healthz", "/metrics"},
-	"comparator":    {"/healthz", "/metrics"},
-	"reporter":      {"/healthz", "/metrics"},
+	"mirror":        {"/healthz", "/readyz", "/metrics", "/livez"},
+	"shadow-runner": {"/healthz", "/readyz", "/metrics"},
+	"comparator":    {"/healthz", "/readyz", "/metrics"},
+	"reporter":      {"/healthz", "/readyz", "/metrics"},
 }
 
 // k8s objects, as much of them as the checks read.
