@@ -1,17 +1,15 @@
 package mirror
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
+	"github.com/darklaunch/darklaunch/pkg/h1"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
@@ -145,26 +143,8 @@ type primaryTransport struct {
 	host string // the primary's URL host, as Rewrite sets it
 	// direct: the primary is http:// without a path prefix, so a client's
 	// request goes out with its own path (forward).
-	direct      bool
-	addr        string // host:port to dial
-	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
-	maxIdle     int
-	idleTimeout time.Duration
-	headerWait  time.Duration
-
-	mu   sync.Mutex
-	idle []*h1Conn // most recently used last
-}
-
-// h1Conn is a pooled connection to the primary with its buffers.
-type h1Conn struct {
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	idleAt time.Time
-	// interrupt cuts a read or write in progress (the client left): made
-	// once per connection, not per request.
-	interrupt func()
+	direct bool
+	pool   *h1.Pool // the direct path's connections
 }
 
 func newPrimaryTransport(target *url.URL, cfg Config) *primaryTransport {
@@ -174,9 +154,10 @@ func newPrimaryTransport(target *url.URL, cfg Config) *primaryTransport {
 		addr = net.JoinHostPort(target.Hostname(), "80")
 	}
 	return &primaryTransport{
-		Transport: fallback, host: target.Host, addr: addr, dial: fallback.DialContext,
-		direct:  target.Scheme == "http" && (target.Path == "" || target.Path == "/") && target.RawPath == "",
-		maxIdle: cfg.MaxIdleConnsPerHost, idleTimeout: cfg.IdleConnTimeout, headerWait: cfg.ResponseHeaderTimeout,
+		Transport: fallback, host: target.Host,
+		direct: target.Scheme == "http" && (target.Path == "" || target.Path == "/") && target.RawPath == "",
+		pool: h1.NewPool(addr, fallback.DialContext, h1.Options{
+			MaxIdle: cfg.MaxIdleConnsPerHost, IdleTimeout: cfg.IdleConnTimeout, ResponseHeaderTimeout: cfg.ResponseHeaderTimeout}),
 	}
 }
 
@@ -199,298 +180,14 @@ func (t *primaryTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return t.Transport.RoundTrip(req)
 	}
 	u := req.URL
-	return t.do(req, requestHead{method: req.Method, path: u.EscapedPath(), rawQuery: u.RawQuery, forceQuery: u.ForceQuery,
-		host: cmp.Or(req.Host, u.Host), header: req.Header}, nil)
-}
-
-// requestHead is what the direct path writes of a request (it has no body).
-type requestHead struct {
-	method, path, rawQuery string
-	forceQuery             bool
-	host                   string
-	header                 http.Header
-	// hop: header is a client's, with its hop-by-hop headers (and those
-	// its Connection header names) still in, to leave out.
-	hop bool
-}
-
-// do sends head and reads the response to req (whose method and context
-// count) over a pooled connection. 1xx responses go to w when given
-// (ReverseProxy's way, written by forward), else to the context's
-// httptrace hook.
-func (t *primaryTransport) do(req *http.Request, head requestHead, w http.ResponseWriter) (*http.Response, error) {
-	ctx := req.Context()
-	for {
-		c, reused, err := t.conn(ctx)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := t.exchange(ctx, c, req, &head, w)
-		if err == nil {
-			return resp, nil
-		}
-		_ = c.c.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		// A pooled connection the primary closed while it was idle fails
-		// before any byte of a response: the request (without a body, and
-		// of a replayable method) is sent again, as http.Transport does.
-		if !reused || !errors.Is(err, errNothingRead) {
-			return nil, err
-		}
-	}
-}
-
-// errNothingRead marks an exchange that failed before any byte of the
-// response arrived.
-var errNothingRead = errors.New("connection failed before the response")
-
-// exchange writes head on c and reads the response head; the body streams
-// from c, which returns to the pool once the body is read to its end.
-func (t *primaryTransport) exchange(ctx context.Context, c *h1Conn, req *http.Request, head *requestHead, w http.ResponseWriter) (*http.Response, error) {
-	// The client leaving (or a shutdown) interrupts a read or write in
-	// progress, as it would cancel http.Transport's.
-	stop := context.AfterFunc(ctx, c.interrupt)
-	if err := writeHead(c.bw, head); err != nil {
-		stop()
-		return nil, fmt.Errorf("%w: write: %w", errNothingRead, err)
-	}
-	if t.headerWait > 0 {
-		_ = c.c.SetReadDeadline(time.Now().Add(t.headerWait))
-	}
-	if _, err := c.br.Peek(1); err != nil {
-		stop()
-		return nil, fmt.Errorf("%w: %w", errNothingRead, err)
-	}
-	var resp *http.Response
-	var err error
-	for range max1xx {
-		resp, err = http.ReadResponse(c.br, req)
-		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
-		}
-		// 1xx (103 Early Hints): passed on as ReverseProxy does, then the
-		// final response follows.
-		if w != nil {
-			h := w.Header()
-			maps.Copy(h, resp.Header)
-			w.WriteHeader(resp.StatusCode)
-			clear(h)
-		} else if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
-			if err = trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
-				break
-			}
-		}
-		resp = nil
-	}
-	if err == nil && resp == nil {
-		err = errors.New("too many 1xx responses")
-	}
-	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
-		err = errors.New("101 Switching Protocols to a request without Upgrade")
-	}
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	if t.headerWait > 0 {
-		_ = c.c.SetReadDeadline(time.Time{})
-	}
-	b := &h1Body{rc: resp.Body, t: t, c: c, stop: stop, reuse: !resp.Close}
-	if resp.Body == http.NoBody {
-		b.finish(true)
-		return resp, nil
-	}
-	resp.Body = b
-	return resp, nil
-}
-
-// max1xx bounds the informational responses before the final one.
-const max1xx = 10
-
-// aLongTimeAgo is a deadline in the past: it interrupts a blocked read or
-// write at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// hopHeaders are the hop-by-hop headers ReverseProxy removes.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// writeHead writes a request head as http.Request.Write would for a
-// client request without a body, and without its allocations: the request
-// line, Host, User-Agent only when set (ReverseProxy sets an empty one so
-// that Go's is not added), then the other headers; with head.hop, without
-// the hop-by-hop ones, keeping "Te: trailers" as ReverseProxy does.
-func writeHead(bw *bufio.Writer, head *requestHead) error {
-	bw.WriteString(head.method)
-	bw.WriteByte(' ')
-	if head.path != "" {
-		bw.WriteString(head.path)
-	} else {
-		bw.WriteByte('/')
-	}
-	if head.forceQuery || head.rawQuery != "" {
-		bw.WriteByte('?')
-		bw.WriteString(head.rawQuery)
-	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	writeValue(bw, head.host)
-	bw.WriteString("\r\n")
-	h := head.header
-	if ua := h["User-Agent"]; len(ua) > 0 && ua[0] != "" {
-		bw.WriteString("User-Agent: ")
-		writeValue(bw, ua[0])
-		bw.WriteString("\r\n")
-	}
-	connection := h["Connection"]
-	for k, vs := range h {
-		switch k {
-		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
-			continue
-		}
-		if head.hop && (slices.Contains(hopHeaders, k) || namedIn(connection, k)) {
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			writeValue(bw, v)
-			bw.WriteString("\r\n")
-		}
-	}
-	if head.hop && hasToken(h["Te"], "trailers") {
-		bw.WriteString("Te: trailers\r\n")
-	}
-	bw.WriteString("\r\n")
-	return bw.Flush()
-}
-
-// namedIn says whether a Connection header's values name the header k.
-func namedIn(connection []string, k string) bool {
-	return len(connection) > 0 && hasToken(connection, k)
-}
-
-// hasToken says whether comma-separated values hold token (any case).
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textproto.TrimString(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// writeValue writes a header value with any CR or LF turned into a space,
-// as http.Header.Write does (net/http never hands the tap such a value; a
-// Rewrite could).
-func writeValue(bw *bufio.Writer, v string) {
-	if !strings.ContainsAny(v, "\r\n") {
-		bw.WriteString(v)
-		return
-	}
-	bw.WriteString(strings.NewReplacer("\r", " ", "\n", " ").Replace(v))
-}
-
-// conn returns an idle connection to the primary, or a new one.
-func (t *primaryTransport) conn(ctx context.Context) (*h1Conn, bool, error) {
-	now := time.Now()
-	t.mu.Lock()
-	for n := len(t.idle); n > 0; n = len(t.idle) {
-		c := t.idle[n-1]
-		t.idle[n-1] = nil
-		t.idle = t.idle[:n-1]
-		if t.idleTimeout > 0 && now.Sub(c.idleAt) > t.idleTimeout {
-			// The rest of the stack is older still.
-			stale := append([]*h1Conn{c}, t.idle...)
-			clear(t.idle)
-			t.idle = t.idle[:0]
-			t.mu.Unlock()
-			for _, c := range stale {
-				_ = c.c.Close()
-			}
-			t.mu.Lock()
-			continue
-		}
-		t.mu.Unlock()
-		return c, true, nil
-	}
-	t.mu.Unlock()
-	nc, err := t.dial(ctx, "tcp", t.addr)
-	if err != nil {
-		return nil, false, err
-	}
-	c := &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
-	c.interrupt = func() { _ = nc.SetDeadline(aLongTimeAgo) }
-	return c, false, nil
-}
-
-// put returns a connection whose last response was read to its end.
-func (t *primaryTransport) put(c *h1Conn) {
-	c.idleAt = time.Now()
-	t.mu.Lock()
-	if len(t.idle) < t.maxIdle {
-		t.idle = append(t.idle, c)
-		t.mu.Unlock()
-		return
-	}
-	t.mu.Unlock()
-	_ = c.c.Close()
+	return t.pool.Do(req, &h1.Head{Method: req.Method, Path: u.EscapedPath(), RawQuery: u.RawQuery, ForceQuery: u.ForceQuery,
+		Host: cmp.Or(req.Host, u.Host), Header: req.Header}, nil)
 }
 
 // CloseIdleConnections closes the idle connections of both paths.
 func (t *primaryTransport) CloseIdleConnections() {
-	t.mu.Lock()
-	idle := t.idle
-	t.idle = nil
-	t.mu.Unlock()
-	for _, c := range idle {
-		_ = c.c.Close()
-	}
+	t.pool.CloseIdleConnections()
 	t.Transport.CloseIdleConnections()
-}
-
-// h1Body is a response body on the direct path: read to its end, it hands
-// the connection back to the pool; closed before, it closes the connection
-// (draining an unknown rest would hold the handler).
-type h1Body struct {
-	rc    io.ReadCloser
-	t     *primaryTransport
-	c     *h1Conn
-	stop  func() bool
-	reuse bool
-	done  bool
-}
-
-func (b *h1Body) Read(p []byte) (int, error) {
-	if b.done {
-		return 0, io.EOF
-	}
-	n, err := b.rc.Read(p)
-	if err != nil {
-		b.finish(err == io.EOF)
-	}
-	return n, err
-}
-
-func (b *h1Body) Close() error {
-	if !b.done {
-		b.finish(false)
-	}
-	return nil
-}
-
-func (b *h1Body) finish(eof bool) {
-	b.done = true
-	// stop is false when the context's interruption ran: the connection's
-	// deadline is spoiled.
-	if b.stop() && eof && b.reuse && b.c.br.Buffered() == 0 {
-		b.t.put(b.c)
-		return
-	}
-	_ = b.c.c.Close()
 }
 
 // forward serves a request as s.plain (ReverseProxy with the tap's
@@ -521,8 +218,8 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 		host = tr.host
 	}
 	u := r.URL
-	resp, err := tr.do(r, requestHead{method: r.Method, path: u.EscapedPath(), rawQuery: u.RawQuery, forceQuery: u.ForceQuery,
-		host: host, header: h, hop: true}, w)
+	resp, err := tr.pool.Do(r, &h1.Head{Method: r.Method, Path: u.EscapedPath(), RawQuery: u.RawQuery, ForceQuery: u.ForceQuery,
+		Host: host, Header: h, Hop: true}, w)
 	if err != nil {
 		if t != nil {
 			t.failed(err)
@@ -618,7 +315,7 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
+	for _, k := range h1.HopHeaders {
 		delete(h, k)
 	}
 }

@@ -124,8 +124,8 @@ func TestDirectPathDoesNotReuseWhatItCannot(t *testing.T) {
 	if n := conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3", n)
 	}
-	if len(tr.idle) != 1 {
-		t.Errorf("%d idle connections, want 1", len(tr.idle))
+	if tr.pool.Idle() != 1 {
+		t.Errorf("%d idle connections, want 1", tr.pool.Idle())
 	}
 }
 
@@ -143,14 +143,15 @@ func TestDirectPathTimeoutsAndCancellation(t *testing.T) {
 		}
 	})
 	defer close(release)
-	tr.headerWait = 50 * time.Millisecond
-	_, _, err := directGet(t, tr, "GET", srv.URL+"/slow", context.Background())
+	u, _ := url.Parse(srv.URL)
+	slow := newPrimaryTransport(u, Config{PrimaryURL: srv.URL, ResponseHeaderTimeout: 50 * time.Millisecond}.withDefaults())
+	defer slow.CloseIdleConnections()
+	_, _, err := directGet(t, slow, "GET", srv.URL+"/slow", context.Background())
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Errorf("no answer within the header timeout: %v, want a timeout (504)", err)
 	}
 	<-arrived
-	tr.headerWait = 0
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-arrived // the request waits for its response

@@ -58,6 +58,9 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// The faults are injected into the http.Client, so every
+				// replay takes it.
+				svc.direct.off = o.Stall || o.Panic
 				if o.Stall {
 					svc.client.Transport = slowTransport{svc.transport, 2 * time.Second}
 				}

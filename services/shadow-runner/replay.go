@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/darklaunch/darklaunch/pkg/h1"
 	"io"
 	"net"
 	"net/http"
@@ -163,7 +164,13 @@ func (s *Service) replay(ctx context.Context, targetURL string, env *envelope.En
 	s.markReplay(req)
 
 	start := time.Now()
-	resp, err := s.client.Do(req)
+	var resp *http.Response
+	if p := s.direct.pool(u, req.Method, len(env.Request.Body)); p != nil {
+		resp, err = p.Do(req, &h1.Head{Method: req.Method, Path: u.EscapedPath(), RawQuery: u.RawQuery, ForceQuery: u.ForceQuery,
+			Host: u.Host, Header: req.Header}, nil)
+	} else {
+		resp, err = s.client.Do(req)
+	}
 	if err != nil {
 		return fail(err, start)
 	}

@@ -56,6 +56,7 @@ type Service struct {
 	m         *metrics
 	client    *http.Client
 	transport *http.Transport
+	direct    *directPools
 
 	js jetstream.JetStream
 	// pub publishes pairs asynchronously, at most pubWindow awaiting
@@ -86,6 +87,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: log, keys: keys, slots: newReplaySlots(cfg.Concurrency), ledger: live.NewLedger(live.RoleRunner, cfg.ID)}
 	s.client, s.transport = newClient(&s.cfg)
+	s.direct = newDirectPools(&s.cfg, s.transport)
 	st, err := stage.New(stage.Config{
 		Name: Stage, ClientName: "shadow-runner " + cfg.ID, NATS: cfg.NATS,
 		Stream: stream.EnvelopesStream, Consumer: s.consumerConfig(), AdminAddr: cfg.AdminAddr,
@@ -124,6 +126,7 @@ func (s *Service) Ready() <-chan struct{} { return s.st.Ready() }
 // shutdown; it retries NATS with backoff rather than failing on it.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.transport.CloseIdleConnections()
+	defer s.direct.closeIdle()
 	// The slots stop after the stage, whose drain may still replay.
 	defer s.slots.run()()
 	return s.st.Run(ctx)

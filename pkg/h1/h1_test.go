@@ -1,0 +1,214 @@
+package h1
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// server is an HTTP/1.1 server that counts the connections it accepted.
+func server(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+func pool(srv *httptest.Server, o Options) *Pool {
+	return NewPool(strings.TrimPrefix(srv.URL, "http://"), (&net.Dialer{}).DialContext, o)
+}
+
+func get(t *testing.T, p *Pool, ctx context.Context, head *Head) (*http.Response, string, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, head.Method, "http://"+head.Host+head.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.Do(req, head, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b), err
+}
+
+func TestDoReusesConnections(t *testing.T) {
+	var seen atomic.Value
+	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Method + " " + r.RequestURI + " " + r.Host + " ua=" + r.Header.Get("User-Agent") + " x=" + strings.Join(r.Header["X-Multi"], ","))
+		w.Write([]byte("hello " + r.URL.Path))
+	})
+	p := pool(srv, Options{MaxIdle: 4})
+	defer p.CloseIdleConnections()
+	for i := range 5 {
+		resp, body, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/a", RawQuery: "q=1", Host: "shadow.example",
+			Header: http.Header{"X-Multi": {"1", "2"}}})
+		if err != nil || resp.StatusCode != 200 || body != "hello /a" {
+			t.Fatalf("request %d: %v %q %v", i, resp, body, err)
+		}
+	}
+	if got, want := seen.Load(), "GET /a?q=1 shadow.example ua= x=1,2"; got != want {
+		t.Errorf("the server saw %q, want %q (no User-Agent added)", got, want)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("5 requests in sequence used %d connections, want 1", n)
+	}
+	if n := p.Idle(); n != 1 {
+		t.Errorf("%d idle connections, want 1", n)
+	}
+}
+
+func TestHopByHopHeadersLeftOut(t *testing.T) {
+	got := make(chan http.Header, 1)
+	srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) { got <- r.Header })
+	p := pool(srv, Options{MaxIdle: 1})
+	defer p.CloseIdleConnections()
+	h := http.Header{"Connection": {"X-Private"}, "X-Private": {"1"}, "Keep-Alive": {"5"}, "Te": {"trailers, gzip"}, "Accept": {"*/*"}}
+	if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h", Header: h, Hop: true}); err != nil {
+		t.Fatal(err)
+	}
+	rh := <-got
+	if rh.Get("X-Private") != "" || rh.Get("Keep-Alive") != "" || rh.Get("Te") != "trailers" || rh.Get("Accept") != "*/*" {
+		t.Errorf("headers received: %v", rh)
+	}
+}
+
+func TestBodyClosedEarlyClosesTheConnection(t *testing.T) {
+	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(strings.Repeat("x", 64<<10)))
+	})
+	p := pool(srv, Options{MaxIdle: 4})
+	defer p.CloseIdleConnections()
+	for range 2 {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		resp, err := p.Do(req, &Head{Method: "GET", Path: "/", Host: "h"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Read(make([]byte, 10))
+		resp.Body.Close()
+	}
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle connections after bodies closed unread, want 0", n)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (none reused with a response unread)", n)
+	}
+}
+
+func TestIdleConnectionClosedByTheServerIsRetried(t *testing.T) {
+	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	p := pool(srv, Options{MaxIdle: 4})
+	defer p.CloseIdleConnections()
+	if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.CloseClientConnections() // the server drops the idle connection
+	_, body, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h"})
+	if err != nil || body != "ok" {
+		t.Fatalf("after the server closed the idle connection: %q %v, want the request sent again", body, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	p := pool(srv, Options{MaxIdle: 4, IdleTimeout: time.Nanosecond})
+	defer p.CloseIdleConnections()
+	for range 2 {
+		if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: an idle one past IdleTimeout is not reused", n)
+	}
+}
+
+func TestHeaderTimeoutAndCancellation(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	p := pool(srv, Options{MaxIdle: 4, ResponseHeaderTimeout: 50 * time.Millisecond})
+	defer p.CloseIdleConnections()
+	_, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/slow", Host: "h"})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("no answer within the header timeout: %v, want a timeout", err)
+	}
+	<-arrived
+	p = pool(srv, Options{MaxIdle: 4})
+	defer p.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-arrived
+		cancel()
+	}()
+	if _, _, err := get(t, p, ctx, &Head{Method: "GET", Path: "/slow", Host: "h"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("context cancelled: %v, want context.Canceled", err)
+	}
+}
+
+func TestEarlyHintsGoToTheTrace(t *testing.T) {
+	srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Write([]byte("final"))
+	})
+	p := pool(srv, Options{MaxIdle: 1})
+	defer p.CloseIdleConnections()
+	var hints []int
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+			hints = append(hints, code)
+			return nil
+		},
+	})
+	resp, body, err := get(t, p, ctx, &Head{Method: "GET", Path: "/", Host: "h"})
+	if err != nil || resp.StatusCode != 200 || body != "final" || len(hints) != 1 || hints[0] != 103 {
+		t.Errorf("%v %q %v, hints %v", resp, body, err, hints)
+	}
+}
+
+func TestWriteValueNeutralisesLineBreaks(t *testing.T) {
+	got := make(chan string, 1)
+	srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Get("X-Value") })
+	p := pool(srv, Options{MaxIdle: 1})
+	defer p.CloseIdleConnections()
+	if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h",
+		Header: http.Header{"X-Value": {"a\r\nX-Injected: 1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-got; v != "a  X-Injected: 1" {
+		t.Errorf("value received %q, want the line break turned into spaces", v)
+	}
+}
