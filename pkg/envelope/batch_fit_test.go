@@ -15,8 +15,8 @@ import (
 func TestFitBatchItem(t *testing.T) {
 	mk := func(req, resp int) *Envelope {
 		return &Envelope{V: Version, ID: "id", LaunchID: "l", ReceivedAt: time.Now().UTC(),
-			Request: Request{Method: "POST", Path: "/", Body: bytes.Repeat([]byte("q"), req), BodySize: int64(req)},
-			Primary: Response{Status: 200, Body: bytes.Repeat([]byte("r"), resp), BodySize: int64(resp)},
+			Request: Request{Method: "POST", Path: "/", Headers: browserRequest(), Body: bytes.Repeat([]byte("q"), req), BodySize: int64(req)},
+			Primary: Response{Status: 200, Headers: apiResponse(), Body: bytes.Repeat([]byte("r"), resp), BodySize: int64(resp)},
 		}
 	}
 	for _, tc := range []struct {
@@ -57,6 +57,32 @@ func TestFitBatchItem(t *testing.T) {
 			}
 		})
 	}
+	// Whatever the limit, the fitted item fits (the header sets, outside
+	// the JSON, are counted and never cut) or is refused as too large.
+	var fitted int
+	for limit := 500; limit < 30000; limit += 211 {
+		env := mk(12000, 9000)
+		data, _ := AppendEnvelopeBatch(nil, []*Envelope{env})
+		err := FitBatchItem(env, len(data), limit)
+		if errors.Is(err, ErrTooLarge) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fitted++
+		data, _ = AppendEnvelopeBatch(nil, []*Envelope{env})
+		if len(data) > limit {
+			t.Fatalf("limit %d: fitted item is %d bytes", limit, len(data))
+		}
+		if got, bad, err := DecodeEnvelopeBatch(data); err != nil || len(bad) != 0 || len(got[0].Request.Headers) != len(browserRequest()) {
+			t.Fatalf("limit %d: %v %v", limit, bad, err)
+		}
+	}
+	if fitted < 100 {
+		t.Fatalf("only %d limits fitted", fitted)
+	}
+
 	env := mk(10, 10)
 	env.Request.Headers = http.Header{"X-Big": {strings.Repeat("h", 2000)}}
 	data, _ := AppendEnvelopeBatch(nil, []*Envelope{env})

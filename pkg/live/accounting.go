@@ -431,19 +431,19 @@ func (l *Ledger) Report(ctx context.Context, js jetstream.JetStream, interval ti
 const reportTimeout = 5 * time.Second
 
 // batchMagic starts a batch message's framing (docs/envelope.md,
-// "Batches"): "DLB", framing version 1, then the item count as a uvarint.
-// A JSON document never starts with it.
-var batchMagic = []byte("DLB\x01")
+// "Batches"): "DLB", the framing version (1 or 2), then the item count as
+// a uvarint. A JSON document never starts with it.
+var batchMagic = []byte("DLB")
 
 // ItemsIn is how many envelopes or pairs a message's data holds: a
 // batch's item count (as its framing claims it: a batch broken further on
 // still held that many for its tap), 1 for a single JSON document or a
 // batch whose count cannot be read.
 func ItemsIn(data []byte) uint64 {
-	if !bytes.HasPrefix(data, batchMagic) {
+	if !bytes.HasPrefix(data, batchMagic) || len(data) == len(batchMagic) || data[len(batchMagic)] < 1 || data[len(batchMagic)] > 2 {
 		return 1
 	}
-	n, k := binary.Uvarint(data[len(batchMagic):])
+	n, k := binary.Uvarint(data[len(batchMagic)+1:])
 	// Every item takes at least two bytes: a larger count is a lie.
 	if k <= 0 || n == 0 || n > uint64(len(data)/2) {
 		return 1

@@ -282,6 +282,8 @@ func TestItemsIn(t *testing.T) {
 		{"broken count", []byte("DLB\x01\xff"), 1},
 		{"count larger than the message", []byte("DLB\x01\x7f\x00"), 1},
 		{"magic alone", []byte("DLB\x01"), 1},
+		{"version 1", []byte("DLB\x01\x02\x00\x00\x00\x00"), 2},
+		{"unknown version", []byte("DLB\x03\x02\x00\x00\x00\x00"), 1},
 		{"empty", nil, 1},
 	} {
 		if got := ItemsIn(c.data); got != c.want {

@@ -134,7 +134,7 @@ func decodeMsg(t testing.TB, m *nats.Msg) []*envelope.Envelope {
 		}
 		return []*envelope.Envelope{env}
 	}
-	if v := m.Header.Get(envelope.BatchHeader); v != "1" {
+	if v := m.Header.Get(envelope.BatchHeader); v != envelope.BatchVersion {
 		t.Fatalf("batch header %q", v)
 	}
 	envs, bad, err := envelope.DecodeEnvelopeBatch(m.Data)
