@@ -50,25 +50,35 @@ func get(t *testing.T, p *Pool, ctx context.Context, head *Head) (*http.Response
 }
 
 func TestDoReusesConnections(t *testing.T) {
-	var seen atomic.Value
 	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
-		seen.Store(r.Method + " " + r.RequestURI + " " + r.Host + " ua=" + r.Header.Get("User-Agent") + " x=" + strings.Join(r.Header["X-Multi"], ","))
-		w.Write([]byte("hello " + r.URL.Path))
+		switch r.URL.Path {
+		case "/chunked":
+			w.Write([]byte("part one, "))
+			w.(http.Flusher).Flush()
+			w.Write([]byte("part two"))
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.Write([]byte(r.Method + " " + r.URL.RequestURI() + " " + r.Host + " ua=" + r.UserAgent() + " x=" + strings.Join(r.Header["X-Multi"], ",")))
+		}
 	})
 	p := pool(srv, Options{MaxIdle: 4})
 	defer p.CloseIdleConnections()
-	for i := range 5 {
-		resp, body, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/a", RawQuery: "q=1", Host: "shadow.example",
+	for _, tc := range []struct{ method, path, query, want string }{
+		{"GET", "/a", "x=1&y=%2F", "GET /a?x=1&y=%2F shadow.example ua= x=1,2"}, // no User-Agent added
+		{"GET", "/chunked", "", "part one, part two"},
+		{"HEAD", "/a", "", ""},
+		{"GET", "/empty", "", ""},
+		{"OPTIONS", "/a", "", "OPTIONS /a shadow.example ua= x=1,2"},
+	} {
+		_, body, err := get(t, p, context.Background(), &Head{Method: tc.method, Path: tc.path, RawQuery: tc.query, Host: "shadow.example",
 			Header: http.Header{"X-Multi": {"1", "2"}}})
-		if err != nil || resp.StatusCode != 200 || body != "hello /a" {
-			t.Fatalf("request %d: %v %q %v", i, resp, body, err)
+		if err != nil || body != tc.want {
+			t.Errorf("%s %s: %q %v, want %q", tc.method, tc.path, body, err, tc.want)
 		}
 	}
-	if got, want := seen.Load(), "GET /a?q=1 shadow.example ua= x=1,2"; got != want {
-		t.Errorf("the server saw %q, want %q (no User-Agent added)", got, want)
-	}
 	if n := conns.Load(); n != 1 {
-		t.Errorf("5 requests in sequence used %d connections, want 1", n)
+		t.Errorf("%d connections for sequential requests, want 1", n)
 	}
 	if n := p.Idle(); n != 1 {
 		t.Errorf("%d idle connections, want 1", n)
@@ -90,26 +100,35 @@ func TestHopByHopHeadersLeftOut(t *testing.T) {
 	}
 }
 
-func TestBodyClosedEarlyClosesTheConnection(t *testing.T) {
+func TestDoesNotReuseWhatItCannot(t *testing.T) {
 	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/close" {
+			w.Header().Set("Connection", "close")
+		}
 		w.Write([]byte(strings.Repeat("x", 64<<10)))
 	})
 	p := pool(srv, Options{MaxIdle: 4})
 	defer p.CloseIdleConnections()
-	for range 2 {
-		req, _ := http.NewRequest("GET", srv.URL, nil)
-		resp, err := p.Do(req, &Head{Method: "GET", Path: "/", Host: "h"}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Read(make([]byte, 10))
-		resp.Body.Close()
+	// Connection: close, then a body closed before its end: neither
+	// connection goes back to the pool.
+	if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/close", Host: "h"}); err != nil {
+		t.Fatal(err)
 	}
-	if n := p.Idle(); n != 0 {
-		t.Errorf("%d idle connections after bodies closed unread, want 0", n)
+	req, _ := http.NewRequest("GET", srv.URL+"/big", nil)
+	resp, err := p.Do(req, &Head{Method: "GET", Path: "/big", Host: "h"}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := conns.Load(); n != 2 {
-		t.Errorf("%d connections, want 2 (none reused with a response unread)", n)
+	io.ReadFull(resp.Body, make([]byte, 100))
+	resp.Body.Close()
+	if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/big", Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3", n)
+	}
+	if n := p.Idle(); n != 1 {
+		t.Errorf("%d idle connections, want 1", n)
 	}
 }
 
