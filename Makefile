@@ -54,13 +54,15 @@ test-faults: deps
 # Benchmarks compare against a baseline measured in the same run (this
 # machine is shared and noisy); read the ratios, not the absolute figures.
 bench: deps
-	@echo "=== the tap beside a tuned Go proxy and nginx (wrk against real processes, about 2 minutes), its memory with NATS down, its proxy path's allocations, rollback propagation (services/mirror)"
-	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead|TapOutageMemory|RollbackPropagation' -benchtime 1x -count 1 -timeout 20m .
+	@echo "=== the tap beside a tuned Go proxy and nginx (wrk against real processes, about 4 minutes; services/mirror)"
+	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOverhead' -benchtime 1x -count 1 -timeout 20m .
+	@echo "=== pipeline: pairs/s end to end and CPU µs per pair of each process (tests/bench; DL_BENCH_PAIRS=20000, DL_BENCH_PROFILE=dir for CPU profiles)"
+	@cd tests && $(GO) test -run '^$$' -bench Pipeline -benchtime 1x -count 1 -timeout 20m ./bench/
+	@echo "=== the tap's memory with NATS down, rollback propagation, the proxy path's allocations (services/mirror)"
+	@cd services/mirror && $(GO) test -run '^$$' -bench 'TapOutageMemory|RollbackPropagation' -benchtime 1x -count 1 -timeout 20m .
 	@cd services/mirror && $(GO) test -run '^$$' -bench 'ProxyPath' -benchmem -count 1 .
 	@echo "=== comparison engine (pkg/compare)"
 	@cd pkg && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./compare/
-	@echo "=== pipeline: pairs/s end to end and CPU µs per pair of each process (tests/bench; DL_BENCH_PAIRS=20000)"
-	@cd tests && $(GO) test -run '^$$' -bench Pipeline -benchtime 1x -count 1 -timeout 20m ./bench/
 	@echo "=== reports and verdicts at 1M/10M/30M pairs, raw-row queries beside, polling (services/reporter; DL_BENCH_ROWS=1000000,10000000 for a shorter run)"
 	@cd services/reporter && $(GO) test -run '^$$' -bench ReportScale -benchtime 1x -count 1 -timeout 60m .
 
