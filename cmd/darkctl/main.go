@@ -191,24 +191,9 @@ func (cmd *command) dispatch(name string, args []string) (int, error) {
 // that has some, so each difference shows a before → after. A class whose
 // examples cannot be read is listed without them, with a warning.
 func (cmd *command) classExamples(r *api.Report) map[string]*api.Example {
-	out := map[string]*api.Example{}
-	if r.Launch == nil {
-		return out
-	}
-	for _, c := range r.Classes {
-		if len(c.Examples) == 0 {
-			continue
-		}
-		l, err := cmd.c.Examples(cmd.ctx, r.Launch.ID, c.Fingerprint)
-		if err != nil {
-			fmt.Fprintf(cmd.errOut, "darkctl: examples of class %s: %v\n", c.Fingerprint, err)
-			continue
-		}
-		if len(l.Examples) > 0 {
-			out[c.Fingerprint] = &l.Examples[0]
-		}
-	}
-	return out
+	return cmd.c.ClassExamples(cmd.ctx, r, func(fingerprint string, err error) {
+		fmt.Fprintf(cmd.errOut, "darkctl: examples of class %s: %v\n", fingerprint, err)
+	})
 }
 
 // fetch reads one launch id from args and returns what get answers for it.

@@ -24,3 +24,30 @@ func (c *Client) Examples(ctx context.Context, id, fingerprint string) (*api.Exa
 	var l api.ExampleList
 	return &l, c.Do(ctx, "GET", launchPath(id, "examples", fingerprint), nil, &l)
 }
+
+// ClassExamples fetches one stored example of each diff class of r that
+// has some (PrintReportExamples shows each difference's before → after
+// from it). A class whose examples cannot be read is left out; its error
+// is passed to warn, when given.
+func (c *Client) ClassExamples(ctx context.Context, r *api.Report, warn func(fingerprint string, err error)) map[string]*api.Example {
+	out := map[string]*api.Example{}
+	if r.Launch == nil {
+		return out
+	}
+	for _, cl := range r.Classes {
+		if len(cl.Examples) == 0 {
+			continue
+		}
+		l, err := c.Examples(ctx, r.Launch.ID, cl.Fingerprint)
+		if err != nil {
+			if warn != nil {
+				warn(cl.Fingerprint, err)
+			}
+			continue
+		}
+		if len(l.Examples) > 0 {
+			out[cl.Fingerprint] = &l.Examples[0]
+		}
+	}
+	return out
+}

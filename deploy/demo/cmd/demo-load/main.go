@@ -144,7 +144,9 @@ func run(mirror, reporter, shadow, secondary, service string, percent float64, d
 		last = rep.Totals.Compared
 	}
 	fmt.Println()
-	dlclient.PrintReport(os.Stdout, rep)
+	dlclient.PrintReportExamples(os.Stdout, rep, reporterAPI.ClassExamples(ctx0, rep, func(fingerprint string, err error) {
+		fmt.Fprintf(os.Stderr, "examples of class %s: %v\n", fingerprint, err)
+	}))
 	fmt.Printf("Explore:\n  dashboard   %s/\n  report      %s/v1/launches/%s/report\n  launches    %s/v1/launches\n",
 		reporter, reporter, l.ID, reporter)
 	fmt.Printf("  ClickHouse  clickhouse-client --port 9000 --query \"SELECT route, count(), sum(match = 0 AND shadow_error = '') AS raw_mismatches FROM darklaunch.comparisons FINAL WHERE launch_id = '%s' GROUP BY route\"\n", l.ID)
