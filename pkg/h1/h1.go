@@ -1,5 +1,6 @@
-// Package h1 sends HTTP/1.1 requests without a body to one plain-http
-// address on the caller's goroutine, over pooled keep-alive connections.
+// Package h1 sends HTTP/1.1 requests, with no body or one held in memory,
+// to one plain-http address on the caller's goroutine, over pooled
+// keep-alive connections.
 //
 // http.Transport hands every request to a writer and a reader goroutine
 // of its connection and back; for small exchanges those hand-offs cost
@@ -7,8 +8,8 @@
 // request, a third of the shadow-runner's). A Pool writes the request
 // and reads the response where Do is called, and returns the connection
 // to the pool once the body was read to its end. It does no TLS, no
-// HTTP/2, no proxies, no redirects and no request bodies: callers send
-// anything else through http.Transport.
+// HTTP/2, no proxies, no redirects, no upgrades and no streamed request
+// bodies: callers send anything else through http.Transport.
 package h1
 
 import (
@@ -23,6 +24,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,12 +72,16 @@ type conn struct {
 	interrupt func()
 }
 
-// Head is what Do writes of a request (it has no body).
+// Head is what Do writes of a request.
 type Head struct {
 	Method, Path, RawQuery string
 	ForceQuery             bool
 	Host                   string
 	Header                 http.Header
+	// Body is sent with its Content-Length, as http.Request.Write sends
+	// a body whose length is known: none for an empty body, except that
+	// POST, PUT and PATCH say "Content-Length: 0".
+	Body []byte
 	// Hop: Header is a client's, with its hop-by-hop headers (and those
 	// its Connection header names) still in, to leave out as it is
 	// written ("Te: trailers" is kept, as httputil.ReverseProxy does).
@@ -90,14 +96,20 @@ type Head struct {
 // responses go to w when given (as httputil.ReverseProxy passes them on),
 // else to the context's httptrace hook. A pooled connection the server
 // closed while idle fails before any byte of a response: the request is
-// sent again on another, as http.Transport does for a request without a
-// body.
+// sent again on another when that cannot do it twice, as http.Transport
+// does: when writing it failed, or when it is a GET, HEAD, OPTIONS or
+// TRACE without a body.
 func (p *Pool) Do(req *http.Request, head *Head, w http.ResponseWriter) (*http.Response, error) {
 	ctx := req.Context()
 	for {
 		c, reused, err := p.conn(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if reused && !head.replayable() && !c.alive() {
+			// Found dead before a request that may not be sent twice.
+			_ = c.c.Close()
+			continue
 		}
 		resp, err := p.exchange(ctx, c, req, head, w)
 		if err == nil {
@@ -107,7 +119,7 @@ func (p *Pool) Do(req *http.Request, head *Head, w http.ResponseWriter) (*http.R
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !reused || !errors.Is(err, errNothingRead) {
+		if !reused || !(errors.Is(err, errNotSent) || errors.Is(err, errNothingRead) && head.replayable()) {
 			return nil, err
 		}
 	}
@@ -132,15 +144,29 @@ func (p *Pool) CloseIdleConnections() {
 }
 
 // errNothingRead marks an exchange that failed before any byte of the
-// response arrived.
-var errNothingRead = errors.New("connection failed before the response")
+// response arrived; errNotSent one whose request could not be written (a
+// request cut short is not one the server can act on).
+var (
+	errNothingRead = errors.New("connection failed before the response")
+	errNotSent     = fmt.Errorf("%w: write", errNothingRead)
+)
+
+// replayable says whether the request may be sent twice: a safe method
+// without a body.
+func (h *Head) replayable() bool {
+	switch h.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return len(h.Body) == 0
+	}
+	return false
+}
 
 // exchange writes head on c and reads the response head.
 func (p *Pool) exchange(ctx context.Context, c *conn, req *http.Request, head *Head, w http.ResponseWriter) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, c.interrupt)
 	if err := writeHead(c.bw, head); err != nil {
 		stop()
-		return nil, fmt.Errorf("%w: write: %w", errNothingRead, err)
+		return nil, fmt.Errorf("%w: %w", errNotSent, err)
 	}
 	if p.o.ResponseHeaderTimeout > 0 {
 		_ = c.c.SetReadDeadline(time.Now().Add(p.o.ResponseHeaderTimeout))
@@ -204,8 +230,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 var HopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// writeHead writes a request head as http.Request.Write would for a
-// client request without a body, and without its allocations: the request
+// writeHead writes a request as http.Request.Write would for a client
+// request with no body or one of known length, and without its allocations: the request
 // line, Host, User-Agent only when set (ReverseProxy sets an empty one so
 // that Go's is not added), then the other headers; with head.Hop, without
 // the hop-by-hop ones, keeping "Te: trailers" as ReverseProxy does.
@@ -249,7 +275,13 @@ func writeHead(bw *bufio.Writer, head *Head) error {
 	if head.Hop && HasToken(h["Te"], "trailers") {
 		bw.WriteString("Te: trailers\r\n")
 	}
+	if n := len(head.Body); n > 0 || head.Method == http.MethodPost || head.Method == http.MethodPut || head.Method == http.MethodPatch {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 10))
+		bw.WriteString("\r\n")
+	}
 	bw.WriteString("\r\n")
+	bw.Write(head.Body)
 	return bw.Flush()
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // server is an HTTP/1.1 server that counts the connections it accepted.
@@ -229,5 +231,79 @@ func TestWriteValueNeutralisesLineBreaks(t *testing.T) {
 	}
 	if v := <-got; v != "a  X-Injected: 1" {
 		t.Errorf("value received %q, want the line break turned into spaces", v)
+	}
+}
+
+func TestBodiesAndWhatIsSentTwice(t *testing.T) {
+	type seen struct {
+		method, body string
+		length       int64
+		te           []string
+	}
+	got := make(chan seen, 10)
+	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, string(b), r.ContentLength, r.TransferEncoding}
+		w.Write([]byte("ok"))
+	})
+	p := pool(srv, Options{MaxIdle: 4})
+	defer p.CloseIdleConnections()
+	for _, tc := range []struct {
+		method, body string
+		length       int64
+	}{
+		{"POST", `{"a":1}`, 7},
+		{"PUT", "", 0},    // Content-Length: 0, as http.Request.Write says it
+		{"DELETE", "", 0}, // no length: none is needed
+		{"PATCH", "x", 1},
+	} {
+		head := &Head{Method: tc.method, Path: "/", Host: "h"}
+		if tc.body != "" {
+			head.Body = []byte(tc.body)
+		}
+		if _, body, err := get(t, p, context.Background(), head); err != nil || body != "ok" {
+			t.Fatalf("%s: %q %v", tc.method, body, err)
+		}
+		if s := <-got; s.method != tc.method || s.body != tc.body || s.length != tc.length || len(s.te) != 0 {
+			t.Errorf("%s: the server saw %+v, want body %q with length %d", tc.method, s, tc.body, tc.length)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+	// The server closes the idle connection: a POST finds it dead before
+	// sending (it may not be sent twice) and goes out on a new one, once.
+	srv.CloseClientConnections()
+	testenv.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if p.idle[0].alive() {
+			return errors.New("the closed connection still looks alive")
+		}
+		return nil
+	})
+	if _, body, err := get(t, p, context.Background(), &Head{Method: "POST", Path: "/", Host: "h", Body: []byte("once")}); err != nil || body != "ok" {
+		t.Fatalf("POST after the server closed the idle connection: %q %v", body, err)
+	}
+	if s := <-got; s.body != "once" {
+		t.Errorf("the server saw %+v", s)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("the POST reached the server twice: %+v", s)
+	default:
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+func TestAliveOnAnOpenConnection(t *testing.T) {
+	srv, _ := server(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	p := pool(srv, Options{MaxIdle: 1})
+	defer p.CloseIdleConnections()
+	if _, _, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() != 1 || !p.idle[0].alive() {
+		t.Error("an open idle connection does not look alive")
 	}
 }

@@ -10,13 +10,14 @@ import (
 )
 
 // directPools are the connections of the direct replay path (pkg/h1), one
-// pool per plain-http target host. A replay that needs nothing but
-// HTTP/1.1 without a body takes it: written and read on the replay's own
+// pool per plain-http target host. A replay to an http:// target takes
+// it, whatever its method and body: written and read on the replay's own
 // goroutine, it costs about half the CPU of http.Client's hand-offs to
-// its connection goroutines. Anything else (https, a body, a method that
-// is not safe to send twice, RUNNER_MAX_CONNS_PER_HOST) goes through the
-// http.Client. Both apply the same dialler (the target policy, at dial
-// time), RUNNER_MAX_IDLE_CONNS_PER_HOST and RUNNER_IDLE_CONN_TIMEOUT.
+// its connection goroutines. https targets and RUNNER_MAX_CONNS_PER_HOST
+// go through the http.Client. Both apply the same dialler (the target
+// policy, at dial time), RUNNER_MAX_IDLE_CONNS_PER_HOST and
+// RUNNER_IDLE_CONN_TIMEOUT, and neither sends a request twice unless it
+// is a GET, HEAD, OPTIONS or TRACE without a body (pkg/h1, Pool.Do).
 type directPools struct {
 	dial h1.DialFunc
 	o    h1.Options
@@ -35,18 +36,10 @@ func newDirectPools(cfg *Config, tr *http.Transport) *directPools {
 	}
 }
 
-// pool returns the direct path's pool for a replay of method with a body
-// of n bytes to u, or nil when the replay goes through the http.Client.
-// GET, HEAD and OPTIONS without a body are the requests a pool may send
-// again when a kept-alive connection turns out closed, as http.Transport
-// does.
-func (d *directPools) pool(u *url.URL, method string, n int) *h1.Pool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		return nil
-	}
-	if d.off || n > 0 || u.Scheme != "http" || u.Opaque != "" || u.User != nil || u.Host == "" {
+// pool returns the direct path's pool for a replay to u, or nil when the
+// replay goes through the http.Client.
+func (d *directPools) pool(u *url.URL, method string) *h1.Pool {
+	if d.off || method == http.MethodConnect || u.Scheme != "http" || u.Opaque != "" || u.User != nil || u.Host == "" {
 		return nil
 	}
 	d.mu.Lock()

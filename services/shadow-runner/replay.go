@@ -165,9 +165,9 @@ func (s *Service) replay(ctx context.Context, targetURL string, env *envelope.En
 
 	start := time.Now()
 	var resp *http.Response
-	if p := s.direct.pool(u, req.Method, len(env.Request.Body)); p != nil {
+	if p := s.direct.pool(u, req.Method); p != nil {
 		resp, err = p.Do(req, &h1.Head{Method: req.Method, Path: u.EscapedPath(), RawQuery: u.RawQuery, ForceQuery: u.ForceQuery,
-			Host: u.Host, Header: req.Header}, nil)
+			Host: u.Host, Header: req.Header, Body: env.Request.Body}, nil)
 	} else {
 		resp, err = s.client.Do(req)
 	}
