@@ -37,7 +37,8 @@ const root = "../.."
 // every sampled envelope is a row in ClickHouse, and prints pairs/s end to
 // end (from the first request to the last row) and the CPU microseconds
 // per pair of each process. DL_BENCH_PROFILE=dir also writes CPU profiles
-// of the Go services there (profile). The primary and the shadow (1 KiB JSON, same
+// of the Go services there (profile); DL_BENCH_METHOD=POST sends POSTs
+// with a JSON body instead of GETs. The primary and the shadow (1 KiB JSON, same
 // answer) run in this process and are not counted, as in production they
 // run elsewhere. It fails on a lost or duplicate row.
 func BenchmarkPipeline(b *testing.B) {
@@ -136,7 +137,7 @@ func startPipeline(b *testing.B) *pipeline {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := launch.NewStore(kv).Create(ctx, launch.Launch{Name: "bench", ShadowURL: shadow.URL, SamplePercent: 100, Methods: []string{"GET"}})
+	l, err := launch.NewStore(kv).Create(ctx, launch.Launch{Name: "bench", ShadowURL: shadow.URL, SamplePercent: 100, Methods: []string{benchMethod()}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -174,7 +175,11 @@ func (p *pipeline) measure(b *testing.B, hey string, n int) {
 	cpu0 := p.cpu(b)
 	profiled := p.profile(b, os.Getenv("DL_BENCH_PROFILE"))
 	start := time.Now()
-	out, err := exec.Command(hey, "-n", strconv.Itoa(n), "-c", "50", p.mirrorURL+"/api/items").CombinedOutput()
+	args := []string{"-n", strconv.Itoa(n), "-c", "50", "-m", benchMethod()}
+	if benchMethod() == http.MethodPost {
+		args = append(args, "-T", "application/json", "-d", postBody)
+	}
+	out, err := exec.Command(hey, append(args, p.mirrorURL+"/api/items")...).CombinedOutput()
 	if err != nil {
 		b.Fatalf("hey: %v\n%s", err, out)
 	}
@@ -198,8 +203,8 @@ func (p *pipeline) measure(b *testing.B, hey string, n int) {
 		b.Logf("the tap dropped %d envelopes (counted): %s", final.dropped-base.dropped, final.reasons)
 	}
 
-	fmt.Printf("\npipeline: %d requests at 100%% sampling (hey -c 50), %d pairs stored in %.1f s: %.0f pairs/s end to end (load itself: %.1f s)\n",
-		n, stored, elapsed.Seconds(), float64(stored)/elapsed.Seconds(), loadDone.Seconds())
+	fmt.Printf("\npipeline: %d %s requests at 100%% sampling (hey -c 50), %d pairs stored in %.1f s: %.0f pairs/s end to end (load itself: %.1f s)\n",
+		n, benchMethod(), stored, elapsed.Seconds(), float64(stored)/elapsed.Seconds(), loadDone.Seconds())
 	fmt.Printf("%-18s %12s %12s\n", "process", "CPU s", "µs/pair")
 	names := make([]string, 0, len(cpu0))
 	for name := range cpu0 {
@@ -216,6 +221,17 @@ func (p *pipeline) measure(b *testing.B, hey string, n int) {
 	b.ReportMetric(perPair(total, stored), "cpu-µs/pair")
 	b.ReportMetric(float64(stored)/elapsed.Seconds(), "pairs/s")
 }
+
+// benchMethod is DL_BENCH_METHOD: GET (the default) or POST, whose
+// requests carry postBody, about 500 bytes of JSON.
+func benchMethod() string {
+	if os.Getenv("DL_BENCH_METHOD") == http.MethodPost {
+		return http.MethodPost
+	}
+	return http.MethodGet
+}
+
+var postBody = `{"order":{"items":[` + strings.Repeat(`{"sku":"widget-12345","qty":2},`, 15) + `{"sku":"x","qty":1}]}}`
 
 func perPair(d time.Duration, pairs uint64) float64 {
 	if pairs == 0 {
