@@ -8,8 +8,8 @@
 // request, a third of the shadow-runner's). A Pool writes the request
 // and reads the response where Do is called, and returns the connection
 // to the pool once the body was read to its end. It does no TLS, no
-// HTTP/2, no proxies, no redirects, no upgrades and no streamed request
-// bodies: callers send anything else through http.Transport.
+// HTTP/2, no proxies, no redirects, no upgrades and no request bodies of
+// unknown length: callers send anything else through http.Transport.
 package h1
 
 import (
@@ -82,6 +82,11 @@ type Head struct {
 	// a body whose length is known: none for an empty body, except that
 	// POST, PUT and PATCH say "Content-Length: 0".
 	Body []byte
+	// Stream, when not nil, is the body instead, StreamLength bytes read
+	// as they are sent (a client's upload): a request with one is never
+	// sent twice. A stream that ends early fails Do with ErrRequestBody.
+	Stream       io.Reader
+	StreamLength int64
 	// Hop: Header is a client's, with its hop-by-hop headers (and those
 	// its Connection header names) still in, to leave out as it is
 	// written ("Te: trailers" is kept, as httputil.ReverseProxy does).
@@ -119,7 +124,7 @@ func (p *Pool) Do(req *http.Request, head *Head, w http.ResponseWriter) (*http.R
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !reused || !(errors.Is(err, errNotSent) || errors.Is(err, errNothingRead) && head.replayable()) {
+		if !reused || head.Stream != nil || !(errors.Is(err, errNotSent) || errors.Is(err, errNothingRead) && head.replayable()) {
 			return nil, err
 		}
 	}
@@ -151,12 +156,16 @@ var (
 	errNotSent     = fmt.Errorf("%w: write", errNothingRead)
 )
 
+// ErrRequestBody is a request body stream that ended, or failed, before
+// its StreamLength: the caller's (its client's) failure, not the server's.
+var ErrRequestBody = errors.New("request body ended before its length")
+
 // replayable says whether the request may be sent twice: a safe method
 // without a body.
 func (h *Head) replayable() bool {
 	switch h.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return len(h.Body) == 0
+		return len(h.Body) == 0 && h.Stream == nil
 	}
 	return false
 }
@@ -166,6 +175,9 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *http.Request, head *H
 	stop := context.AfterFunc(ctx, c.interrupt)
 	if err := writeHead(c.bw, head); err != nil {
 		stop()
+		if errors.Is(err, ErrRequestBody) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %w", errNotSent, err)
 	}
 	if p.o.ResponseHeaderTimeout > 0 {
@@ -275,14 +287,43 @@ func writeHead(bw *bufio.Writer, head *Head) error {
 	if head.Hop && HasToken(h["Te"], "trailers") {
 		bw.WriteString("Te: trailers\r\n")
 	}
-	if n := len(head.Body); n > 0 || head.Method == http.MethodPost || head.Method == http.MethodPut || head.Method == http.MethodPatch {
+	n := int64(len(head.Body))
+	if head.Stream != nil {
+		n = head.StreamLength
+	}
+	if n > 0 || head.Method == http.MethodPost || head.Method == http.MethodPut || head.Method == http.MethodPatch {
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), n, 10))
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
-	bw.Write(head.Body)
+	if head.Stream == nil {
+		bw.Write(head.Body)
+		return bw.Flush()
+	}
+	src := &streamReader{r: head.Stream}
+	if _, err := io.CopyN(bw, src, n); err != nil {
+		if src.err != nil {
+			return fmt.Errorf("%w: %w", ErrRequestBody, src.err)
+		}
+		return err
+	}
 	return bw.Flush()
+}
+
+// streamReader keeps the error of the stream it reads, so that a failed
+// copy tells the body's failure from the connection's.
+type streamReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
 }
 
 // NamedIn says whether a Connection header's values name the header k.

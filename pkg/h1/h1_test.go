@@ -3,6 +3,7 @@ package h1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -305,5 +306,46 @@ func TestAliveOnAnOpenConnection(t *testing.T) {
 	}
 	if p.Idle() != 1 || !p.idle[0].alive() {
 		t.Error("an open idle connection does not look alive")
+	}
+}
+
+func TestStreamedBody(t *testing.T) {
+	got := make(chan string, 4)
+	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return // the request cut short
+		}
+		got <- fmt.Sprintf("%s %d %s", r.Method, r.ContentLength, b)
+		w.Write([]byte("ok"))
+	})
+	p := pool(srv, Options{MaxIdle: 4})
+	defer p.CloseIdleConnections()
+	body := strings.Repeat("s", 10000)
+	if _, resp, err := get(t, p, context.Background(), &Head{Method: "PUT", Path: "/", Host: "h",
+		Stream: strings.NewReader(body), StreamLength: int64(len(body))}); err != nil || resp != "ok" {
+		t.Fatalf("%q %v", resp, err)
+	}
+	if s := <-got; s != "PUT 10000 "+body {
+		t.Errorf("the server saw %.40q", s)
+	}
+	// A stream shorter than its length: the caller's failure, and the
+	// connection (with a request cut short on it) is not reused.
+	_, _, err := get(t, p, context.Background(), &Head{Method: "POST", Path: "/", Host: "h",
+		Stream: strings.NewReader("short"), StreamLength: 100})
+	if !errors.Is(err, ErrRequestBody) {
+		t.Errorf("short stream: %v, want ErrRequestBody", err)
+	}
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle connections after a request cut short, want 0", n)
+	}
+	if _, resp, err := get(t, p, context.Background(), &Head{Method: "GET", Path: "/", Host: "h"}); err != nil || resp != "ok" {
+		t.Fatalf("after a cut request: %q %v", resp, err)
+	}
+	if s := <-got; s != "GET 0 " {
+		t.Errorf("the server saw %q", s)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
 	}
 }

@@ -190,25 +190,28 @@ func (t *primaryTransport) CloseIdleConnections() {
 	t.Transport.CloseIdleConnections()
 }
 
+// directBodyMax is the largest request body the direct path sends. It is
+// sent whole before the response is read, so it must fit in the socket's
+// buffers even when the primary answers without reading it (a 401 or 413
+// to an upload): http.Transport, which writes and reads at once, takes
+// larger ones.
+const directBodyMax = 64 << 10
+
 // forward serves a request as s.plain (ReverseProxy with the tap's
 // Rewrite) would, or with t, as s.tapped would, capturing the exchange
 // into t; without their copies: the request goes out
 // from the client's own (no Request clone, no header map clone; hop-by-hop
 // headers are left out as it is written) and the primary's response
 // header map becomes the client's. It returns false, having done nothing,
-// for a request it leaves to s.plain: one with a body, an upgrade, an
-// Expect, OPTIONS *, to a primary that is https:// or has a path prefix,
-// or with MIRROR_X_FORWARDED on.
+// for a request it leaves to s.plain: CONNECT, one with a body of unknown
+// length or over directBodyMax, an upgrade, an Expect, OPTIONS *, to a
+// primary that is https:// or has a path prefix, or with
+// MIRROR_X_FORWARDED on.
 func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 	tr := s.transport
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		return false
-	}
 	h := r.Header
-	if !tr.direct || s.cfg.XForwarded || r.ContentLength != 0 || len(r.TransferEncoding) != 0 || r.URL.Opaque != "" ||
-		r.RequestURI == "*" || h["Upgrade"] != nil || h["Expect"] != nil {
+	if !tr.direct || s.cfg.XForwarded || r.Method == http.MethodConnect || r.ContentLength < 0 || r.ContentLength > directBodyMax ||
+		len(r.TransferEncoding) != 0 || r.URL.Opaque != "" || r.RequestURI == "*" || h["Upgrade"] != nil || h["Expect"] != nil {
 		return false
 	}
 	// An HTTP/1.0 request may come without Host: the primary's is sent,
@@ -218,8 +221,12 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 		host = tr.host
 	}
 	u := r.URL
-	resp, err := tr.pool.Do(r, &h1.Head{Method: r.Method, Path: u.EscapedPath(), RawQuery: u.RawQuery, ForceQuery: u.ForceQuery,
-		Host: host, Header: h, Hop: true}, w)
+	head := &h1.Head{Method: r.Method, Path: u.EscapedPath(), RawQuery: u.RawQuery, ForceQuery: u.ForceQuery,
+		Host: host, Header: h, Hop: true}
+	if r.ContentLength > 0 {
+		head.Stream, head.StreamLength = r.Body, r.ContentLength
+	}
+	resp, err := tr.pool.Do(r, head, w)
 	if err != nil {
 		if t != nil {
 			t.failed(err)

@@ -79,8 +79,13 @@ func TestForwardAnswersAsReverseProxy(t *testing.T) {
 		case "/304":
 			w.WriteHeader(http.StatusNotModified)
 			return
+		case "/unread":
+			// An answer without reading the upload.
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
 		}
-		fmt.Fprintf(w, "%s %s host=%s\n%s\n", r.Method, r.RequestURI, r.Host, strings.Join(seen, "\n"))
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s host=%s length=%d te=%v body=%q\n%s\n", r.Method, r.RequestURI, r.Host, r.ContentLength, r.TransferEncoding, body, strings.Join(seen, "\n"))
 	}))
 	defer primary.Close()
 	s, err := New(Config{PrimaryURL: primary.URL, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"}, nil)
@@ -100,8 +105,12 @@ func TestForwardAnswersAsReverseProxy(t *testing.T) {
 	defer viaForward.Close()
 
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	fetch := func(base, method, path string, hdr map[string]string) string {
-		req, _ := http.NewRequest(method, base+path, nil)
+	fetch := func(base, method, path string, hdr map[string]string, reqBody string) string {
+		var rd io.Reader
+		if reqBody != "" {
+			rd = strings.NewReader(reqBody)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
 		req.Host = "shop.example"
 		for k, v := range hdr {
 			req.Header.Set(k, v)
@@ -121,21 +130,44 @@ func TestForwardAnswersAsReverseProxy(t *testing.T) {
 	for _, tc := range []struct {
 		method, path string
 		hdr          map[string]string
+		body         string
 	}{
-		{"GET", "/a/b%2Fc?x=1&y=%zz;z", map[string]string{"Accept": "application/json", "User-Agent": "ua/1"}},
+		{"GET", "/a/b%2Fc?x=1&y=%zz;z", map[string]string{"Accept": "application/json", "User-Agent": "ua/1"}, ""},
 		{"GET", "/hop", map[string]string{"Connection": "keep-alive, X-Secret", "X-Secret": "s", "Keep-Alive": "300",
-			"Proxy-Authorization": "Basic x", "Te": "trailers, deflate", "X-Forwarded-For": "1.2.3.4"}},
-		{"HEAD", "/a", nil},
-		{"OPTIONS", "/a", nil},
-		{"GET", "/hints", nil},
-		{"GET", "/trailers", nil},
-		{"GET", "/stream", nil},
-		{"GET", "/304", map[string]string{"If-None-Match": `"x"`}},
+			"Proxy-Authorization": "Basic x", "Te": "trailers, deflate", "X-Forwarded-For": "1.2.3.4"}, ""},
+		{"HEAD", "/a", nil, ""},
+		{"OPTIONS", "/a", nil, ""},
+		{"GET", "/hints", nil, ""},
+		{"GET", "/trailers", nil, ""},
+		{"GET", "/stream", nil, ""},
+		{"GET", "/304", map[string]string{"If-None-Match": `"x"`}, ""},
+		{"POST", "/orders", map[string]string{"Content-Type": "application/json"}, `{"sku":"a-1","qty":2}`},
+		{"POST", "/empty", nil, ""},
+		{"PUT", "/orders/1", nil, "replacement"},
+		{"PATCH", "/orders/1", nil, ""},
+		{"DELETE", "/orders/1", nil, ""},
+		{"GET", "/with-body", nil, "odd but allowed"},
+		{"POST", "/unread", nil, strings.Repeat("u", directBodyMax)},
 	} {
-		want := fetch(viaProxy.URL, tc.method, tc.path, tc.hdr)
-		got := fetch(viaForward.URL, tc.method, tc.path, tc.hdr)
+		want := fetch(viaProxy.URL, tc.method, tc.path, tc.hdr, tc.body)
+		got := fetch(viaForward.URL, tc.method, tc.path, tc.hdr, tc.body)
 		if got != want {
 			t.Errorf("%s %s:\nforward      %s\nReverseProxy %s", tc.method, tc.path, got, want)
+		}
+	}
+	// What forward leaves to ReverseProxy: bodies over directBodyMax or of
+	// unknown length, CONNECT.
+	for _, r := range []*http.Request{
+		httptest.NewRequest("POST", "/big", strings.NewReader(strings.Repeat("b", directBodyMax+1))),
+		func() *http.Request {
+			r := httptest.NewRequest("POST", "/chunked", strings.NewReader("x"))
+			r.ContentLength, r.TransferEncoding = -1, []string{"chunked"}
+			return r
+		}(),
+		httptest.NewRequest("CONNECT", "/", nil),
+	} {
+		if s.forward(httptest.NewRecorder(), r, nil) {
+			t.Errorf("%s %s (length %d) was forwarded, want it left to ReverseProxy", r.Method, r.URL, r.ContentLength)
 		}
 	}
 	// An HTTP/1.0 request without Host, on the wire.

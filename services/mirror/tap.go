@@ -163,13 +163,7 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 	// gone) by panicking with http.ErrAbortHandler, and the tap must still
 	// be accounted for.
 	defer t.handlerDone()
-	if s.forward(w, r, t) {
-		// Without a body: sent and captured by the direct path.
-		return
-	}
-	t.request.Headers = r.Header.Clone()
-	r = r.WithContext(context.WithValue(r.Context(), tapKey{}, t))
-	// ReverseProxy sends no body when ContentLength is 0, so only a body it
+	// Neither path sends a body when ContentLength is 0, so only a body one
 	// will read is wrapped (and only then is there a reader part to wait for).
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		t.hasBody = true
@@ -177,6 +171,12 @@ func (s *Service) serveSampled(w http.ResponseWriter, r *http.Request, ls []*lau
 		t.parts.Store(2)
 		r.Body = &t.req
 	}
+	if s.forward(w, r, t) {
+		// Sent and captured by the direct path.
+		return
+	}
+	t.request.Headers = r.Header.Clone()
+	r = r.WithContext(context.WithValue(r.Context(), tapKey{}, t))
 	s.tapped.ServeHTTP(w, r)
 }
 
