@@ -152,7 +152,14 @@ func startPipeline(b *testing.B) *pipeline {
 	// Warm up: the mirror sees the launch, the comparator has migrated the
 	// schema, and one pair went all the way through.
 	testenv.CheckFor(b, 60*time.Second, 100*time.Millisecond, func() error {
-		resp, err := http.Get(p.mirrorURL + "/warmup")
+		req, err := http.NewRequest(benchMethod(), p.mirrorURL+"/warmup", strings.NewReader(postBody))
+		if err != nil {
+			return err
+		}
+		if benchMethod() == http.MethodGet {
+			req.Body, req.ContentLength = http.NoBody, 0
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err
 		}
