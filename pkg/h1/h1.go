@@ -121,6 +121,11 @@ func (p *Pool) Do(req *http.Request, head *Head, w http.ResponseWriter) (*http.R
 			return resp, nil
 		}
 		_ = c.c.Close()
+		if errors.Is(err, ErrRequestBody) {
+			// Said first: a failed read of a client's body also cancels
+			// its request's context (net/http).
+			return nil, err
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

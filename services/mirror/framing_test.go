@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/darklaunch/darklaunch/pkg/testenv"
 )
 
 // smuggling are requests whose framing is ambiguous, with the reason the
@@ -235,4 +237,48 @@ func scanSplit(raw []byte, at int) string {
 		return r
 	}
 	return f.scan(raw[at:])
+}
+
+// An upload cut off by MIRROR_BODY_READ_TIMEOUT on the direct path is the
+// client's failure: a 400, not a 502 counted against the primary, which
+// got no whole request; its sample is dropped as client_abort.
+func TestUploadCutOffIsTheClients(t *testing.T) {
+	e := newNATSEnv(t)
+	primary, reached := countingPrimary(t)
+	s, _ := startMirror(t, e, primary.URL, func(c *Config) { c.BodyReadTimeout = 300 * time.Millisecond })
+	l := e.createLaunch(t, 100, []string{"GET", "POST"}, nil)
+	waitMirrored(t, s, l.ID)
+
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\nonly part of it"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Length") {
+		t.Errorf("cut-off upload answered %d %q, want 400 naming the Content-Length", resp.StatusCode, body)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the primary's handler ran %d times for a request it never got whole", n)
+	}
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		st := s.Stats()
+		if st.ProxyErrors != 0 {
+			return fmt.Errorf("counted as %d primary errors", st.ProxyErrors)
+		}
+		if st.Dropped[ReasonClientAbort] != 1 || st.Sampled != 1 {
+			return fmt.Errorf("sampled %d, dropped %v; want the sample dropped as client_abort", st.Sampled, st.Dropped)
+		}
+		return nil
+	})
+	e.expectNone(t)
 }

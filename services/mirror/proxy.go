@@ -227,6 +227,17 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 		head.Stream, head.StreamLength = r.Body, r.ContentLength
 	}
 	resp, err := tr.pool.Do(r, head, w)
+	if errors.Is(err, h1.ErrRequestBody) {
+		// The client's upload ended before its Content-Length (cut off by
+		// MIRROR_BODY_READ_TIMEOUT, or broken; net/http has cancelled the
+		// request's context): its fault, not the primary's, which got no
+		// whole request. A sample of it is dropped as client_abort
+		// (tap.outcome). The 400 reaches a client still waiting.
+		s.log.Debug("request body ended before its Content-Length", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Connection", "close")
+		http.Error(w, "400 Bad Request: the request body ended before its Content-Length", http.StatusBadRequest)
+		return true
+	}
 	if err != nil {
 		if t != nil {
 			t.failed(err)
