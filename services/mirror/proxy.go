@@ -232,10 +232,16 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, t *tap) bool {
 		// MIRROR_BODY_READ_TIMEOUT, or broken; net/http has cancelled the
 		// request's context): its fault, not the primary's, which got no
 		// whole request. A sample of it is dropped as client_abort
-		// (tap.outcome). The 400 reaches a client still waiting.
+		// (tap.outcome). The 408 or 400 reaches a client still waiting.
 		s.log.Debug("request body ended before its Content-Length", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Connection", "close")
-		http.Error(w, "400 Bad Request: the request body ended before its Content-Length", http.StatusBadRequest)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// As nginx answers a client_body_timeout.
+			http.Error(w, "408 Request Timeout: the request body did not arrive in time", http.StatusRequestTimeout)
+		} else {
+			http.Error(w, "400 Bad Request: the request body ended before its Content-Length", http.StatusBadRequest)
+		}
 		return true
 	}
 	if err != nil {
