@@ -12,8 +12,8 @@ import (
 // directPools are the connections of the direct replay path (pkg/h1), one
 // pool per plain-http target host. A replay to an http:// target takes
 // it, whatever its method and body: written and read on the replay's own
-// goroutine, it costs about half the CPU of http.Client's hand-offs to
-// its connection goroutines. https targets and RUNNER_MAX_CONNS_PER_HOST
+// goroutine, without http.Client's hand-offs to its connection goroutines
+// (a third of the runner's CPU). https targets and RUNNER_MAX_CONNS_PER_HOST
 // go through the http.Client. Both apply the same dialler (the target
 // policy, at dial time), RUNNER_MAX_IDLE_CONNS_PER_HOST and
 // RUNNER_IDLE_CONN_TIMEOUT, and neither sends a request twice unless it
