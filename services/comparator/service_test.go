@@ -216,6 +216,15 @@ func TestClickHouseOutage(t *testing.T) {
 		h.publish(newPair(launch, envelope.NewID(), "/a", 200, `{"a":1}`, 200, `{"a":1}`), "")
 	}
 	h.waitRows(launch, 5)
+	// Rows are visible before the insert's answer reaches the comparator:
+	// killing ClickHouse in between would make it retry an insert that
+	// was stored (a clean-clone CI run saw the 5 rows twice).
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if st := r.Stats(); st.Inserted != 5 {
+			return fmt.Errorf("%d of 5 rows inserted (answered)", st.Inserted)
+		}
+		return nil
+	})
 
 	ch.Stop()
 	for i := range 25 {
