@@ -23,6 +23,10 @@ export NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export CLICKHOUSE_ADDR="127.0.0.1:$CLICKHOUSE_PORT"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export LOG_FORMAT=json
+# Each of the three streams reserves NATS_STREAM_MAX_BYTES of JetStream
+# storage (10 GiB by default: 30 GiB, more than a laptop may have free);
+# the demo keeps 1 GiB per stream.
+export NATS_STREAM_MAX_BYTES=1073741824
 
 clickhouse_bin() { command -v clickhouse-server || echo /usr/sbin/clickhouse-server; }
 

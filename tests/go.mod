@@ -9,6 +9,7 @@ require (
 	github.com/darklaunch/darklaunch/services/mirror v0.0.0
 	github.com/darklaunch/darklaunch/services/reporter v0.0.0
 	github.com/darklaunch/darklaunch/services/shadow-runner v0.0.0
+	github.com/nats-io/nats-server/v2 v2.15.2
 	sigs.k8s.io/kustomize/api v0.21.2
 	sigs.k8s.io/kustomize/kyaml v0.21.2
 	sigs.k8s.io/yaml v1.6.0
@@ -37,7 +38,6 @@ require (
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/monochromegane/go-gitignore v0.0.0-20200626010858-205db1a8cc00 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
-	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/segmentio/encoding v0.5.4 // indirect
 	github.com/xlab/treeprint v1.2.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect

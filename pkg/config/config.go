@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -23,6 +24,10 @@ type NATS struct {
 	NATSCertFile  string `envconfig:"NATS_CERT_FILE" default:"" desc:"PEM client certificate for mutual TLS with NATS (with NATS_KEY_FILE)"`
 	NATSKeyFile   string `envconfig:"NATS_KEY_FILE" default:"" desc:"PEM private key of NATS_CERT_FILE"`
 	NATSReplicas  int    `envconfig:"NATS_REPLICAS" default:"1" desc:"replicas (1-5) of every JetStream stream and KV bucket darklaunch creates; existing ones are scaled to it at start. 3 on a NATS cluster of 3 or more servers survives the loss of one"`
+	// The streams' limits: JetStream reserves MaxBytes on every replica
+	// of each stream when it is created, so they size the NATS servers.
+	NATSStreamMaxBytes int64         `envconfig:"NATS_STREAM_MAX_BYTES" default:"10737418240" desc:"bytes each of the three streams (envelopes, pairs, dead letters) keeps at most, the oldest discarded first; JetStream reserves this on every replica when a stream is created or updated, so the NATS servers need 3 x NATS_STREAM_MAX_BYTES of JetStream file storage (max_file_store) free; set it on every service alike (each applies it at start). At least 1 MiB"`
+	NATSStreamMaxAge   time.Duration `envconfig:"NATS_STREAM_MAX_AGE" default:"24h" desc:"longest a message stays in the three streams unprocessed before it is discarded; set it on every service alike"`
 }
 
 // ClickHouse is the shared ClickHouse setting.

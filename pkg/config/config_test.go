@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 type spec struct {
@@ -30,7 +31,7 @@ func TestLoadAndUsage(t *testing.T) {
 		t.Fatalf("load: %+v %v %v", s, help, err)
 	}
 	keys, _ := Keys(&s)
-	if strings.Join(keys, ",") != "NATS_URL,NATS_CREDS_FILE,NATS_NKEY_FILE,NATS_CA_FILE,NATS_CERT_FILE,NATS_KEY_FILE,NATS_REPLICAS,LOG_LEVEL,LOG_FORMAT,SVC_ADDR" {
+	if strings.Join(keys, ",") != "NATS_URL,NATS_CREDS_FILE,NATS_NKEY_FILE,NATS_CA_FILE,NATS_CERT_FILE,NATS_KEY_FILE,NATS_REPLICAS,NATS_STREAM_MAX_BYTES,NATS_STREAM_MAX_AGE,LOG_LEVEL,LOG_FORMAT,SVC_ADDR" {
 		t.Fatalf("keys %v", keys)
 	}
 }
@@ -44,5 +45,26 @@ func TestProfilingSetting(t *testing.T) {
 	}
 	if !Default[Profiling]().Profiles() {
 		t.Error("profiles are off by default, want on")
+	}
+}
+
+func TestStreamLimitSettings(t *testing.T) {
+	ok := Default[NATS]()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if ok.NATSStreamMaxBytes != 10<<30 || ok.NATSStreamMaxAge != 24*time.Hour {
+		t.Errorf("defaults %d, %s; want 10 GiB and 24h", ok.NATSStreamMaxBytes, ok.NATSStreamMaxAge)
+	}
+	for _, bad := range []func(*NATS){
+		func(n *NATS) { n.NATSStreamMaxBytes = 1<<20 - 1 },
+		func(n *NATS) { n.NATSStreamMaxAge = 0 },
+		func(n *NATS) { n.NATSStreamMaxAge = -time.Second },
+	} {
+		n := ok
+		bad(&n)
+		if err := n.Validate(); !errors.Is(err, ErrSettings) {
+			t.Errorf("%d bytes, %s: %v, want ErrSettings", n.NATSStreamMaxBytes, n.NATSStreamMaxAge, err)
+		}
 	}
 }

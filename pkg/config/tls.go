@@ -45,12 +45,19 @@ func ClientTLS(caFile, certFile, keyFile string, skipVerify bool) (*tls.Config, 
 // MaxReplicas is the most replicas JetStream allows a stream.
 const MaxReplicas = 5
 
-// Validate checks the NATS settings: replicas within 1..MaxReplicas, at
-// most one of a credentials file and an nkey seed file, each readable, and
-// a TLS configuration that loads.
+// Validate checks the NATS settings: replicas within 1..MaxReplicas,
+// stream limits of at least 1 MiB and a positive age, at most one of a
+// credentials file and an nkey seed file, each readable, and a TLS
+// configuration that loads.
 func (n NATS) Validate() error {
 	if n.NATSReplicas < 1 || n.NATSReplicas > MaxReplicas {
 		return fmt.Errorf("%w: NATS_REPLICAS is %d, want 1 to %d", ErrSettings, n.NATSReplicas, MaxReplicas)
+	}
+	if n.NATSStreamMaxBytes < 1<<20 {
+		return fmt.Errorf("%w: NATS_STREAM_MAX_BYTES is %d, want at least 1 MiB (1048576)", ErrSettings, n.NATSStreamMaxBytes)
+	}
+	if n.NATSStreamMaxAge <= 0 {
+		return fmt.Errorf("%w: NATS_STREAM_MAX_AGE is %s, want a positive duration", ErrSettings, n.NATSStreamMaxAge)
 	}
 	if n.NATSCredsFile != "" && n.NATSNKeyFile != "" {
 		return fmt.Errorf("%w: set NATS_CREDS_FILE or NATS_NKEY_FILE, not both", ErrTLS)

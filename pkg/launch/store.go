@@ -178,7 +178,7 @@ func validKey(id string) bool {
 // Setup creates (or updates) the streams and opens the launches bucket:
 // what a pipeline stage needs before it can take work.
 func Setup(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(ctx, js); err != nil {
 		return nil, err
 	}
 	return OpenBucket(ctx, js)

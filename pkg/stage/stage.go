@@ -364,7 +364,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		nc.Close()
 	}
 	defer stream.Close(nc, s.cfg.OpTimeout, s.log)
-	if s.js, err = stream.JetStream(nc, s.cfg.NATS.NATSReplicas); err != nil {
+	if s.js, err = stream.JetStream(nc, s.cfg.NATS); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	defer s.sendHeldAcks()

@@ -38,13 +38,13 @@ func replicasOf(ctx context.Context, js jetstream.JetStream, name string) (confi
 // what creates it through a JetStream context.
 var everyStream = map[string]func(context.Context, jetstream.JetStream) error{
 	stream.EnvelopesStream: func(ctx context.Context, js jetstream.JetStream) error {
-		return stream.Ensure(ctx, js, stream.DefaultLimits)
+		return stream.Ensure(ctx, js)
 	},
 	stream.PairsStream: func(ctx context.Context, js jetstream.JetStream) error {
-		return stream.Ensure(ctx, js, stream.DefaultLimits)
+		return stream.Ensure(ctx, js)
 	},
 	stream.DeadLetterStream: func(ctx context.Context, js jetstream.JetStream) error {
-		return stream.Ensure(ctx, js, stream.DefaultLimits)
+		return stream.Ensure(ctx, js)
 	},
 	"KV_" + launch.Bucket: func(ctx context.Context, js jetstream.JetStream) error {
 		_, err := launch.OpenBucket(ctx, js)
@@ -98,7 +98,7 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("Replicas of a plain context %d, want 1", stream.Replicas(plain))
 	}
 	check(plain, 1)
-	r3, err := stream.JetStream(nc, 3)
+	r3, err := stream.JetStream(nc, config.NATS{NATSReplicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +164,8 @@ func TestReplicasNeedACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := stream.JetStream(nc, 3)
-	err = stream.Ensure(testenv.Context(t), js, stream.DefaultLimits)
+	js, _ := stream.JetStream(nc, config.NATS{NATSReplicas: 3})
+	err = stream.Ensure(testenv.Context(t), js)
 	if err == nil || !strings.Contains(err.Error(), "replicas > 1 not supported") {
 		t.Fatalf("R3 on one server: %v", err)
 	}
@@ -193,7 +193,7 @@ func TestConnectURLListWithTLSAndCredentials(t *testing.T) {
 		t.Fatalf("connected to %s, TLS %v", nc.ConnectedUrl(), nc.TLSRequired())
 	}
 	js, _ := jetstream.New(nc)
-	if err := stream.Ensure(testenv.Context(t), js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(testenv.Context(t), js); err != nil {
 		t.Fatalf("JetStream through the second URL: %v", err)
 	}
 	if got := len(nc.Servers()); got != 2 {

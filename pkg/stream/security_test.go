@@ -42,7 +42,7 @@ func TestConnectTLSAndCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Ensure(testenv.Context(t), js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(testenv.Context(t), js); err != nil {
 		t.Fatalf("JetStream over TLS with credentials: %v", err)
 	}
 	if st := nc.ConnectedUrlRedacted(); nc.Status() != nats.CONNECTED || nc.TLSRequired() == false {

@@ -18,6 +18,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,31 +71,59 @@ type Limits struct {
 	MaxBytes int64
 }
 
-// DefaultLimits keep a day or 10 GiB of unprocessed messages per stream.
+// DefaultLimits keep a day or 10 GiB of unprocessed messages per stream
+// (the defaults of NATS_STREAM_MAX_AGE and NATS_STREAM_MAX_BYTES).
 var DefaultLimits = Limits{MaxAge: 24 * time.Hour, MaxBytes: 10 << 30}
 
-// JetStream is jetstream.New(nc, opts...) carrying the replicas that the
-// streams and buckets created through it get (config.NATS.NATSReplicas).
-func JetStream(nc *nats.Conn, replicas int, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+// JetStream is jetstream.New(nc, opts...) carrying what the streams and
+// buckets created through it get from the shared NATS settings: the
+// replicas (NATS_REPLICAS) and the streams' limits (NATS_STREAM_MAX_BYTES,
+// NATS_STREAM_MAX_AGE; zero ones are DefaultLimits').
+func JetStream(nc *nats.Conn, cfg config.NATS, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return WithReplicas(js, replicas), nil
+	lim := Limits{MaxAge: cmp.Or(cfg.NATSStreamMaxAge, DefaultLimits.MaxAge), MaxBytes: cmp.Or(cfg.NATSStreamMaxBytes, DefaultLimits.MaxBytes)}
+	return WithLimits(WithReplicas(js, cfg.NATSReplicas), lim), nil
 }
 
 // WithReplicas returns js carrying replicas (see JetStream).
 func WithReplicas(js jetstream.JetStream, replicas int) jetstream.JetStream {
-	if r, ok := js.(replicated); ok {
-		js = r.JetStream
-	}
-	return replicated{JetStream: js, replicas: replicas}
+	c := settingsOf(js)
+	c.replicas = replicas
+	return c
 }
 
-// replicated is a JetStream context with the replicas of what it creates.
+// WithLimits returns js carrying the streams' limits (see JetStream).
+func WithLimits(js jetstream.JetStream, lim Limits) jetstream.JetStream {
+	c := settingsOf(js)
+	c.limits = lim
+	return c
+}
+
+func settingsOf(js jetstream.JetStream) replicated {
+	if r, ok := js.(replicated); ok {
+		return r
+	}
+	return replicated{JetStream: js}
+}
+
+// replicated is a JetStream context with the replicas of what it creates
+// and the streams' limits.
 type replicated struct {
 	jetstream.JetStream
 	replicas int
+	limits   Limits
+}
+
+// StreamLimits are the limits of the streams created through js: what
+// JetStream or WithLimits gave it, else DefaultLimits.
+func StreamLimits(js jetstream.JetStream) Limits {
+	if r, ok := js.(replicated); ok && r.limits.MaxBytes > 0 && r.limits.MaxAge > 0 {
+		return r.limits
+	}
+	return DefaultLimits
 }
 
 // Replicas is the number of replicas of the streams and buckets created
@@ -106,10 +135,20 @@ func Replicas(js jetstream.JetStream) int {
 	return 1
 }
 
-// Ensure creates or updates the three streams, with Replicas(js) replicas:
-// an existing stream with other replicas is scaled (JetStream moves its
-// data to the new peers, and the stream stays available meanwhile).
-func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
+// ErrStorage wraps a stream JetStream refused for want of storage to
+// reserve its MaxBytes on.
+var ErrStorage = errors.New("not enough JetStream storage for darklaunch's streams: give the NATS servers more (max_file_store), or lower NATS_STREAM_MAX_BYTES on every service")
+
+// errInsufficientStorage is JetStream's "insufficient storage resources
+// available" (JSStorageResourcesExceededErr).
+var errInsufficientStorage = &jetstream.APIError{ErrorCode: 10047}
+
+// Ensure creates or updates the three streams, with Replicas(js) replicas
+// and StreamLimits(js): an existing stream with other replicas is scaled
+// (JetStream moves its data to the new peers, and the stream stays
+// available meanwhile), one with other limits gets these.
+func Ensure(ctx context.Context, js jetstream.JetStream) error {
+	lim := StreamLimits(js)
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: EnvelopesStream, Subjects: []string{EnvelopesPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 			Description: "sampled requests with the primary's response, waiting for replay"},
@@ -125,6 +164,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 		cfg.Discard = jetstream.DiscardOld
 		cfg.Replicas = Replicas(js)
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			if errors.Is(err, errInsufficientStorage) {
+				return fmt.Errorf("create stream %s (%d replicas of %d bytes): %w: %w", cfg.Name, cfg.Replicas, cfg.MaxBytes, ErrStorage, err)
+			}
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
@@ -133,12 +175,12 @@ func Ensure(ctx context.Context, js jetstream.JetStream, lim Limits) error {
 
 // EnsureConsumer creates or updates a durable consumer on one of the
 // streams. If the stream is gone (someone removed it after Ensure), the
-// streams are created again with DefaultLimits (and js's Replicas) first.
+// streams are created again with js's limits and replicas first.
 // The consumer has the replicas of its stream.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := Ensure(ctx, js, DefaultLimits); err != nil {
+		if err := Ensure(ctx, js); err != nil {
 			return nil, err
 		}
 		c, err = js.CreateOrUpdateConsumer(ctx, stream, cfg)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,7 +27,7 @@ func TestEnsureDedupeAndDeadLetter(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	for range 2 { // idempotent
-		if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+		if err := stream.Ensure(ctx, js); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,5 +136,45 @@ func TestEnsureConsumerRecreatesAMissingStream(t *testing.T) {
 		if info := c.CachedInfo(); info.Stream != stream.PairsStream || info.Name != stream.ComparatorConsumer {
 			t.Fatalf("consumer %s on %s", info.Name, info.Stream)
 		}
+	}
+}
+
+// The streams' limits come from the shared NATS settings; a server without
+// the storage to reserve them refuses with ErrStorage, which says what to
+// change.
+func TestStreamLimitsAndStorage(t *testing.T) {
+	ctx := testenv.Context(t)
+	srv := testenv.StartJetStream(t, func(o *server.Options) { o.JetStreamMaxStore = 256 << 20 })
+	nc, err := stream.Connect(config.NATS{NATSURL: srv.URL()}, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// The defaults (3 x 10 GiB) do not fit in 256 MiB.
+	js, err := stream.JetStream(nc, config.NATS{NATSReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Ensure(ctx, js); !errors.Is(err, stream.ErrStorage) || !strings.Contains(err.Error(), "NATS_STREAM_MAX_BYTES") {
+		t.Fatalf("Ensure with 3 x 10 GiB on 256 MiB: %v, want ErrStorage naming the setting", err)
+	}
+	small, err := stream.JetStream(nc, config.NATS{NATSReplicas: 1, NATSStreamMaxBytes: 64 << 20, NATSStreamMaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Ensure(ctx, small); err != nil {
+		t.Fatalf("Ensure with 3 x 64 MiB on 256 MiB: %v", err)
+	}
+	for _, name := range []string{stream.EnvelopesStream, stream.PairsStream, stream.DeadLetterStream} {
+		s, err := small.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := s.CachedInfo().Config; c.MaxBytes != 64<<20 || c.MaxAge != time.Hour {
+			t.Errorf("%s: max bytes %d, max age %s; want 64 MiB and 1h", name, c.MaxBytes, c.MaxAge)
+		}
+	}
+	if lim := stream.StreamLimits(js); lim != stream.DefaultLimits {
+		t.Errorf("limits of a context without settings: %+v, want the defaults", lim)
 	}
 }

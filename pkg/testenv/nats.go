@@ -29,7 +29,7 @@ func ConnectWith(t testing.TB, cfg config.NATS) (*nats.Conn, jetstream.JetStream
 	nc, js := Client(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(ctx, js); err != nil {
 		t.Fatal(err)
 	}
 	return nc, js

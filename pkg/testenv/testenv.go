@@ -38,8 +38,14 @@ func StartJetStream(t testing.TB, configure ...func(*server.Options)) *JetStream
 		Port:      FreePort(t),
 		JetStream: true,
 		StoreDir:  t.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
+		// The streams reserve their MaxBytes (10 GiB each); by default
+		// JetStream may reserve 75% of the disk's free space, so on a
+		// machine with less than about 43 GB free they would not be
+		// created. Tests store little: claim more than is there.
+		JetStreamMaxStore:  1 << 40,
+		JetStreamMaxMemory: 1 << 30,
+		NoLog:              true,
+		NoSigs:             true,
 	}}
 	for _, c := range configure {
 		c(&js.opts)
@@ -377,4 +383,19 @@ func Env(kv ...string) []string {
 		out = append(out, strings.ToUpper(kv[i])+"="+kv[i+1])
 	}
 	return out
+}
+
+// NATSServerArgs are the arguments that run the nats-server binary with
+// JetStream on 127.0.0.1:port, its store in dir, from a config file
+// written there: like StartJetStream's, it lets the streams reserve more
+// than the disk's free space (the command line has no flag for that).
+func NATSServerArgs(t testing.TB, dir string, port int) []string {
+	t.Helper()
+	conf := filepath.Join(dir, "nats-server.conf")
+	text := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n  max_file_store: 1TB\n  max_memory_store: 1GB\n}\n",
+		port, filepath.Join(dir, "jetstream"))
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-c", conf}
 }

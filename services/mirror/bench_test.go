@@ -345,8 +345,7 @@ func newTapRig(b *testing.B) *tapRig {
 
 	natsPort := testenv.FreePort(b)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	rig.nats = startBenchProc(b, rig.dir, "nats-server", nil, natsBin,
-		"-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", filepath.Join(rig.dir, "jetstream"))
+	rig.nats = startBenchProc(b, rig.dir, "nats-server", nil, natsBin, testenv.NATSServerArgs(b, rig.dir, natsPort)...)
 	waitHTTP(b, "nats-server", "tcp://127.0.0.1:"+strconv.Itoa(natsPort))
 	nc, err := nats.Connect(natsURL)
 	if err != nil {

@@ -273,7 +273,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var pubs *publishers
 	if nc != nil {
 		var err error
-		js, err = stream.JetStream(nc, s.cfg.NATSReplicas,
+		js, err = stream.JetStream(nc, s.cfg.NATS,
 			jetstream.WithPublishAsyncMaxPending(s.cfg.MaxPending),
 			jetstream.WithPublishAsyncTimeout(s.cfg.AckTimeout),
 			jetstream.WithPublishAsyncAckHandler(s.onAck),
@@ -372,7 +372,7 @@ func (s *Service) connect(ctx context.Context) *nats.Conn {
 func (s *Service) streamLoop(ctx context.Context, js jetstream.JetStream) {
 	for {
 		if !retry.Until(ctx, s.log, "create streams", backoff(10*time.Second), opTimeout, func(ctx context.Context) error {
-			return stream.Ensure(ctx, js, stream.DefaultLimits)
+			return stream.Ensure(ctx, js)
 		}) {
 			return
 		}

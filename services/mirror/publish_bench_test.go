@@ -129,7 +129,7 @@ func benchEnvelope() *envelope.Envelope {
 func startNATSProcess(b *testing.B, bin string) (string, int) {
 	port := testenv.FreePort(b)
 	dir := b.TempDir()
-	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "js"))
+	cmd := exec.Command(bin, testenv.NATSServerArgs(b, dir, port)...)
 	// Killed with this process, even when it dies on a timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

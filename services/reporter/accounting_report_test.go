@@ -55,7 +55,7 @@ func TestReportAccounting(t *testing.T) {
 		}
 	}
 	// In flight: a batch of two envelopes and one pair.
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(ctx, js); err != nil {
 		t.Fatal(err)
 	}
 	batch, err := envelope.AppendEnvelopeBatch(nil, []*envelope.Envelope{{ID: "e1", LaunchID: l.ID}, {ID: "e2", LaunchID: l.ID}})

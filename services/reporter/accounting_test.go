@@ -45,7 +45,7 @@ func TestInFlight(t *testing.T) {
 	if n, est, err := inFlight(ctx, js, launch); err != nil || n != 0 || est {
 		t.Fatalf("without streams: %d %v %v", n, est, err)
 	}
-	if err := stream.Ensure(ctx, js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(ctx, js); err != nil {
 		t.Fatal(err)
 	}
 	publish := func(subject string, data []byte, batch bool) {

@@ -231,7 +231,7 @@ func (s *Service) connectNATS(ctx context.Context) {
 	s.nc.Store(nc)
 	var kv jetstream.KeyValue
 	ok = s.retry(ctx, "open the NATS launches bucket", func(actx context.Context) error {
-		js, err := stream.JetStream(nc, s.cfg.NATSReplicas)
+		js, err := stream.JetStream(nc, s.cfg.NATS)
 		if err != nil {
 			return err
 		}

@@ -508,7 +508,7 @@ func TestPairPublishFailureKeepsTheEnvelope(t *testing.T) {
 	if n, err := h.streamMsgs(stream.EnvelopesStream); err != nil || n != 1 {
 		t.Fatalf("envelopes stream holds %d (err %v); the envelope must not be acked", n, err)
 	}
-	if err := stream.Ensure(h.ctx, h.js, stream.DefaultLimits); err != nil {
+	if err := stream.Ensure(h.ctx, h.js); err != nil {
 		t.Fatal(err)
 	}
 	h.waitStreamMsgs(stream.PairsStream, 1)

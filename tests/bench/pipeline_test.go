@@ -87,7 +87,7 @@ func startPipeline(b *testing.B) *pipeline {
 	if err != nil {
 		b.Fatal(err)
 	}
-	natsArgs := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dir, "nats")}
+	natsArgs := testenv.NATSServerArgs(b, dir, natsPort)
 	if os.Getenv("DL_BENCH_PROFILE") != "" {
 		// nats-server's profiles on their own port, read like the services'.
 		port := testenv.FreePort(b)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/darklaunch/darklaunch/pkg/config"
 	"github.com/darklaunch/darklaunch/pkg/stream"
+	natsconf "github.com/nats-io/nats-server/v2/conf"
 )
 
 // The Kubernetes manifests (deploy/k8s) are built with kustomize's own
@@ -310,6 +311,24 @@ func checkWorkloads(t *testing.T, objs map[string]map[string]object) map[string]
 	if !covered(objs, nats.Spec.Template.Metadata.Labels) {
 		t.Error("nats: no PodDisruptionBudget selects its pods")
 	}
+	// JetStream reserves each stream's NATS_STREAM_MAX_BYTES on every
+	// replica, and a server holds at most one replica of each of the
+	// three: they must fit in its max_file_store, or no stream is made.
+	storeMax := natsMaxFileStore(t, objs)
+	for name, env := range envs {
+		streamMax := stream.DefaultLimits.MaxBytes
+		if v, ok := env["NATS_STREAM_MAX_BYTES"]; ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Errorf("%s: NATS_STREAM_MAX_BYTES=%q: %v", name, v, err)
+			}
+			streamMax = n
+		}
+		if 3*streamMax > storeMax {
+			t.Errorf("%s: 3 streams x NATS_STREAM_MAX_BYTES %d = %d bytes do not fit in the NATS servers' max_file_store of %d",
+				name, streamMax, 3*streamMax, storeMax)
+		}
+	}
 	if ch := objs["Service"]["clickhouse"]; ch.Spec.Type != "ExternalName" {
 		t.Errorf("Service clickhouse is %q, want ExternalName", ch.Spec.Type)
 	}
@@ -317,6 +336,37 @@ func checkWorkloads(t *testing.T, objs map[string]map[string]object) map[string]
 		t.Error("Service redis: want a Service without selector and its EndpointSlice")
 	}
 	return envs
+}
+
+// natsMaxFileStore is the max_file_store of the nats.conf the NATS
+// servers mount, as nats-server reads it (its own config parser).
+func natsMaxFileStore(t *testing.T, objs map[string]map[string]object) int64 {
+	t.Helper()
+	for name, cm := range objs["ConfigMap"] {
+		if !strings.HasPrefix(name, "nats-config") {
+			continue
+		}
+		// The StatefulSet gives each server its POD_NAME; included files
+		// (credentials, from Secrets) are not in the build.
+		t.Setenv("POD_NAME", "nats-0")
+		var lines []string
+		for line := range strings.Lines(cm.Data["nats.conf"]) {
+			if !strings.HasPrefix(strings.TrimSpace(line), "include ") {
+				lines = append(lines, line)
+			}
+		}
+		parsed, err := natsconf.Parse(strings.Join(lines, ""))
+		if err != nil {
+			t.Fatalf("nats.conf: %v", err)
+		}
+		js, _ := parsed["jetstream"].(map[string]any)
+		if n, ok := js["max_file_store"].(int64); ok {
+			return n
+		}
+		t.Fatal("nats.conf: no jetstream.max_file_store (JetStream would take 75% of whatever disk is free)")
+	}
+	t.Fatal("no ConfigMap nats-config")
+	return 0
 }
 
 // covered reports whether a PodDisruptionBudget selects pods labelled so.
