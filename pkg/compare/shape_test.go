@@ -1,6 +1,7 @@
 package compare
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -145,5 +146,39 @@ func TestShapeNames(t *testing.T) {
 	}
 	if s := StringShape(strings.Repeat("ab12", 200)); s.Class != ClassHex || !strings.Contains(s.String(), "384+") {
 		t.Errorf("long hex: %s", s)
+	}
+}
+
+func TestULIDNeedsAPlausibleTimestamp(t *testing.T) {
+	// 01ARZ3NDEK is 1469918176385 ms: July 2016.
+	if !isULID("01ARZ3NDEKTSV4RRFFQ69G5FAV") {
+		t.Error("a ULID of 2016 is not recognized")
+	}
+	for _, s := range []string{
+		"7THPQ5EJ4SV5ERWRN4HKT2FBXK", // Crockford characters, but the year 10000-odd
+		"00000000000000000000000000", // no letter
+		"0000000000ZZZZZZZZZZZZZZZZ", // 1970
+	} {
+		if isULID(s) {
+			t.Errorf("%s taken for a ULID", s)
+		}
+	}
+	// Random upper-case tokens (as make demo's request ids): about 1 in
+	// 87 fits the alphabet and the first character, about 1 in 7,000 also
+	// the timestamp window. A fixed seed keeps the count exact.
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	var b [26]byte
+	n := 0
+	for range 200000 {
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if isULID(string(b[:])) {
+			n++
+		}
+	}
+	if n > 100 { // about 28 expected; 2,300 without the timestamp check
+		t.Errorf("%d of 200,000 random tokens taken for ULIDs", n)
 	}
 }
