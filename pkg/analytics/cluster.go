@@ -201,18 +201,10 @@ func shardingKey(clauses string) (string, error) {
 // with, skipping quoted strings; -1 when there is none.
 func closing(s string) int {
 	depth := 0
-	var quote byte
 	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case quote != 0:
-			if ch == '\\' {
-				i++
-			} else if ch == quote {
-				quote = 0
-			}
-		case ch == '\'' || ch == '`' || ch == '"':
-			quote = ch
+		switch ch := s[i]; {
+		case isQuote(ch):
+			i = quoteEnd(s, i)
 		case ch == '(':
 			depth++
 		case ch == ')':
@@ -230,29 +222,34 @@ func closing(s string) int {
 func outsideQuotes(s string, f func(string) string) string {
 	var b strings.Builder
 	start := 0
-	var quote byte
 	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case quote != 0:
-			if ch == '\\' {
-				i++
-			} else if ch == quote {
-				quote = 0
-				b.WriteString(s[start : i+1])
-				start = i + 1
-			}
-		case ch == '\'' || ch == '`' || ch == '"':
-			b.WriteString(f(s[start:i]))
-			quote, start = ch, i
+		if !isQuote(s[i]) {
+			continue
+		}
+		b.WriteString(f(s[start:i]))
+		end := min(quoteEnd(s, i)+1, len(s))
+		b.WriteString(s[i:end]) // the quoted part, as it is
+		start, i = end, end-1
+	}
+	b.WriteString(f(s[start:]))
+	return b.String()
+}
+
+func isQuote(ch byte) bool { return ch == '\'' || ch == '`' || ch == '"' }
+
+// quoteEnd is the index of the quote that closes the one at s[i] (a
+// backslash escapes the next character), or len(s) when none does.
+func quoteEnd(s string, i int) int {
+	q := s[i]
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case q:
+			return i
 		}
 	}
-	if quote != 0 {
-		b.WriteString(s[start:])
-	} else {
-		b.WriteString(f(s[start:]))
-	}
-	return b.String()
+	return len(s)
 }
 
 // distribute puts a Distributed table in front of each local table. One
