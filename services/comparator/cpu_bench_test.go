@@ -2,7 +2,6 @@ package comparator
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -58,24 +57,20 @@ func benchCPU(b *testing.B, chAddr string, batch int) {
 	item := `{"id":12345,"name":"widget","price":9.99}`
 	body := `{"items":[` + strings.Repeat(item+",", 23) + `{"id":0}]}`
 	for b.Loop() {
-		cpu0, start := child.CPU(b), time.Now()
-		var pairs []*envelope.Pair
-		for i := range n {
-			shadow := body
-			if i%10 == 0 {
-				shadow = strings.Replace(body, "9.99", "10.99", 1)
+		stagetest.MeasureCPU(b, child, js, admin, "darklaunch_comparator_rows_inserted_total", n, func() {
+			var pairs []*envelope.Pair
+			for i := range n {
+				shadow := body
+				if i%10 == 0 {
+					shadow = strings.Replace(body, "9.99", "10.99", 1)
+				}
+				pairs = append(pairs, newPair("l-bench", envelope.NewID(), fmt.Sprintf("/items/%d", i), 200, body, 200, shadow))
+				if len(pairs) == batch || i == n-1 {
+					publishPairs(b, js, pairs)
+					pairs = pairs[:0]
+				}
 			}
-			pairs = append(pairs, newPair("l-bench", envelope.NewID(), fmt.Sprintf("/items/%d", i), 200, body, 200, shadow))
-			if len(pairs) == batch || i == n-1 {
-				publishPairs(b, js, pairs)
-				pairs = pairs[:0]
-			}
-		}
-		<-js.PublishAsyncComplete()
-		stagetest.WaitMetric(b, admin, "darklaunch_comparator_rows_inserted_total", float64(n), 5*time.Minute)
-		cpu, took := child.CPU(b)-cpu0, time.Since(start)
-		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/pair")
-		b.ReportMetric(float64(n)/took.Seconds(), "pairs/s")
+		})
 	}
 	b.ReportMetric(0, "ns/op")
 }
@@ -102,13 +97,5 @@ func publishPairs(b *testing.B, js jetstream.JetStream, pairs []*envelope.Pair) 
 		m.Header.Set(envelope.BatchHeader, envelope.BatchVersion)
 		m.Header.Set(nats.MsgIdHdr, envelope.BatchID(ids))
 	}
-	if _, err := js.PublishMsgAsync(m); errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-		<-js.PublishAsyncComplete() // the publisher outran the server: wait, then go on
-		_, err = js.PublishMsgAsync(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-	} else if err != nil {
-		b.Fatal(err)
-	}
+	stagetest.PublishAsync(b, js, m)
 }

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,23 +75,19 @@ func benchCPU(b *testing.B, batch int) {
 		return err
 	})
 	for b.Loop() {
-		cpu0, start := child.CPU(b), time.Now()
-		var envs []*envelope.Envelope
-		for i := range n {
-			e := newEnvelope(l.ID, "GET", fmt.Sprintf("/items/%d", i), "page=1", nil)
-			e.Primary.Body, e.Primary.BodySize = []byte(body), int64(len(body))
-			e.Primary.Headers = http.Header{"Content-Type": {"application/json"}}
-			envs = append(envs, e)
-			if len(envs) == batch || i == n-1 {
-				publishBench(b, js, envs)
-				envs = envs[:0]
+		stagetest.MeasureCPU(b, child, js, admin, "darklaunch_shadow_runner_pairs_published_total", n, func() {
+			var envs []*envelope.Envelope
+			for i := range n {
+				e := newEnvelope(l.ID, "GET", fmt.Sprintf("/items/%d", i), "page=1", nil)
+				e.Primary.Body, e.Primary.BodySize = []byte(body), int64(len(body))
+				e.Primary.Headers = http.Header{"Content-Type": {"application/json"}}
+				envs = append(envs, e)
+				if len(envs) == batch || i == n-1 {
+					publishBench(b, js, envs)
+					envs = envs[:0]
+				}
 			}
-		}
-		<-js.PublishAsyncComplete()
-		stagetest.WaitMetric(b, admin, "darklaunch_shadow_runner_pairs_published_total", float64(n), 5*time.Minute)
-		cpu, took := child.CPU(b)-cpu0, time.Since(start)
-		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/pair")
-		b.ReportMetric(float64(n)/took.Seconds(), "pairs/s")
+		})
 	}
 	b.ReportMetric(0, "ns/op")
 }
@@ -121,13 +116,5 @@ func publishBench(b *testing.B, js jetstream.JetStream, envs []*envelope.Envelop
 		m.Header.Set(nats.MsgIdHdr, envelope.BatchID(ids))
 		m.Data = data
 	}
-	if _, err := js.PublishMsgAsync(m); errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-		<-js.PublishAsyncComplete() // the publisher outran the server: wait, then go on
-		_, err = js.PublishMsgAsync(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-	} else if err != nil {
-		b.Fatal(err)
-	}
+	stagetest.PublishAsync(b, js, m)
 }

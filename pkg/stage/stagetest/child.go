@@ -3,6 +3,7 @@ package stagetest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/darklaunch/darklaunch/pkg/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ChildEnv makes a stage's test binary run the stage itself instead of
@@ -142,4 +145,34 @@ func WaitMetric(t testing.TB, addr, name string, want float64, within time.Durat
 		}
 		return nil
 	})
+}
+
+// MeasureCPU is one round of a stage's CPU benchmark: send publishes n
+// items through js (asynchronously, PublishAsync), then it waits until the
+// child's counter metric (on its admin address) reaches n, and reports the
+// child's CPU microseconds per item (cpu-µs/pair) and the items per second
+// from the first publish to the last item counted (pairs/s).
+func MeasureCPU(b *testing.B, c *Child, js jetstream.JetStream, admin, metric string, n int, send func()) {
+	b.Helper()
+	cpu0, start := c.CPU(b), time.Now()
+	send()
+	<-js.PublishAsyncComplete()
+	WaitMetric(b, admin, metric, float64(n), 5*time.Minute)
+	cpu, took := c.CPU(b)-cpu0, time.Since(start)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/pair")
+	b.ReportMetric(float64(n)/took.Seconds(), "pairs/s")
+}
+
+// PublishAsync publishes m asynchronously; when the publisher has outrun
+// the server (too many acks pending) it waits for them once, then goes on.
+func PublishAsync(t testing.TB, js jetstream.JetStream, m *nats.Msg) {
+	t.Helper()
+	_, err := js.PublishMsgAsync(m)
+	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		<-js.PublishAsyncComplete()
+		_, err = js.PublishMsgAsync(m)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
