@@ -102,16 +102,16 @@ func WithLimits(js jetstream.JetStream, lim Limits) jetstream.JetStream {
 	return c
 }
 
-func settingsOf(js jetstream.JetStream) replicated {
-	if r, ok := js.(replicated); ok {
+func settingsOf(js jetstream.JetStream) configured {
+	if r, ok := js.(configured); ok {
 		return r
 	}
-	return replicated{JetStream: js}
+	return configured{JetStream: js}
 }
 
-// replicated is a JetStream context with the replicas of what it creates
+// configured is a JetStream context with the replicas of what it creates
 // and the streams' limits.
-type replicated struct {
+type configured struct {
 	jetstream.JetStream
 	replicas int
 	limits   Limits
@@ -120,7 +120,7 @@ type replicated struct {
 // StreamLimits are the limits of the streams created through js: what
 // JetStream or WithLimits gave it, else DefaultLimits.
 func StreamLimits(js jetstream.JetStream) Limits {
-	if r, ok := js.(replicated); ok && r.limits.MaxBytes > 0 && r.limits.MaxAge > 0 {
+	if r, ok := js.(configured); ok && r.limits.MaxBytes > 0 && r.limits.MaxAge > 0 {
 		return r.limits
 	}
 	return DefaultLimits
@@ -129,7 +129,7 @@ func StreamLimits(js jetstream.JetStream) Limits {
 // Replicas is the number of replicas of the streams and buckets created
 // through js: what JetStream or WithReplicas gave it, else 1.
 func Replicas(js jetstream.JetStream) int {
-	if r, ok := js.(replicated); ok && r.replicas > 0 {
+	if r, ok := js.(configured); ok && r.replicas > 0 {
 		return r.replicas
 	}
 	return 1
